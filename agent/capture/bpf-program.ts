@@ -1,0 +1,191 @@
+/**
+ * Loads the capture program (bpf/riptide.bpf.o) through libbpf: open → set load-time constants →
+ * size the ring buffer → load (verifier) → attach every tracepoint → fill filter maps.
+ * Everything it creates is released by {@link CaptureProgram.close}; links are fd-based, so even a
+ * killed agent leaves nothing attached (no pinning anywhere).
+ *
+ * @example
+ *   using prog = CaptureProgram.load({ captureLimit: 1024, filter: { ports: [8080] } });
+ *   const reader = prog.ringReader();
+ */
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Libbpf, Ptr } from './libbpf.ts';
+import { captureLibbpfLog, check, checkPtr, errnoText, libbpf } from './libbpf.ts';
+import { RingReader } from './ring-reader.ts';
+import { RT_CNT_ARGS_FULL, RT_CNT_EMITTED, RT_CNT_RINGBUF_FULL, RT_COMM_LEN, RT_MAX_PAYLOAD, Rodata } from './layout.generated.ts';
+
+export const DEFAULT_OBJECT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bpf', 'riptide.bpf.o');
+
+export interface CaptureFilter {
+  /** Process ids (tgids) to capture. */
+  pids?: number[];
+  /** Local or remote ports to capture. */
+  ports?: number[];
+  /** Process (thread) names to capture, as in /proc/pid/comm (at most 15 bytes). */
+  comms?: string[];
+}
+
+export interface CaptureOptions {
+  /** Payload bytes copied per message (default 1024, at most 8192). */
+  captureLimit?: number;
+  /** Ring buffer size in bytes, a power of two ≥ 4096 (default 8 MiB). */
+  ringBytes?: number;
+  /** When any filter list is non-empty, a message must match at least one of them (OR). */
+  filter?: CaptureFilter;
+  /** First socket / trace id; defaults to a value derived from the current time so ids are unique across runs. */
+  idSeed?: bigint;
+  /** Path of the compiled object. */
+  objectPath?: string;
+  /** Where libbpf's log lines go (default: warnings to stderr as one line each). */
+  log?: (level: 'warn' | 'info' | 'debug', line: string) => void;
+}
+
+export interface KernelCounters {
+  ringbufFull: number;
+  emitted: number;
+  argsMapFull: number;
+}
+
+export interface AttachedProgram {
+  name: string;
+  section: string;
+}
+
+/**
+ * Ids seeded from the wall clock: 1024 ids per millisecond of uptime before two runs of the agent
+ * could overlap, and the result stays below 2^53 so it is exact as a JS number.
+ */
+export function defaultIdSeed(nowMs = Date.now()): bigint {
+  return BigInt(nowMs) * 1024n;
+}
+
+export class CaptureProgram implements Disposable {
+  private links: bigint[] = [];
+  private closed = false;
+  readonly attached: AttachedProgram[] = [];
+
+  private constructor(
+    private readonly lib: Libbpf,
+    private obj: Ptr,
+    readonly ringBytes: number,
+    readonly captureLimit: number,
+  ) {}
+
+  static load(options: CaptureOptions = {}): CaptureProgram {
+    const lib = libbpf();
+    const objectPath = options.objectPath ?? DEFAULT_OBJECT;
+    if (!existsSync(objectPath)) throw new Error(`BPF object ${objectPath} is missing (build it with: npm run bpf:build)`);
+    const log = options.log ?? ((level, line) => level === 'warn' && process.stderr.write(`libbpf: ${line}\n`));
+    captureLibbpfLog(log);
+
+    const captureLimit = options.captureLimit ?? 1024;
+    if (!Number.isInteger(captureLimit) || captureLimit < 0 || captureLimit > RT_MAX_PAYLOAD) {
+      throw new Error(`capture limit must be an integer between 0 and ${RT_MAX_PAYLOAD}, got ${captureLimit}`);
+    }
+    const ringBytes = options.ringBytes ?? 8 << 20;
+    if (ringBytes < 4096 || ringBytes & (ringBytes - 1)) throw new Error(`ring buffer size must be a power of two ≥ 4096, got ${ringBytes}`);
+
+    const obj = checkPtr(lib.object_open_file(objectPath, null), `opening ${objectPath}`);
+    const prog = new CaptureProgram(lib, obj, ringBytes, captureLimit);
+    try {
+      const filter = options.filter ?? {};
+      const rodata = Buffer.alloc(Rodata.SIZE);
+      rodata.writeUInt32LE(captureLimit, Rodata.capture_limit.offset);
+      rodata.writeUInt32LE(process.pid, Rodata.self_tgid.offset);
+      rodata.writeBigUInt64LE(options.idSeed ?? defaultIdSeed(), Rodata.id_seed.offset);
+      rodata.writeUInt8(filter.pids?.length ? 1 : 0, Rodata.filter_pids.offset);
+      rodata.writeUInt8(filter.ports?.length ? 1 : 0, Rodata.filter_ports.offset);
+      rodata.writeUInt8(filter.comms?.length ? 1 : 0, Rodata.filter_comms.offset);
+      check(lib.map_set_initial_value(prog.map('.rodata'), rodata, rodata.length), 'setting load-time constants');
+      check(lib.map_set_max_entries(prog.map('events'), ringBytes), 'sizing the ring buffer');
+
+      const loaded = lib.object_load(obj);
+      if (loaded < 0) throw new Error(`loading the BPF program was refused by the kernel: ${errnoText(-loaded)}`);
+      prog.fillFilters(filter);
+      prog.attachAll();
+      return prog;
+    } catch (err) {
+      prog.close();
+      throw err;
+    }
+  }
+
+  private map(name: string): bigint {
+    return checkPtr(this.lib.object_find_map_by_name(this.obj, name), `finding map ${name}`);
+  }
+
+  mapFd(name: string): number {
+    return check(this.lib.map_fd(this.map(name)), `fd of map ${name}`);
+  }
+
+  private fillFilters(filter: CaptureFilter): void {
+    const one = Buffer.from([1]);
+    const put = (mapName: string, key: Buffer): void => {
+      check(this.lib.map_update_elem(this.mapFd(mapName), key, one, 0n), `adding to ${mapName}`);
+    };
+    for (const pid of filter.pids ?? []) {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(pid);
+      put('pid_filter', k);
+    }
+    for (const port of filter.ports ?? []) {
+      if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`invalid port in filter: ${port}`);
+      const k = Buffer.alloc(2);
+      k.writeUInt16LE(port);
+      put('port_filter', k);
+    }
+    for (const comm of filter.comms ?? []) {
+      const k = Buffer.alloc(RT_COMM_LEN);
+      k.write(comm.slice(0, RT_COMM_LEN - 1), 'utf8');
+      put('comm_filter', k);
+    }
+  }
+
+  private attachAll(): void {
+    let p: Ptr = null;
+    while ((p = this.lib.object_next_program(this.obj, p)) !== null && p !== 0n) {
+      const name = this.lib.program_name(p);
+      const section = this.lib.program_section_name(p);
+      const link = this.lib.program_attach(p);
+      if (link === null || link === 0n) throw new Error(`attaching ${name} (${section}) failed: ${errnoText()}`);
+      this.links.push(link);
+      this.attached.push({ name, section });
+    }
+  }
+
+  /** A reader over the mapped ring buffer (the caller closes it before the program). */
+  ringReader(): RingReader {
+    return new RingReader(this.lib, this.mapFd('events'), this.ringBytes);
+  }
+
+  /** Kernel-side counters, summed over CPUs. */
+  counters(): KernelCounters {
+    const fd = this.mapFd('counters');
+    const ncpu = this.lib.num_possible_cpus();
+    const value = Buffer.alloc(8 * ncpu);
+    const key = Buffer.alloc(4);
+    const read = (idx: number): number => {
+      key.writeUInt32LE(idx);
+      if (this.lib.map_lookup_elem(fd, key, value) < 0) return 0;
+      let sum = 0;
+      for (let c = 0; c < ncpu; c++) sum += Number(value.readBigUInt64LE(c * 8));
+      return sum;
+    };
+    return { ringbufFull: read(RT_CNT_RINGBUF_FULL), emitted: read(RT_CNT_EMITTED), argsMapFull: read(RT_CNT_ARGS_FULL) };
+  }
+
+  /** Detaches every program and frees the object. Safe to call twice. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const link of this.links.splice(0)) this.lib.link_destroy(link);
+    if (this.obj !== null) this.lib.object_close(this.obj);
+    this.obj = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The capture stage: BPF program → mapped ring buffer → decoded messages, with process metadata,
+ * drained on a short timer off any per-event foreign call. It has one job; what happens to a
+ * message next (parse, batch, print) is the sink's business.
+ *
+ * Counters (on /metrics): riptide_capture_received_total (records read from the ring),
+ * riptide_capture_dropped_total{reason} (ringbuf_full and args_map_full from the kernel,
+ * decode in user space), riptide_capture_ring_backlog_bytes.
+ *
+ * @example
+ *   const cap = await Capture.start({ filter: { ports: [8080] } }, { onMessage: (m) => console.log(m.syscall) });
+ *   …
+ *   cap.stop();
+ */
+import type { CaptureOptions, KernelCounters } from './bpf-program.ts';
+import { CaptureProgram } from './bpf-program.ts';
+import type { ProcessEvent } from './decoder.ts';
+import { RecordDecoder } from './decoder.ts';
+import type { CapturedMessage, ProcessInfo, SocketClosed } from './message.ts';
+import { ProcessMetadata } from './process-meta.ts';
+import type { RingReader } from './ring-reader.ts';
+import { BurstLogger, metrics } from '../metrics.ts';
+
+export interface CaptureSink {
+  onMessage(message: CapturedMessage, process: ProcessInfo | undefined): void;
+  onSocketClosed?(event: SocketClosed): void;
+  onProcessEvent?(event: ProcessEvent): void;
+}
+
+export interface CaptureRunOptions extends CaptureOptions {
+  /** Drain period when the ring is idle (ms, default 10). */
+  pollMs?: number;
+  /** Records handled per drain slice before yielding to the event loop (default 8192). */
+  sliceRecords?: number;
+}
+
+const received = metrics.counter('riptide_capture_received_total', 'Records read from the BPF ring buffer');
+const dropped = metrics.counter('riptide_capture_dropped_total', 'Messages lost in capture, by reason');
+const backlogGauge = metrics.gauge('riptide_capture_ring_backlog_bytes', 'Bytes in the ring buffer not yet read');
+
+export class Capture {
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private readonly decoder = new RecordDecoder();
+  readonly processes = new ProcessMetadata();
+  private readonly decodeDrops = new BurstLogger('capture: undecodable ring records');
+  private lastKernel: KernelCounters = { ringbufFull: 0, emitted: 0, argsMapFull: 0 };
+  private readonly kernelDropLog = new BurstLogger('capture: kernel dropped messages');
+
+  private constructor(
+    private readonly program: CaptureProgram,
+    private readonly reader: RingReader,
+    private readonly sink: CaptureSink,
+    private readonly pollMs: number,
+    private readonly sliceRecords: number,
+  ) {}
+
+  /** Loads and attaches the program; capture is live when this returns. */
+  static start(options: CaptureRunOptions, sink: CaptureSink): Capture {
+    const program = CaptureProgram.load(options);
+    let reader: RingReader;
+    try {
+      reader = program.ringReader();
+    } catch (err) {
+      program.close();
+      throw err;
+    }
+    const cap = new Capture(program, reader, sink, options.pollMs ?? 10, options.sliceRecords ?? 8192);
+    metrics.onCollect(() => cap.collectKernelCounters());
+    cap.schedule(0);
+    return cap;
+  }
+
+  get attachedPrograms(): number {
+    return this.program.attached.length;
+  }
+
+  private schedule(delay: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => this.tick(), delay);
+  }
+
+  private tick(): void {
+    const n = this.drainOnce();
+    // A full slice means a backlog: come back at once (after I/O), otherwise sleep.
+    this.schedule(n >= this.sliceRecords ? 0 : this.pollMs);
+  }
+
+  /** Reads up to one slice of records. Exposed for tests and benchmarks. */
+  drainOnce(): number {
+    const n = this.reader.drain((view, bytes, off, len) => this.handle(view, bytes, off, len), this.sliceRecords);
+    received.inc(undefined, n);
+    return n;
+  }
+
+  private handle(view: DataView, bytes: Uint8Array, off: number, len: number): void {
+    let rec;
+    try {
+      rec = this.decoder.decode(view, bytes, off, len);
+    } catch (err) {
+      dropped.inc({ reason: 'decode' });
+      this.decodeDrops.record(1, (err as Error).message);
+      return;
+    }
+    switch (rec.kind) {
+      case 'data':
+        this.sink.onMessage(rec.message, this.processes.get(rec.message.pid));
+        break;
+      case 'close':
+        this.sink.onSocketClosed?.(rec.event);
+        break;
+      case 'process':
+        this.processes.invalidate(rec.event.pid);
+        this.sink.onProcessEvent?.(rec.event);
+        break;
+    }
+  }
+
+  /** Pulls the kernel-side counters into /metrics and logs new kernel drops once per burst. */
+  collectKernelCounters(): KernelCounters {
+    if (this.stopped) return this.lastKernel;
+    const k = this.program.counters();
+    const newDrops = k.ringbufFull - this.lastKernel.ringbufFull + (k.argsMapFull - this.lastKernel.argsMapFull);
+    if (newDrops > 0) this.kernelDropLog.record(newDrops, 'ring buffer full or in-flight map full; raise --ring-mb or lower the capture limit');
+    this.lastKernel = k;
+    dropped.setTotal(k.ringbufFull, { reason: 'ringbuf_full' });
+    dropped.setTotal(k.argsMapFull, { reason: 'args_map_full' });
+    backlogGauge.set(this.reader.backlog());
+    return k;
+  }
+
+  /** Drains what is left, detaches everything. Safe to call twice. */
+  stop(): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    while (this.drainOnce() > 0) {
+      /* flush the backlog */
+    }
+    this.collectKernelCounters();
+    this.stopped = true;
+    this.reader.close();
+    this.program.close();
+  }
+}

@@ -1,0 +1,174 @@
+import type { Command } from '../command.ts';
+import { FatalError, UsageError } from '../command.ts';
+import type { OptionSpec } from '../config.ts';
+import { commonOptions, loadConfig, renderHelp } from '../config.ts';
+import type { CaptureSink } from '../../capture/capture.ts';
+import { Capture } from '../../capture/capture.ts';
+import type { CapturedMessage, ProcessInfo } from '../../capture/message.ts';
+import { runPreflight } from '../../capture/preflight.ts';
+import { startStatusServer } from '../../status-server.ts';
+import { metrics } from '../../metrics.ts';
+
+const options: OptionSpec[] = [
+  ...commonOptions.map((o) => (o.name === 'port' ? { ...o, default: 8687, help: 'HTTP port for /healthz and /metrics (0 picks a free port)' } : o)),
+  { name: 'output', short: 'o', type: 'string', help: 'Write every captured message as one JSON line to this file; "-" is stdout (debugging: nothing is shipped)' },
+  { name: 'capture-bytes', type: 'number', help: 'Payload bytes captured per message (max 8192)', default: 1024 },
+  { name: 'ring-mb', type: 'number', help: 'BPF ring buffer size in MiB (power of two)', default: 8 },
+  { name: 'filter-pid', type: 'list', help: 'Only capture these process ids (comma-separated; filters are OR-ed)' },
+  { name: 'filter-port', type: 'list', help: 'Only capture sockets with these local or remote ports' },
+  { name: 'filter-comm', type: 'list', help: 'Only capture processes with these names (/proc/pid/comm)' },
+  { name: 'max-output-mb', type: 'number', help: 'Pending --output bytes held in memory before lines are dropped (counted)', default: 64 },
+];
+
+const help = renderHelp(
+  'riptide agent [flags]',
+  [
+    'Captures the data syscalls (read/write/send/recv families) of every process on this host with eBPF,',
+    'with socket tuples, TCP sequence numbers, syscall-trace ids and the head of each payload.',
+    'Needs root (or CAP_BPF + CAP_PERFMON), kernel BTF and tracefs; run `riptide doctor` to check a host.',
+    '',
+    'The first line on stderr ("riptide agent: capturing …") is printed once capture is live.',
+    'SIGINT/SIGTERM detach every BPF program and flush before exit.',
+    '',
+    'Examples:',
+    '  riptide agent --output - --filter-port 8080        # NDJSON of port-8080 traffic to stdout',
+    '  riptide agent --store s3://traces/riptide --s3-endpoint http://127.0.0.1:9000',
+  ].join('\n'),
+  options,
+);
+
+function parseNumbers(values: string[], what: string): number[] {
+  return values.map((v) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${what}: "${v}" is not a positive integer`);
+    return n;
+  });
+}
+
+/** The `--output` line for one message: the stable debugging format (see docs/ARCHITECTURE.md). */
+export function messageToJson(m: CapturedMessage, proc: ProcessInfo | undefined): string {
+  return JSON.stringify({
+    ts_ns: m.tsNs.toString(),
+    enter_ns: m.enterNs.toString(),
+    exit_ns: m.exitNs.toString(),
+    pid: m.pid,
+    tid: m.tid,
+    coroutine_id: m.coroutineId,
+    process_name: m.processName,
+    cmdline: proc?.cmdline ?? '',
+    container_id: proc?.containerId ?? '',
+    syscall: m.syscall,
+    direction: m.direction,
+    socket_id: m.socketId,
+    family: m.family,
+    l4: m.l4,
+    local_ip: m.localIp,
+    local_port: m.localPort,
+    remote_ip: m.remoteIp,
+    remote_port: m.remotePort,
+    role: m.role,
+    tcp_seq: m.tcpSeq,
+    syscall_trace_id: m.syscallTraceId,
+    bytes: m.bytes,
+    payload: Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength).toString('base64'),
+  }).replace(/^\{"ts_ns":"(\d+)","enter_ns":"(\d+)","exit_ns":"(\d+)"/, '{"ts_ns":$1,"enter_ns":$2,"exit_ns":$3');
+}
+
+/** Buffers NDJSON lines and writes them in chunks; past the cap, lines are dropped and counted. */
+class LineWriter {
+  private chunks: string[] = [];
+  private pendingBytes = 0;
+  private waitingDrain = false;
+  private readonly dropped = metrics.counter('riptide_output_dropped_total', 'Lines not written to --output because it was too slow');
+  constructor(
+    private readonly stream: NodeJS.WritableStream,
+    private readonly capBytes: number,
+  ) {}
+  push(line: string): void {
+    if (this.pendingBytes > this.capBytes) {
+      this.dropped.inc();
+      return;
+    }
+    this.chunks.push(line);
+    this.pendingBytes += line.length + 1;
+  }
+  flush(): void {
+    if (this.chunks.length === 0 || this.waitingDrain) return;
+    const text = this.chunks.join('\n') + '\n';
+    this.chunks = [];
+    this.pendingBytes = 0;
+    if (!this.stream.write(text)) {
+      this.waitingDrain = true;
+      this.stream.once('drain', () => {
+        this.waitingDrain = false;
+        this.flush();
+      });
+    }
+  }
+}
+
+const command: Command = {
+  name: 'agent',
+  summary: 'Capture network syscalls with eBPF',
+  help,
+  async run(argv) {
+    const cfg = loadConfig(argv, options);
+    if (cfg.positionals.length) throw new UsageError(`unexpected argument "${cfg.positionals[0]}"`);
+    const output = cfg.string('output');
+    if (!output) {
+      throw new UsageError('shipping to the object store is not wired into this build yet; use --output - (or a file) for now');
+    }
+    const pre = runPreflight();
+    if (!pre.ok) throw new FatalError(`cannot capture: ${pre.problem}`);
+
+    const ringMb = cfg.number('ring-mb') ?? 8;
+    const filter = {
+      pids: parseNumbers(cfg.list('filter-pid'), 'filter-pid'),
+      ports: parseNumbers(cfg.list('filter-port'), 'filter-port'),
+      comms: cfg.list('filter-comm'),
+    };
+
+    const { createWriteStream } = await import('node:fs');
+    const stream = output === '-' ? process.stdout : createWriteStream(output, { flags: 'a' });
+    const writer = new LineWriter(stream, (cfg.number('max-output-mb') ?? 64) << 20);
+    const sink: CaptureSink = {
+      onMessage: (m, proc) => writer.push(messageToJson(m, proc)),
+    };
+
+    let capture: Capture;
+    try {
+      capture = Capture.start(
+        { captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter },
+        sink,
+      );
+    } catch (err) {
+      throw new FatalError(`cannot capture: ${(err as Error).message}`);
+    }
+    const flushTimer = setInterval(() => writer.flush(), 20);
+    const status = await startStatusServer(cfg.number('port') ?? 8687);
+    const filters = [
+      filter.pids.length ? `pids ${filter.pids.join(',')}` : '',
+      filter.ports.length ? `ports ${filter.ports.join(',')}` : '',
+      filter.comms.length ? `names ${filter.comms.join(',')}` : '',
+    ].filter(Boolean);
+    process.stderr.write(
+      `riptide agent: capturing on ${capture.attachedPrograms} tracepoints${filters.length ? ` (${filters.join(' or ')})` : ' (all processes)'}; ` +
+        `metrics on http://127.0.0.1:${status.port}/metrics; output to ${output === '-' ? 'stdout' : output}\n`,
+    );
+
+    await new Promise<void>((resolve) => {
+      const stop = (): void => resolve();
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    capture.stop();
+    clearInterval(flushTimer);
+    writer.flush();
+    await status.close();
+    if (stream !== process.stdout) await new Promise<void>((r) => (stream as NodeJS.WritableStream).end(r));
+    process.stderr.write('riptide agent: stopped; all BPF programs detached\n');
+    return 0;
+  },
+};
+
+export default command;

@@ -1,0 +1,29 @@
+import type { Command } from '../command.ts';
+import { UsageError } from '../command.ts';
+import { loadConfig, renderHelp } from '../config.ts';
+import { probeFeatures, runPreflight } from '../../capture/preflight.ts';
+
+const command: Command = {
+  name: 'doctor',
+  summary: 'Check this host for the agent',
+  help: renderHelp(
+    'riptide doctor',
+    'Checks what the capture agent needs (privileges, kernel BTF, tracefs, libbpf, BPF tracepoints),\nthen probes the optional hook kinds (raw tracepoints, kprobes, fentry, perf-event, TC, socket filters).\nExits non-zero when the agent cannot run here.',
+    [],
+  ),
+  async run(argv) {
+    const cfg = loadConfig(argv, []);
+    if (cfg.positionals.length) throw new UsageError(`unexpected argument "${cfg.positionals[0]}"`);
+    const pre = runPreflight();
+    for (const c of pre.checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.line}\n`);
+    if (!pre.ok) {
+      process.stdout.write(`\nThe agent cannot run here: ${pre.problem}\n`);
+      return 1;
+    }
+    process.stdout.write('\nOptional hooks (the agent needs none of them; syscall tracepoints are the baseline):\n');
+    for (const f of probeFeatures()) process.stdout.write(`${f.available ? 'yes ' : 'no  '}  ${f.name}: ${f.detail}\n`);
+    return 0;
+  },
+};
+
+export default command;

@@ -1,0 +1,673 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Riptide capture program: the ten data syscalls on sockets, enter and exit, plus socket
+ * lifecycle (connect, accept, close) and process exec/exit, all on syscall/sched tracepoints
+ * (the baseline every kernel with BTF has; kprobes and fentry are optional accelerators that
+ * this kernel does not offer).
+ *
+ * Path: enter stashes the arguments per thread (one syscall per thread at a time) after
+ * resolving the fd to a socket -- non-socket fds stop here; exit combines them with the
+ * return value, copies the head of the payload and writes one record to the ring buffer.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "riptide.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define SOCK_STREAM 1
+#define SOCK_DGRAM 2
+#define EINPROGRESS 115
+
+/* ---- load-time constants (set by the loader before load) ---- */
+const volatile __u32 capture_limit = 1024; /* payload bytes copied, <= RT_MAX_PAYLOAD */
+const volatile __u32 self_tgid = 0;        /* the agent itself is never traced */
+const volatile __u64 id_seed = 0;          /* socket and trace ids start here (unique per run) */
+const volatile __u8 filter_pids = 0;       /* when any filter is on, a message must match one */
+const volatile __u8 filter_ports = 0;
+const volatile __u8 filter_comms = 0;
+
+/* ---- maps ---- */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* resized by the loader */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RT_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2); /* 0: socket ids, 1: syscall-trace ids */
+	__type(key, __u32);
+	__type(value, __u64);
+} id_counters SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u8);
+} pid_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u16);
+	__type(value, __u8);
+} port_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, char[RT_COMM_LEN]);
+	__type(value, __u8);
+} comm_filter SEC(".maps");
+
+/* What enter learned, for exit to finish. */
+struct rt_args {
+	__u64 enter_ns;
+	__u64 sk;        /* struct sock * */
+	__u64 buf;       /* buffer, iovec array, user_msghdr or mmsghdr, by syscall */
+	__u64 addr;      /* sockaddr for sendto/recvfrom (unconnected UDP) */
+	__u32 count;     /* iovcnt for readv/writev */
+	__u32 tcp_seq;
+	__u32 fd;
+	__u16 family;
+	__u8 l4;
+	__u8 syscall;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct rt_args);
+} active SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, __u32); /* fd being connected */
+} connecting SEC(".maps");
+
+struct rt_sock_info {
+	__u64 socket_id;
+	__u64 sk;
+	__u8 role;
+	__u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* tgid << 32 | fd */
+	__type(value, struct rt_sock_info);
+} sockets SEC(".maps");
+
+struct rt_thread_trace {
+	__u64 trace_id;
+	__u64 socket_id;
+	__u8 last_dir;
+	__u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct rt_thread_trace);
+} thread_trace SEC(".maps");
+
+/* Scratch space to build a record: double size so variable offsets stay provably in bounds. */
+struct rt_scratch {
+	__u8 bytes[sizeof(struct rt_data_event) + 2 * RT_MAX_PAYLOAD];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rt_scratch);
+} scratch SEC(".maps");
+
+/* Force BTF for the records user space decodes (the generator reads their layout). */
+const struct rt_data_event *unused_data_event __attribute__((unused));
+const struct rt_close_event *unused_close_event __attribute__((unused));
+const struct rt_proc_event *unused_proc_event __attribute__((unused));
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* ---- helpers ---- */
+
+static __always_inline void count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &which);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+static __always_inline __u64 next_id(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&id_counters, &which);
+	if (!v)
+		return 0;
+	return id_seed + __sync_fetch_and_add(v, 1) + 1;
+}
+
+static __always_inline bool any_filter(void)
+{
+	return filter_pids || filter_ports || filter_comms;
+}
+
+/* Filters that need no socket: the agent itself, pids and process names. */
+static __always_inline bool task_selected(__u32 tgid)
+{
+	if (tgid == self_tgid)
+		return false;
+	if (!any_filter())
+		return true;
+	if (filter_pids && bpf_map_lookup_elem(&pid_filter, &tgid))
+		return true;
+	if (filter_comms) {
+		char comm[RT_COMM_LEN] = {};
+		bpf_get_current_comm(&comm, sizeof(comm));
+		if (bpf_map_lookup_elem(&comm_filter, &comm))
+			return true;
+	}
+	return false;
+}
+
+static __always_inline bool port_selected(__u16 lport, __u16 rport)
+{
+	return filter_ports && (bpf_map_lookup_elem(&port_filter, &lport) || bpf_map_lookup_elem(&port_filter, &rport));
+}
+
+/* fd -> struct sock *, or NULL when the fd is not a socket. */
+static __always_inline struct sock *fd_to_sock(__u32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return NULL;
+	if (fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	if (!file)
+		return NULL;
+	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return NULL;
+	return BPF_CORE_READ(sock, sk);
+}
+
+static __always_inline __u16 sock_ports(struct sock *sk, __u16 *rport)
+{
+	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return BPF_CORE_READ(sk, __sk_common.skc_num);
+}
+
+/* Enter of a data syscall: resolve the socket, apply filters, stash what exit needs. */
+static __always_inline int on_enter(__u8 sys, __u32 fd, __u64 buf, __u32 count_arg, __u64 addr)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	if (tgid == self_tgid)
+		return 0;
+	bool selected = task_selected(tgid);
+	if (!selected && !filter_ports)
+		return 0;
+
+	struct sock *sk = fd_to_sock(fd);
+	if (!sk)
+		return 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	__u16 type = BPF_CORE_READ(sk, sk_type);
+	__u8 l4;
+	if (type == SOCK_STREAM)
+		l4 = IPPROTO_TCP;
+	else if (type == SOCK_DGRAM)
+		l4 = IPPROTO_UDP;
+	else
+		return 0;
+	if (!selected) {
+		__u16 rport;
+		__u16 lport = sock_ports(sk, &rport);
+		if (!port_selected(lport, rport))
+			return 0;
+	}
+
+	struct rt_args a = {};
+	a.enter_ns = bpf_ktime_get_ns();
+	a.sk = (__u64)sk;
+	a.buf = buf;
+	a.addr = addr;
+	a.count = count_arg;
+	a.fd = fd;
+	a.family = family;
+	a.l4 = l4;
+	a.syscall = sys;
+	if (l4 == IPPROTO_TCP) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		a.tcp_seq = sys <= RT_SYS_SENDMMSG ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+	}
+	if (bpf_map_update_elem(&active, &pid_tgid, &a, BPF_ANY))
+		count(RT_CNT_ARGS_FULL);
+	return 0;
+}
+
+/* Reads a user sockaddr into the remote address/port (unconnected UDP). */
+static __always_inline void read_sockaddr(struct rt_data_event *ev, __u64 uaddr)
+{
+	if (!uaddr)
+		return;
+	__u16 fam = 0;
+	bpf_probe_read_user(&fam, sizeof(fam), (void *)uaddr);
+	if (fam == AF_INET) {
+		struct sockaddr_in sin = {};
+		bpf_probe_read_user(&sin, sizeof(sin), (void *)uaddr);
+		__builtin_memcpy(ev->remote_addr, &sin.sin_addr.s_addr, 4);
+		ev->remote_port = bpf_ntohs(sin.sin_port);
+	} else if (fam == AF_INET6) {
+		struct sockaddr_in6 sin6 = {};
+		bpf_probe_read_user(&sin6, sizeof(sin6), (void *)uaddr);
+		__builtin_memcpy(ev->remote_addr, &sin6.sin6_addr, 16);
+		ev->remote_port = bpf_ntohs(sin6.sin6_port);
+	}
+}
+
+/* Copies up to `want` bytes from an iovec array into the payload; returns bytes copied. */
+static __always_inline __u32 copy_iov(struct rt_data_event *ev, __u64 iov_ptr, __u32 iovcnt, __u32 want)
+{
+	__u32 off = 0;
+#pragma unroll
+	for (int i = 0; i < RT_MAX_IOV; i++) {
+		if (i >= iovcnt || off >= want)
+			break;
+		struct iovec iov = {};
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(iov_ptr + i * sizeof(struct iovec))))
+			break;
+		__u32 n = iov.iov_len;
+		if (n > want - off)
+			n = want - off;
+		__u32 o = off & (RT_MAX_PAYLOAD - 1);
+		n &= (RT_MAX_PAYLOAD - 1);
+		if (n == 0)
+			continue;
+		if (bpf_probe_read_user(&ev->payload[o], n, iov.iov_base))
+			break;
+		off += n;
+	}
+	return off;
+}
+
+static __always_inline void fill_tuple(struct rt_data_event *ev, struct sock *sk, __u16 family)
+{
+	ev->family = family;
+	ev->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	ev->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (family == AF_INET) {
+		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(ev->local_addr, &l, 4);
+		__builtin_memcpy(ev->remote_addr, &r, 4);
+	} else {
+		BPF_CORE_READ_INTO(&ev->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&ev->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+/* Socket id and role for (tgid, fd): created on first sight, renewed when the fd now names another socket. */
+static __always_inline struct rt_sock_info *sock_info(__u32 tgid, __u32 fd, __u64 sk)
+{
+	__u64 key = ((__u64)tgid << 32) | fd;
+	struct rt_sock_info *info = bpf_map_lookup_elem(&sockets, &key);
+	if (info) {
+		if (info->sk == sk)
+			return info;
+		if (info->sk == 0) { /* registered by connect/accept before we knew the sock */
+			info->sk = sk;
+			return info;
+		}
+	}
+	struct rt_sock_info fresh = {};
+	fresh.socket_id = next_id(0);
+	fresh.sk = sk;
+	fresh.role = RT_ROLE_UNKNOWN;
+	bpf_map_update_elem(&sockets, &key, &fresh, BPF_ANY);
+	return bpf_map_lookup_elem(&sockets, &key);
+}
+
+static __always_inline __u64 trace_id_for(__u64 pid_tgid, __u8 dir, __u64 socket_id)
+{
+	struct rt_thread_trace *t = bpf_map_lookup_elem(&thread_trace, &pid_tgid);
+	if (dir == RT_DIR_INGRESS) {
+		/* A request split over several reads keeps its id; any other receive starts a new one. */
+		if (t && t->last_dir == RT_DIR_INGRESS && t->socket_id == socket_id)
+			return t->trace_id;
+		struct rt_thread_trace fresh = {};
+		fresh.trace_id = next_id(1);
+		fresh.socket_id = socket_id;
+		fresh.last_dir = RT_DIR_INGRESS;
+		bpf_map_update_elem(&thread_trace, &pid_tgid, &fresh, BPF_ANY);
+		return fresh.trace_id;
+	}
+	/* Egress reuses what the thread last received (0 when it received nothing). */
+	if (!t)
+		return 0;
+	t->last_dir = RT_DIR_EGRESS;
+	t->socket_id = socket_id;
+	return t->trace_id;
+}
+
+/* Exit of a data syscall: build the record and write it to the ring buffer. */
+static __always_inline int on_exit(__u8 sys, long ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct rt_args *a = bpf_map_lookup_elem(&active, &pid_tgid);
+	if (!a)
+		return 0;
+	if (a->syscall != sys || ret <= 0)
+		goto out;
+
+	__u32 zero = 0;
+	struct rt_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+	if (!s)
+		goto out;
+	struct rt_data_event *ev = (struct rt_data_event *)s->bytes;
+	__u32 tgid = pid_tgid >> 32;
+	__u8 dir = sys <= RT_SYS_SENDMMSG ? RT_DIR_EGRESS : RT_DIR_INGRESS;
+	struct sock *sk = (struct sock *)a->sk;
+
+	ev->kind = RT_EV_DATA;
+	ev->pid = tgid;
+	ev->tid = (__u32)pid_tgid;
+	ev->enter_ns = a->enter_ns;
+	ev->exit_ns = bpf_ktime_get_ns();
+	ev->coroutine_id = 0;
+	ev->bytes = ret;
+	ev->tcp_seq = a->tcp_seq;
+	ev->l4 = a->l4;
+	ev->direction = dir;
+	ev->syscall = sys;
+	__builtin_memset(ev->local_addr, 0, sizeof(ev->local_addr));
+	__builtin_memset(ev->remote_addr, 0, sizeof(ev->remote_addr));
+	fill_tuple(ev, sk, a->family);
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+
+	struct rt_sock_info *info = sock_info(tgid, a->fd, a->sk);
+	ev->socket_id = info ? info->socket_id : 0;
+	ev->role = info ? info->role : RT_ROLE_UNKNOWN;
+	ev->syscall_trace_id = trace_id_for(pid_tgid, dir, ev->socket_id);
+
+	__u32 limit = capture_limit;
+	if (limit > RT_MAX_PAYLOAD)
+		limit = RT_MAX_PAYLOAD;
+	__u32 want = ret < limit ? (__u32)ret : limit;
+	__u32 got = 0;
+	__u64 msg_name = 0;
+
+	switch (sys) {
+	case RT_SYS_WRITE:
+	case RT_SYS_READ:
+	case RT_SYS_SENDTO:
+	case RT_SYS_RECVFROM:
+		if (want > RT_MAX_PAYLOAD)
+			want = RT_MAX_PAYLOAD;
+		if (want && !bpf_probe_read_user(ev->payload, want, (void *)a->buf))
+			got = want;
+		msg_name = a->addr;
+		break;
+	case RT_SYS_WRITEV:
+	case RT_SYS_READV:
+		got = copy_iov(ev, a->buf, a->count, want);
+		break;
+	case RT_SYS_SENDMSG:
+	case RT_SYS_RECVMSG: {
+		struct user_msghdr mh = {};
+		if (!bpf_probe_read_user(&mh, sizeof(mh), (void *)a->buf)) {
+			got = copy_iov(ev, (__u64)mh.msg_iov, mh.msg_iovlen, want);
+			msg_name = (__u64)mh.msg_name;
+		}
+		break;
+	}
+	case RT_SYS_SENDMMSG:
+	case RT_SYS_RECVMMSG: {
+		/* ret is the number of messages; report and copy the first one. */
+		struct mmsghdr mm = {};
+		if (!bpf_probe_read_user(&mm, sizeof(mm), (void *)a->buf)) {
+			ev->bytes = mm.msg_len;
+			want = mm.msg_len < limit ? mm.msg_len : limit;
+			got = copy_iov(ev, (__u64)mm.msg_hdr.msg_iov, mm.msg_hdr.msg_iovlen, want);
+			msg_name = (__u64)mm.msg_hdr.msg_name;
+		}
+		break;
+	}
+	}
+	if (a->l4 == IPPROTO_UDP && ev->remote_port == 0)
+		read_sockaddr(ev, msg_name);
+
+	ev->payload_len = got;
+	__u64 size = sizeof(struct rt_data_event) + got;
+	if (size > sizeof(struct rt_scratch))
+		size = sizeof(struct rt_scratch);
+	if (bpf_ringbuf_output(&events, s->bytes, size, BPF_RB_NO_WAKEUP))
+		count(RT_CNT_RINGBUF_FULL);
+	else
+		count(RT_CNT_EMITTED);
+out:
+	bpf_map_delete_elem(&active, &pid_tgid);
+	return 0;
+}
+
+/* ---- data syscalls: egress ---- */
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int rt_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(RT_SYS_WRITE, ctx->args[0], ctx->args[1], 0, 0);
+}
+SEC("tracepoint/syscalls/sys_exit_write")
+int rt_exit_write(struct trace_event_raw_sys_exit *ctx) { return on_exit(RT_SYS_WRITE, ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int rt_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(RT_SYS_WRITEV, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+SEC("tracepoint/syscalls/sys_exit_writev")
+int rt_exit_writev(struct trace_event_raw_sys_exit *ctx) { return on_exit(RT_SYS_WRITEV, ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int rt_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(RT_SYS_SENDTO, ctx->args[0], ctx->args[1], 0, ctx->args[4]);
+}
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int rt_exit_sendto(struct trace_event_raw_sys_exit *ctx) { return on_exit(RT_SYS_SENDTO, ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int rt_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(RT_SYS_SENDMSG, ctx->args[0], ctx->args[1], 0, 0);
+}
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int rt_exit_sendmsg(struct trace_event_raw_sys_exit *ctx) { return on_exit(RT_SYS_SENDMSG, ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int rt_enter_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(RT_SYS_SENDMMSG, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int rt_exit_sendmmsg(struct trace_event_raw_sys_exit *ctx) { return on_exit(RT_SYS_SENDMMSG, ctx->ret); }
+
+/* ---- data syscalls: ingress ---- */
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int rt_enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(RT_SYS_READ, ctx->args[0], ctx->args[1], 0, 0);
+}
+SEC("tracepoint/syscalls/sys_exit_read")
+int rt_exit_read(struct trace_event_raw_sys_exit *ctx) { return on_exit(RT_SYS_READ, ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int rt_enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(RT_SYS_READV, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+SEC("tracepoint/syscalls/sys_exit_readv")
+int rt_exit_readv(struct trace_event_raw_sys_exit *ctx) { return on_exit(RT_SYS_READV, ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int rt_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(RT_SYS_RECVFROM, ctx->args[0], ctx->args[1], 0, ctx->args[4]);
+}
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int rt_exit_recvfrom(struct trace_event_raw_sys_exit *ctx) { return on_exit(RT_SYS_RECVFROM, ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int rt_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(RT_SYS_RECVMSG, ctx->args[0], ctx->args[1], 0, 0);
+}
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int rt_exit_recvmsg(struct trace_event_raw_sys_exit *ctx) { return on_exit(RT_SYS_RECVMSG, ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_recvmmsg")
+int rt_enter_recvmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	return on_enter(RT_SYS_RECVMMSG, ctx->args[0], ctx->args[1], ctx->args[2], 0);
+}
+SEC("tracepoint/syscalls/sys_exit_recvmmsg")
+int rt_exit_recvmmsg(struct trace_event_raw_sys_exit *ctx) { return on_exit(RT_SYS_RECVMMSG, ctx->ret); }
+
+/* ---- socket lifecycle ---- */
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int rt_enter_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if ((pid_tgid >> 32) == self_tgid)
+		return 0;
+	__u32 fd = ctx->args[0];
+	bpf_map_update_elem(&connecting, &pid_tgid, &fd, BPF_ANY);
+	return 0;
+}
+
+static __always_inline void register_socket(__u32 tgid, __u32 fd, __u8 role)
+{
+	struct sock *sk = fd_to_sock(fd);
+	if (!sk)
+		return;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	__u64 key = ((__u64)tgid << 32) | fd;
+	struct rt_sock_info info = {};
+	info.socket_id = next_id(0);
+	info.sk = (__u64)sk;
+	info.role = role;
+	bpf_map_update_elem(&sockets, &key, &info, BPF_ANY);
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int rt_exit_connect(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 *fd = bpf_map_lookup_elem(&connecting, &pid_tgid);
+	if (!fd)
+		return 0;
+	if (ctx->ret == 0 || ctx->ret == -EINPROGRESS)
+		register_socket(pid_tgid >> 32, *fd, RT_ROLE_CLIENT);
+	bpf_map_delete_elem(&connecting, &pid_tgid);
+	return 0;
+}
+
+static __always_inline int on_accept_exit(long ret)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if ((pid_tgid >> 32) == self_tgid || ret < 0)
+		return 0;
+	register_socket(pid_tgid >> 32, (__u32)ret, RT_ROLE_SERVER);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int rt_exit_accept(struct trace_event_raw_sys_exit *ctx) { return on_accept_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int rt_exit_accept4(struct trace_event_raw_sys_exit *ctx) { return on_accept_exit(ctx->ret); }
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int rt_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	__u64 key = ((__u64)tgid << 32) | (__u32)ctx->args[0];
+	struct rt_sock_info *info = bpf_map_lookup_elem(&sockets, &key);
+	if (!info)
+		return 0;
+	struct rt_close_event ev = {};
+	ev.kind = RT_EV_CLOSE;
+	ev.pid = tgid;
+	ev.ts_ns = bpf_ktime_get_ns();
+	ev.socket_id = info->socket_id;
+	bpf_map_delete_elem(&sockets, &key);
+	if (task_selected(tgid) && bpf_ringbuf_output(&events, &ev, sizeof(ev), BPF_RB_NO_WAKEUP))
+		count(RT_CNT_RINGBUF_FULL);
+	return 0;
+}
+
+/* ---- process lifecycle: lets user space drop cached /proc metadata at the right moment ---- */
+
+static __always_inline void proc_event(__u32 kind, __u32 tgid)
+{
+	struct rt_proc_event ev = {};
+	ev.kind = kind;
+	ev.pid = tgid;
+	ev.ts_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(&ev.comm, sizeof(ev.comm));
+	if (bpf_ringbuf_output(&events, &ev, sizeof(ev), BPF_RB_NO_WAKEUP))
+		count(RT_CNT_RINGBUF_FULL);
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int rt_proc_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (tgid != self_tgid)
+		proc_event(RT_EV_PROC_EXEC, tgid);
+	return 0;
+}
+
+SEC("tracepoint/sched/sched_process_exit")
+int rt_proc_exit(void *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	/* Only when the whole group goes: the leader exiting. */
+	if ((__u32)pid_tgid == tgid && tgid != self_tgid)
+		proc_event(RT_EV_PROC_EXIT, tgid);
+	bpf_map_delete_elem(&thread_trace, &pid_tgid);
+	return 0;
+}

@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Riptide capture: the records that cross the ring buffer from kernel to user space.
+ *
+ * This header is the one source of truth for the event layout. The TypeScript decoder
+ * (agent/capture/layout.generated.ts) is generated from the BTF of the compiled object
+ * (bpf/gen-layout.ts), so offsets never drift. Natural alignment, no packed structs.
+ */
+#ifndef RIPTIDE_H
+#define RIPTIDE_H
+
+/* Upper bound on captured payload bytes; the load-time constant `capture_limit` is clamped to it. */
+#define RT_MAX_PAYLOAD 8192
+#define RT_COMM_LEN 16
+/* How many iovec entries are copied from for readv/writev/sendmsg/recvmsg. */
+#define RT_MAX_IOV 4
+
+enum rt_event_kind {
+	RT_EV_DATA = 1,      /* one data syscall on a socket (struct rt_data_event) */
+	RT_EV_CLOSE = 2,     /* a tracked socket was closed (struct rt_close_event) */
+	RT_EV_PROC_EXEC = 3, /* a process called exec (struct rt_proc_event) */
+	RT_EV_PROC_EXIT = 4, /* a process (thread group) exited (struct rt_proc_event) */
+};
+
+enum rt_direction {
+	RT_DIR_EGRESS = 0,
+	RT_DIR_INGRESS = 1,
+};
+
+enum rt_role {
+	RT_ROLE_UNKNOWN = 0,
+	RT_ROLE_CLIENT = 1, /* we saw connect() */
+	RT_ROLE_SERVER = 2, /* we saw accept() */
+};
+
+enum rt_syscall {
+	RT_SYS_WRITE = 0,
+	RT_SYS_WRITEV = 1,
+	RT_SYS_SENDTO = 2,
+	RT_SYS_SENDMSG = 3,
+	RT_SYS_SENDMMSG = 4,
+	RT_SYS_READ = 5,
+	RT_SYS_READV = 6,
+	RT_SYS_RECVFROM = 7,
+	RT_SYS_RECVMSG = 8,
+	RT_SYS_RECVMMSG = 9,
+};
+
+enum rt_counter {
+	RT_CNT_RINGBUF_FULL = 0, /* events lost because the ring buffer was full */
+	RT_CNT_EMITTED = 1,      /* data events written to the ring buffer */
+	RT_CNT_ARGS_FULL = 2,    /* syscalls missed because the in-flight map was full */
+	RT_CNT_MAX = 4,
+};
+
+/* Every record starts with `__u32 kind; __u32 pid;`: user space switches on `kind`. */
+
+struct rt_data_event {
+	__u32 kind;        /* RT_EV_DATA */
+	__u32 pid;         /* tgid */
+	__u32 tid;
+	__u32 payload_len; /* captured bytes that follow the fixed part */
+	__u64 enter_ns;    /* bpf_ktime_get_ns() at syscall enter */
+	__u64 exit_ns;     /* ... and at exit */
+	__u64 socket_id;
+	__u64 syscall_trace_id;
+	__u64 coroutine_id; /* 0 until coroutines are tracked */
+	__s64 bytes;        /* syscall return value (first message's length for *mmsg) */
+	__u32 tcp_seq;      /* write_seq (egress) / copied_seq (ingress) at enter; 0 for UDP */
+	__u16 family;       /* AF_INET / AF_INET6 */
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 l4;            /* IPPROTO_TCP / IPPROTO_UDP */
+	__u8 direction;     /* enum rt_direction */
+	__u8 role;          /* enum rt_role */
+	__u8 syscall;       /* enum rt_syscall */
+	__u8 _pad[2];
+	__u8 local_addr[16]; /* IPv4 in the first 4 bytes */
+	__u8 remote_addr[16];
+	char comm[RT_COMM_LEN];
+	__u8 payload[];
+};
+
+struct rt_close_event {
+	__u32 kind; /* RT_EV_CLOSE */
+	__u32 pid;
+	__u64 ts_ns;
+	__u64 socket_id;
+};
+
+struct rt_proc_event {
+	__u32 kind; /* RT_EV_PROC_EXEC / RT_EV_PROC_EXIT */
+	__u32 pid;
+	__u64 ts_ns;
+	char comm[RT_COMM_LEN];
+};
+
+#endif
