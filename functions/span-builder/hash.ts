@@ -1,0 +1,76 @@
+/**
+ * Small, fast, deterministic 64-bit hashing for span ids and tag ids. Not cryptographic: it only has
+ * to be stable across processes, replicas and releases (changing it changes every id: don't).
+ * Two independent 32-bit murmur3-style lanes over 32-bit words.
+ */
+
+const C1 = 0xcc9e2d51;
+const C2 = 0x1b873593;
+
+function mixWord(h: number, k: number): number {
+  k = Math.imul(k, C1);
+  k = (k << 15) | (k >>> 17);
+  k = Math.imul(k, C2);
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** A pair of 32-bit lanes being fed words. */
+export class Hash64 {
+  private a: number;
+  private b: number;
+  private n = 0;
+  constructor(seed = 0) {
+    this.a = (0x9747b28c ^ seed) | 0;
+    this.b = (0x5bd1e995 ^ Math.imul(seed, 31)) | 0;
+  }
+  word(k: number): this {
+    this.a = mixWord(this.a, k | 0);
+    this.b = mixWord(this.b, Math.imul(k | 0, 0x2545f491) ^ 0x68e31da4);
+    this.n++;
+    return this;
+  }
+  /** A non-negative integer below 2^53 (split in a high and a low word). */
+  num(v: number): this {
+    return this.word(v % 0x100000000).word(Math.floor(v / 0x100000000));
+  }
+  big(v: bigint): this {
+    return this.word(Number(v & 0xffffffffn)).word(Number((v >> 32n) & 0xffffffffn));
+  }
+  str(s: string): this {
+    for (let i = 0; i < s.length; i += 2) this.word(s.charCodeAt(i) | ((i + 1 < s.length ? s.charCodeAt(i + 1) : 0) << 16));
+    return this.word(s.length);
+  }
+  /** Both lanes finalised: [high, low] unsigned 32-bit words. */
+  digest(): [number, number] {
+    const a = fmix(this.a ^ this.n);
+    const b = fmix(this.b ^ Math.imul(this.n, 0x27d4eb2d));
+    // Cross-mix so each output word depends on both lanes.
+    return [fmix((a ^ Math.imul(b, 0x165667b1)) >>> 0), fmix((b + Math.imul(a, 0x9e3779b1)) >>> 0)];
+  }
+  hex(): string {
+    const [hi, lo] = this.digest();
+    return hi.toString(16).padStart(8, '0') + lo.toString(16).padStart(8, '0');
+  }
+  /** A positive integer below 2^53 (exact in a JS number and in JSON); never 0. */
+  id53(): number {
+    const [hi, lo] = this.digest();
+    const v = (hi & 0x1fffff) * 0x100000000 + lo;
+    return v === 0 ? 1 : v;
+  }
+}
+
+/** Hash of a string, as [high, low] words; used to pre-hash agent ids once per window. */
+export function stringWords(s: string): [number, number] {
+  return new Hash64(7).str(s).digest();
+}

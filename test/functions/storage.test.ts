@@ -1,0 +1,68 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openClickHouse, queryRows } from '../../functions/storage/clickhouse.ts';
+import type { ClickHouse } from '../../functions/storage/clickhouse.ts';
+import { loadMigrations, migrate } from '../../functions/storage/migrations.ts';
+import { dt64, insertSpans } from '../../functions/storage/span-store.ts';
+import { buildSpans } from '../../functions/span-builder/span-builder.ts';
+import { BASE_SLOT, cutBatches, httpReq, httpResp, msg, proc } from './fixtures.ts';
+
+let dir: string;
+let ch: ClickHouse;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'riptide-storage-'));
+  ch = await openClickHouse({ dataDir: dir });
+});
+afterAll(async () => {
+  await ch.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('ClickHouse storage (embedded chDB through @clickhouse/client)', () => {
+  it('applies the versioned migrations once', async () => {
+    // The fixtures are dated 2023: a long TTL keeps FINAL (which applies TTL) from hiding them.
+    expect(await migrate(ch, { ttlDays: 36500 })).toEqual([1]);
+    expect(await migrate(ch)).toEqual([]);
+    const tables = await queryRows<{ name: string; engine: string; partition_key: string }>(ch, "SELECT name, engine, partition_key FROM system.tables WHERE database = 'riptide' AND engine LIKE '%MergeTree' ORDER BY name");
+    expect(tables.map((t) => t.name)).toEqual(['custom_tags', 'processed_slots', 'schema_migrations', 'spans', 'tag_labels', 'tag_names']);
+    for (const t of tables) expect(t.partition_key, t.name).not.toBe('');
+    const ttl = await queryRows<{ name: string; create_table_query: string }>(ch, "SELECT name, create_table_query FROM system.tables WHERE database = 'riptide' AND engine LIKE '%MergeTree' AND name != 'schema_migrations'");
+    for (const t of ttl) expect(t.create_table_query, t.name).toMatch(/ TTL /);
+  });
+
+  it('has a cluster variant for every single-node migration', () => {
+    const single = loadMigrations({ mode: 'single' });
+    const cluster = loadMigrations({ mode: 'cluster', cluster: 'prod' });
+    expect(cluster.map((m) => m.version)).toEqual(single.map((m) => m.version));
+    const text = cluster.flatMap((m) => m.statements).join('\n');
+    expect(text).toMatch(/ReplicatedReplacingMergeTree/);
+    expect(text).toMatch(/ON CLUSTER 'prod'/);
+    expect(text).toMatch(/Distributed\('prod', 'riptide', 'spans_local'/);
+  });
+
+  it('stores spans with microsecond times; a re-inserted batch adds no duplicate', async () => {
+    const c = { socketId: 5, pid: 9, processName: 'curl', role: 'client' as const };
+    const batches = cutBatches('n1', [msg(c, 10, 'egress', [httpReq('/a')], { tcpSeq: 3 }), msg(c, 12.5, 'ingress', [httpResp(200)], { tcpSeq: 9 })], [proc(9, 'curl')]);
+    const { spans } = buildSpans({ agentId: 'n1', slot: BASE_SLOT, prev: [], cur: [batches.get(BASE_SLOT)!], next: [] });
+    await insertSpans(ch, spans, 'n1/1');
+    await insertSpans(ch, spans, 'n1/1'); // a retried insert: dropped by the dedup token
+    await insertSpans(ch, spans, 'n1/1-again'); // a re-run: collapsed by ReplacingMergeTree
+    const raw = await queryRows<{ c: string }>(ch, 'SELECT count() AS c FROM riptide.spans');
+    expect(Number(raw[0].c)).toBeLessThanOrEqual(2); // 1 once a background merge ran
+    const rows = await queryRows<{ span_id: string; us: number; duration_us: number; side: string; x: number }>(
+      ch,
+      'SELECT span_id, toUnixTimestamp64Micro(start_time) AS us, duration_us, side, req_tcp_seq AS x FROM riptide.spans FINAL',
+    );
+    expect(rows).toEqual([{ span_id: spans[0].span_id, us: spans[0].start_time_us, duration_us: 2500, side: 'client', x: 3 }]);
+    const view = await queryRows<{ n: string }>(ch, 'SELECT count() AS n FROM riptide.spans_view');
+    expect(Number(view[0].n)).toBe(1);
+  });
+
+  it('formats DateTime64(6) exactly', () => {
+    expect(dt64(1700000000000001)).toBe('1700000000.000001');
+    expect(dt64(1700000000123456)).toBe('1700000000.123456');
+  });
+});
