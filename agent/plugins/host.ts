@@ -57,7 +57,12 @@ export interface PluginStatus {
 /** Resolves a configured path to the manifest file it means. */
 export async function resolveManifestPath(p: string): Promise<string> {
   const abs = resolve(p);
-  const st = await stat(abs);
+  let st;
+  try {
+    st = await stat(abs);
+  } catch (err) {
+    throw new PluginFault('load_error', `cannot open ${abs}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
   if (st.isFile()) return abs;
   for (const cand of [join(abs, 'manifest.json'), join(abs, 'build', 'manifest.json')]) {
     try {

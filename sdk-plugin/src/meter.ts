@@ -12,6 +12,9 @@
  * within `fuel` instructions plus one region. The host tells a metering trap from a plugin's own
  * trap by the sign of the fuel left.
  *
+ * memory.copy, memory.fill and memory.init are charged len/64 at run time, so bulk operations in
+ * a loop cannot outrun the budget either.
+ *
  * The memory section is rewritten so its maximum is at most the cap; a module whose initial size
  * exceeds the cap, that imports memory, that uses an instruction we do not decode (SIMD, threads,
  * exceptions, multi-memory), or that imports anything outside the allowlist is rejected.
@@ -149,11 +152,19 @@ function skipBlockType(r: Reader): void {
  * Decodes one function body's instructions and returns where to insert charges: the offset right
  * after each `loop` blocktype (plus the body start) with the instruction count of its region.
  */
-function scanBody(r: Reader, end: number): Array<{ at: number; cost: number }> {
-  const points: Array<{ at: number; cost: number }> = [{ at: r.o, cost: 0 }];
+interface Point {
+  at: number;
+  cost: number;
+  /** `bulk`: a memory.copy/fill/init whose length operand is charged at run time. */
+  bulk?: boolean;
+}
+
+function scanBody(r: Reader, end: number): Point[] {
+  const points: Point[] = [{ at: r.o, cost: 0 }];
   // control stack: for each open block, the index in `points` that pays for instructions in it
   const payer: number[] = [0];
   while (r.o < end) {
+    const opStart = r.o;
     const op = r.byte();
     points[payer[payer.length - 1]].cost++;
     switch (op) {
@@ -198,6 +209,7 @@ function scanBody(r: Reader, end: number): Array<{ at: number; cost: number }> {
       case 0xfc: {
         const sub = r.u32();
         if (sub <= 7) break; // saturating truncation
+        if (sub === 8 || sub === 10 || sub === 11) points.push({ at: opStart, cost: 0, bulk: true });
         switch (sub) {
           case 8: r.u32(); r.u32(); break; // memory.init
           case 9: case 11: case 13: case 15: case 16: case 17: r.u32(); break;
@@ -220,6 +232,28 @@ function scanBody(r: Reader, end: number): Array<{ at: number; cost: number }> {
   }
   if (payer.length !== 0) throw new ModuleRejected('invalid_module', 'unbalanced blocks');
   return points;
+}
+
+/**
+ * Before memory.copy/fill/init (stack: dst, src|value, len): park len in S, charge len/64, push it
+ * back — a bulk copy of the whole memory costs what copying it byte-wise in a loop would, roughly.
+ */
+function emitBulkCharge(w: Writer, fuelGlobal: number): void {
+  const s = fuelGlobal + 1;
+  w.byte(0x24); w.u32(s);
+  w.byte(0x23); w.u32(fuelGlobal);
+  w.byte(0x23); w.u32(s);
+  w.byte(0x41); w.s32(6);
+  w.byte(0x76); // i32.shr_u
+  w.byte(0x6b);
+  w.byte(0x24); w.u32(fuelGlobal);
+  w.byte(0x23); w.u32(fuelGlobal);
+  w.byte(0x41); w.s32(0);
+  w.byte(0x48);
+  w.byte(0x04); w.byte(0x40);
+  w.byte(0x00);
+  w.byte(0x0b);
+  w.byte(0x23); w.u32(s);
 }
 
 /** `global.get F; i32.const cost; i32.sub; global.set F; global.get F; i32.const 0; i32.lt_s; if; unreachable; end` */
@@ -298,7 +332,7 @@ export function instrument(wasm: Uint8Array, opts: InstrumentOptions): Instrumen
     if (wroteGlobals || !meter) return;
     wroteGlobals = true;
     const w = new Writer();
-    w.u32(definedGlobals + 1);
+    w.u32(definedGlobals + 2);
     if (glob) {
       const gr = new Reader(glob);
       gr.u32();
@@ -306,6 +340,7 @@ export function instrument(wasm: Uint8Array, opts: InstrumentOptions): Instrumen
     }
     w.byte(0x7f); w.byte(0x01); // mut i32
     w.byte(0x41); w.s32(Math.min(opts.startFuel, 0x7fffffff)); w.byte(0x0b);
+    w.byte(0x7f); w.byte(0x01); w.byte(0x41); w.s32(0); w.byte(0x0b); // scratch for bulk-memory lengths
     section(out, 6, w.take());
   };
 
@@ -364,7 +399,8 @@ export function instrument(wasm: Uint8Array, opts: InstrumentOptions): Instrumen
         let from = start;
         for (const p of points) {
           fw.bytes(s.body.subarray(from, p.at));
-          emitCharge(fw, fuelGlobal, p.cost);
+          if (p.bulk) emitBulkCharge(fw, fuelGlobal);
+          else emitCharge(fw, fuelGlobal, p.cost);
           from = p.at;
         }
         fw.bytes(s.body.subarray(from, end));
