@@ -52,6 +52,8 @@ export function loadMigrations(options: MigrateOptions = {}): Migration[] {
   const mode = options.mode ?? 'single';
   const dir = join(options.dir ?? MIGRATIONS_DIR, mode);
   const ttl = options.ttlDays ?? 7;
+  // DateTime ends in 2106: a TTL past it wraps around and expires every row at insert time.
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > 20_000) throw new RangeError(`ttlDays must be an integer in 1..20000, got ${ttl}`);
   const vars: Record<string, string> = { ttl_days: String(ttl), tag_ttl_days: String(ttl + 1), cluster: options.cluster ?? 'default' };
   return readdirSync(dir)
     .filter((f) => /^\d{4}_.+\.sql$/.test(f))

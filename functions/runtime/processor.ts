@@ -1,0 +1,205 @@
+/**
+ * The pure handler around the span builder and tag encoder: given one batch object key, load the
+ * slot window of its agent (previous, same and next slot, all parts), build the rows the slot owns,
+ * encode tags, and insert — then do the same for the neighbouring slots that exist, because their
+ * windows just gained a neighbour. Re-running any of this is harmless (see docs/FUNCTIONS.md).
+ *
+ * Malformed objects are moved to `quarantine/<key>` with a `<key>.reason.json` note, counted, and
+ * left out of every window; processing carries on.
+ *
+ * @example
+ *   const p = new BatchProcessor({ ch, store, keys, decode });
+ *   const result = await p.processBatch('batches/node-1/000340000000/part-0000.rtb');
+ */
+import type { Batch } from '../../agent/shipping/batch.ts';
+import { metrics } from '../../agent/metrics.ts';
+import { SpanBuilder } from '../span-builder/span-builder.ts';
+import type { SpanBuildStats, SpanBuilderOptions } from '../span-builder/span-builder.ts';
+import type { SpanRow } from '../span-builder/span-row.ts';
+import { TagEncoder } from '../tag-encoder/tag-encoder.ts';
+import type { ClickHouse } from '../storage/clickhouse.ts';
+import { insertSpans, insertTagLabels, insertTagNames, recordProcessedSlot } from '../storage/span-store.ts';
+import type { BatchDecoder, BatchKeyScheme, ObjectStorePort } from './ports.ts';
+
+const received = metrics.counter('riptide_functions_received_total', 'Batch objects handed to the functions');
+const sent = metrics.counter('riptide_functions_sent_total', 'Span rows written to ClickHouse');
+const errorsTotal = metrics.counter('riptide_functions_errors_total', 'Slot windows that failed to process (retried later)');
+const dropped = metrics.counter('riptide_functions_dropped_total', 'Batch objects dropped, by reason (quarantined = malformed)');
+const slotsTotal = metrics.counter('riptide_functions_slots_processed_total', 'Slot windows processed (a batch touches up to three)');
+
+export const QUARANTINE_PREFIX = 'quarantine/';
+
+export interface SlotRows {
+  agentId: string;
+  slot: number;
+  slotSeconds: number;
+  /** Batch objects in the window (the rows' `_version`). */
+  objects: number;
+  spans: SpanRow[];
+  tombstones: SpanRow[];
+  stats: SpanBuildStats;
+  /** Host name and process metadata from the window's batches, for the tag encoder. */
+  hostName: string;
+  processes: Batch['processes'];
+}
+
+export interface ProcessResult {
+  key: string;
+  status: 'processed' | 'quarantined' | 'ignored';
+  reason?: string;
+  slots: Array<{ slot: number; objects: number; spans: number; tombstones: number }>;
+}
+
+export interface BatchProcessorOptions {
+  ch: ClickHouse;
+  store: ObjectStorePort;
+  keys: BatchKeyScheme;
+  decode: BatchDecoder;
+  builder?: SpanBuilderOptions;
+  encoder?: TagEncoder;
+  log?: (line: string) => void;
+}
+
+/** One quarantine note, stored beside the moved object. */
+export interface QuarantineReason {
+  key: string;
+  reason: string;
+  error: string;
+  at: string;
+}
+
+export class BatchProcessor {
+  readonly builder: SpanBuilder;
+  readonly encoder: TagEncoder;
+  private readonly log: (line: string) => void;
+
+  constructor(private readonly o: BatchProcessorOptions) {
+    this.builder = new SpanBuilder(o.builder);
+    this.encoder = o.encoder ?? new TagEncoder();
+    this.log = o.log ?? ((l) => process.stderr.write(l + '\n'));
+  }
+
+  /** Handle one "object created": the owner slot, then its neighbours (their windows changed). */
+  async processBatch(key: string): Promise<ProcessResult> {
+    const info = this.o.keys.parse(key);
+    if (info === null) return { key, status: 'ignored', reason: 'not a batch key', slots: [] };
+    received.inc();
+    const own = await this.loadSlot(info.agentId, info.slot);
+    if (!own.keys.includes(key)) {
+      // Quarantined while loading (or gone): nothing to do for this key.
+      const q = own.quarantined.find((x) => x.key === key);
+      if (q) return { key, status: 'quarantined', reason: q.reason, slots: [] };
+      return { key, status: 'ignored', reason: 'object not found', slots: [] };
+    }
+    const result: ProcessResult = { key, status: 'processed', slots: [] };
+    const cache = new Map<number, LoadedSlot>([[info.slot, own]]);
+    for (const slot of [info.slot, info.slot - 1, info.slot + 1]) {
+      const rows = await this.slotRows(info.agentId, slot, cache);
+      if (rows === null) continue;
+      await this.write(rows);
+      result.slots.push({ slot, objects: rows.objects, spans: rows.spans.length, tombstones: rows.tombstones.length });
+    }
+    return result;
+  }
+
+  /** Build and write the rows of one slot (used by the polling runtime, which tracks slots itself). */
+  async processSlot(agentId: string, slot: number): Promise<SlotRows | null> {
+    const rows = await this.slotRows(agentId, slot, new Map());
+    if (rows !== null) await this.write(rows);
+    return rows;
+  }
+
+  /** Compute the rows a slot owns from the store; null when the slot has no readable batch. */
+  async slotRows(agentId: string, slot: number, cache: Map<number, LoadedSlot>): Promise<SlotRows | null> {
+    const load = async (s: number): Promise<LoadedSlot> => {
+      let l = cache.get(s);
+      if (!l) {
+        l = await this.loadSlot(agentId, s);
+        cache.set(s, l);
+      }
+      return l;
+    };
+    const cur = await load(slot);
+    if (cur.batches.length === 0) return null;
+    const prev = await load(slot - 1);
+    const next = await load(slot + 1);
+    return buildSlotRows(this.builder, agentId, slot, prev.batches, cur.batches, next.batches);
+  }
+
+  private async write(rows: SlotRows): Promise<void> {
+    try {
+      const all = rows.spans.concat(rows.tombstones);
+      const { names, labels } = this.encoder.encode(all, rows.hostName, rows.processes);
+      await insertTagNames(this.o.ch, names);
+      await insertTagLabels(this.o.ch, labels);
+      // The token names the exact input (slot + window size): a retried insert is dropped by ClickHouse.
+      await insertSpans(this.o.ch, all, `${rows.agentId}/${rows.slot}/${rows.objects}`);
+      await recordProcessedSlot(this.o.ch, { agent_id: rows.agentId, slot: rows.slot, slot_seconds: rows.slotSeconds, objects: rows.objects, spans: rows.spans.length, processed_at: Math.floor(Date.now() / 1000) });
+      sent.inc(undefined, rows.spans.length);
+      slotsTotal.inc();
+    } catch (err) {
+      errorsTotal.inc();
+      throw err;
+    }
+  }
+
+  /** Read every part of (agent, slot); quarantine what does not decode. */
+  async loadSlot(agentId: string, slot: number): Promise<LoadedSlot> {
+    const keys = (await this.o.store.list(this.o.keys.slotPrefix(agentId, slot))).filter((k) => {
+      const i = this.o.keys.parse(k);
+      return i !== null && i.agentId === agentId && i.slot === slot;
+    });
+    const out: LoadedSlot = { keys: [], batches: [], quarantined: [] };
+    for (const k of keys) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await this.o.store.get(k);
+      } catch {
+        continue; // deleted or moved meanwhile (another replica quarantined it)
+      }
+      try {
+        const b = this.o.decode(bytes, k);
+        checkBatch(b, agentId, slot);
+        out.keys.push(k);
+        out.batches.push(b);
+      } catch (err) {
+        const reason = (err as { reason?: string }).reason ?? 'invalid';
+        await this.quarantine(k, bytes, reason, err);
+        out.quarantined.push({ key: k, reason });
+      }
+    }
+    return out;
+  }
+
+  private async quarantine(key: string, bytes: Uint8Array, reason: string, err: unknown): Promise<void> {
+    const note: QuarantineReason = { key, reason, error: err instanceof Error ? err.message : String(err), at: new Date().toISOString() };
+    await this.o.store.put(QUARANTINE_PREFIX + key, bytes);
+    await this.o.store.put(QUARANTINE_PREFIX + key + '.reason.json', new TextEncoder().encode(JSON.stringify(note, null, 2) + '\n'));
+    await this.o.store.delete(key);
+    dropped.inc({ reason: 'quarantined' });
+    this.log(`riptide functions: quarantined ${key}: ${note.error}`);
+  }
+}
+
+export interface LoadedSlot {
+  keys: string[];
+  batches: Batch[];
+  quarantined: Array<{ key: string; reason: string }>;
+}
+
+/** A batch whose header contradicts its key is as malformed as one that does not decode. */
+function checkBatch(b: Batch, agentId: string, slot: number): void {
+  if (b.agentId !== agentId || b.slot !== slot) {
+    throw Object.assign(new Error(`batch says agent ${b.agentId} slot ${b.slot}, its key says ${agentId} slot ${slot}`), { reason: 'key_mismatch' });
+  }
+  if (!(b.slotSeconds > 0)) throw Object.assign(new Error(`slotSeconds ${b.slotSeconds}`), { reason: 'malformed' });
+}
+
+/**
+ * The pure core: rows owned by `slot` given the batches of its window. No I/O, no clock.
+ */
+export function buildSlotRows(builder: SpanBuilder, agentId: string, slot: number, prev: readonly Batch[], cur: readonly Batch[], next: readonly Batch[]): SlotRows {
+  const r = builder.build({ agentId, slot, prev, cur, next });
+  const processes = [...cur, ...prev, ...next].flatMap((b) => b.processes);
+  return { agentId, slot, slotSeconds: cur[0].slotSeconds, objects: prev.length + cur.length + next.length, spans: r.spans, tombstones: r.tombstones, stats: r.stats, hostName: cur[0].host, processes };
+}
