@@ -85,6 +85,7 @@ struct rt_args {
 	__u16 family;
 	__u8 l4;
 	__u8 syscall;
+	__u8 recheck_ports; /* unconnected UDP: the peer port is only known from the sockaddr at exit */
 };
 
 struct {
@@ -247,14 +248,19 @@ static __always_inline int on_enter(__u8 sys, __u32 fd, __u64 buf, __u32 count_a
 		l4 = IPPROTO_UDP;
 	else
 		return 0;
+	__u8 recheck = 0;
 	if (!selected) {
 		__u16 rport;
 		__u16 lport = sock_ports(sk, &rport);
-		if (!port_selected(lport, rport))
-			return 0;
+		if (!port_selected(lport, rport)) {
+			if (l4 != IPPROTO_UDP || rport != 0)
+				return 0;
+			recheck = 1;
+		}
 	}
 
 	struct rt_args a = {};
+	a.recheck_ports = recheck;
 	a.enter_ns = bpf_ktime_get_ns();
 	a.sk = (__u64)sk;
 	a.buf = buf;
@@ -463,6 +469,8 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	}
 	if (a->l4 == IPPROTO_UDP && ev->remote_port == 0)
 		read_sockaddr(ev, msg_name);
+	if (a->recheck_ports && !port_selected(ev->local_port, ev->remote_port))
+		goto out;
 
 	ev->payload_len = got;
 	__u64 size = sizeof(struct rt_data_event) + got;

@@ -1,0 +1,77 @@
+// Each of the ten data syscalls, driven by a small C program, is captured with the right
+// direction, payload, roles and TCP sequence numbers.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OutputLine, RunningAgent } from '../helpers/agent.ts';
+import { freePort, payloadText, startAgent } from '../helpers/agent.ts';
+
+const PAIRS = [
+  ['write', 'read'],
+  ['writev', 'readv'],
+  ['sendto', 'recvfrom'],
+  ['sendmsg', 'recvmsg'],
+  ['sendmmsg', 'recvmmsg'],
+] as const;
+
+describe('the ten data syscalls', () => {
+  let agent: RunningAgent;
+  let port: number;
+  let lines: OutputLine[];
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rt-sys-'));
+    const bin = join(dir, 'syscalls');
+    execFileSync('gcc', ['-O1', '-Wall', '-o', bin, join(import.meta.dirname, 'syscalls.c')]);
+    port = await freePort();
+    agent = await startAgent(['--filter-port', String(port)]);
+    execFileSync(bin, [String(port)], { timeout: 10_000 });
+    lines = await agent.waitFor((l) => payloadText(l).startsWith('RT-SYSCALL'), 10);
+  });
+  afterAll(async () => {
+    await agent?.stop();
+  });
+
+  for (const [send, recv] of PAIRS) {
+    it(`sees ${send} on the client and ${recv} on the server with the same bytes and TCP sequence`, () => {
+      const marker = `RT-SYSCALL ${send}->${recv}`;
+      const out = lines.filter((l) => l.syscall === send);
+      const inn = lines.filter((l) => l.syscall === recv);
+      expect(out).toHaveLength(1);
+      expect(inn).toHaveLength(1);
+      const [o, i] = [out[0], inn[0]];
+      expect(payloadText(o)).toBe(marker);
+      expect(payloadText(i)).toBe(marker);
+      expect(o.bytes).toBe(marker.length);
+      expect(i.bytes).toBe(marker.length);
+      expect(o.direction).toBe('egress');
+      expect(i.direction).toBe('ingress');
+      expect(o.role).toBe('client');
+      expect(i.role).toBe('server');
+      expect(o.remote_port).toBe(port);
+      expect(i.local_port).toBe(port);
+      expect(o.local_port).toBe(i.remote_port);
+      expect(o.l4).toBe('tcp');
+      expect(o.tcp_seq).toBe(i.tcp_seq);
+      expect(o.pid).toBe(i.pid);
+      expect(o.enter_ns).toBeLessThanOrEqual(o.exit_ns);
+    });
+  }
+
+  it('numbers bytes consecutively: each message starts where the previous one ended', () => {
+    const sends = PAIRS.map(([send]) => lines.find((l) => l.syscall === send)!);
+    for (let k = 1; k < sends.length; k++) {
+      expect((sends[k - 1].tcp_seq + sends[k - 1].bytes) >>> 0).toBe(sends[k].tcp_seq);
+    }
+  });
+
+  it('keeps one socket id per socket and a different one per side', () => {
+    const clientIds = new Set(lines.filter((l) => l.role === 'client').map((l) => l.socket_id));
+    const serverIds = new Set(lines.filter((l) => l.role === 'server').map((l) => l.socket_id));
+    expect(clientIds.size).toBe(1);
+    expect(serverIds.size).toBe(1);
+    expect([...clientIds][0]).not.toBe([...serverIds][0]);
+  });
+});
