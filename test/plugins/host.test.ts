@@ -12,6 +12,7 @@ import { MetricsRegistry } from '../../agent/metrics.ts';
 import type { L7Message, ParseContext } from '../../agent/protocols/parser.ts';
 import { buildPlugin } from '../../sdk-plugin/src/build.ts';
 import { sha256Hex } from '../../sdk-plugin/src/hash.ts';
+import { writeHostilePlugin } from './fixtures/hostile.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 const ctx: ParseContext = { direction: 'ingress', role: 'server', l4: 'tcp', localPort: 8080, remotePort: 40000, socketId: 9, bytes: 0, state: {} };
@@ -52,7 +53,7 @@ function call(h: HttpHookPlugin, path: string, body = '') {
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'riptide-plugins-'));
-  const built = await buildPlugin(join(root, 'test/plugins/fixtures/hostile'), { outDir: join(work, 'hostile-build') });
+  const built = await buildPlugin(await writeHostilePlugin(join(work, 'hostile-src')), { outDir: join(work, 'hostile-build') });
   hostileWasm = await readFile(built.wasmPath);
   hostileManifest = built.manifest as unknown as Record<string, unknown>;
   bizDir = join(root, 'plugins/biz-trace-id');
