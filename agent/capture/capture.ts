@@ -111,6 +111,8 @@ export class Capture {
         break;
       case 'process':
         this.processes.invalidate(rec.event.pid);
+        // Read a new program's metadata right away: short-lived processes may be gone by their first message.
+        if (rec.event.kind === 'exec') this.processes.get(rec.event.pid);
         this.sink.onProcessEvent?.(rec.event);
         break;
     }

@@ -1,0 +1,81 @@
+// Start-up checks and clean shutdown: without privileges the agent says so in one line and
+// exits non-zero; on SIGINT/SIGTERM every BPF link and program it created is gone.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { REPO, RIPTIDE, freePort, startAgent } from '../helpers/agent.ts';
+
+/** Link and program ids held by a process, read from its fd table. */
+function bpfObjectsOf(pid: number): { links: number[]; progs: number[] } {
+  const links: number[] = [];
+  const progs: number[] = [];
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    let target = '';
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      continue;
+    }
+    if (target === 'anon_inode:bpf_link' || target === 'anon_inode:bpf-prog' || target === 'anon_inode:[perf_event]') {
+      const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+      const link = /^link_id:\s*(\d+)/m.exec(info);
+      const prog = /^prog_id:\s*(\d+)/m.exec(info);
+      if (link) links.push(Number(link[1]));
+      if (prog && !link) progs.push(Number(prog[1]));
+    }
+  }
+  return { links, progs };
+}
+
+function progExists(id: number): boolean {
+  return spawnSync('bpftool', ['prog', 'show', 'id', String(id)], { stdio: 'ignore' }).status === 0;
+}
+
+describe('agent lifecycle', () => {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`leaves no BPF programs behind after ${signal}`, async () => {
+      const agent = await startAgent(['--filter-port', String(await freePort())]);
+      const held = bpfObjectsOf(agent.proc.pid!);
+      // 27 programs: ten syscalls × enter/exit, connect × 2, accept, accept4, close, exec, exit.
+      expect(held.progs.length).toBeGreaterThanOrEqual(27);
+      expect(held.links.length).toBe(27);
+      const progIds = held.progs;
+      expect(progIds.every(progExists)).toBe(true);
+      const code = await agent.stop(signal);
+      expect(code).toBe(0);
+      expect(agent.stderr()).toContain('all BPF programs detached');
+      expect(held.links.filter((id) => spawnSync('bpftool', ['link', 'show', 'id', String(id)], { stdio: 'ignore' }).status === 0)).toEqual([]);
+      expect(progIds.filter(progExists)).toEqual([]);
+    });
+  }
+
+  it('refuses to start without privileges, in one clear line, with a non-zero exit', () => {
+    // setpriv drops to nobody with no capabilities, as an unprivileged user would run it.
+    const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, RIPTIDE, 'agent', '--output', '-', '--port', '0'], {
+      cwd: REPO,
+      encoding: 'utf8',
+      env: { ...process.env, HOME: '/tmp', TSX_TSCONFIG_PATH: undefined },
+      timeout: 30_000,
+    });
+    expect(r.status).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^riptide agent: cannot capture: privileges: not root and missing CAP_BPF \+ CAP_PERFMON/);
+  });
+
+  it('doctor reports the baseline and the optional hooks it probed', () => {
+    const out = execFileSync(process.execPath, [RIPTIDE, 'doctor'], { cwd: REPO, encoding: 'utf8' });
+    expect(out).toMatch(/ok\s+privileges: root/);
+    expect(out).toMatch(/ok\s+kernel BTF/);
+    expect(out).toMatch(/syscall tracepoints \(baseline\): program type loads/);
+    // kprobes and fentry are absent on these kernels: reported, not required.
+    expect(out).toMatch(/kprobes:/);
+    expect(out).toMatch(/fentry\/fexit/);
+  });
+
+  it('rejects a bad flag with a one-line usage error (exit 2)', () => {
+    const r = spawnSync(process.execPath, [RIPTIDE, 'agent', '--capture-bytes', 'lots'], { cwd: REPO, encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe('riptide agent: --capture-bytes from the command line must be a number, got "lots"');
+  });
+});
