@@ -53,6 +53,13 @@ export interface L7Message {
   attributes?: Record<string, string>;
   /** Set when a message is known to be cut short by the capture limit. */
   truncated?: boolean;
+  /**
+   * A request the protocol never answers (MQTT QoS 0 PUBLISH, MySQL COM_STMT_CLOSE, PostgreSQL
+   * Terminate): the span builder should close it at once rather than wait for a timeout.
+   */
+  oneWay?: boolean;
+  /** Protocol version when the message says (Kafka api_version, MQTT protocol level, HTTP/1.0 vs 1.1). */
+  version?: string;
 }
 
 /** Per-call context. `state` belongs to the (socket, direction) pair and persists across calls. */
@@ -69,6 +76,12 @@ export interface ParseContext {
   state: ParserState;
   /** Extra HTTP headers to copy into attributes (lower-case names). */
   extraHeaders?: readonly string[];
+  /**
+   * State shared by both directions of the socket, for protocols whose responses need what the
+   * request said (Kafka api_key by correlation id, MySQL statement text by statement id).
+   * Optional: parsers fall back to `state` when a host does not provide it.
+   */
+  socketState?: ParserState;
 }
 
 /** Opaque per-socket state a parser keeps between calls; created by `newState`. */

@@ -1,0 +1,12 @@
+/**
+ * The built-in parsers, in the order inference tries them (plugins go before all of these).
+ * Adding a protocol: a folder `agent/protocols/<name>/index.ts` exporting a ProtocolParser, and one
+ * line here. Stricter checks come first so a looser one cannot claim another protocol's bytes.
+ */
+
+import type { ProtocolParser } from './parser.ts';
+import { http1Parser } from './http1/index.ts';
+
+export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
+  http1Parser,
+];

@@ -1,0 +1,308 @@
+/**
+ * HTTP/1.0 and 1.1: keep-alive, pipelining (several messages in one read), Content-Length and
+ * chunked bodies followed across reads, interim 1xx responses (not reported: the final response is
+ * the one that pairs with the request), `101 Switching Protocols` (the stream stops being HTTP/1).
+ *
+ * Fields: request_type = method, request_domain = Host, request_resource = target,
+ * endpoint = path without the query, response_code = status; trace context from headers.
+ */
+
+import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
+import { indexOfCrlf, text } from '../lib/bytes.ts';
+import { socketState } from '../lib/direction.ts';
+import { httpStatusClass } from '../lib/status.ts';
+import { INVALID, NEED_MORE, UNKNOWN_LENGTH, parseStream } from '../lib/stream.ts';
+import type { StreamFramer } from '../lib/stream.ts';
+import { TRACE_HEADERS, applyTraceContext } from '../lib/trace-context.ts';
+
+const METHODS = new Set([
+  'GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE',
+  'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'PURGE',
+]);
+const MAX_METHOD = 9;
+/** Longest header block we look for an end in before calling the stream not HTTP. */
+const MAX_HEADER_BYTES = 64 * 1024;
+
+interface ChunkState {
+  /** Bytes of chunk data (plus its CRLF) still to skip; -1 while a size line is expected. */
+  remaining: number;
+  /** After the last chunk: skipping trailer lines until the empty one. */
+  trailers: boolean;
+}
+
+interface HttpState {
+  chunk?: ChunkState;
+  upgraded?: boolean;
+}
+
+/** Does `buf` start with something that can only be an HTTP/1 start line? */
+function startLineKind(buf: Uint8Array, off: number, end: number): 'request' | 'response' | 'partial' | undefined {
+  // "HTTP/1.x "
+  if (buf[off] === 0x48 /* H */ && end - off >= 5 && buf[off + 1] === 0x54 && buf[off + 2] === 0x54 && buf[off + 3] === 0x50 && buf[off + 4] === 0x2f) {
+    if (end - off < 9) return 'partial';
+    return buf[off + 5] === 0x31 && buf[off + 6] === 0x2e && buf[off + 8] === 0x20 ? 'response' : undefined;
+  }
+  let i = off;
+  const lim = Math.min(end, off + MAX_METHOD + 1);
+  while (i < lim && buf[i] >= 0x41 && buf[i] <= 0x5a) i++;
+  if (i === off) return undefined;
+  if (i >= end) return end - off <= MAX_METHOD ? 'partial' : undefined;
+  if (buf[i] !== 0x20) return undefined;
+  return METHODS.has(text(buf, off, i)) ? 'request' : undefined;
+}
+
+interface Head {
+  kind: 'request' | 'response';
+  method: string;
+  target: string;
+  version: string;
+  status: number;
+  reason: string;
+  headers: Map<string, string>;
+  headerEnd: number;
+}
+
+/** Parse a start line and the header lines in [off, end); `complete` false if the block is cut. */
+function parseHead(buf: Uint8Array, off: number, end: number, extra: readonly string[] | undefined): Head | undefined {
+  const lineEnd = indexOfCrlf(buf, off, end);
+  const firstEnd = lineEnd < 0 ? end : lineEnd;
+  const line = text(buf, off, firstEnd, 4096);
+  const head: Head = { kind: 'request', method: '', target: '', version: '', status: 0, reason: '', headers: new Map(), headerEnd: -1 };
+  if (line.startsWith('HTTP/')) {
+    const m = /^HTTP\/(1\.[01]) (\d{3})(?: (.*))?$/.exec(line);
+    if (!m) {
+      if (lineEnd >= 0) return undefined;
+      const p = /^HTTP\/(1\.[01]) (\d{3})/.exec(line);
+      if (!p) return undefined;
+      head.kind = 'response';
+      head.version = p[1];
+      head.status = Number(p[2]);
+      return head;
+    }
+    head.kind = 'response';
+    head.version = m[1];
+    head.status = Number(m[2]);
+    head.reason = (m[3] ?? '').slice(0, 128);
+  } else {
+    const sp1 = line.indexOf(' ');
+    if (sp1 <= 0) return undefined;
+    head.method = line.slice(0, sp1);
+    if (!METHODS.has(head.method)) return undefined;
+    const sp2 = line.lastIndexOf(' ');
+    if (sp2 > sp1 && line.startsWith('HTTP/1.', sp2 + 1)) {
+      head.target = line.slice(sp1 + 1, sp2);
+      head.version = line.slice(sp2 + 6);
+    } else if (lineEnd >= 0) {
+      return undefined;
+    } else {
+      head.target = line.slice(sp1 + 1); // cut inside the target
+    }
+    if (head.target.length === 0 && lineEnd >= 0) return undefined;
+  }
+  if (lineEnd < 0) return head;
+  let pos = lineEnd + 2;
+  while (pos < end) {
+    const e = indexOfCrlf(buf, pos, end);
+    if (e === pos) {
+      head.headerEnd = e + 2;
+      return head;
+    }
+    const stop = e < 0 ? end : e;
+    if (e < 0) break; // a cut header line: skip it, its value may be incomplete
+    let colon = pos;
+    while (colon < stop && buf[colon] !== 0x3a) colon++;
+    if (colon < stop && colon > pos) {
+      const name = text(buf, pos, colon, 128).toLowerCase();
+      if (name === 'host' || name === 'content-length' || name === 'transfer-encoding' || TRACE_HEADERS.has(name) || extra?.includes(name)) {
+        if (!head.headers.has(name)) head.headers.set(name, text(buf, colon + 1, stop, 1024).trim());
+      }
+    }
+    pos = stop + 2;
+  }
+  return head;
+}
+
+function toMessage(head: Head, ctx: ParseContext): L7Message {
+  const get = (n: string): string | undefined => head.headers.get(n);
+  let msg: L7Message;
+  if (head.kind === 'request') {
+    const q = head.target.indexOf('?');
+    msg = {
+      l7Protocol: 'http1',
+      msgType: 'request',
+      requestType: head.method,
+      requestResource: head.target.slice(0, 512),
+      endpoint: (q >= 0 ? head.target.slice(0, q) : head.target).slice(0, 256),
+      version: head.version,
+    };
+    const host = get('host');
+    if (host) msg.requestDomain = host.slice(0, 256);
+  } else {
+    msg = {
+      l7Protocol: 'http1',
+      msgType: 'response',
+      responseCode: head.status,
+      responseStatus: httpStatusClass(head.status),
+      version: head.version,
+    };
+    if (head.status >= 400 && head.reason) msg.responseException = head.reason;
+  }
+  const cl = get('content-length');
+  if (cl !== undefined && /^\d{1,15}$/.test(cl)) {
+    if (head.kind === 'request') msg.requestLength = Number(cl);
+    else msg.responseLength = Number(cl);
+  }
+  applyTraceContext(msg, get, ctx.extraHeaders);
+  return msg;
+}
+
+function pendingHeads(ctx: ParseContext): boolean[] {
+  const ss = socketState(ctx);
+  let q = ss.httpHeads as boolean[] | undefined;
+  if (!q) ss.httpHeads = q = [];
+  return q;
+}
+
+const framer: StreamFramer = {
+  resume(buf, off, end, wire, ctx) {
+    const hs = ctx.state as HttpState;
+    if (hs.upgraded) return wire - off;
+    const ch = hs.chunk;
+    if (!ch) return 0;
+    let pos = off;
+    while (true) {
+      if (ch.remaining > 0) {
+        const take = Math.min(ch.remaining, wire - pos);
+        ch.remaining -= take;
+        pos += take;
+        if (ch.remaining > 0 || pos >= end) return pos - off;
+        continue;
+      }
+      if (pos >= end) {
+        if (pos < wire) hs.chunk = undefined; // the next size line was not captured: lost track
+        return pos - off;
+      }
+      const e = indexOfCrlf(buf, pos, end);
+      if (e < 0) {
+        if (end < wire || end - pos > 1024) {
+          hs.chunk = undefined;
+          return Math.max(wire - off, 1);
+        }
+        return pos === off ? NEED_MORE : pos - off;
+      }
+      if (ch.trailers) {
+        const empty = e === pos;
+        pos = e + 2;
+        if (empty) {
+          hs.chunk = undefined;
+          return pos - off;
+        }
+        continue;
+      }
+      let size = 0;
+      let i = pos;
+      for (; i < e; i++) {
+        const c = buf[i];
+        const d = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : c >= 0x41 && c <= 0x46 ? c - 0x37 : -1;
+        if (d < 0) break;
+        size = size * 16 + d;
+        if (size > Number.MAX_SAFE_INTEGER / 32) break;
+      }
+      if (i === pos || (i < e && buf[i] !== 0x3b && buf[i] !== 0x20)) {
+        hs.chunk = undefined; // not a chunk size: resynchronise on the next start line
+        return 0;
+      }
+      pos = e + 2;
+      if (size === 0) ch.trailers = true;
+      else ch.remaining = size + 2;
+    }
+  },
+
+  frame(buf, off, end, cut, ctx, out) {
+    const kind = startLineKind(buf, off, end);
+    if (kind === undefined) return INVALID;
+    if (kind === 'partial') return cut ? INVALID : NEED_MORE;
+    // Find the blank line ending the header block.
+    let hend = -1;
+    const lim = Math.min(end, off + MAX_HEADER_BYTES);
+    for (let i = off; i + 3 < lim; i++) {
+      if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
+        hend = i + 4;
+        break;
+      }
+    }
+    if (hend < 0) {
+      if (!cut) {
+        if (end - off >= MAX_HEADER_BYTES) return INVALID;
+        // An unfinished head must at least look like text.
+        return looksLikeText(buf, off, end) ? NEED_MORE : INVALID;
+      }
+      const head = parseHead(buf, off, end, ctx.extraHeaders);
+      if (!head) return INVALID;
+      const msg = toMessage(head, ctx);
+      if (head.kind === 'response' && head.status >= 100 && head.status < 200 && head.status !== 101) return UNKNOWN_LENGTH;
+      if (head.kind === 'request') pendingHeads(ctx).push(head.method === 'HEAD');
+      out.push(msg);
+      return UNKNOWN_LENGTH;
+    }
+    const head = parseHead(buf, off, hend, ctx.extraHeaders);
+    if (!head || head.headerEnd < 0) return INVALID;
+    const headerLen = hend - off;
+    let bodyLen = 0;
+    let chunked = false;
+    const te = head.headers.get('transfer-encoding');
+    const cl = head.headers.get('content-length');
+    if (head.kind === 'response') {
+      const heads = pendingHeads(ctx);
+      if (head.status >= 100 && head.status < 200 && head.status !== 101) return headerLen; // interim: not reported
+      const wasHead = heads.length > 0 ? heads.shift() === true : false;
+      if (head.status === 101) {
+        (ctx.state as HttpState).upgraded = true;
+      } else if (wasHead || head.status === 204 || head.status === 304) {
+        bodyLen = 0;
+      } else if (te !== undefined && /chunked/i.test(te)) {
+        chunked = true;
+      } else if (cl !== undefined) {
+        bodyLen = /^\d{1,15}$/.test(cl) ? Number(cl) : 0;
+      } else {
+        bodyLen = Number.MAX_SAFE_INTEGER; // delimited by connection close
+      }
+    } else {
+      const heads = pendingHeads(ctx);
+      if (heads.length < 64) heads.push(head.method === 'HEAD');
+      if (te !== undefined && /chunked/i.test(te)) chunked = true;
+      else if (cl !== undefined && /^\d{1,15}$/.test(cl)) bodyLen = Number(cl);
+    }
+    out.push(toMessage(head, ctx));
+    if (chunked) (ctx.state as HttpState).chunk = { remaining: 0, trailers: false };
+    return headerLen + bodyLen;
+  },
+};
+
+function looksLikeText(buf: Uint8Array, off: number, end: number): boolean {
+  for (let i = off; i < end; i++) {
+    const c = buf[i];
+    if (c < 0x20 && c !== 9 && c !== 10 && c !== 13) return false;
+    if (c === 0x7f) return false;
+  }
+  return true;
+}
+
+export const http1Parser: ProtocolParser = {
+  name: 'http1',
+  parallel: false,
+  transports: ['tcp'],
+  check(payload) {
+    const k = startLineKind(payload, 0, payload.length);
+    if (k !== 'request' && k !== 'response') return false;
+    // The start line must end in "HTTP/1.x" (request) or be a status line, within the head.
+    const e = indexOfCrlf(payload, 0, Math.min(payload.length, 8192));
+    const line = text(payload, 0, e < 0 ? Math.min(payload.length, 8192) : e, 8192);
+    if (k === 'response') return /^HTTP\/1\.[01] \d{3}/.test(line);
+    return e < 0 ? /^[A-Z]+ \S/.test(line) : /^[A-Z]+ \S+ HTTP\/1\.[01]$/.test(line);
+  },
+  parse(payload, ctx) {
+    return parseStream(payload, ctx, framer);
+  },
+  newState: () => ({}),
+};

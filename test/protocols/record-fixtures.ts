@@ -1,0 +1,498 @@
+/**
+ * Re-records the protocol fixtures in test/fixtures/protocols/<proto>/ from real servers and clients
+ * on this machine, through the recording proxy (recorder.ts). Everything listens on 127.0.0.1.
+ *
+ *   npx tsx test/protocols/record-fixtures.ts            # all protocols
+ *   npx tsx test/protocols/record-fixtures.ts redis dns  # some
+ *
+ * Needs (Debian, listed in test/system-packages.txt): nginx, redis-server/redis-tools, postgresql,
+ * mariadb-server/mariadb-client, dnsmasq/dnsutils, mosquitto/mosquitto-clients; run as root (the
+ * database servers are started as their own users in temporary directories). Kafka has no broker
+ * here: its fixtures are encoded by kafkajs's own protocol request encoders (see recordKafka).
+ */
+
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import http2 from 'node:http2';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, sleep, tcpProxy, udpProxy, waitForPort, writeFixture } from './recorder.ts';
+import type { Conversation, FixtureFile } from './recorder.ts';
+import type * as GrpcJs from '@grpc/grpc-js';
+import type * as ProtoLoader from '@grpc/proto-loader';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const FIXTURES = path.resolve(here, '../fixtures/protocols');
+const require = createRequire(import.meta.url);
+
+const children: ChildProcess[] = [];
+function start(cmd: string, args: string[], opts: { uid?: number; gid?: number; cwd?: string } = {}): ChildProcess {
+  const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
+  let err = '';
+  c.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  c.on('exit', (code) => {
+    if (code && code !== 0 && !c.killed) process.stderr.write(`${cmd} exited ${code}: ${err.slice(-2000)}\n`);
+  });
+  children.push(c);
+  return c;
+}
+function stopAll(): void {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGTERM');
+}
+process.on('exit', stopAll);
+
+function run(cmd: string, args: string[], opts: { uid?: number; gid?: number; input?: string; cwd?: string } = {}): string {
+  return execFileSync(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: 30000, ...opts }).toString();
+}
+
+/** Clients must run asynchronously: the recording proxy lives in this process's event loop. */
+function runAsync(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: 30000, ...opts }, (err, stdout) => (err ? reject(err) : resolve(String(stdout))));
+  });
+}
+
+function tmp(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `riptide-${prefix}-`));
+}
+
+function save(protocol: string, transport: 'tcp' | 'udp', name: string, description: string, client: string, server: string, conv: Conversation | undefined): void {
+  if (!conv || conv.chunks.length === 0) throw new Error(`${protocol}/${name}: nothing recorded`);
+  const f: FixtureFile = { protocol, transport, name, description, client, server, chunks: conv.chunks };
+  writeFixture(path.join(FIXTURES, protocol), f);
+  process.stdout.write(`  ${protocol}/${name}.json: ${conv.chunks.length} chunks\n`);
+}
+
+function userIds(name: string): { uid: number; gid: number } {
+  return { uid: Number(run('id', ['-u', name]).trim()), gid: Number(run('id', ['-g', name]).trim()) };
+}
+
+// ---------------------------------------------------------------------------------------------- HTTP/1
+
+function httpRequest(port: number, agent: http.Agent, method: string, p: string, headers: Record<string, string>, body?: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path: p, headers, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(body);
+    req.end();
+  });
+}
+
+function rawExchange(port: number, data: string, expectResponses: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1' }, () => s.write(data));
+    let got = '';
+    s.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      if ((got.match(/HTTP\/1\.1 \d{3}/g) ?? []).length >= expectResponses) s.end();
+    });
+    s.on('close', () => resolve());
+    s.on('error', reject);
+  });
+}
+
+async function recordHttp1(): Promise<void> {
+  const dir = tmp('nginx');
+  const port = await freePort();
+  fs.mkdirSync(path.join(dir, 'static'));
+  fs.writeFileSync(path.join(dir, 'static', 'big.txt'), 'riptide '.repeat(600));
+  fs.writeFileSync(
+    path.join(dir, 'nginx.conf'),
+    `daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi;
+  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  server {
+    listen 127.0.0.1:${port};
+    location = / { return 200 "hello\\n"; }
+    location = /fail { return 503 "down\\n"; }
+    location /static/ { alias ${dir}/static/; }
+    location /api/ { return 201 "created\\n"; }
+  }
+}
+`,
+  );
+  start('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir]);
+  await waitForPort(port);
+  const proxy = await tcpProxy(port);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  await httpRequest(proxy.port, agent, 'GET', '/?q=1', { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'x-request-id': 'req-1', 'x-tenant': 'acme' });
+  await httpRequest(proxy.port, agent, 'GET', '/missing', { b3: '80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90' });
+  await httpRequest(proxy.port, agent, 'POST', '/fail', { 'content-type': 'application/json', 'x-b3-traceid': '463ac35c9f6413ad48485a3953bb6124', 'x-b3-spanid': 'a2fb4a1d1a96d312', 'x-b3-parentspanid': '0020000000000001' }, '{"order":42}');
+  await httpRequest(proxy.port, agent, 'HEAD', '/static/big.txt', { 'uber-trace-id': '5af7183fb1d4cf5f:6a8d3c2b1f0e4d5c:0:1' });
+  await httpRequest(proxy.port, agent, 'GET', '/static/big.txt', { sw8: '1-MmE0Y2U0ZWYzMGI2NDJkODk2YzNhNmY3ZGNkMjJiZjQuMTIzLjE2NDA=-MmE0Y2U0ZWYzMGI2NDJkODk2YzNhNmY3ZGNkMjJiZjQuMTIzLjE2NDE=-0-c2VydmljZQ==-aW5zdGFuY2U=-L2FwaQ==-MTI3LjAuMC4xOjgwODA=' });
+  await httpRequest(proxy.port, agent, 'PUT', '/api/items', { 'transfer-encoding': 'chunked' }, 'part-one;part-two');
+  agent.destroy();
+  await proxy.settle();
+  save('http1', 'tcp', 'nginx-keepalive', 'keep-alive: GET with traceparent, 404 with b3, 503 POST with X-B3-*, HEAD, a 4.8 KB body (past the capture limit), chunked PUT', 'node http.Agent keepAlive', 'nginx', proxy.conversations[0]);
+
+  const pipe = await tcpProxy(port);
+  await rawExchange(pipe.port, 'GET / HTTP/1.1\r\nHost: pipelined.test\r\n\r\nGET /missing HTTP/1.1\r\nHost: pipelined.test\r\n\r\nGET /api/x HTTP/1.1\r\nHost: pipelined.test\r\n\r\n', 3);
+  await pipe.settle();
+  save('http1', 'tcp', 'nginx-pipelined', 'three pipelined requests in one write; nginx answers them in order', 'raw socket', 'nginx', pipe.conversations[0]);
+  await pipe.close();
+  await proxy.close();
+
+  // Node's http server: chunked responses and 100-continue (nginx sends neither for these routes).
+  const srv = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first chunk\n');
+      setTimeout(() => {
+        res.write('second chunk\n');
+        res.end('last\n');
+      }, 20);
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const nport = (srv.address() as net.AddressInfo).port;
+  const np = await tcpProxy(nport);
+  const agent2 = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  await new Promise<void>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: np.port, method: 'POST', path: '/upload', agent: agent2, headers: { expect: '100-continue', 'content-length': '5' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve());
+    });
+    req.on('continue', () => req.end('hello'));
+    req.on('error', reject);
+  });
+  await httpRequest(np.port, agent2, 'GET', '/stream', {});
+  agent2.destroy();
+  await np.settle();
+  save('http1', 'tcp', 'node-chunked-continue', 'Expect: 100-continue then a chunked response written in three writes; then a second chunked response on the same connection', 'node http.Agent keepAlive', 'node http server', np.conversations[0]);
+  await np.close();
+  await new Promise<void>((r) => srv.close(() => r()));
+}
+
+// ---------------------------------------------------------------------------------------------- HTTP/2, gRPC
+
+async function recordHttp2(): Promise<void> {
+  const server = http2.createServer();
+  server.on('stream', (stream, headers) => {
+    const p = String(headers[':path']);
+    stream.on('data', () => undefined);
+    stream.on('end', () => {
+      if (p === '/missing') stream.respond({ ':status': 404, 'content-type': 'text/plain' });
+      else stream.respond({ ':status': 200, 'content-type': 'application/json', 'x-served-by': 'riptide-h2' });
+      stream.end(p === '/missing' ? 'not found' : JSON.stringify({ path: p }));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as net.AddressInfo).port;
+  const proxy = await tcpProxy(port);
+  const client = http2.connect(`http://127.0.0.1:${proxy.port}`);
+  const req = (headers: http2.OutgoingHttpHeaders, body?: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const s = client.request(headers);
+      s.on('response', () => undefined);
+      s.on('data', () => undefined);
+      s.on('end', () => resolve());
+      s.on('error', reject);
+      if (body !== undefined) s.end(body);
+      else s.end();
+    });
+  await req({ ':method': 'GET', ':path': '/hello?x=1', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', 'x-request-id': 'h2-req-1' });
+  await Promise.all([
+    req({ ':method': 'POST', ':path': '/orders', 'content-type': 'application/json', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203332-01' }, '{"id":1}'),
+    req({ ':method': 'GET', ':path': '/missing', 'x-request-id': 'h2-req-3' }),
+    req({ ':method': 'GET', ':path': '/hello?x=2', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203333-01', 'x-request-id': 'h2-req-4' }),
+  ]);
+  client.close();
+  await proxy.settle();
+  save('http2', 'tcp', 'node-h2c', 'h2c prior knowledge: GET, then three concurrent streams (POST, 404, GET reusing dynamic-table entries)', 'node http2 client', 'node http2 server', proxy.conversations[0]);
+  await proxy.close();
+  await new Promise<void>((r) => server.close(() => r()));
+}
+
+async function recordGrpc(): Promise<void> {
+  const grpc = require('@grpc/grpc-js') as typeof GrpcJs;
+  const loader = require('@grpc/proto-loader') as typeof ProtoLoader;
+  const protoPath = path.join(FIXTURES, 'grpc', 'greeter.proto');
+  const def = loader.loadSync(protoPath, { keepCase: true });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as { riptide: { Greeter: GrpcJs.ServiceClientConstructor } };
+  const server = new grpc.Server();
+  server.addService(pkg.riptide.Greeter.service, {
+    SayHello: (call: GrpcJs.ServerUnaryCall<{ name: string }, { message: string }>, cb: GrpcJs.sendUnaryData<{ message: string }>) => {
+      if (call.request.name === 'nobody') cb({ code: grpc.status.NOT_FOUND, details: 'no such person' });
+      else if (call.request.name === 'crash') cb({ code: grpc.status.INTERNAL, details: 'boom' });
+      else cb(null, { message: `hello ${call.request.name}` });
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+  const proxy = await tcpProxy(port);
+  const client = new pkg.riptide.Greeter(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure()) as unknown as {
+    SayHello(req: { name: string }, md: GrpcJs.Metadata, cb: (e: Error | null) => void): void;
+    close(): void;
+  };
+  const call = (name: string): Promise<void> =>
+    new Promise((resolve) => {
+      const md = new grpc.Metadata();
+      md.set('traceparent', '00-5b8aa5a2d2c872e8321cf37308d69df2-051581bf3cb55c13-01');
+      md.set('x-request-id', `grpc-${name}`);
+      client.SayHello({ name }, md, () => resolve());
+    });
+  await call('alice');
+  await call('nobody');
+  await call('crash');
+  await call('bob');
+  client.close();
+  await proxy.settle();
+  save('grpc', 'tcp', 'grpc-js-unary', 'unary calls: OK, NOT_FOUND, INTERNAL, OK; traceparent and x-request-id metadata', '@grpc/grpc-js client', '@grpc/grpc-js server', proxy.conversations[0]);
+  await proxy.close();
+  server.forceShutdown();
+}
+
+// ---------------------------------------------------------------------------------------------- Redis
+
+async function recordRedis(): Promise<void> {
+  const dir = tmp('redis');
+  const port = await freePort();
+  start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
+  await waitForPort(port);
+  const proxy = await tcpProxy(port);
+  const cli = (args: string[]): Promise<string> => runAsync('redis-cli', ['-h', '127.0.0.1', '-p', String(proxy.port), ...args]).catch(() => '');
+  await cli(['SET', 'user:1', 'alice']);
+  await cli(['GET', 'user:1']);
+  await cli(['GET', 'user:missing']);
+  await cli(['INCR', 'user:1']);
+  await cli(['RPUSH', 'queue', 'a', 'b', 'c']);
+  await cli(['LRANGE', 'queue', '0', '-1']);
+  await cli(['-3', 'HSET', 'h', 'f1', 'v1', 'f2', '2']);
+  await cli(['-3', 'HGETALL', 'h']);
+  await cli(['SET', 'big', 'x'.repeat(3000)]);
+  await cli(['GET', 'big']);
+  await proxy.settle();
+  const names = ['set', 'get', 'get-nil', 'incr-error', 'rpush', 'lrange', 'resp3-hset', 'resp3-hgetall', 'set-big', 'get-big'];
+  const descr = ['SET', 'GET hit', 'GET miss (nil)', 'INCR on a string: -ERR', 'RPUSH', 'LRANGE array reply', 'HELLO 3 then HSET (RESP3)', 'HELLO 3 then HGETALL: a RESP3 map', 'SET with a 3000-byte value (past the capture limit)', 'GET of the 3000-byte value'];
+  proxy.conversations.forEach((c, i) => save('redis', 'tcp', `cli-${names[i]}`, descr[i], 'redis-cli', 'redis-server', c));
+  // A pipelined client: three commands in one write, and an inline command.
+  const pp = await tcpProxy(port);
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect({ port: pp.port, host: '127.0.0.1' }, () => s.write('*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*2\r\n$4\r\nLLEN\r\n$1\r\nk\r\n'));
+    let n = 0;
+    s.on('data', (d: Buffer) => {
+      n += (d.toString().match(/\r\n/g) ?? []).length;
+      if (n >= 4) {
+        if (n < 100) s.write('PING\r\n');
+        n = 1000;
+        setTimeout(() => s.end(), 50);
+      }
+    });
+    s.on('close', () => resolve());
+    s.on('error', reject);
+  });
+  await pp.settle();
+  save('redis', 'tcp', 'pipelined', 'SET, GET, LLEN (WRONGTYPE-free) pipelined in one write, then an inline PING', 'raw socket', 'redis-server', pp.conversations[0]);
+  await pp.close();
+  await proxy.close();
+}
+
+// ---------------------------------------------------------------------------------------------- DNS
+
+async function recordDns(): Promise<void> {
+  const port = await freePort();
+  start('dnsmasq', ['-k', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts', '--conf-file=/dev/null', '--local=/riptide.test/', '--address=/svc.riptide.test/10.0.0.7', '--host-record=db.riptide.test,10.0.0.8,fd00::8', '--txt-record=txt.riptide.test,"v=riptide1"', '--user=root']);
+  await waitForPort(port);
+  const udp = await udpProxy(port);
+  const dig = async (args: string[]): Promise<void> => {
+    await runAsync('dig', ['@127.0.0.1', '-p', String(udp.port), '+tries=1', '+time=2', ...args]);
+  };
+  await dig(['svc.riptide.test', 'A']);
+  await dig(['db.riptide.test', 'AAAA']);
+  await dig(['missing.riptide.test', 'A']);
+  await dig(['txt.riptide.test', 'TXT']);
+  await sleep(100);
+  const names = ['a', 'aaaa', 'nxdomain', 'txt'];
+  udp.conversations.forEach((c, i) => save('dns', 'udp', `dig-udp-${names[i]}`, `dig ${names[i]} query over UDP`, 'dig', 'dnsmasq', c));
+  await udp.close();
+  const tcp = await tcpProxy(port);
+  await runAsync('dig', ['@127.0.0.1', '-p', String(tcp.port), '+tcp', '+tries=1', 'db.riptide.test', 'A']);
+  await runAsync('dig', ['@127.0.0.1', '-p', String(tcp.port), '+tcp', '+tries=1', 'nothere.riptide.test', 'MX']);
+  await tcp.settle();
+  save('dns', 'tcp', 'dig-tcp-a', 'dig +tcp A query (2-byte length prefix)', 'dig +tcp', 'dnsmasq', tcp.conversations[0]);
+  save('dns', 'tcp', 'dig-tcp-nxdomain', 'dig +tcp MX query for a missing name', 'dig +tcp', 'dnsmasq', tcp.conversations[1]);
+  await tcp.close();
+}
+
+// ---------------------------------------------------------------------------------------------- MQTT
+
+async function recordMqtt(): Promise<void> {
+  const dir = tmp('mosquitto');
+  const port = await freePort();
+  fs.writeFileSync(path.join(dir, 'm.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  start('mosquitto', ['-c', path.join(dir, 'm.conf')]);
+  await waitForPort(port);
+  for (const v of ['mqttv311', 'mqttv5']) {
+    const proxy = await tcpProxy(port);
+    const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(proxy.port), '-V', v, '-q', '1', '-t', 'riptide/orders/#', '-C', '2', '-i', `sub-${v}`]);
+    await sleep(400);
+    await runAsync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(proxy.port), '-V', v, '-q', '1', '-t', 'riptide/orders/new', '-m', '{"id":7}', '-i', `pub-${v}`]);
+    await runAsync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(proxy.port), '-V', v, '-q', '0', '-t', 'riptide/orders/old', '-m', 'qos0', '-i', `pub0-${v}`]);
+    await new Promise<void>((r) => sub.on('exit', () => r()));
+    await proxy.settle();
+    save('mqtt', 'tcp', `${v}-subscriber`, `${v}: CONNECT, SUBSCRIBE (QoS 1), two PUBLISHes delivered, PUBACK, DISCONNECT`, 'mosquitto_sub', 'mosquitto', proxy.conversations[0]);
+    save('mqtt', 'tcp', `${v}-publisher-qos1`, `${v}: CONNECT, PUBLISH QoS 1, PUBACK, DISCONNECT`, 'mosquitto_pub', 'mosquitto', proxy.conversations[1]);
+    save('mqtt', 'tcp', `${v}-publisher-qos0`, `${v}: CONNECT, PUBLISH QoS 0, DISCONNECT`, 'mosquitto_pub', 'mosquitto', proxy.conversations[2]);
+    await proxy.close();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- PostgreSQL
+
+async function recordPostgres(): Promise<void> {
+  const dir = tmp('pg');
+  const pg = userIds('postgres');
+  fs.chownSync(dir, pg.uid, pg.gid);
+  const data = path.join(dir, 'data');
+  run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'], { ...pg, cwd: dir });
+  const port = await freePort();
+  start('postgres', ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'], { ...pg, cwd: dir });
+  await waitForPort(port);
+  await sleep(300);
+  const proxy = await tcpProxy(port);
+  // The error query exits non-zero: that is expected.
+  const psql = (args: string[]): Promise<unknown> => runAsync('psql', ['-h', '127.0.0.1', '-p', String(proxy.port), '-U', 'postgres', '-d', 'postgres', '-X', '-q', ...args], { cwd: dir }).catch(() => undefined);
+  await psql(['-c', 'CREATE TABLE orders (id int primary key, item text)']);
+  await psql(['-c', "INSERT INTO orders VALUES (1, 'book'), (2, 'pen')"]);
+  await psql(['-c', 'SELECT id, item FROM orders ORDER BY id']);
+  await psql(['-c', 'SELECT * FROM missing_table']);
+  await proxy.settle();
+  const names = ['create', 'insert', 'select', 'error'];
+  proxy.conversations.forEach((c, i) => save('postgresql', 'tcp', `psql-${names[i]}`, `psql -c (simple query; SSLRequest refused first): ${names[i]}`, 'psql', 'postgres', c));
+  // Extended query protocol from node-postgres (parameters → Parse/Bind/Describe/Execute/Sync).
+  const { Client } = require('pg') as { Client: new (o: object) => { connect(): Promise<void>; query(q: string | object, v?: unknown[]): Promise<unknown>; end(): Promise<void> } };
+  const ext = await tcpProxy(port);
+  const c = new Client({ host: '127.0.0.1', port: ext.port, user: 'postgres', database: 'postgres' });
+  await c.connect();
+  await c.query('SELECT item FROM orders WHERE id = $1', [1]);
+  await c.query({ name: 'by-id', text: 'SELECT id, item FROM orders WHERE id = $1', values: [2] });
+  await c.query({ name: 'by-id', text: 'SELECT id, item FROM orders WHERE id = $1', values: [1] });
+  await c.query('INSERT INTO orders VALUES ($1, $2)', [1, 'dup']).catch(() => undefined);
+  await c.end();
+  await ext.settle();
+  save('postgresql', 'tcp', 'node-pg-extended', 'node-postgres: startup, unnamed and named prepared statements (Parse/Bind/Describe/Execute/Sync), a duplicate-key error', 'pg (node-postgres)', 'postgres', ext.conversations[0]);
+  await ext.close();
+  await proxy.close();
+}
+
+// ---------------------------------------------------------------------------------------------- MySQL
+
+async function recordMysql(): Promise<void> {
+  const dir = tmp('mariadb');
+  const my = userIds('mysql');
+  fs.chownSync(dir, my.uid, my.gid);
+  const data = path.join(dir, 'data');
+  run('mariadb-install-db', [`--datadir=${data}`, '--user=mysql', '--auth-root-authentication-method=normal', '--skip-test-db'], { cwd: dir });
+  const port = await freePort();
+  start('mariadbd', [`--datadir=${data}`, `--port=${port}`, `--socket=${dir}/mysqld.sock`, '--bind-address=127.0.0.1', '--user=mysql', '--skip-grant-tables', '--skip-log-bin', `--pid-file=${dir}/mysqld.pid`, '--innodb-buffer-pool-size=16M'], { cwd: dir });
+  await waitForPort(port, 60000);
+  const proxy = await tcpProxy(port);
+  // The error statement exits non-zero: that is expected.
+  const cli = (sql: string): Promise<unknown> => runAsync('mariadb', ['-h', '127.0.0.1', '-P', String(proxy.port), '-u', 'root', '--skip-ssl', '-e', sql]).catch(() => undefined);
+  await cli('CREATE DATABASE IF NOT EXISTS shop');
+  await cli('CREATE TABLE shop.orders (id INT PRIMARY KEY, item VARCHAR(32))');
+  await cli("INSERT INTO shop.orders VALUES (1, 'book'), (2, 'pen')");
+  await cli('SELECT id, item FROM shop.orders ORDER BY id');
+  await cli('SELECT * FROM shop.missing');
+  await proxy.settle();
+  const names = ['create-db', 'create-table', 'insert', 'select', 'error'];
+  proxy.conversations.forEach((c, i) => save('mysql', 'tcp', `cli-${names[i]}`, `mariadb -e (COM_QUERY): ${names[i]}`, 'mariadb client', 'mariadbd', c));
+  const mysql2 = require('mysql2/promise') as { createConnection(o: object): Promise<{ execute(q: string, v: unknown[]): Promise<unknown>; query(q: string): Promise<unknown>; end(): Promise<void> }> };
+  const ps = await tcpProxy(port);
+  const conn = await mysql2.createConnection({ host: '127.0.0.1', port: ps.port, user: 'root', database: 'shop' });
+  await conn.execute('SELECT item FROM orders WHERE id = ?', [1]);
+  await conn.execute('SELECT item FROM orders WHERE id = ?', [2]);
+  await conn.execute('INSERT INTO orders VALUES (?, ?)', [1, 'dup']).catch(() => undefined);
+  await conn.end();
+  await ps.settle();
+  save('mysql', 'tcp', 'mysql2-prepared', 'mysql2 execute(): COM_STMT_PREPARE, COM_STMT_EXECUTE (twice, cached), a duplicate-key error', 'mysql2 (node)', 'mariadbd', ps.conversations[0]);
+  await ps.close();
+  await proxy.close();
+}
+
+// ---------------------------------------------------------------------------------------------- Kafka
+
+/**
+ * No broker is available here, so Kafka fixtures are encoded with kafkajs's protocol module: the
+ * request encoders its client sends to real brokers (kafkajs/src/protocol/requests/*), framed by its
+ * own request framer, and responses written with its Encoder in the layout of the protocol spec.
+ */
+async function recordKafka(): Promise<void> {
+  type Enc = { buffer: Buffer; writeInt32(n: number): Enc; writeInt16(n: number): Enc; writeString(s: string | null): Enc; writeArray(a: unknown[], type?: string): Enc; writeInt64(n: number | string): Enc; writeEncoder(e: Enc): Enc; writeBytes(b: Buffer | null): Enc; writeBoolean(v: boolean): Enc; size(): number };
+  const Encoder = require('kafkajs/src/protocol/encoder') as new () => Enc;
+  const frame = require('kafkajs/src/protocol/request') as (o: { correlationId: number; clientId: string; request: object }) => Promise<Enc>;
+  const req = (p: string): ((o: object) => object) => require(`kafkajs/src/protocol/requests/${p}/request`) as (o: object) => object;
+  const response = (correlationId: number, body: Enc): Buffer => {
+    const inner = new Encoder().writeInt32(correlationId).writeEncoder(body);
+    return new Encoder().writeInt32(inner.size()).writeEncoder(inner).buffer;
+  };
+  const chunks: Conversation = { chunks: [] };
+  const push = (dir: 'c2s' | 's2c', b: Buffer): void => {
+    chunks.chunks.push({ dir, b64: b.toString('base64') });
+  };
+  const clientId = 'riptide-kafkajs';
+  push('c2s', (await frame({ correlationId: 1, clientId, request: req('apiVersions/v2')({}) })).buffer);
+  push('s2c', response(1, new Encoder().writeInt16(0).writeArray([new Encoder().writeInt16(0).writeInt16(0).writeInt16(7), new Encoder().writeInt16(1).writeInt16(0).writeInt16(11)]).writeInt32(0)));
+  push('c2s', (await frame({ correlationId: 2, clientId, request: req('metadata/v5')({ topics: ['orders'], allowAutoTopicCreation: false }) })).buffer);
+  push('s2c', response(2, new Encoder().writeInt32(0).writeArray([new Encoder().writeInt32(1).writeString('127.0.0.1').writeInt32(9092).writeString(null)]).writeString('cluster-1').writeInt32(1).writeArray([new Encoder().writeInt16(0).writeString('orders').writeBoolean(false).writeArray([new Encoder().writeInt16(0).writeInt32(0).writeInt32(1).writeArray([1], 'int32').writeArray([1], 'int32').writeArray([], 'int32')])])));
+  const produce = req('produce/v3')({ acks: -1, timeout: 30000, topicData: [{ topic: 'orders', partitions: [{ partition: 0, messages: [{ key: 'k1', value: '{"id":1}', timestamp: 1700000000000 }] }] }] });
+  push('c2s', (await frame({ correlationId: 3, clientId, request: produce })).buffer);
+  push('s2c', response(3, new Encoder().writeArray([new Encoder().writeString('orders').writeArray([new Encoder().writeInt32(0).writeInt16(0).writeInt64(41).writeInt64(-1)])]).writeInt32(0)));
+  const fetch = req('fetch/v4')({ replicaId: -1, maxWaitTime: 500, minBytes: 1, maxBytes: 1048576, isolationLevel: 1, topics: [{ topic: 'orders', partitions: [{ partition: 0, fetchOffset: '41', maxBytes: 1048576 }] }] });
+  push('c2s', (await frame({ correlationId: 4, clientId, request: fetch })).buffer);
+  push('s2c', response(4, new Encoder().writeInt32(0).writeArray([new Encoder().writeString('orders').writeArray([new Encoder().writeInt32(0).writeInt16(1).writeInt64(42).writeInt64(42).writeArray([]).writeBytes(null)])])));
+  const produceErr = req('produce/v3')({ acks: 1, timeout: 30000, topicData: [{ topic: 'payments', partitions: [{ partition: 3, messages: [{ key: null, value: 'x'.repeat(1500), timestamp: 1700000000000 }] }] }] });
+  push('c2s', (await frame({ correlationId: 5, clientId, request: produceErr })).buffer);
+  push('s2c', response(5, new Encoder().writeArray([new Encoder().writeString('payments').writeArray([new Encoder().writeInt32(3).writeInt16(3).writeInt64(-1).writeInt64(-1)])]).writeInt32(0)));
+  push('c2s', (await frame({ correlationId: 6, clientId, request: req('findCoordinator/v1')({ groupId: 'billing', coordinatorType: 0 }) })).buffer);
+  push('s2c', response(6, new Encoder().writeInt32(0).writeInt16(15).writeString('The coordinator is not available.').writeInt32(-1).writeString('').writeInt32(-1)));
+  save('kafka', 'tcp', 'kafkajs-encoded', 'ApiVersions v2, Metadata v5, Produce v3 (ok), Fetch v4 (OFFSET_OUT_OF_RANGE), Produce v3 with a 1.5 KB record (UNKNOWN_TOPIC_OR_PARTITION), FindCoordinator v1 (error 15): requests encoded by kafkajs, responses by its Encoder', 'kafkajs protocol encoders', 'none (no broker here: responses encoded to the spec)', chunks);
+}
+
+// ----------------------------------------------------------------------------------------------
+
+const RECORDERS: Record<string, () => Promise<void>> = {
+  http1: recordHttp1,
+  http2: recordHttp2,
+  grpc: recordGrpc,
+  redis: recordRedis,
+  dns: recordDns,
+  mqtt: recordMqtt,
+  postgresql: recordPostgres,
+  mysql: recordMysql,
+  kafka: recordKafka,
+};
+
+async function main(): Promise<void> {
+  const wanted = process.argv.slice(2);
+  for (const [name, fn] of Object.entries(RECORDERS)) {
+    if (wanted.length > 0 && !wanted.includes(name)) continue;
+    process.stdout.write(`${name}:\n`);
+    try {
+      await fn();
+    } finally {
+      stopAll();
+      await sleep(200);
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    process.stderr.write(`record-fixtures: ${e instanceof Error ? e.stack : String(e)}\n`);
+    stopAll();
+    process.exit(1);
+  },
+);
