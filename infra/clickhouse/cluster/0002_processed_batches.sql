@@ -1,0 +1,16 @@
+-- Riptide schema v2, cluster variant of ../single/0002_processed_batches.sql.
+CREATE TABLE IF NOT EXISTS riptide.processed_batches_local ON CLUSTER '{cluster}'
+(
+    key           String,
+    agent_id      LowCardinality(String),
+    slot          UInt64,
+    status        LowCardinality(String),
+    processed_at  DateTime('UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/riptide/{table}', '{replica}', processed_at)
+PARTITION BY toDate(processed_at)
+ORDER BY key
+TTL processed_at + INTERVAL {ttl_days} DAY;
+
+CREATE TABLE IF NOT EXISTS riptide.processed_batches ON CLUSTER '{cluster}' AS riptide.processed_batches_local
+ENGINE = Distributed('{cluster}', 'riptide', 'processed_batches_local', sipHash64(key));
