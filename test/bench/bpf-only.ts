@@ -1,0 +1,26 @@
+/**
+ * Benchmark helper: loads and attaches the capture program and drains the ring without decoding,
+ * so a run measures the kernel-side cost alone. Prints "ready" on stderr once attached, and the
+ * number of records drained on exit (SIGINT).
+ *   npx tsx test/bench/bpf-only.ts PORT
+ */
+import { CaptureProgram } from '../../agent/capture/bpf-program.ts';
+
+const port = Number(process.argv[2]);
+const prog = CaptureProgram.load({ filter: { ports: [port] } });
+const reader = prog.ringReader();
+let records = 0;
+const noop = (): void => {};
+const timer = setInterval(() => {
+  records += reader.drain(noop);
+}, 10);
+process.stderr.write('ready\n');
+process.once('SIGINT', () => {
+  clearInterval(timer);
+  records += reader.drain(noop);
+  const k = prog.counters();
+  reader.close();
+  prog.close();
+  process.stdout.write(JSON.stringify({ records, kernelDropped: k.ringbufFull }) + '\n');
+  process.exit(0);
+});

@@ -1,0 +1,71 @@
+/**
+ * User-space cost of the capture stage per message, without the kernel: synthetic ring records
+ * (HTTP request/response heads, as nginx traffic produces) are decoded into CapturedMessages,
+ * then optionally turned into --output JSON lines. Single thread = one core.
+ *   npx tsx test/bench/capture-decode.ts [--messages 1000000]
+ */
+import { parseArgs } from 'node:util';
+import { RecordDecoder } from '../../agent/capture/decoder.ts';
+import { RT_EV_DATA, RtDataEvent as D } from '../../agent/capture/layout.generated.ts';
+import { messageToJson } from '../../agent/cli/commands/agent.ts';
+import type { CapturedMessage } from '../../agent/capture/message.ts';
+
+const { values } = parseArgs({ options: { messages: { type: 'string', default: '1000000' } } });
+const N = Number(values.messages);
+
+const heads = [
+  'GET /index.html HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n',
+  'HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 21 Nov 2026 05:00:00 GMT\r\nContent-Type: text/html\r\nContent-Length: 612\r\nConnection: keep-alive\r\n\r\n' + 'x'.repeat(612),
+];
+
+// A ring-like buffer holding 4096 records back to back, 8-byte aligned like the kernel's.
+const records: Array<[number, number]> = [];
+const ring = new Uint8Array(8 << 20);
+const view = new DataView(ring.buffer);
+let off = 0;
+for (let i = 0; i < 4096; i++) {
+  const payload = Buffer.from(heads[i % 2]);
+  const len = D.SIZE + payload.length;
+  view.setUint32(off + D.kind.offset, RT_EV_DATA, true);
+  view.setUint32(off + D.pid.offset, 1000 + (i % 4), true);
+  view.setUint32(off + D.tid.offset, 1000 + (i % 4), true);
+  view.setUint32(off + D.payload_len.offset, payload.length, true);
+  view.setBigUint64(off + D.enter_ns.offset, BigInt(1e9 + i * 1000), true);
+  view.setBigUint64(off + D.exit_ns.offset, BigInt(1e9 + i * 1000 + 500), true);
+  view.setBigUint64(off + D.socket_id.offset, BigInt(1 + (i % 50)), true);
+  view.setBigUint64(off + D.syscall_trace_id.offset, BigInt(i), true);
+  view.setBigInt64(off + D.bytes.offset, BigInt(payload.length), true);
+  view.setUint32(off + D.tcp_seq.offset, i * 1000, true);
+  view.setUint16(off + D.family.offset, 2, true);
+  view.setUint16(off + D.local_port.offset, 8080, true);
+  view.setUint16(off + D.remote_port.offset, 40000 + (i % 50), true);
+  ring[off + D.l4.offset] = 6;
+  ring[off + D.direction.offset] = i % 2;
+  ring[off + D.role.offset] = 2;
+  ring[off + D.syscall.offset] = i % 2 ? 1 : 5;
+  ring.set([127, 0, 0, 1], off + D.local_addr.offset);
+  ring.set([127, 0, 0, 1], off + D.remote_addr.offset);
+  ring.set(Buffer.from('nginx'), off + D.comm.offset);
+  ring.set(payload, off + D.SIZE);
+  records.push([off, len]);
+  off += (len + 7) & ~7;
+}
+
+function run(label: string, each: (m: CapturedMessage) => void): void {
+  const dec = new RecordDecoder();
+  let sink = 0;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < N; i++) {
+    const [o, l] = records[i & 4095];
+    const r = dec.decode(view, ring, o, l);
+    if (r.kind === 'data') each(r.message);
+    sink++;
+  }
+  const ns = Number(process.hrtime.bigint() - t0);
+  console.log(`${label.padEnd(28)} ${(ns / N).toFixed(0).padStart(6)} ns/message  ${((N / ns) * 1e6).toFixed(0).padStart(6)}k messages/s on one core  (${sink})`);
+}
+
+console.log(`capture user-space cost, ${N} synthetic HTTP messages (${heads[0].length}/${heads[1].length}-byte heads)`);
+run('decode only', () => {});
+let bytes = 0;
+run('decode + --output JSON line', (m) => (bytes += messageToJson(m, undefined).length));

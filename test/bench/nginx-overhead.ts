@@ -1,0 +1,130 @@
+/**
+ * Agent overhead on the worst case: nginx serving a small static file, saturated by wrk over
+ * loopback. Modes run interleaved in one run so drift hits them equally:
+ *   baseline  no BPF at all
+ *   bpf-only  programs attached, ring drained without decoding (kernel cost)
+ *   agent     the full agent (`riptide agent`, decoding + metadata + output to /dev/null)
+ * Prints requests/s per mode (median of rounds), the ratio to baseline, and the agent's CPU time
+ * per captured message.
+ *   npx tsx test/bench/nginx-overhead.ts [--rounds 3] [--seconds 5] [--connections 50]
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { RIPTIDE, REPO, freePort } from '../helpers/agent.ts';
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '5' },
+    connections: { type: 'string', default: '50' },
+    'agent-args': { type: 'string', default: '' },
+  },
+});
+const rounds = Number(values.rounds);
+const seconds = Number(values.seconds);
+const connections = Number(values.connections);
+const CLK_TCK = 100;
+
+type Mode = 'baseline' | 'bpf-only' | 'agent';
+
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime + stime
+}
+
+async function waitForLine(p: ChildProcess, text: string): Promise<void> {
+  let buf = '';
+  await new Promise<void>((resolve, reject) => {
+    p.stderr!.on('data', (c: Buffer) => {
+      buf += c.toString();
+      if (buf.includes(text)) resolve();
+    });
+    p.once('exit', (code) => reject(new Error(`exited ${code}: ${buf}`)));
+  });
+}
+
+function wrk(port: number): number {
+  const out = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, `http://127.0.0.1:${port}/index.html`], { encoding: 'utf8' });
+  const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
+  if (!m) throw new Error(`cannot read wrk output:\n${out}`);
+  return Number(m[1]);
+}
+
+async function metric(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\d+)`, 'm').exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+async function main(): Promise<void> {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'rt-bench-nginx-'));
+  writeFileSync(join(dir, 'index.html'), 'x'.repeat(612));
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+     events { worker_connections 1024; }
+     http { access_log off; keepalive_requests 100000; client_body_temp_path ${dir}; proxy_temp_path ${dir};
+            fastcgi_temp_path ${dir}; uwsgi_temp_path ${dir}; scgi_temp_path ${dir};
+            server { listen 127.0.0.1:${port}; root ${dir}; location / { } } }`,
+  );
+  const nginx = spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 500));
+  wrk(port); // warm up
+
+  const results: Record<Mode, number[]> = { baseline: [], 'bpf-only': [], agent: [] };
+  const perMessageUs: number[] = [];
+  let bpfRecords = 0;
+  for (let round = 0; round < rounds; round++) {
+    for (const mode of ['baseline', 'bpf-only', 'agent'] as Mode[]) {
+      let helper: ChildProcess | null = null;
+      let metricsPort = 0;
+      if (mode === 'bpf-only') {
+        helper = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/bench/bpf-only.ts'), String(port)], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+        await waitForLine(helper, 'ready');
+      } else if (mode === 'agent') {
+        metricsPort = await freePort();
+        const extra = values['agent-args'] ? values['agent-args'].split(' ') : ['--output', '/dev/null'];
+        helper = spawn(process.execPath, [RIPTIDE, 'agent', '--filter-port', String(port), '--port', String(metricsPort), ...extra], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+        await waitForLine(helper, 'riptide agent: capturing');
+      }
+      const cpu0 = helper ? cpuSeconds(helper.pid!) : 0;
+      const msgs0 = mode === 'agent' ? await metric(metricsPort, 'riptide_capture_received_total') : 0;
+      const rps = wrk(port);
+      results[mode].push(rps);
+      if (helper) {
+        if (mode === 'agent') {
+          await new Promise((r) => setTimeout(r, 100));
+          const cpu = cpuSeconds(helper.pid!) - cpu0;
+          const msgs = (await metric(metricsPort, 'riptide_capture_received_total')) - msgs0;
+          if (msgs > 0) perMessageUs.push((cpu * 1e6) / msgs);
+        }
+        const out: Buffer[] = [];
+        helper.stdout?.on('data', (c: Buffer) => out.push(c));
+        helper.kill('SIGINT');
+        await new Promise((r) => helper!.once('exit', r));
+        if (mode === 'bpf-only' && out.length) bpfRecords += (JSON.parse(Buffer.concat(out).toString()) as { records: number }).records;
+      }
+      process.stderr.write(`round ${round + 1} ${mode.padEnd(8)} ${rps.toFixed(0)} req/s\n`);
+    }
+  }
+  nginx.kill('SIGQUIT');
+
+  const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const base = median(results.baseline);
+  console.log(`\nnginx + wrk over loopback, ${rounds} interleaved rounds × ${seconds}s, ${connections} connections, 1 nginx worker, 2 cores`);
+  console.log('mode       req/s (median)  vs baseline   rounds');
+  for (const mode of ['baseline', 'bpf-only', 'agent'] as Mode[]) {
+    const m = median(results[mode]);
+    console.log(`${mode.padEnd(10)} ${m.toFixed(0).padStart(14)}  ${((m / base) * 100).toFixed(1).padStart(9)}%   ${results[mode].map((x) => x.toFixed(0)).join(' ')}`);
+  }
+  if (perMessageUs.length) console.log(`agent CPU per captured message: ${median(perMessageUs).toFixed(2)} µs (median of rounds) → ${(1e6 / median(perMessageUs) / 1000).toFixed(0)}k messages/s per core`);
+  console.log(`bpf-only records drained: ${bpfRecords}`);
+}
+
+await main();
