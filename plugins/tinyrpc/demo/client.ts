@@ -15,7 +15,7 @@ export interface CallResult {
 
 export class TinyRpcClient {
   private nextId = 1;
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private readonly pending = new Map<number, (r: CallResult) => void>();
 
   private constructor(readonly socket: Socket) {

@@ -9,7 +9,7 @@ import { KIND_REQUEST, encodeResponse, takeFrames } from './protocol.ts';
 
 export function startServer(port = 0, host = '127.0.0.1'): Promise<Server> {
   const server = createServer((sock) => {
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     sock.on('data', (chunk) => {
       buf = Buffer.concat([buf, chunk]);
       const { frames, rest } = takeFrames(buf);
