@@ -99,7 +99,7 @@ export function parseStream(payload: Uint8Array, ctx: ParseContext, framer: Stre
     st.seen = true;
     first = false;
     if (r === UNKNOWN_LENGTH) {
-      markTruncated(out, before);
+      markTruncated(out, before, cut);
       break;
     }
     const endPos = pos + Math.max(r, 1);
@@ -119,7 +119,7 @@ function keepPending(st: StreamState, data: Uint8Array, pos: number, cut: boolea
   if (!cut && data.length - pos <= MAX_PENDING) st.pending = data.slice(pos);
 }
 
-function markTruncated(out: L7Message[], from: number, really = true): void {
+function markTruncated(out: L7Message[], from: number, really: boolean): void {
   if (!really) return;
   for (let i = from; i < out.length; i++) out[i].truncated = true;
 }

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { describeConformance, otherFixtures } from '../conformance.ts';
+import { loadFixtures, replay } from '../fixtures.ts';
+import { dnsParser } from './index.ts';
+
+const own = loadFixtures('dns');
+const fixture = (name: string) => {
+  const f = own.find((x) => x.name === name);
+  if (!f) throw new Error(`no fixture ${name}`);
+  return f;
+};
+
+describeConformance(dnsParser, { own, others: otherFixtures('dns'), fuzzIterations: 1_000_000 });
+
+describe('dns against dnsmasq', () => {
+  it('pairs a UDP query and answer by id, with QTYPE, QNAME and the address', () => {
+    const f = fixture('dig-udp-a');
+    const id = (f.chunks[0].data[0] << 8) | f.chunks[0].data[1];
+    const [q, a] = replay(dnsParser, f.chunks, { l4: 'udp' });
+    expect(q).toEqual({ l7Protocol: 'dns', msgType: 'request', requestId: id, requestType: 'A', requestDomain: 'svc.riptide.test', requestResource: 'svc.riptide.test', endpoint: 'svc.riptide.test' });
+    expect(a).toMatchObject({ msgType: 'response', requestId: id, responseCode: 0, responseStatus: 'ok', attributes: { 'dns.answers': '10.0.0.7' } });
+  });
+
+  it('reads AAAA answers', () => {
+    const [, a] = replay(dnsParser, fixture('dig-udp-aaaa').chunks, { l4: 'udp' });
+    expect(a).toMatchObject({ requestType: 'AAAA', attributes: { 'dns.answers': 'fd00::8' } });
+  });
+
+  it('reports NXDOMAIN as a client error', () => {
+    const [, a] = replay(dnsParser, fixture('dig-udp-nxdomain').chunks, { l4: 'udp' });
+    expect(a).toMatchObject({ responseCode: 3, responseStatus: 'client_error', requestDomain: 'missing.riptide.test' });
+  });
+
+  it('reads DNS over TCP behind the 2-byte length', () => {
+    const f = fixture('dig-tcp-nxdomain');
+    const id = (f.chunks[0].data[2] << 8) | f.chunks[0].data[3];
+    const msgs = replay(dnsParser, f.chunks, { l4: 'tcp' });
+    expect(msgs.map((m) => [m.msgType, m.requestId, m.requestType, m.responseCode])).toEqual([
+      ['request', id, 'MX', undefined],
+      ['response', id, 'MX', 3],
+    ]);
+  });
+});
