@@ -383,6 +383,50 @@ static __always_inline __u64 trace_id_for(__u64 pid_tgid, __u8 dir, __u64 socket
 	return t->trace_id;
 }
 
+/* Writes the record in the scratch buffer to the ring (header + `got` payload bytes). */
+static __always_inline void emit(struct rt_scratch *s, struct rt_data_event *ev, __u32 got)
+{
+	ev->payload_len = got;
+	__u64 size = sizeof(struct rt_data_event) + got;
+	if (size > sizeof(struct rt_scratch))
+		size = sizeof(struct rt_scratch);
+	if (bpf_ringbuf_output(&events, s->bytes, size, BPF_RB_NO_WAKEUP))
+		count(RT_CNT_RINGBUF_FULL);
+	else
+		count(RT_CNT_EMITTED);
+}
+
+/*
+ * sendmmsg/recvmmsg move several messages in one call (glibc's resolver sends the A and AAAA
+ * queries together): one record per message, up to RT_MAX_MMSG, each with its own length, peer
+ * and, on TCP, its own sequence number.
+ */
+static __always_inline void emit_mmsg(struct rt_scratch *s, struct rt_data_event *ev, struct rt_args *a, long nmsgs, __u32 limit)
+{
+	__u32 seq = ev->tcp_seq;
+	bool unconnected = a->l4 == IPPROTO_UDP && ev->remote_port == 0;
+#pragma unroll
+	for (int i = 0; i < RT_MAX_MMSG; i++) {
+		if (i >= nmsgs)
+			break;
+		struct mmsghdr mm = {};
+		if (bpf_probe_read_user(&mm, sizeof(mm), (void *)(a->buf + i * sizeof(struct mmsghdr))))
+			break;
+		ev->bytes = mm.msg_len;
+		ev->tcp_seq = a->l4 == IPPROTO_TCP ? seq : 0;
+		seq += mm.msg_len;
+		if (unconnected) {
+			__builtin_memset(ev->remote_addr, 0, sizeof(ev->remote_addr));
+			ev->remote_port = 0;
+			read_sockaddr(ev, (__u64)mm.msg_hdr.msg_name);
+			if (a->recheck_ports && !port_selected(ev->local_port, ev->remote_port))
+				continue;
+		}
+		__u32 want = mm.msg_len < limit ? mm.msg_len : limit;
+		emit(s, ev, copy_iov(ev, (__u64)mm.msg_hdr.msg_iov, mm.msg_hdr.msg_iovlen, want));
+	}
+}
+
 /* Exit of a data syscall: build the record and write it to the ring buffer. */
 static __always_inline int on_exit(__u8 sys, long ret)
 {
@@ -455,31 +499,17 @@ static __always_inline int on_exit(__u8 sys, long ret)
 		break;
 	}
 	case RT_SYS_SENDMMSG:
-	case RT_SYS_RECVMMSG: {
-		/* ret is the number of messages; report and copy the first one. */
-		struct mmsghdr mm = {};
-		if (!bpf_probe_read_user(&mm, sizeof(mm), (void *)a->buf)) {
-			ev->bytes = mm.msg_len;
-			want = mm.msg_len < limit ? mm.msg_len : limit;
-			got = copy_iov(ev, (__u64)mm.msg_hdr.msg_iov, mm.msg_hdr.msg_iovlen, want);
-			msg_name = (__u64)mm.msg_hdr.msg_name;
-		}
-		break;
-	}
+	case RT_SYS_RECVMMSG:
+		/* ret is the number of messages. */
+		emit_mmsg(s, ev, a, ret, limit);
+		goto out;
 	}
 	if (a->l4 == IPPROTO_UDP && ev->remote_port == 0)
 		read_sockaddr(ev, msg_name);
 	if (a->recheck_ports && !port_selected(ev->local_port, ev->remote_port))
 		goto out;
 
-	ev->payload_len = got;
-	__u64 size = sizeof(struct rt_data_event) + got;
-	if (size > sizeof(struct rt_scratch))
-		size = sizeof(struct rt_scratch);
-	if (bpf_ringbuf_output(&events, s->bytes, size, BPF_RB_NO_WAKEUP))
-		count(RT_CNT_RINGBUF_FULL);
-	else
-		count(RT_CNT_EMITTED);
+	emit(s, ev, got);
 out:
 	bpf_map_delete_elem(&active, &pid_tgid);
 	return 0;

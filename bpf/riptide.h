@@ -14,6 +14,8 @@
 #define RT_COMM_LEN 16
 /* How many iovec entries are copied from for readv/writev/sendmsg/recvmsg. */
 #define RT_MAX_IOV 4
+/* How many messages of one sendmmsg/recvmmsg become records. */
+#define RT_MAX_MMSG 4
 
 enum rt_event_kind {
 	RT_EV_DATA = 1,      /* one data syscall on a socket (struct rt_data_event) */

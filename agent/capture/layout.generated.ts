@@ -62,6 +62,7 @@ export const Rodata = {
 export const RT_MAX_PAYLOAD = 8192;
 export const RT_COMM_LEN = 16;
 export const RT_MAX_IOV = 4;
+export const RT_MAX_MMSG = 4;
 export const RT_EV_DATA = 1;
 export const RT_EV_CLOSE = 2;
 export const RT_EV_PROC_EXEC = 3;

@@ -70,5 +70,27 @@ int main(int argc, char **argv)
 	close(c);
 	close(s);
 	close(ls);
+
+	/* UDP, unconnected: two datagrams in one sendmmsg (as glibc's resolver sends A + AAAA), both
+	 * received by one recvmmsg. */
+	int us = socket(AF_INET, SOCK_DGRAM, 0), uc = socket(AF_INET, SOCK_DGRAM, 0);
+	if (bind(us, (struct sockaddr *)&addr, sizeof(addr))) die("udp bind");
+	const char *d[2] = { "RT-MMSG one", "RT-MMSG second" };
+	struct iovec div[2] = { { (void *)d[0], strlen(d[0]) }, { (void *)d[1], strlen(d[1]) } };
+	struct mmsghdr dm[2] = {
+		{ .msg_hdr = { .msg_name = &addr, .msg_namelen = sizeof(addr), .msg_iov = &div[0], .msg_iovlen = 1 } },
+		{ .msg_hdr = { .msg_name = &addr, .msg_namelen = sizeof(addr), .msg_iov = &div[1], .msg_iovlen = 1 } },
+	};
+	expect(sendmmsg(uc, dm, 2, 0), 2, "udp sendmmsg");
+	char b0[64], b1[64];
+	struct sockaddr_in from[2];
+	struct iovec rv[2] = { { b0, sizeof(b0) }, { b1, sizeof(b1) } };
+	struct mmsghdr rm[2] = {
+		{ .msg_hdr = { .msg_name = &from[0], .msg_namelen = sizeof(from[0]), .msg_iov = &rv[0], .msg_iovlen = 1 } },
+		{ .msg_hdr = { .msg_name = &from[1], .msg_namelen = sizeof(from[1]), .msg_iov = &rv[1], .msg_iovlen = 1 } },
+	};
+	expect(recvmmsg(us, rm, 2, MSG_WAITFORONE, NULL), 2, "udp recvmmsg");
+	close(us);
+	close(uc);
 	return 0;
 }

@@ -28,7 +28,8 @@ describe('the ten data syscalls', () => {
     port = await freePort();
     agent = await startAgent(['--filter-port', String(port)]);
     execFileSync(bin, [String(port)], { timeout: 10_000 });
-    lines = await agent.waitFor((l) => payloadText(l).startsWith('RT-SYSCALL'), 10);
+    await agent.waitFor((l) => payloadText(l).startsWith('RT-'), 14);
+    lines = agent.lines.filter((l) => payloadText(l).startsWith('RT-SYSCALL'));
   });
   afterAll(async () => {
     await agent?.stop();
@@ -65,6 +66,17 @@ describe('the ten data syscalls', () => {
     for (let k = 1; k < sends.length; k++) {
       expect((sends[k - 1].tcp_seq + sends[k - 1].bytes) >>> 0).toBe(sends[k].tcp_seq);
     }
+  });
+
+  it('turns each message of a UDP sendmmsg/recvmmsg into its own record, with its peer', () => {
+    const mm = agent.lines.filter((l) => payloadText(l).startsWith('RT-MMSG'));
+    const sent = mm.filter((l) => l.syscall === 'sendmmsg');
+    const got = mm.filter((l) => l.syscall === 'recvmmsg');
+    expect(sent.map(payloadText)).toEqual(['RT-MMSG one', 'RT-MMSG second']);
+    expect(got.map(payloadText)).toEqual(['RT-MMSG one', 'RT-MMSG second']);
+    expect(sent.map((l) => l.bytes)).toEqual([11, 14]);
+    for (const l of sent) expect([l.l4, l.remote_ip, l.remote_port, l.tcp_seq]).toEqual(['udp', '127.0.0.1', port, 0]);
+    for (const l of got) expect([l.l4, l.local_port, l.remote_port]).toEqual(['udp', port, sent[0].local_port]);
   });
 
   it('keeps one socket id per socket and a different one per side', () => {
