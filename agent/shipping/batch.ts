@@ -22,6 +22,11 @@ export interface Batch {
   slotSeconds: number;
   /** Sequence within the slot when a slot is cut in several objects (size cap), from 0. */
   part: number;
+  /**
+   * Id of the agent run that wrote the batch (its start time, unix ms). Two runs of one agent inside
+   * the same slot write distinct objects; absent in batches built by hand (then 0 in object keys).
+   */
+  run?: number;
   messages: ParsedMessage[];
   /** Metadata for every pid that appears in `messages`. */
   processes: ProcessInfo[];

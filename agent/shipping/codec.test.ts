@@ -1,0 +1,160 @@
+import { describe, expect, it } from 'vitest';
+import { crc32 } from 'node:zlib';
+import type { Batch } from './batch.ts';
+import { BATCH_HEADER_BYTES, BatchEncodeError, BatchFormatError, decodeBatch, encodeBatch, encodeBatchAsync, readBatchHeader } from './codec.ts';
+import type { Compression } from './codec.ts';
+import { rng, syntheticBatch } from '../../test/shipping/synthetic.ts';
+
+function expectFormatError(fn: () => unknown, reason?: string): BatchFormatError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(BatchFormatError);
+    if (reason) expect((err as BatchFormatError).reason).toBe(reason);
+    return err as BatchFormatError;
+  }
+  throw new Error('expected a BatchFormatError');
+}
+
+/** Re-seal a tampered object with a correct checksum, to reach the body parser. */
+function reseal(bytes: Uint8Array): Uint8Array {
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  v.setUint32(20, crc32(bytes.subarray(BATCH_HEADER_BYTES), crc32(bytes.subarray(0, 20))), true);
+  return bytes;
+}
+
+describe('batch codec', () => {
+  it.each<Compression>(['none', 'deflate', 'gzip', 'brotli'])('round-trips a realistic batch with %s', (compression) => {
+    const batch = syntheticBatch(300);
+    const bytes = encodeBatch(batch, { compression });
+    const back = decodeBatch(bytes);
+    expect(back).toEqual({ ...batch, version: 1 });
+    expect(readBatchHeader(bytes).messageCount).toBe(300);
+  });
+
+  it('async encoding gives the same object as sync', async () => {
+    const batch = syntheticBatch(50);
+    expect(Buffer.from(await encodeBatchAsync(batch))).toEqual(Buffer.from(encodeBatch(batch)));
+  });
+
+  it('keeps edge values exact: empty batch, extreme timestamps, odd numbers, unicode, attributes', () => {
+    const empty: Batch = { version: 1, agentId: 'a', host: '', slot: 0, slotSeconds: 1, part: 0, messages: [], processes: [], closed: [] };
+    expect(decodeBatch(encodeBatch(empty))).toEqual(empty);
+
+    const b = syntheticBatch(3);
+    b.messages[0].tsNs = 0n;
+    b.messages[0].enterNs = 2n ** 63n;
+    b.messages[0].exitNs = 0n;
+    b.messages[1].tsNs = 2n ** 64n - 1n;
+    b.messages[1].l7 = [
+      {
+        l7Protocol: 'my-plugin ✓',
+        msgType: 'response',
+        requestId: -5,
+        responseCode: 1.5,
+        requestLength: Number.MAX_SAFE_INTEGER,
+        responseLength: -0.25,
+        responseStatus: 'server_error',
+        responseException: 'boom — 例外',
+        spanId: 'abc',
+        parentSpanId: 'def',
+        truncated: true,
+        attributes: { 'tx.id': 'T-1', 'ключ': 'значение', '': '' },
+      },
+    ];
+    b.messages[2].family = 'ipv6';
+    b.messages[2].l4 = 'udp';
+    b.messages[2].role = 'server';
+    b.messages[2].localIp = '::1';
+    b.messages[2].socketId = Number.MAX_SAFE_INTEGER;
+    b.messages[2].payload = new Uint8Array(0);
+    b.closed = [{ tsNs: 5n, pid: 1, socketId: 2 }];
+    expect(decodeBatch(encodeBatch(b))).toEqual(b);
+  });
+
+  it('refuses to encode values outside the contract with a typed error', () => {
+    const b = syntheticBatch(1);
+    b.messages[0].pid = -1;
+    expect(() => encodeBatch(b)).toThrow(BatchEncodeError);
+    const c = syntheticBatch(1);
+    (c.messages[0] as { syscall: string }).syscall = 'ioctl';
+    expect(() => encodeBatch(c)).toThrow(/syscall/);
+  });
+
+  it('reports truncation, bad magic, bad checksum and unknown versions clearly', () => {
+    const bytes = encodeBatch(syntheticBatch(20));
+    expectFormatError(() => decodeBatch(bytes.subarray(0, 10)), 'truncated');
+    expectFormatError(() => decodeBatch(bytes.subarray(0, bytes.length - 1)), 'truncated');
+    expectFormatError(() => decodeBatch(new TextEncoder().encode('{"not":"a batch"} and more bytes here')), 'bad_magic');
+
+    const flipped = bytes.slice();
+    flipped[BATCH_HEADER_BYTES + 40] ^= 0x10;
+    const e = expectFormatError(() => decodeBatch(flipped), 'bad_checksum');
+    expect(e.message).toMatch(/^batch: bad checksum: CRC-32/);
+
+    const v2 = bytes.slice();
+    v2[4] = 2;
+    expectFormatError(() => decodeBatch(v2), 'unsupported_version');
+
+    expect(e.withKey('batches/x.rtb').message).toMatch(/^batch batches\/x\.rtb: bad checksum: CRC-32/);
+  });
+
+  it('refuses a body that claims to be huge before allocating', () => {
+    const bytes = encodeBatch(syntheticBatch(5));
+    new DataView(bytes.buffer).setUint32(12, 0xffffffff, true);
+    expectFormatError(() => decodeBatch(reseal(bytes)), 'too_large');
+    const small = encodeBatch(syntheticBatch(5));
+    expectFormatError(() => decodeBatch(small, { maxBodyBytes: 100 }), 'too_large');
+  });
+
+  it('catches a header that lies about the body length', () => {
+    const bytes = encodeBatch(syntheticBatch(5));
+    const v = new DataView(bytes.buffer);
+    v.setUint32(12, v.getUint32(12, true) - 1, true);
+    expectFormatError(() => decodeBatch(reseal(bytes)), 'bad_compression');
+  });
+
+  it('fuzz: random mutations of valid objects (checksum fixed up) only ever throw BatchFormatError', () => {
+    const r = rng(42);
+    for (const compression of ['none', 'deflate'] as const) {
+      const good = encodeBatch(syntheticBatch(40), { compression });
+      for (let i = 0; i < 1500; i++) {
+        const bytes = good.slice();
+        const flips = 1 + Math.floor(r() * 4);
+        for (let j = 0; j < flips; j++) {
+          const at = BATCH_HEADER_BYTES + Math.floor(r() * (bytes.length - BATCH_HEADER_BYTES));
+          bytes[at] = Math.floor(r() * 256);
+        }
+        const cut = r() < 0.2 ? bytes.subarray(0, BATCH_HEADER_BYTES + Math.floor(r() * (bytes.length - BATCH_HEADER_BYTES))) : bytes;
+        if (cut !== bytes) new DataView(cut.buffer, cut.byteOffset).setUint32(16, cut.length - BATCH_HEADER_BYTES, true);
+        try {
+          decodeBatch(reseal(cut));
+        } catch (err) {
+          if (!(err instanceof BatchFormatError)) throw err;
+        }
+      }
+    }
+  });
+
+  it('fuzz: random bytes behind a valid header never over-allocate or escape as other errors', () => {
+    const r = rng(7);
+    for (let i = 0; i < 2000; i++) {
+      const len = Math.floor(r() * 300);
+      const body = new Uint8Array(len);
+      for (let j = 0; j < len; j++) body[j] = r() < 0.3 ? 0xff : Math.floor(r() * 256);
+      const bytes = new Uint8Array(BATCH_HEADER_BYTES + len);
+      bytes.set(new TextEncoder().encode('RPTB'));
+      bytes[4] = 1;
+      const v = new DataView(bytes.buffer);
+      v.setUint32(8, Math.floor(r() * 2 ** 32), true);
+      v.setUint32(12, len, true);
+      v.setUint32(16, len, true);
+      bytes.set(body, BATCH_HEADER_BYTES);
+      try {
+        decodeBatch(reseal(bytes));
+      } catch (err) {
+        if (!(err instanceof BatchFormatError)) throw err;
+      }
+    }
+  });
+});
