@@ -7,6 +7,8 @@ import { Capture } from '../../capture/capture.ts';
 import type { CapturedMessage, ProcessInfo } from '../../capture/message.ts';
 import { runPreflight } from '../../capture/preflight.ts';
 import { startStatusServer } from '../../status-server.ts';
+import type { L7Message } from '../../protocols/parser.ts';
+import { createDefaultRegistry } from '../../protocols/registry.ts';
 import { metrics } from '../../metrics.ts';
 
 const options: OptionSpec[] = [
@@ -18,6 +20,7 @@ const options: OptionSpec[] = [
   { name: 'filter-port', type: 'list', help: 'Only capture sockets with these local or remote ports' },
   { name: 'filter-comm', type: 'list', help: 'Only capture processes with these names (/proc/pid/comm)' },
   { name: 'max-output-mb', type: 'number', help: 'Pending --output bytes held in memory before lines are dropped (counted)', default: 64 },
+  { name: 'extra-headers', type: 'list', help: 'HTTP headers to record as attributes (comma-separated names)' },
 ];
 
 const help = renderHelp(
@@ -46,7 +49,46 @@ function parseNumbers(values: string[], what: string): number[] {
 }
 
 /** The `--output` line for one message: the stable debugging format (see docs/ARCHITECTURE.md). */
-export function messageToJson(m: CapturedMessage, proc: ProcessInfo | undefined): string {
+const L7_KEYS: Array<[keyof L7Message, string]> = [
+  ['l7Protocol', 'l7_protocol'],
+  ['msgType', 'msg_type'],
+  ['requestType', 'request_type'],
+  ['requestDomain', 'request_domain'],
+  ['requestResource', 'request_resource'],
+  ['endpoint', 'endpoint'],
+  ['requestId', 'request_id'],
+  ['responseCode', 'response_code'],
+  ['responseStatus', 'response_status'],
+  ['responseException', 'response_exception'],
+  ['requestLength', 'request_length'],
+  ['responseLength', 'response_length'],
+  ['traceId', 'trace_id'],
+  ['spanId', 'span_id'],
+  ['parentSpanId', 'parent_span_id'],
+  ['xRequestId', 'x_request_id'],
+  ['attributes', 'attributes'],
+  ['truncated', 'truncated'],
+];
+
+/** snake_case JSON object of one application message (absent fields left out). */
+export function l7ToJson(m: L7Message): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, name] of L7_KEYS) if (m[k] !== undefined) out[name] = m[k];
+  return out;
+}
+
+/**
+ * The `--output` line for one message: capture fields, then — when a parser recognised the payload —
+ * the first application message's fields at top level and every message in `l7`.
+ */
+export function messageToJson(m: CapturedMessage, proc: ProcessInfo | undefined, l7: readonly L7Message[] = []): string {
+  const base = captureToJson(m, proc);
+  if (l7.length === 0) return base;
+  const first = JSON.stringify(l7ToJson(l7[0]));
+  return `${base.slice(0, -1)},${first.slice(1, -1)},"l7":${JSON.stringify(l7.map(l7ToJson))}}`;
+}
+
+function captureToJson(m: CapturedMessage, proc: ProcessInfo | undefined): string {
   // Hand-built: JSON.stringify of the whole object costs several µs per line; only the free-text
   // fields need escaping. ts_ns/enter_ns/exit_ns are written as exact integers.
   const payload = Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength).toString('base64');
@@ -116,8 +158,10 @@ const command: Command = {
     const { createWriteStream } = await import('node:fs');
     const stream = output === '-' ? process.stdout : createWriteStream(output, { flags: 'a' });
     const writer = new LineWriter(stream, (cfg.number('max-output-mb') ?? 64) << 20);
+    const registry = createDefaultRegistry({ extraHeaders: cfg.list('extra-headers').map((h) => h.toLowerCase()) });
     const sink: CaptureSink = {
-      onMessage: (m, proc) => writer.push(messageToJson(m, proc)),
+      onMessage: (m, proc) => writer.push(messageToJson(m, proc, registry.parse(m))),
+      onSocketClosed: (e) => registry.onSocketClosed(e.socketId),
     };
 
     let capture: Capture;
