@@ -56,7 +56,7 @@ export function streamState(ctx: ParseContext): StreamState {
   return st;
 }
 
-export function parseStream(payload: Uint8Array, ctx: ParseContext, framer: StreamFramer): L7Message[] | null {
+export function parseStream(payload: Uint8Array, ctx: ParseContext, framer: StreamFramer, maxPending = MAX_PENDING): L7Message[] | null {
   const st = streamState(ctx);
   let data = payload;
   let wire = Math.max(ctx.bytes, payload.length);
@@ -82,7 +82,7 @@ export function parseStream(payload: Uint8Array, ctx: ParseContext, framer: Stre
         continue;
       }
       if (c === NEED_MORE) {
-        keepPending(st, data, pos, cut);
+        keepPending(st, data, pos, cut, maxPending);
         break;
       }
     }
@@ -93,7 +93,7 @@ export function parseStream(payload: Uint8Array, ctx: ParseContext, framer: Stre
       break;
     }
     if (r === NEED_MORE) {
-      keepPending(st, data, pos, cut);
+      keepPending(st, data, pos, cut, maxPending);
       break;
     }
     st.seen = true;
@@ -115,8 +115,8 @@ export function parseStream(payload: Uint8Array, ctx: ParseContext, framer: Stre
   return out;
 }
 
-function keepPending(st: StreamState, data: Uint8Array, pos: number, cut: boolean): void {
-  if (!cut && data.length - pos <= MAX_PENDING) st.pending = data.slice(pos);
+function keepPending(st: StreamState, data: Uint8Array, pos: number, cut: boolean, maxPending: number): void {
+  if (!cut && data.length - pos <= maxPending) st.pending = data.slice(pos);
 }
 
 function markTruncated(out: L7Message[], from: number, really: boolean): void {

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import { describeConformance, otherFixtures } from '../conformance.ts';
+import { ParserSession, loadFixtures, replay } from '../fixtures.ts';
+import { HpackDecoder } from './hpack.ts';
+import { huffmanCode, huffmanDecode } from './huffman.ts';
+import { http2Parser } from './index.ts';
+
+const own = [...loadFixtures('http2'), ...loadFixtures('grpc')];
+const chunksOf = (name: string) => {
+  const f = own.find((x) => x.name === name);
+  if (!f) throw new Error(`no fixture ${name}`);
+  return f.chunks;
+};
+const hex = (s: string) => new Uint8Array(Buffer.from(s.replace(/\s+/g, ''), 'hex'));
+
+describeConformance(http2Parser, { own, others: otherFixtures('http2', 'grpc'), fuzzIterations: 1_000_000 });
+
+describe('HPACK', () => {
+  it('derives the RFC 7541 Huffman code from its lengths', () => {
+    expect(huffmanCode(0x30)).toEqual([0x0, 5]); // '0'
+    expect(huffmanCode(0x20)).toEqual([0x14, 6]); // ' '
+    expect(huffmanCode(0x7f)).toEqual([0xffffffc, 28]);
+    expect(huffmanCode(256)).toEqual([0x3fffffff, 30]); // EOS
+  });
+
+  it('decodes the RFC 7541 C.4 examples with a shared dynamic table', () => {
+    const d = new HpackDecoder();
+    const r1 = d.decode(hex('8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff'), 0, 17);
+    expect(r1).toEqual({ ok: true, headers: [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com']] });
+    const b2 = hex('8286 84be 5886 a8eb 1064 9cbf');
+    expect(d.decode(b2, 0, b2.length).headers).toEqual([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com'], ['cache-control', 'no-cache']]);
+    const b3 = hex('8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf');
+    expect(d.decode(b3, 0, b3.length).headers).toEqual([[':method', 'GET'], [':scheme', 'https'], [':path', '/index.html'], [':authority', 'www.example.com'], ['custom-key', 'custom-value']]);
+    expect(d.tableSize).toBe(164);
+  });
+
+  it('rejects EOS and bad padding in Huffman strings', () => {
+    expect(huffmanDecode(hex('ffffffff'), 0, 4)).toBeUndefined();
+    expect(huffmanDecode(hex('f1e3c2e5f23a6ba0ab90f4ff'), 0, 12)).toBe('www.example.com');
+  });
+});
+
+describe('http2 against node http2', () => {
+  it('reads streams, methods, authority, paths and trace context; pairs by stream id', () => {
+    const msgs = replay(http2Parser, chunksOf('node-h2c'));
+    const req = msgs.filter((m) => m.msgType === 'request');
+    const resp = msgs.filter((m) => m.msgType === 'response');
+    expect(req.map((m) => [m.requestId, m.requestType, m.requestResource])).toEqual([
+      [1, 'GET', '/hello?x=1'],
+      [3, 'POST', '/orders'],
+      [5, 'GET', '/missing'],
+      [7, 'GET', '/hello?x=2'],
+    ]);
+    expect(req[0]).toMatchObject({ l7Protocol: 'http2', endpoint: '/hello', traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', xRequestId: 'h2-req-1' });
+    // The 4th request reuses dynamic-table entries set by the 1st: still decoded.
+    expect(req[3]).toMatchObject({ spanId: 'b7ad6b7169203333', xRequestId: 'h2-req-4' });
+    expect(req[3].requestDomain).toBe(req[0].requestDomain);
+    expect(Object.fromEntries(resp.map((m) => [m.requestId, m.responseCode]))).toEqual({ 1: 200, 3: 200, 5: 404, 7: 200 });
+    expect(resp.find((m) => m.requestId === 5)?.responseStatus).toBe('client_error');
+  });
+
+  it('reports gRPC calls with grpc-status from the trailers', () => {
+    const msgs = replay(http2Parser, chunksOf('grpc-js-unary'));
+    const req = msgs.filter((m) => m.msgType === 'request');
+    const resp = msgs.filter((m) => m.msgType === 'response');
+    expect(req.every((m) => m.l7Protocol === 'grpc' && m.requestResource === '/riptide.Greeter/SayHello')).toBe(true);
+    expect(req[0].attributes).toEqual({ 'rpc.service': 'riptide.Greeter' });
+    expect(resp.map((m) => [m.l7Protocol, m.responseCode, m.responseStatus, m.responseException])).toEqual([
+      ['grpc', 0, 'ok', undefined],
+      ['grpc', 5, 'client_error', 'no such person'],
+      ['grpc', 13, 'server_error', 'boom'],
+      ['grpc', 0, 'ok', undefined],
+    ]);
+  });
+
+  it('keeps separate HPACK tables for the two directions of a socket', () => {
+    const s = new ParserSession(http2Parser);
+    const msgs = chunksOf('node-h2c').flatMap((c) => s.feed(c.dir, c.data) ?? []);
+    expect(msgs).toHaveLength(8);
+  });
+});
