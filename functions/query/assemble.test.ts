@@ -1,0 +1,277 @@
+import { describe, expect, it } from 'vitest';
+import { ArraySpanSource, assembleTrace, derivedTraceId, linkParents } from './assemble.ts';
+import type { AsmSpan } from './span.ts';
+
+// Synthetic spans with the fields the capture path fills. Times in µs.
+let n = 0;
+function span(p: Partial<AsmSpan>): AsmSpan {
+  n++;
+  return {
+    trace_id: '',
+    app_span_id: '',
+    app_parent_span_id: '',
+    signal_source: 'ebpf',
+    agent_id: 'h1',
+    start_time_us: 0,
+    end_time_us: 0,
+    side: 'client',
+    l7_protocol: 'http1',
+    l4_protocol: 'tcp',
+    request_id: -1,
+    pid: 0,
+    tid: 0,
+    resp_tid: 0,
+    client_port: 0,
+    server_port: 0,
+    req_tcp_seq: 0,
+    resp_tcp_seq: 0,
+    syscall_trace_id_req: 0,
+    syscall_trace_id_resp: 0,
+    x_request_id_req: '',
+    x_request_id_resp: '',
+    ...p,
+    span_id: p.span_id ?? n.toString(16).padStart(16, '0'),
+  };
+}
+
+interface Proc {
+  agent?: string;
+  pid: number;
+  tid: number;
+}
+interface Side extends Proc {
+  sys?: [number, number];
+}
+
+let seq = 100_000;
+/** One network exchange seen at both ends: the client span and the server span share TCP sequences. */
+function exchange(o: { c: Side; s: Side; start: number; end: number; proto?: string; cport?: number; sport?: number; skew?: number; names?: [string, string] }): [AsmSpan, AsmSpan] {
+  const reqSeq = (seq += 1000);
+  const respSeq = seq + 7_777_777;
+  const common = { l7_protocol: o.proto ?? 'http1', client_port: o.cport ?? 40000 + (n % 1000), server_port: o.sport ?? 80, req_tcp_seq: reqSeq, resp_tcp_seq: respSeq };
+  const skew = o.skew ?? 0;
+  const c = span({ ...common, span_id: o.names?.[0], side: 'client', agent_id: o.c.agent ?? 'h1', pid: o.c.pid, tid: o.c.tid, resp_tid: o.c.tid, start_time_us: o.start, end_time_us: o.end, syscall_trace_id_req: o.c.sys?.[0] ?? 0, syscall_trace_id_resp: o.c.sys?.[1] ?? 0 });
+  const s = span({ ...common, span_id: o.names?.[1], side: 'server', agent_id: o.s.agent ?? 'h1', pid: o.s.pid, tid: o.s.tid, resp_tid: o.s.tid, start_time_us: o.start + 5 + skew, end_time_us: o.end - 5 + skew, syscall_trace_id_req: o.s.sys?.[0] ?? 0, syscall_trace_id_resp: o.s.sys?.[1] ?? 0 });
+  return [c, s];
+}
+
+const parentsOf = (spans: AsmSpan[]): Record<string, string | undefined> => {
+  const l = linkParents(spans);
+  return Object.fromEntries(spans.map((s) => [s.span_id, l.get(s.span_id)?.parent]));
+};
+
+async function assembled(spans: AsmSpan[], seed: string): Promise<Map<string, string | null>> {
+  const t = await assembleTrace(new ArraySpanSource(spans), seed);
+  return new Map((t?.spans ?? []).map((s) => [s.span.span_id, s.parent_id]));
+}
+
+/**
+ * One request of the acceptance topology: curl → nginx → A → (Redis, PostgreSQL, B → MariaDB).
+ * nginx is an event loop (one thread for all requests); A and B use a thread per connection, and
+ * nginx keeps `conns` keep-alive connections to A, so A's threads serve many requests one after another.
+ */
+function request(k: number, t: number, o: { conns: number; interleave?: boolean }): { spans: AsmSpan[]; expect: Record<string, string | null> } {
+  const id = (x: number): number => k * 100 + x;
+  const conn = k % o.conns;
+  const nm = (x: string): string => `${x}-${k}`.padStart(16, '0');
+  const curl = { pid: 10 + k, tid: 10 + k };
+  // nginx: under interleaving the upstream write carries the id of a *later* request's read (the
+  // event loop read it in between); the response side stays exact.
+  const [c0, s1] = exchange({ c: { ...curl, sys: [0, id(90)] }, s: { pid: 20, tid: 20, sys: [id(1), id(2)] }, start: t, end: t + 1000, names: [nm('c0'), nm('s1')] });
+  const [c1, s2] = exchange({
+    c: { pid: 20, tid: 20, sys: [o.interleave ? id(1) + 100 : id(1), id(2)] },
+    s: { pid: 30, tid: 300 + conn, sys: [id(10), id(13)] },
+    start: t + 20,
+    end: t + 980,
+    cport: 41000 + conn,
+    sport: 8080,
+    names: [nm('c1'), nm('s2')],
+  });
+  const [c2, s3] = exchange({ c: { pid: 30, tid: 300 + conn, sys: [id(10), id(11)] }, s: { pid: 40, tid: 40, sys: [id(40), id(40)] }, start: t + 40, end: t + 100, proto: 'redis', sport: 6379, names: [nm('c2'), nm('s3')] });
+  const [c3, s4] = exchange({ c: { pid: 30, tid: 300 + conn, sys: [id(11), id(12)] }, s: { pid: 50 + conn, tid: 50 + conn, sys: [id(50), id(50)] }, start: t + 110, end: t + 300, proto: 'postgresql', sport: 5432, names: [nm('c3'), nm('s4')] });
+  const [c4, s5] = exchange({ c: { pid: 30, tid: 300 + conn, sys: [id(12), id(13)] }, s: { pid: 60, tid: 600 + conn, sys: [id(60), id(61)] }, start: t + 310, end: t + 900, sport: 8081, names: [nm('c4'), nm('s5')] });
+  const [c5, s6] = exchange({ c: { pid: 60, tid: 600 + conn, sys: [id(60), id(61)] }, s: { pid: 70, tid: 700 + conn, sys: [id(70), id(70)] }, start: t + 330, end: t + 880, proto: 'mysql', sport: 3306, names: [nm('c5'), nm('s6')] });
+  const expect = {
+    [c0.span_id]: null,
+    [s1.span_id]: c0.span_id,
+    [c1.span_id]: s1.span_id,
+    [s2.span_id]: c1.span_id,
+    [c2.span_id]: s2.span_id,
+    [s3.span_id]: c2.span_id,
+    [c3.span_id]: s2.span_id,
+    [s4.span_id]: c3.span_id,
+    [c4.span_id]: s2.span_id,
+    [s5.span_id]: c4.span_id,
+    [c5.span_id]: s5.span_id,
+    [s6.span_id]: c5.span_id,
+  };
+  return { spans: [c0, s1, c1, s2, c2, s3, c3, s4, c4, s5, c5, s6], expect };
+}
+
+describe('trace assembly rules', () => {
+  it('tcp_seq: a server span is the child of the client span of the same exchange', () => {
+    const [c, s] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 2 }, start: 1000, end: 2000 });
+    const l = linkParents([s, c]);
+    expect(l.get(s.span_id)).toEqual({ parent: c.span_id, rule: 'tcp_seq' });
+    expect(l.has(c.span_id)).toBe(false);
+  });
+
+  it('keep-alive: requests reusing one connection link by sequence, not by socket or ports', () => {
+    const spans: AsmSpan[] = [];
+    for (let i = 0; i < 5; i++) spans.push(...exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 2 }, start: i * 10_000, end: i * 10_000 + 3000, cport: 45678, sport: 80 }));
+    const p = parentsOf(spans);
+    for (let i = 0; i < 5; i++) expect(p[spans[2 * i + 1].span_id]).toBe(spans[2 * i].span_id);
+    // A response sequence that disagrees is another exchange, even with the same request sequence.
+    const [c, s] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 2 }, start: 0, end: 100 });
+    expect(parentsOf([c, { ...s, resp_tcp_seq: s.resp_tcp_seq + 1 }])[s.span_id]).toBeUndefined();
+  });
+
+  it('reverse proxy: the request taken on one socket and forwarded on another links through the thread\'s syscall ids', () => {
+    const [c0, s1] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 20, tid: 20, sys: [7, 8] }, start: 0, end: 1000, sport: 80 });
+    const [c1, s2] = exchange({ c: { pid: 20, tid: 20, sys: [7, 8] }, s: { pid: 30, tid: 30 }, start: 100, end: 900, sport: 8080 });
+    const l = linkParents([c0, s1, c1, s2]);
+    expect(l.get(c1.span_id)).toEqual({ parent: s1.span_id, rule: 'syscall_response' });
+    expect(l.get(s2.span_id)?.parent).toBe(c1.span_id);
+    expect(l.get(s1.span_id)?.parent).toBe(c0.span_id);
+  });
+
+  it('syscall_chain: calls after the first follow the chain of ids; a DNS lookup in the middle keeps the chain', () => {
+    // A receives (id 1), asks DNS (sends with 1, the reply starts id 2), calls Redis with 2 (reply 3),
+    // then answers with 3.
+    const srv = span({ side: 'server', pid: 30, tid: 31, start_time_us: 0, end_time_us: 1000, syscall_trace_id_req: 1, syscall_trace_id_resp: 3, req_tcp_seq: 5, resp_tcp_seq: 6 });
+    const dnsC = span({ side: 'client', pid: 30, tid: 31, l4_protocol: 'udp', l7_protocol: 'dns', request_id: 4242, client_port: 51000, server_port: 53, start_time_us: 100, end_time_us: 200, syscall_trace_id_req: 1, syscall_trace_id_resp: 2 });
+    const dnsS = span({ side: 'server', pid: 90, tid: 90, l4_protocol: 'udp', l7_protocol: 'dns', request_id: 4242, client_port: 51000, server_port: 53, start_time_us: 110, end_time_us: 190 });
+    const redis = span({ side: 'client', pid: 30, tid: 31, l7_protocol: 'redis', start_time_us: 300, end_time_us: 400, syscall_trace_id_req: 2, syscall_trace_id_resp: 9, req_tcp_seq: 77, resp_tcp_seq: 78 });
+    const pg = span({ side: 'client', pid: 30, tid: 31, l7_protocol: 'postgresql', start_time_us: 500, end_time_us: 900, syscall_trace_id_req: 9, syscall_trace_id_resp: 3, req_tcp_seq: 87, resp_tcp_seq: 88 });
+    const l = linkParents([srv, dnsC, dnsS, redis, pg]);
+    expect(l.get(dnsC.span_id)).toEqual({ parent: srv.span_id, rule: 'syscall_chain' });
+    expect(l.get(dnsS.span_id)).toEqual({ parent: dnsC.span_id, rule: 'udp_request_id' });
+    expect(l.get(redis.span_id)).toEqual({ parent: srv.span_id, rule: 'syscall_chain' });
+    expect(l.get(pg.span_id)).toEqual({ parent: srv.span_id, rule: 'syscall_response' });
+    // A DNS reply with another id (a retry, another lookup) is not this exchange.
+    expect(linkParents([dnsC, { ...dnsS, request_id: 4243 }]).get(dnsS.span_id)).toBeUndefined();
+  });
+
+  it('concurrent requests on one thread: syscall evidence beats "innermost server span"; no evidence, no guess', () => {
+    // An event loop serves S1 [0,1000] and S2 [100,900]. C1 [200,800] belongs to S1, C2 [300,700] to S2.
+    const s1 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 0, end_time_us: 1000, syscall_trace_id_req: 1, syscall_trace_id_resp: 11 });
+    const s2 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 100, end_time_us: 900, syscall_trace_id_req: 2, syscall_trace_id_resp: 12 });
+    // The event loop read S2's request before writing C1: C1 carries S2's request id, but S1 answered
+    // right after C1's response came back.
+    const c1 = span({ side: 'client', pid: 20, tid: 20, start_time_us: 200, end_time_us: 800, syscall_trace_id_req: 2, syscall_trace_id_resp: 11, req_tcp_seq: 3 });
+    const c2 = span({ side: 'client', pid: 20, tid: 20, start_time_us: 300, end_time_us: 700, syscall_trace_id_req: 2, syscall_trace_id_resp: 12, req_tcp_seq: 4 });
+    const p = parentsOf([s1, s2, c1, c2]);
+    expect(p[c1.span_id]).toBe(s1.span_id);
+    expect(p[c2.span_id]).toBe(s2.span_id);
+    const bare = [s1, s2, c1, c2].map((s) => ({ ...s, syscall_trace_id_req: 0, syscall_trace_id_resp: 0 }));
+    const q = parentsOf(bare);
+    expect(q[c1.span_id]).toBeUndefined(); // both S1 and S2 contain it: ambiguous
+    expect(q[c2.span_id]).toBeUndefined();
+  });
+
+  it('thread: one server span of the thread contains the call and nothing else says otherwise', () => {
+    const s = span({ side: 'server', pid: 5, tid: 6, start_time_us: 0, end_time_us: 100 });
+    const c = span({ side: 'client', pid: 5, tid: 6, start_time_us: 10, end_time_us: 20, req_tcp_seq: 9 });
+    const other = span({ side: 'client', pid: 5, tid: 7, start_time_us: 10, end_time_us: 20, req_tcp_seq: 10 });
+    const l = linkParents([s, c, other]);
+    expect(l.get(c.span_id)).toEqual({ parent: s.span_id, rule: 'thread' });
+    expect(l.has(other.span_id)).toBe(false);
+  });
+
+  it('thread reuse: a pooled thread serving request after request gives each call to the request it lies in', async () => {
+    const [r1c, r1s] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 22, sys: [1, 1] }, start: 0, end: 1000 });
+    const [r2c, r2s] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 22, sys: [2, 3] }, start: 2000, end: 3000 });
+    const [dbc, dbs] = exchange({ c: { pid: 2, tid: 22, sys: [2, 3] }, s: { pid: 3, tid: 3 }, start: 2200, end: 2800, proto: 'mysql' });
+    const all = [r1c, r1s, r2c, r2s, dbc, dbs];
+    expect(parentsOf(all)[dbc.span_id]).toBe(r2s.span_id);
+    expect([...(await assembled(all, r1s.span_id)).keys()].sort()).toEqual([r1c.span_id, r1s.span_id].sort());
+    expect([...(await assembled(all, dbs.span_id)).keys()].sort()).toEqual([r2c.span_id, r2s.span_id, dbc.span_id, dbs.span_id].sort());
+  });
+
+  it('hosts apart: spans seen by two agents link through the TCP sequence within the clock tolerance', () => {
+    const [c, s] = exchange({ c: { agent: 'h1', pid: 1, tid: 1 }, s: { agent: 'h2', pid: 1, tid: 1 }, start: 10_000, end: 20_000, skew: -8_000 });
+    expect(linkParents([c, s]).get(s.span_id)).toEqual({ parent: c.span_id, rule: 'tcp_seq' });
+    // The same sequence a minute later is a wrapped-around or unrelated exchange.
+    const late = { ...s, start_time_us: s.start_time_us + 60_000_000, end_time_us: s.end_time_us + 60_000_000 };
+    expect(linkParents([c, late]).has(s.span_id)).toBe(false);
+  });
+
+  it('x_request_id: a proxy passing the id on links the forwarded call even without syscall ids', () => {
+    const s1 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 0, end_time_us: 1000, x_request_id_req: 'abc' });
+    const s2 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 10, end_time_us: 990, x_request_id_req: 'def' });
+    const c = span({ side: 'client', pid: 20, tid: 20, start_time_us: 100, end_time_us: 900, x_request_id_req: 'abc', req_tcp_seq: 3 });
+    expect(linkParents([s1, s2, c]).get(c.span_id)).toEqual({ parent: s1.span_id, rule: 'x_request_id' });
+  });
+
+  it('OTel spans join eBPF spans through the traceparent they carried', () => {
+    const trace = 'ab'.repeat(16);
+    // Instrumented caller: OTel client span oc (id 1111…) injects traceparent; the eBPF client span
+    // of that request carries 1111… as app_span_id, so does the eBPF server span at the callee, whose
+    // OTel server span os has parent 1111….
+    const oc = span({ signal_source: 'otel', side: 'client', trace_id: trace, app_span_id: '1'.repeat(16), span_id: '1'.repeat(16), start_time_us: 0, end_time_us: 1000 });
+    const [ec, es] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 2 }, start: 10, end: 990 });
+    ec.trace_id = es.trace_id = trace;
+    ec.app_span_id = es.app_span_id = '1'.repeat(16);
+    const os = span({ signal_source: 'otel', side: 'server', trace_id: trace, app_span_id: '2'.repeat(16), span_id: '2'.repeat(16), app_parent_span_id: '1'.repeat(16), start_time_us: 30, end_time_us: 900 });
+    const l = linkParents([oc, ec, es, os]);
+    expect(l.get(ec.span_id)).toEqual({ parent: oc.span_id, rule: 'traceparent' });
+    expect(l.get(es.span_id)).toEqual({ parent: ec.span_id, rule: 'tcp_seq' });
+    expect(l.get(os.span_id)).toEqual({ parent: es.span_id, rule: 'otel_parent' });
+    // Without the eBPF side, OTel spans link to each other.
+    expect(linkParents([oc, os]).get(os.span_id)).toEqual({ parent: oc.span_id, rule: 'otel_parent' });
+  });
+
+  it('never makes a cycle', () => {
+    // Two spans that would each be the other's parent by some rule.
+    const a = span({ side: 'server', pid: 1, tid: 1, start_time_us: 0, end_time_us: 100, req_tcp_seq: 5, resp_tcp_seq: 6 });
+    const b = span({ side: 'client', pid: 1, tid: 1, start_time_us: 0, end_time_us: 100, req_tcp_seq: 5, resp_tcp_seq: 6 });
+    const l = linkParents([a, b]);
+    expect(l.get(a.span_id)?.parent).toBe(b.span_id);
+    expect(l.has(b.span_id)).toBe(false);
+  });
+});
+
+describe('assembleTrace', () => {
+  it('assembles the whole multi-hop request from any of its spans', async () => {
+    const { spans, expect: want } = request(1, 1_000_000, { conns: 1 });
+    for (const seed of spans) {
+      const got = await assembled(spans, seed.span_id);
+      expect(Object.fromEntries(got)).toEqual(want);
+    }
+    const t = await assembleTrace(new ArraySpanSource(spans), spans[5].span_id);
+    expect(t?.trace_id).toBe(derivedTraceId(spans[0].span_id));
+    expect(t?.spans[0].span.span_id).toBe(spans[0].span_id);
+    // parents come before children, each child starts inside its parent (here: same clock)
+    const pos = new Map(t?.spans.map((s, i) => [s.span.span_id, i]));
+    for (const s of t?.spans ?? []) if (s.parent_id) expect(pos.get(s.parent_id)).toBeLessThan(pos.get(s.span.span_id) as number);
+  });
+
+  it('100 concurrent requests through keep-alive connections and an event-loop proxy give 100 separate traces', async () => {
+    const all: AsmSpan[] = [];
+    const wants: Array<Record<string, string | null>> = [];
+    for (let k = 0; k < 100; k++) {
+      // requests overlap (a new one every 50 µs, each lasts 1 ms); 25 connections to A
+      const r = request(k, 5_000_000 + k * 50, { conns: 25, interleave: k % 2 === 1 });
+      all.push(...r.spans);
+      wants.push(r.expect);
+    }
+    const source = new ArraySpanSource(all);
+    for (let k = 0; k < 100; k++) {
+      const ids = Object.keys(wants[k]);
+      for (const seed of [ids[0], ids[5], ids[11]]) {
+        const t = await assembleTrace(source, seed);
+        expect(Object.fromEntries((t?.spans ?? []).map((s) => [s.span.span_id, s.parent_id])), `request ${k} from ${seed}`).toEqual(wants[k]);
+      }
+    }
+  });
+
+  it('is bounded: span count and iterations', async () => {
+    const { spans } = request(3, 9_000_000, { conns: 1 });
+    const t = await assembleTrace(new ArraySpanSource(spans), spans[0].span_id, { maxSpans: 4 });
+    expect(t?.truncated).toBe(true);
+    expect(t?.fetched).toBe(4);
+    const u = await assembleTrace(new ArraySpanSource(spans), spans[0].span_id, { maxIterations: 1 });
+    expect(u?.iterations).toBe(1);
+    expect(await assembleTrace(new ArraySpanSource(spans), 'nope')).toBeUndefined();
+  });
+});

@@ -1,0 +1,488 @@
+/**
+ * Zero-code trace assembly: from any span, find the spans of the same request and choose each one's
+ * parent, without any header injected by anyone. The rules are written down, with their reasons and
+ * failure modes, in docs/TRACE-ASSEMBLY.md; each has a unit test in assemble.test.ts.
+ *
+ * Two phases, repeated until nothing new appears (bounded by iterations and span count):
+ *  1. search — ask a {@link SpanSource} for every span sharing a key with the spans of the trace so
+ *     far: syscall-trace id, TCP sequence, X-Request-ID, application trace id, the client calls a
+ *     server span's thread made inside it, the server spans of a process that contain a client span,
+ *     the DNS id of a UDP exchange — all inside a time window around the seed;
+ *  2. link — choose parents by {@link linkParents}, then keep only the tree that holds the seed.
+ * Only members of the seed's tree seed the next search: a span that merely shares a busy thread or a
+ * reused connection with the trace is fetched, but never widens the search unless a rule attaches it.
+ *
+ * @example
+ *   const trace = await assembleTrace(new ClickHouseSpanSource(ch), '3f2a…', {});
+ *   for (const s of trace?.spans ?? []) console.log(s.depth, s.span.span_id, s.parent_id, s.rule);
+ */
+import type { AsmSpan } from './span.ts';
+
+export interface AssembleOptions {
+  /** Search window on each side of the seed span (µs). */
+  windowUs: number;
+  /** Search rounds at most. */
+  maxIterations: number;
+  /** Spans fetched at most; past it the trace is marked truncated. */
+  maxSpans: number;
+  /** How far apart the two ends of one network exchange may be seen by the same agent (µs). */
+  networkDelayUs: number;
+  /** Extra tolerance between two agents' clocks (µs). */
+  clockOffsetUs: number;
+}
+
+export const DEFAULT_ASSEMBLE_OPTIONS: AssembleOptions = {
+  windowUs: 10_000_000,
+  maxIterations: 16,
+  maxSpans: 2000,
+  networkDelayUs: 50_000,
+  clockOffsetUs: 10_000,
+};
+
+/** "Spans inside this server span, made by its threads" (parent → children search). */
+export interface InsideProbe {
+  agent_id: string;
+  pid: number;
+  tids: number[];
+  from: number;
+  to: number;
+}
+
+/** "Server spans of this process that contain [from, to]" (child → parent search). */
+export interface ContainingProbe {
+  agent_id: string;
+  pid: number;
+  from: number;
+  to: number;
+}
+
+/** UDP exchanges have no TCP sequence: the protocol's request id and both ports stand in for it. */
+export interface UdpProbe {
+  request_id: number;
+  client_port: number;
+  server_port: number;
+}
+
+/** What one search round asks for; every list holds only values not asked before. */
+export interface SearchKeys {
+  syscallIds: number[];
+  tcpSeqs: number[];
+  xRequestIds: string[];
+  traceIds: string[];
+  inside: InsideProbe[];
+  containing: ContainingProbe[];
+  udp: UdpProbe[];
+}
+
+export interface TimeWindow {
+  from: number;
+  to: number;
+}
+
+/** Where assembly reads spans: ClickHouse in production, an array in unit tests. */
+export interface SpanSource<T extends AsmSpan> {
+  bySpanId(spanId: string): Promise<T | undefined>;
+  /** Spans starting inside `window` that match any of `keys` (see {@link matchesKeys}); at most `limit`. */
+  find(keys: SearchKeys, window: TimeWindow, limit: number): Promise<T[]>;
+}
+
+/** The rule that chose a span's parent (docs/TRACE-ASSEMBLY.md). */
+export type ParentRule =
+  | 'tcp_seq'
+  | 'udp_request_id'
+  | 'traceparent'
+  | 'otel_parent'
+  | 'x_request_id'
+  | 'syscall_response'
+  | 'syscall_chain'
+  | 'thread';
+
+export interface Link {
+  parent: string;
+  rule: ParentRule;
+}
+
+export interface AssembledSpan<T extends AsmSpan> {
+  span: T;
+  parent_id: string | null;
+  rule: ParentRule | null;
+  depth: number;
+}
+
+export interface AssembledTrace<T extends AsmSpan> {
+  /** The application trace id when any span carries one, else one derived from the root span id. */
+  trace_id: string;
+  /** Parents before children; siblings by start time. */
+  spans: AssembledSpan<T>[];
+  iterations: number;
+  fetched: number;
+  truncated: boolean;
+}
+
+/** The trace id of a trace without an application trace id: 16 zeros then the root's span id. */
+export function derivedTraceId(rootSpanId: string): string {
+  return rootSpanId.padStart(32, '0');
+}
+
+/** The root span id inside a {@link derivedTraceId}, or undefined for an application trace id. */
+export function spanIdOfDerivedTraceId(traceId: string): string | undefined {
+  return /^0{16}[0-9a-f]{16}$/.test(traceId) ? traceId.slice(16) : undefined;
+}
+
+function emptyKeys(): SearchKeys {
+  return { syscallIds: [], tcpSeqs: [], xRequestIds: [], traceIds: [], inside: [], containing: [], udp: [] };
+}
+
+function keysEmpty(k: SearchKeys): boolean {
+  return !k.syscallIds.length && !k.tcpSeqs.length && !k.xRequestIds.length && !k.traceIds.length && !k.inside.length && !k.containing.length && !k.udp.length;
+}
+
+/** Same semantics as the SQL of the ClickHouse source; used by in-memory sources. */
+export function matchesKeys(s: AsmSpan, k: SearchKeys, w: TimeWindow): boolean {
+  if (s.start_time_us < w.from || s.start_time_us > w.to) return false;
+  if (k.syscallIds.length && (k.syscallIds.includes(s.syscall_trace_id_req) || k.syscallIds.includes(s.syscall_trace_id_resp))) return true;
+  if (k.tcpSeqs.length && (k.tcpSeqs.includes(s.req_tcp_seq) || k.tcpSeqs.includes(s.resp_tcp_seq))) return true;
+  if (k.xRequestIds.length && (k.xRequestIds.includes(s.x_request_id_req) || k.xRequestIds.includes(s.x_request_id_resp))) return true;
+  if (k.traceIds.length && k.traceIds.includes(s.trace_id)) return true;
+  for (const p of k.inside) {
+    if (s.side === 'client' && s.agent_id === p.agent_id && s.pid === p.pid && p.tids.includes(s.tid) && s.start_time_us >= p.from && s.end_time_us <= p.to) return true;
+  }
+  for (const p of k.containing) {
+    if (s.side === 'server' && s.agent_id === p.agent_id && s.pid === p.pid && s.start_time_us <= p.from && s.end_time_us >= p.to) return true;
+  }
+  for (const p of k.udp) {
+    if (s.l4_protocol === 'udp' && s.request_id === p.request_id && s.client_port === p.client_port && s.server_port === p.server_port) return true;
+  }
+  return false;
+}
+
+interface Asked {
+  sys: Set<number>;
+  seq: Set<number>;
+  xrid: Set<string>;
+  trace: Set<string>;
+  udp: Set<string>;
+}
+
+function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked): void {
+  for (const id of [s.syscall_trace_id_req, s.syscall_trace_id_resp]) {
+    if (id !== 0 && !asked.sys.has(id)) {
+      asked.sys.add(id);
+      k.syscallIds.push(id);
+    }
+  }
+  if (s.l4_protocol !== 'udp') {
+    for (const q of [s.req_tcp_seq, s.resp_tcp_seq]) {
+      if (q !== 0 && !asked.seq.has(q)) {
+        asked.seq.add(q);
+        k.tcpSeqs.push(q);
+      }
+    }
+  } else if (s.request_id >= 0) {
+    const key = `${s.request_id}|${s.client_port}|${s.server_port}`;
+    if (!asked.udp.has(key)) {
+      asked.udp.add(key);
+      k.udp.push({ request_id: s.request_id, client_port: s.client_port, server_port: s.server_port });
+    }
+  }
+  for (const x of [s.x_request_id_req, s.x_request_id_resp]) {
+    if (x !== '' && !asked.xrid.has(x)) {
+      asked.xrid.add(x);
+      k.xRequestIds.push(x);
+    }
+  }
+  if (s.trace_id !== '' && !asked.trace.has(s.trace_id)) {
+    asked.trace.add(s.trace_id);
+    k.traceIds.push(s.trace_id);
+  }
+  if (s.signal_source !== 'ebpf' || s.pid === 0) return;
+  if (s.side === 'server') {
+    const tids = [...new Set([s.tid, s.resp_tid].filter((t) => t !== 0))];
+    if (tids.length) k.inside.push({ agent_id: s.agent_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
+  } else {
+    k.containing.push({ agent_id: s.agent_id, pid: s.pid, from: s.start_time_us, to: s.end_time_us });
+  }
+}
+
+const byStart = (a: AsmSpan, b: AsmSpan): number => a.start_time_us - b.start_time_us || (a.span_id < b.span_id ? -1 : a.span_id > b.span_id ? 1 : 0);
+
+/** HTTP/2 and gRPC are one exchange seen by parsers that may name it differently. */
+function sameProtocol(a: string, b: string): boolean {
+  if (a === b) return true;
+  const h2 = (p: string): boolean => p === 'http2' || p === 'grpc';
+  return h2(a) && h2(b);
+}
+
+/** A client span without a response (timeout) has end == start: only its start can be checked. */
+function answered(s: AsmSpan): boolean {
+  return s.end_time_us > s.start_time_us;
+}
+
+/** `c` lies within `s` in time (the client call happened while the server was serving). */
+function inside(c: AsmSpan, s: AsmSpan): boolean {
+  if (c.start_time_us < s.start_time_us) return false;
+  return answered(c) ? c.end_time_us <= s.end_time_us : c.start_time_us <= s.end_time_us;
+}
+
+/**
+ * Choose each span's parent. Rules in order of precedence, per kind of span (docs/TRACE-ASSEMBLY.md):
+ * - eBPF server span: `tcp_seq` (the client span of the same exchange: same request TCP sequence,
+ *   compatible response sequence, same protocol, times within the network tolerance — across hosts
+ *   too), `udp_request_id` (UDP: same request id and ports), `traceparent` (an OTel client span whose
+ *   id the request carried: the caller was instrumented but not captured).
+ * - eBPF client span: `traceparent` (the OTel span that injected the header), then among the server
+ *   spans of the same process that contain it in time: `x_request_id`, `syscall_response` (the server
+ *   answered right after this call returned), `syscall_chain` (the thread went from receiving the
+ *   server's request to sending this call, possibly through earlier calls such as a DNS lookup),
+ *   `thread` (same thread, and only one server span of that thread contains it).
+ * - OTel span: `otel_parent` (its parent id: the eBPF server span that carried it in, else the OTel
+ *   span with that id).
+ * A link that would close a cycle is skipped and the next rule is tried.
+ */
+export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Partial<AssembleOptions> = {}): Map<string, Link> {
+  const o = { ...DEFAULT_ASSEMBLE_OPTIONS, ...options };
+  const clientsBySeq = new Map<number, T[]>();
+  const udpClients = new Map<string, T[]>();
+  const procs = new Map<string, { servers: T[]; clients: T[] }>();
+  const otelById = new Map<string, T>();
+  const ebpfServersByAppId = new Map<string, T[]>();
+  const push = <K>(m: Map<K, T[]>, k: K, s: T): void => {
+    const l = m.get(k);
+    if (l) l.push(s);
+    else m.set(k, [s]);
+  };
+  const procKey = (s: AsmSpan): string => `${s.agent_id}\u0000${s.pid}`;
+  for (const s of spans) {
+    if (s.signal_source === 'otel') {
+      if (s.app_span_id) otelById.set(s.app_span_id, s);
+      continue;
+    }
+    if (s.side === 'client') {
+      if (s.l4_protocol === 'udp') {
+        if (s.request_id >= 0) push(udpClients, `${s.l7_protocol}|${s.request_id}|${s.client_port}|${s.server_port}`, s);
+      } else if (s.req_tcp_seq !== 0) push(clientsBySeq, s.req_tcp_seq, s);
+    } else if (s.app_span_id) push(ebpfServersByAppId, s.app_span_id, s);
+    let p = procs.get(procKey(s));
+    if (!p) procs.set(procKey(s), (p = { servers: [], clients: [] }));
+    (s.side === 'server' ? p.servers : p.clients).push(s);
+  }
+  for (const p of procs.values()) p.clients.sort(byStart);
+
+  // The syscall-trace ids a server's thread carried while serving it: the request's id, then the
+  // response id of each call made with an id already in the chain (each receive starts a new id).
+  const chains = new Map<string, Set<number>>();
+  const chainOf = (srv: T): Set<number> => {
+    let chain = chains.get(srv.span_id);
+    if (chain) return chain;
+    chain = new Set(srv.syscall_trace_id_req !== 0 ? [srv.syscall_trace_id_req] : []);
+    if (chain.size) {
+      for (const c of procs.get(procKey(srv))?.clients ?? []) {
+        if (c.start_time_us > srv.end_time_us) break;
+        if (!inside(c, srv)) continue;
+        if (c.syscall_trace_id_req !== 0 && chain.has(c.syscall_trace_id_req) && c.syscall_trace_id_resp !== 0) chain.add(c.syscall_trace_id_resp);
+      }
+    }
+    chains.set(srv.span_id, chain);
+    return chain;
+  };
+
+  const links = new Map<string, Link>();
+  const wouldCycle = (child: string, parent: string): boolean => {
+    let cur: string | undefined = parent;
+    for (let i = 0; cur !== undefined && i <= spans.length; i++) {
+      if (cur === child) return true;
+      cur = links.get(cur)?.parent;
+    }
+    return false;
+  };
+  const latest = (l: T[]): T | undefined => l.reduce<T | undefined>((best, s) => (!best || byStart(s, best) > 0 ? s : best), undefined);
+  const nearest = (l: T[], t: number): T | undefined =>
+    l.reduce<T | undefined>((best, s) => (!best || Math.abs(s.start_time_us - t) < Math.abs(best.start_time_us - t) ? s : best), undefined);
+
+  const networkPeer = (srv: T, c: T): boolean => {
+    if (c === srv || !sameProtocol(c.l7_protocol, srv.l7_protocol)) return false;
+    const tol = o.networkDelayUs + (c.agent_id !== srv.agent_id ? o.clockOffsetUs : 0);
+    if (srv.start_time_us < c.start_time_us - tol) return false;
+    if (answered(c) && answered(srv) && srv.end_time_us > c.end_time_us + tol) return false;
+    return srv.start_time_us <= (answered(c) ? c.end_time_us : c.start_time_us) + tol;
+  };
+
+  const candidates = (s: T): Array<[T | undefined, ParentRule]> => {
+    if (s.signal_source === 'otel') {
+      const p = s.app_parent_span_id;
+      if (!p) return [];
+      const carriers = (ebpfServersByAppId.get(p) ?? []).filter((e) => e.trace_id === s.trace_id);
+      return [[nearest(carriers, s.start_time_us) ?? otelById.get(p), 'otel_parent']];
+    }
+    const out: Array<[T | undefined, ParentRule]> = [];
+    const app = s.app_span_id ? otelById.get(s.app_span_id) : undefined;
+    const appParent = app && app.trace_id === s.trace_id ? app : undefined;
+    if (s.side === 'server') {
+      if (s.l4_protocol === 'udp') {
+        const l = udpClients.get(`${s.l7_protocol}|${s.request_id}|${s.client_port}|${s.server_port}`) ?? [];
+        out.push([nearest(l.filter((c) => networkPeer(s, c)), s.start_time_us), 'udp_request_id']);
+      } else if (s.req_tcp_seq !== 0) {
+        const l = (clientsBySeq.get(s.req_tcp_seq) ?? []).filter(
+          (c) => (c.resp_tcp_seq === 0 || s.resp_tcp_seq === 0 || c.resp_tcp_seq === s.resp_tcp_seq) && networkPeer(s, c),
+        );
+        out.push([nearest(l, s.start_time_us), 'tcp_seq']);
+      }
+      out.push([appParent, 'traceparent']);
+      return out;
+    }
+    out.push([appParent, 'traceparent']);
+    const servers = (procs.get(procKey(s))?.servers ?? []).filter((srv) => inside(s, srv));
+    if (servers.length === 0) return out;
+    const x = s.x_request_id_req;
+    if (x) out.push([latest(servers.filter((srv) => srv.x_request_id_req === x || srv.x_request_id_resp === x)), 'x_request_id']);
+    if (s.syscall_trace_id_resp !== 0) out.push([latest(servers.filter((srv) => srv.syscall_trace_id_resp === s.syscall_trace_id_resp)), 'syscall_response']);
+    if (s.syscall_trace_id_req !== 0) out.push([latest(servers.filter((srv) => chainOf(srv).has(s.syscall_trace_id_req))), 'syscall_chain']);
+    if (s.tid !== 0) {
+      const same = servers.filter((srv) => srv.tid === s.tid || srv.resp_tid === s.tid);
+      // Two server spans of one thread both containing the call: an event loop serving requests
+      // concurrently. Without syscall evidence there is no telling which one made it: no guess.
+      if (same.length === 1) out.push([same[0], 'thread']);
+    }
+    return out;
+  };
+
+  for (const s of [...spans].sort(byStart)) {
+    for (const [p, rule] of candidates(s)) {
+      if (p && p !== s && !wouldCycle(s.span_id, p.span_id)) {
+        links.set(s.span_id, { parent: p.span_id, rule });
+        break;
+      }
+    }
+  }
+  return links;
+}
+
+/** The ids of the tree holding `seed`: its root and all the root's descendants. */
+export function treeOf(seed: string, links: ReadonlyMap<string, Link>, ids: Iterable<string>): Set<string> {
+  const children = new Map<string, string[]>();
+  for (const id of ids) {
+    const l = links.get(id);
+    if (!l) continue;
+    const c = children.get(l.parent);
+    if (c) c.push(id);
+    else children.set(l.parent, [id]);
+  }
+  let root = seed;
+  for (let i = 0, p = links.get(root); p && i < 100_000; i++, p = links.get(root)) root = p.parent;
+  const out = new Set<string>([root]);
+  const stack = [root];
+  while (stack.length) {
+    for (const c of children.get(stack.pop() as string) ?? []) {
+      if (!out.has(c)) {
+        out.add(c);
+        stack.push(c);
+      }
+    }
+  }
+  return out;
+}
+
+function rootOf(id: string, links: ReadonlyMap<string, Link>): string {
+  let root = id;
+  for (let i = 0, p = links.get(root); p && i < 100_000; i++, p = links.get(root)) root = p.parent;
+  return root;
+}
+
+/**
+ * Members of the seed's trace: the seed's tree, plus the trees of spans sharing an application trace
+ * id with it (an instrumented service whose spans could not be tied in by a rule still belongs).
+ */
+function members<T extends AsmSpan>(seed: string, links: ReadonlyMap<string, Link>, set: ReadonlyMap<string, T>): Set<string> {
+  const tree = treeOf(seed, links, set.keys());
+  const traceIds = new Set<string>();
+  for (const id of tree) {
+    const t = set.get(id)?.trace_id;
+    if (t) traceIds.add(t);
+  }
+  if (traceIds.size === 0) return tree;
+  for (const [id, s] of set) {
+    if (tree.has(id) || !s.trace_id || !traceIds.has(s.trace_id)) continue;
+    for (const m of treeOf(rootOf(id, links), links, set.keys())) tree.add(m);
+  }
+  return tree;
+}
+
+/**
+ * Assemble the trace holding `seedSpanId`. Returns undefined when the span does not exist.
+ * Cost: one lookup plus one query per search round (usually 3–6 rounds).
+ */
+export async function assembleTrace<T extends AsmSpan>(source: SpanSource<T>, seedSpanId: string, options: Partial<AssembleOptions> = {}): Promise<AssembledTrace<T> | undefined> {
+  const o = { ...DEFAULT_ASSEMBLE_OPTIONS, ...options };
+  const seed = await source.bySpanId(seedSpanId);
+  if (!seed) return undefined;
+  const window: TimeWindow = { from: seed.start_time_us - o.windowUs, to: Math.max(seed.end_time_us, seed.start_time_us) + o.windowUs };
+  const set = new Map<string, T>([[seed.span_id, seed]]);
+  const expanded = new Set<string>();
+  const asked: Asked = { sys: new Set(), seq: new Set(), xrid: new Set(), trace: new Set(), udp: new Set() };
+  let iterations = 0;
+  let truncated = false;
+  let links = linkParents([...set.values()], o);
+  while (iterations < o.maxIterations && !truncated) {
+    const keys = emptyKeys();
+    for (const id of members(seed.span_id, links, set)) {
+      if (expanded.has(id)) continue;
+      expanded.add(id);
+      addKeys(keys, set.get(id) as T, asked);
+    }
+    if (keysEmpty(keys)) break;
+    iterations++;
+    const rows = await source.find(keys, window, o.maxSpans + 1);
+    let added = 0;
+    for (const r of rows) {
+      if (set.has(r.span_id)) continue;
+      if (set.size >= o.maxSpans) {
+        truncated = true;
+        break;
+      }
+      set.set(r.span_id, r);
+      added++;
+    }
+    if (added === 0) break;
+    links = linkParents([...set.values()], o);
+  }
+  const ids = members(seed.span_id, links, set);
+  return { ...order(ids, links, set), iterations, fetched: set.size, truncated };
+}
+
+/** Parents before children (depth-first), roots and siblings by start time. */
+function order<T extends AsmSpan>(ids: Set<string>, links: ReadonlyMap<string, Link>, set: ReadonlyMap<string, T>): { trace_id: string; spans: AssembledSpan<T>[] } {
+  const spans = [...ids].map((id) => set.get(id) as T).sort(byStart);
+  const children = new Map<string, T[]>();
+  const roots: T[] = [];
+  for (const s of spans) {
+    const l = links.get(s.span_id);
+    if (l && ids.has(l.parent)) {
+      const c = children.get(l.parent);
+      if (c) c.push(s);
+      else children.set(l.parent, [s]);
+    } else roots.push(s);
+  }
+  const out: AssembledSpan<T>[] = [];
+  const visit = (s: T, depth: number): void => {
+    const l = links.get(s.span_id);
+    const linked = l && ids.has(l.parent) ? l : undefined;
+    out.push({ span: s, parent_id: linked?.parent ?? null, rule: linked?.rule ?? null, depth });
+    for (const c of children.get(s.span_id) ?? []) visit(c, depth + 1);
+  };
+  for (const r of roots) visit(r, 0);
+  const withTrace = out.find((s) => s.span.trace_id !== '');
+  return { trace_id: withTrace?.span.trace_id ?? derivedTraceId(roots[0]?.span_id ?? ''), spans: out };
+}
+
+/** An in-memory {@link SpanSource} (tests, small tools). */
+export class ArraySpanSource<T extends AsmSpan> implements SpanSource<T> {
+  queries = 0;
+  constructor(private readonly spans: readonly T[]) {}
+  bySpanId(spanId: string): Promise<T | undefined> {
+    return Promise.resolve(this.spans.find((s) => s.span_id === spanId));
+  }
+  find(keys: SearchKeys, window: TimeWindow, limit: number): Promise<T[]> {
+    this.queries++;
+    return Promise.resolve(this.spans.filter((s) => matchesKeys(s, keys, window)).slice(0, limit));
+  }
+}

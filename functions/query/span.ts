@@ -1,0 +1,156 @@
+/**
+ * The span as the query side reads it from `riptide.spans` ({@link SpanRecord}) and as the HTTP API
+ * returns it ({@link SpanJson}, the "Stable contract" of DESIGN.md plus a few extra fields).
+ */
+
+/** What trace assembly looks at. Every field is a column of `riptide.spans` (times in µs). */
+export interface AsmSpan {
+  span_id: string;
+  /** Application trace id (traceparent, B3, OTel); '' when none. */
+  trace_id: string;
+  /** eBPF: the parent-id the request carried in its trace header; OTel: the span's own id. */
+  app_span_id: string;
+  app_parent_span_id: string;
+  signal_source: 'ebpf' | 'otel';
+  agent_id: string;
+  start_time_us: number;
+  end_time_us: number;
+  side: 'client' | 'server';
+  l7_protocol: string;
+  l4_protocol: string;
+  /** DNS id, HTTP/2 stream, Kafka correlation id; -1 when none. */
+  request_id: number;
+  pid: number;
+  tid: number;
+  resp_tid: number;
+  client_port: number;
+  server_port: number;
+  req_tcp_seq: number;
+  resp_tcp_seq: number;
+  syscall_trace_id_req: number;
+  syscall_trace_id_resp: number;
+  x_request_id_req: string;
+  x_request_id_resp: string;
+}
+
+/** One row of `riptide.spans` as selected by {@link SPAN_COLUMNS}. */
+export interface SpanRecord extends AsmSpan {
+  duration_us: number;
+  pair_state: string;
+  version: string;
+  request_type: string;
+  request_domain: string;
+  request_resource: string;
+  endpoint: string;
+  response_code: number;
+  response_status: string;
+  response_exception: string;
+  request_bytes: number;
+  response_bytes: number;
+  process_name: string;
+  coroutine_id: number;
+  client_ip: string;
+  server_ip: string;
+  attributes: Record<string, string>;
+  host_id: number;
+  service_id: number;
+  peer_service_id: number;
+  pod_id: number;
+  _version: number;
+  _deleted: number;
+}
+
+/** The select list that yields a {@link SpanRecord}. */
+export const SPAN_COLUMNS = [
+  'span_id', 'trace_id', 'app_span_id', 'app_parent_span_id', 'signal_source', 'agent_id',
+  'toUnixTimestamp64Micro(start_time) AS start_time_us', 'toUnixTimestamp64Micro(end_time) AS end_time_us', 'duration_us',
+  'side', 'pair_state', 'l7_protocol', 'version', 'request_type', 'request_domain', 'request_resource', 'endpoint',
+  'request_id', 'response_code', 'response_status', 'response_exception', 'request_bytes', 'response_bytes',
+  'process_name', 'pid', 'tid', 'resp_tid', 'coroutine_id', 'l4_protocol', 'client_ip', 'client_port', 'server_ip', 'server_port',
+  'req_tcp_seq', 'resp_tcp_seq', 'syscall_trace_id_req', 'syscall_trace_id_resp', 'x_request_id_req', 'x_request_id_resp',
+  'attributes', 'host_id', 'service_id', 'peer_service_id', 'pod_id', '_version', '_deleted',
+].join(', ');
+
+/** A span in the HTTP API. */
+export interface SpanJson {
+  span_id: string;
+  parent_id: string | null;
+  trace_id: string | null;
+  start_time_us: number;
+  end_time_us: number;
+  duration_us: number;
+  side: 'client' | 'server';
+  signal_source: 'ebpf' | 'otel';
+  l7_protocol: string;
+  request_type: string;
+  request_domain: string;
+  request_resource: string;
+  endpoint: string;
+  response_code: number | null;
+  response_status: string;
+  response_exception: string;
+  process_name: string;
+  pid: number;
+  tid: number;
+  client_ip: string;
+  client_port: number;
+  server_ip: string;
+  server_port: number;
+  req_tcp_seq: number;
+  resp_tcp_seq: number;
+  x_request_id: string | null;
+  service: string | null;
+  /** Extra: which assembly rule chose the parent (docs/TRACE-ASSEMBLY.md); null for a root or a search hit. */
+  parent_rule: string | null;
+  agent_id: string;
+  pair_state: string;
+  syscall_trace_id_req: number;
+  syscall_trace_id_resp: number;
+  app_span_id: string;
+  app_parent_span_id: string;
+  request_bytes: number;
+  response_bytes: number;
+  attributes: Record<string, string>;
+}
+
+export function toSpanJson(r: SpanRecord, service: string | null, extra?: { parent_id: string | null; trace_id: string; parent_rule: string | null }): SpanJson {
+  return {
+    span_id: r.span_id,
+    parent_id: extra ? extra.parent_id : null,
+    trace_id: extra ? extra.trace_id : r.trace_id || null,
+    start_time_us: r.start_time_us,
+    end_time_us: r.end_time_us,
+    duration_us: r.duration_us,
+    side: r.side,
+    signal_source: r.signal_source,
+    l7_protocol: r.l7_protocol,
+    request_type: r.request_type,
+    request_domain: r.request_domain,
+    request_resource: r.request_resource,
+    endpoint: r.endpoint,
+    response_code: r.response_code < 0 ? null : r.response_code,
+    response_status: r.response_status,
+    response_exception: r.response_exception,
+    process_name: r.process_name,
+    pid: r.pid,
+    tid: r.tid,
+    client_ip: r.client_ip,
+    client_port: r.client_port,
+    server_ip: r.server_ip,
+    server_port: r.server_port,
+    req_tcp_seq: r.req_tcp_seq,
+    resp_tcp_seq: r.resp_tcp_seq,
+    x_request_id: r.x_request_id_req || r.x_request_id_resp || null,
+    service,
+    parent_rule: extra ? extra.parent_rule : null,
+    agent_id: r.agent_id,
+    pair_state: r.pair_state,
+    syscall_trace_id_req: r.syscall_trace_id_req,
+    syscall_trace_id_resp: r.syscall_trace_id_resp,
+    app_span_id: r.app_span_id,
+    app_parent_span_id: r.app_parent_span_id,
+    request_bytes: r.request_bytes,
+    response_bytes: r.response_bytes,
+    attributes: r.attributes ?? {},
+  };
+}
