@@ -31,6 +31,7 @@ const volatile __u64 id_seed = 0;          /* socket and trace ids start here (u
 const volatile __u8 filter_pids = 0;       /* when any filter is on, a message must match one */
 const volatile __u8 filter_ports = 0;
 const volatile __u8 filter_comms = 0;
+const volatile __u8 exclude_pids = 0;      /* pid_exclude holds entries */
 
 /* ---- maps ---- */
 struct {
@@ -65,6 +66,14 @@ struct {
 	__type(key, __u16);
 	__type(value, __u8);
 } port_filter SEC(".maps");
+
+/* Processes never traced, whatever the filters say (e.g. the other Riptide roles on this host). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} pid_exclude SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -176,6 +185,8 @@ static __always_inline bool task_selected(__u32 tgid)
 {
 	if (tgid == self_tgid)
 		return false;
+	if (exclude_pids && bpf_map_lookup_elem(&pid_exclude, &tgid))
+		return false;
 	if (!any_filter())
 		return true;
 	if (filter_pids && bpf_map_lookup_elem(&pid_filter, &tgid))
@@ -229,6 +240,8 @@ static __always_inline int on_enter(__u8 sys, __u32 fd, __u64 buf, __u32 count_a
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
 	if (tgid == self_tgid)
+		return 0;
+	if (exclude_pids && bpf_map_lookup_elem(&pid_exclude, &tgid))
 		return 0;
 	bool selected = task_selected(tgid);
 	if (!selected && !filter_ports)

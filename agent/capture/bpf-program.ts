@@ -25,6 +25,8 @@ export interface CaptureFilter {
   ports?: number[];
   /** Process (thread) names to capture, as in /proc/pid/comm (at most 15 bytes). */
   comms?: string[];
+  /** Processes never captured, whatever the other filters say (the agent itself always is). */
+  excludePids?: number[];
 }
 
 export interface CaptureOptions {
@@ -98,6 +100,7 @@ export class CaptureProgram implements Disposable {
       rodata.writeUInt8(filter.pids?.length ? 1 : 0, Rodata.filter_pids.offset);
       rodata.writeUInt8(filter.ports?.length ? 1 : 0, Rodata.filter_ports.offset);
       rodata.writeUInt8(filter.comms?.length ? 1 : 0, Rodata.filter_comms.offset);
+      rodata.writeUInt8(filter.excludePids?.length ? 1 : 0, Rodata.exclude_pids.offset);
       check(lib.map_set_initial_value(prog.map('.rodata'), rodata, rodata.length), 'setting load-time constants');
       check(lib.map_set_max_entries(prog.map('events'), ringBytes), 'sizing the ring buffer');
 
@@ -129,6 +132,11 @@ export class CaptureProgram implements Disposable {
       const k = Buffer.alloc(4);
       k.writeUInt32LE(pid);
       put('pid_filter', k);
+    }
+    for (const pid of filter.excludePids ?? []) {
+      const k = Buffer.alloc(4);
+      k.writeUInt32LE(pid);
+      put('pid_exclude', k);
     }
     for (const port of filter.ports ?? []) {
       if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`invalid port in filter: ${port}`);

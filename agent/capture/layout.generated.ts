@@ -49,13 +49,14 @@ export const RtProcEvent = {
 
 /** Load-time constants (`const volatile` globals in .rodata): offset and size in the section. */
 export const Rodata = {
-  SIZE: 19,
+  SIZE: 20,
   capture_limit: { offset: 0, size: 4 },
   self_tgid: { offset: 4, size: 4 },
   id_seed: { offset: 8, size: 8 },
   filter_pids: { offset: 16, size: 1 },
   filter_ports: { offset: 17, size: 1 },
   filter_comms: { offset: 18, size: 1 },
+  exclude_pids: { offset: 19, size: 1 },
 } as const;
 
 // Constants from bpf/riptide.h

@@ -19,6 +19,7 @@ const options: OptionSpec[] = [
   { name: 'filter-pid', type: 'list', help: 'Only capture these process ids (comma-separated; filters are OR-ed)' },
   { name: 'filter-port', type: 'list', help: 'Only capture sockets with these local or remote ports' },
   { name: 'filter-comm', type: 'list', help: 'Only capture processes with these names (/proc/pid/comm)' },
+  { name: 'exclude-pid', type: 'list', help: 'Never capture these process ids (the agent itself is always excluded)' },
   { name: 'max-output-mb', type: 'number', help: 'Pending --output bytes held in memory before lines are dropped (counted)', default: 64 },
   { name: 'extra-headers', type: 'list', help: 'HTTP headers to record as attributes (comma-separated names)' },
 ];
@@ -153,6 +154,7 @@ const command: Command = {
       pids: parseNumbers(cfg.list('filter-pid'), 'filter-pid'),
       ports: parseNumbers(cfg.list('filter-port'), 'filter-port'),
       comms: cfg.list('filter-comm'),
+      excludePids: parseNumbers(cfg.list('exclude-pid'), 'exclude-pid'),
     };
 
     const { createWriteStream } = await import('node:fs');
