@@ -177,50 +177,61 @@ export function writeHeader(dv: DataView, off: number, hook: number, ctx: InputC
   dv.setUint32(off + 28, Math.floor(ctx.socketId / 0x1_0000_0000) >>> 0, true);
 }
 
-function applyField(target: PluginFields & { businessIds?: string[] }, tag: number, bytes: Uint8Array, off: number, len: number): void {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset + off, len);
-  const str = (): string => utf8d.decode(bytes.subarray(off, off + len));
-  const u32 = (): number => {
-    if (len !== 4) throw new AbiError(`tag 0x${tag.toString(16)}: expected 4 bytes, got ${len}`);
-    return dv.getUint32(0, true);
-  };
+/** UTF-8 decode with an ASCII fast path: TextDecoder costs more than the copy for short ids. */
+function decodeUtf8(bytes: Uint8Array, start: number, end: number): string {
+  const n = end - start;
+  if (n <= 16) {
+    let ascii = true;
+    for (let i = start; i < end; i++) if (bytes[i] >= 0x80) ascii = false;
+    if (ascii) return String.fromCharCode.apply(null, bytes.subarray(start, end) as unknown as number[]);
+  }
+  return utf8d.decode(bytes.subarray(start, end));
+}
+
+function readU32(tag: number, dv: DataView, off: number, len: number): number {
+  if (len !== 4) throw new AbiError(`tag 0x${tag.toString(16)}: expected 4 bytes, got ${len}`);
+  return dv.getUint32(off, true);
+}
+
+// Plain functions, no per-call closures: this runs for every field of every plugin result.
+function applyField(target: PluginFields & { businessIds?: string[] }, tag: number, bytes: Uint8Array, dv: DataView, off: number, len: number): void {
+  const end = off + len;
   switch (tag) {
-    case Tag.REQUEST_TYPE: target.requestType = str(); break;
-    case Tag.REQUEST_DOMAIN: target.requestDomain = str(); break;
-    case Tag.REQUEST_RESOURCE: target.requestResource = str(); break;
-    case Tag.ENDPOINT: target.endpoint = str(); break;
-    case Tag.REQUEST_ID: target.requestId = u32(); break;
-    case Tag.RESPONSE_CODE: target.responseCode = u32() | 0; break;
-    case Tag.RESPONSE_STATUS: {
-      const s = len === 1 ? STATUSES[bytes[off]] : undefined;
-      if (!s) throw new AbiError('bad response status');
-      target.responseStatus = s;
+    case 0x10: target.requestType = decodeUtf8(bytes, off, end); break;
+    case 0x11: target.requestDomain = decodeUtf8(bytes, off, end); break;
+    case 0x12: target.requestResource = decodeUtf8(bytes, off, end); break;
+    case 0x13: target.endpoint = decodeUtf8(bytes, off, end); break;
+    case 0x14: target.requestId = readU32(tag, dv, off, len); break;
+    case 0x15: target.responseCode = readU32(tag, dv, off, len) | 0; break;
+    case 0x16: {
+      const st = len === 1 ? STATUSES[bytes[off]] : undefined;
+      if (!st) throw new AbiError('bad response status');
+      target.responseStatus = st;
       break;
     }
-    case Tag.RESPONSE_EXCEPTION: target.responseException = str(); break;
-    case Tag.REQUEST_LENGTH: target.requestLength = u32(); break;
-    case Tag.RESPONSE_LENGTH: target.responseLength = u32(); break;
-    case Tag.TRACE_ID: target.traceId = str(); break;
-    case Tag.SPAN_ID: target.spanId = str(); break;
-    case Tag.PARENT_SPAN_ID: target.parentSpanId = str(); break;
-    case Tag.X_REQUEST_ID: target.xRequestId = str(); break;
-    case Tag.ATTRIBUTE: {
+    case 0x17: target.responseException = decodeUtf8(bytes, off, end); break;
+    case 0x18: target.requestLength = readU32(tag, dv, off, len); break;
+    case 0x19: target.responseLength = readU32(tag, dv, off, len); break;
+    case 0x1a: target.traceId = decodeUtf8(bytes, off, end); break;
+    case 0x1b: target.spanId = decodeUtf8(bytes, off, end); break;
+    case 0x1c: target.parentSpanId = decodeUtf8(bytes, off, end); break;
+    case 0x1d: target.xRequestId = decodeUtf8(bytes, off, end); break;
+    case 0x1e: {
       if (len < 4) throw new AbiError('attribute too short');
-      const kl = dv.getUint32(0, true);
+      const kl = dv.getUint32(off, true);
       if (kl > len - 4) throw new AbiError('attribute key overruns its record');
-      const k = utf8d.decode(bytes.subarray(off + 4, off + 4 + kl));
-      (target.attributes ??= {})[k] = utf8d.decode(bytes.subarray(off + 4 + kl, off + len));
+      const k = decodeUtf8(bytes, off + 4, off + 4 + kl);
+      (target.attributes ??= {})[k] = decodeUtf8(bytes, off + 4 + kl, end);
       break;
     }
-    case Tag.BUSINESS_ID: (target.businessIds ??= []).push(str()); break;
-    case Tag.TRUNCATED: target.truncated = true; break;
+    case 0x1f: (target.businessIds ??= []).push(decodeUtf8(bytes, off, end)); break;
+    case 0x20: target.truncated = true; break;
     default: break; // unknown tags are skipped: additive fields stay within v1
   }
 }
 
 /** Iterates TLV records; throws {@link AbiError} on a record that overruns the buffer. */
-function forEachRecord(bytes: Uint8Array, fn: (tag: number, off: number, len: number) => void): void {
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+function forEachRecord(bytes: Uint8Array, dv: DataView, fn: (tag: number, off: number, len: number) => void): void {
   let o = 0;
   while (o < bytes.length) {
     if (o + 5 > bytes.length) throw new AbiError('truncated record header');
@@ -236,7 +247,8 @@ function forEachRecord(bytes: Uint8Array, fn: (tag: number, off: number, len: nu
 export function decodeMessages(bytes: Uint8Array): PluginMessage[] {
   const out: PluginMessage[] = [];
   let cur: PluginMessage | undefined;
-  forEachRecord(bytes, (tag, off, len) => {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  forEachRecord(bytes, dv, (tag, off, len) => {
     if (tag === Tag.MESSAGE) {
       if (len !== 1 || bytes[off] > 1) throw new AbiError('bad message record');
       cur = { msgType: bytes[off] === 0 ? 'request' : 'response' };
@@ -244,7 +256,7 @@ export function decodeMessages(bytes: Uint8Array): PluginMessage[] {
       return;
     }
     if (!cur) throw new AbiError('field before the first message record');
-    applyField(cur, tag, bytes, off, len);
+    applyField(cur, tag, bytes, dv, off, len);
   });
   return out;
 }
@@ -252,8 +264,9 @@ export function decodeMessages(bytes: Uint8Array): PluginMessage[] {
 /** Decodes the output of an HTTP hook. */
 export function decodeResult(bytes: Uint8Array): PluginResult {
   const r: PluginResult = {};
-  forEachRecord(bytes, (tag, off, len) => {
-    if (tag !== Tag.MESSAGE) applyField(r, tag, bytes, off, len);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  forEachRecord(bytes, dv, (tag, off, len) => {
+    if (tag !== Tag.MESSAGE) applyField(r, tag, bytes, dv, off, len);
   });
   return r;
 }
