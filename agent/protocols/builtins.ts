@@ -8,11 +8,13 @@ import type { ProtocolParser } from './parser.ts';
 import { dnsParser } from './dns/index.ts';
 import { http1Parser } from './http1/index.ts';
 import { http2Parser } from './http2/index.ts';
+import { mysqlParser } from './mysql/index.ts';
 import { redisParser } from './redis/index.ts';
 
 export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   http1Parser,
   http2Parser,
   dnsParser,
+  mysqlParser,
   redisParser,
 ];

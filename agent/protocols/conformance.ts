@@ -24,6 +24,12 @@ export interface ConformanceOptions {
   others: readonly Fixture[];
   /** Stream parsers must give the same messages for split and coalesced reads (default: TCP parsers). */
   streaming?: boolean;
+  /**
+   * Whether the protocol allows a client to send every request before reading any reply (default
+   * true). False for protocols whose requests depend on earlier replies (MySQL prepared statement ids):
+   * the coalescing test then only merges consecutive reads of one direction.
+   */
+  pipelining?: boolean;
   /** Capture limit for the truncation tests (default 1024). */
   captureLimit?: number;
   /** Mutated inputs for the fuzz run (0 to skip; default 0). */
@@ -77,6 +83,17 @@ function heads(f: Fixture): FixtureChunk[] {
 function splitAt(chunks: readonly FixtureChunk[], i: number, at: number): FixtureChunk[] {
   const c = chunks[i];
   return [...chunks.slice(0, i), { dir: c.dir, data: c.data.subarray(0, at) }, { dir: c.dir, data: c.data.subarray(at) }, ...chunks.slice(i + 1)];
+}
+
+/** Consecutive reads of one direction merged into one read. */
+function coalesceRuns(chunks: readonly FixtureChunk[]): FixtureChunk[] {
+  const out: FixtureChunk[] = [];
+  for (const c of chunks) {
+    const last = out.at(-1);
+    if (last && last.dir === c.dir) out[out.length - 1] = { dir: c.dir, data: new Uint8Array(Buffer.concat([last.data, c.data])) };
+    else out.push(c);
+  }
+  return out;
 }
 
 /** All reads of one direction as a single read each, requests first (a fully pipelined client). */
@@ -167,6 +184,8 @@ export function describeConformance(parser: ProtocolParser, opts: ConformanceOpt
         for (const f of opts.own) {
           if (f.transport !== 'tcp') continue;
           const whole = byDirection(replay(parser, f.chunks));
+          expect(replay(parser, coalesceRuns(f.chunks)), `${f.name}: consecutive reads merged`).toEqual(replay(parser, f.chunks));
+          if (opts.pipelining === false) continue;
           const merged = byDirection(replay(parser, coalesce(f.chunks)));
           expect(merged.req, `${f.name}: requests`).toEqual(whole.req);
           expect(merged.resp, `${f.name}: responses`).toEqual(whole.resp);

@@ -1,0 +1,234 @@
+/**
+ * MySQL / MariaDB client-server protocol: the handshake (server version, the client's default
+ * database), text commands (COM_QUERY, COM_INIT_DB, …) and prepared statements (COM_STMT_PREPARE,
+ * COM_STMT_EXECUTE by statement id, COM_STMT_CLOSE); replies OK / ERR / result set.
+ *
+ * Serial protocol: a command starts at packet sequence 0 and its reply at sequence 1, so the first
+ * packet of each reply is reported and the rest of a result set is skipped. Fields:
+ * request_type = COM_*, request_resource = SQL (for EXECUTE, the prepared SQL, with request_id =
+ * statement id), endpoint = "verb table", request_domain = database; ERR → error code, SQLSTATE
+ * class → client or server error, message → exception.
+ */
+
+import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
+import { indexOfByte, isPrintable, text, u16le, u24le, u32le } from '../lib/bytes.ts';
+import { requestSide, socketState } from '../lib/direction.ts';
+import { sqlEndpoint } from '../lib/sql.ts';
+import { sqlStateClass } from '../lib/status.ts';
+import { INVALID, NEED_MORE, parseStream } from '../lib/stream.ts';
+import type { StreamFramer } from '../lib/stream.ts';
+
+const COMMANDS: Record<number, string> = {
+  0x01: 'COM_QUIT', 0x02: 'COM_INIT_DB', 0x03: 'COM_QUERY', 0x04: 'COM_FIELD_LIST', 0x05: 'COM_CREATE_DB',
+  0x06: 'COM_DROP_DB', 0x07: 'COM_REFRESH', 0x08: 'COM_SHUTDOWN', 0x09: 'COM_STATISTICS', 0x0a: 'COM_PROCESS_INFO',
+  0x0c: 'COM_PROCESS_KILL', 0x0d: 'COM_DEBUG', 0x0e: 'COM_PING', 0x11: 'COM_CHANGE_USER', 0x12: 'COM_BINLOG_DUMP',
+  0x16: 'COM_STMT_PREPARE', 0x17: 'COM_STMT_EXECUTE', 0x18: 'COM_STMT_SEND_LONG_DATA', 0x19: 'COM_STMT_CLOSE',
+  0x1a: 'COM_STMT_RESET', 0x1b: 'COM_SET_OPTION', 0x1c: 'COM_STMT_FETCH', 0x1e: 'COM_BINLOG_DUMP_GTID',
+  0x1f: 'COM_RESET_CONNECTION',
+};
+/** Commands the server never answers. */
+const NO_REPLY = new Set([0x01, 0x18, 0x19]);
+const MAX_STATEMENTS = 256;
+const MAX_OUTSTANDING = 32;
+
+interface MysqlSocket {
+  /** Commands sent and not yet answered, oldest first. */
+  outstanding: Array<{ cmd: number; sql?: string }>;
+  statements: Map<number, string>;
+  db?: string;
+  serverVersion?: string;
+  /** The connection was seen from its handshake: replies are matched to commands we saw. */
+  fromStart: boolean;
+  /** The client's login packet was read. */
+  loggedIn?: boolean;
+}
+
+function mysqlSocket(ctx: ParseContext): MysqlSocket {
+  const ss = socketState(ctx);
+  let m = ss.mysql as MysqlSocket | undefined;
+  if (!m) {
+    m = { outstanding: [], statements: new Map(), fromStart: false };
+    ss.mysql = m;
+  }
+  return m;
+}
+
+function command(buf: Uint8Array, p: number, end: number, wireLen: number, ms: MysqlSocket): L7Message | undefined {
+  const cmd = buf[p];
+  const name = COMMANDS[cmd];
+  if (!name) return undefined;
+  const m: L7Message = { l7Protocol: 'mysql', msgType: 'request', requestType: name, requestLength: wireLen };
+  let sql: string | undefined;
+  if (cmd === 0x03 || cmd === 0x16) {
+    sql = text(buf, p + 1, end, 512);
+    // MariaDB/MySQL 8 query attributes would precede the text; plain clients send text straight.
+    m.requestResource = sql;
+    const ep = sqlEndpoint(sql);
+    if (ep) m.endpoint = ep;
+  } else if (cmd === 0x02) {
+    ms.db = text(buf, p + 1, end, 64);
+  } else if (cmd === 0x17 || cmd === 0x19 || cmd === 0x1a || cmd === 0x1c) {
+    const id = u32le(buf, p + 1);
+    if (id >= 0) {
+      m.requestId = id;
+      const prepared = ms.statements.get(id);
+      if (prepared !== undefined) {
+        m.requestResource = prepared;
+        const ep = sqlEndpoint(prepared);
+        if (ep) m.endpoint = ep;
+      }
+      if (cmd === 0x19) ms.statements.delete(id);
+    }
+  }
+  if (ms.db) m.requestDomain = ms.db;
+  if (NO_REPLY.has(cmd)) m.oneWay = true;
+  else if (ms.outstanding.length < MAX_OUTSTANDING) ms.outstanding.push({ cmd, sql });
+  return m;
+}
+
+/** The client's HandshakeResponse41: pick up the default database. */
+function handshakeResponse(buf: Uint8Array, p: number, end: number, ms: MysqlSocket): void {
+  ms.fromStart = true;
+  ms.loggedIn = true;
+  const caps = u32le(buf, p);
+  if (caps < 0 || (caps & 0x200) === 0) return; // CLIENT_PROTOCOL_41
+  let q = p + 32;
+  const userEnd = indexOfByte(buf, 0, q, end);
+  if (userEnd < 0) return;
+  q = userEnd + 1;
+  if (caps & 0x200000) {
+    // CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+    const l = buf[q];
+    if (l >= 0xfb) return;
+    q += 1 + l;
+  } else if (caps & 0x8000) {
+    q += 1 + buf[q];
+  } else {
+    const z = indexOfByte(buf, 0, q, end);
+    if (z < 0) return;
+    q = z + 1;
+  }
+  if (caps & 0x8 && q < end) {
+    const z = indexOfByte(buf, 0, q, end);
+    const db = text(buf, q, z < 0 ? end : z, 64);
+    if (db) ms.db = db;
+  }
+}
+
+function reply(buf: Uint8Array, p: number, end: number, len: number, ms: MysqlSocket): L7Message | undefined {
+  const pending = ms.outstanding.shift();
+  if (!pending && ms.fromStart) return undefined;
+  const first = buf[p];
+  const m: L7Message = { l7Protocol: 'mysql', msgType: 'response', responseStatus: 'ok', responseLength: len };
+  if (first === 0xff) {
+    const code = u16le(buf, p + 1);
+    let msgStart = p + 3;
+    let state: string | undefined;
+    if (buf[msgStart] === 0x23 /* # */) {
+      state = text(buf, msgStart + 1, msgStart + 6, 5);
+      msgStart += 6;
+    }
+    if (code >= 0) m.responseCode = code;
+    m.responseStatus = sqlStateClass(state);
+    m.responseException = text(buf, msgStart, end, 512);
+    if (state) m.attributes = { sqlstate: state };
+  } else if (first === 0x00 && pending?.cmd === 0x16) {
+    const id = u32le(buf, p + 1);
+    if (id >= 0) {
+      m.requestId = id;
+      if (pending.sql !== undefined) {
+        if (ms.statements.size >= MAX_STATEMENTS) {
+          const oldest = ms.statements.keys().next().value;
+          if (oldest !== undefined) ms.statements.delete(oldest);
+        }
+        ms.statements.set(id, pending.sql);
+      }
+    }
+  } else if (first === 0x00 && len >= 7) {
+    const rows = lenenc(buf, p + 1, end);
+    if (rows !== undefined) m.attributes = { affected_rows: String(rows) };
+  }
+  return m;
+}
+
+function lenenc(buf: Uint8Array, p: number, end: number): number | undefined {
+  if (p >= end) return undefined;
+  const b = buf[p];
+  if (b < 0xfb) return b;
+  if (b === 0xfc) return u16le(buf, p + 1) >= 0 ? u16le(buf, p + 1) : undefined;
+  if (b === 0xfd) return u24le(buf, p + 1) >= 0 ? u24le(buf, p + 1) : undefined;
+  if (b === 0xfe) {
+    const lo = u32le(buf, p + 1);
+    const hi = u32le(buf, p + 5);
+    return lo >= 0 && hi >= 0 ? hi * 2 ** 32 + lo : undefined;
+  }
+  return undefined;
+}
+
+function isRequest(buf: Uint8Array, off: number, ctx: ParseContext): boolean {
+  const side = requestSide(ctx);
+  if (side !== undefined) return side;
+  return buf[off + 3] === 0 && COMMANDS[buf[off + 4]] !== undefined && buf[off + 4] !== 0x0a;
+}
+
+const framer: StreamFramer = {
+  frame(buf, off, end, cut, ctx, out) {
+    if (end - off < 5) return cut ? INVALID : NEED_MORE;
+    const len = u24le(buf, off);
+    const seq = buf[off + 3];
+    if (len === 0) return INVALID;
+    const p = off + 4;
+    const bodyEnd = Math.min(end, p + len);
+    const ms = mysqlSocket(ctx);
+    // Heads we read fields from are short; wait for them when a read splits one.
+    if (p + len > end && !cut && len <= 1024) return NEED_MORE;
+    if (isRequest(buf, off, ctx)) {
+      if (seq === 0) {
+        const m = command(buf, p, bodyEnd, len, ms);
+        if (!m) return INVALID;
+        out.push(m);
+      } else if (seq === 1 && !ms.loggedIn) {
+        handshakeResponse(buf, p, bodyEnd, ms);
+      }
+    } else if (seq === 0 && buf[p] === 0x0a) {
+      // Server greeting: protocol 10, version string.
+      const z = indexOfByte(buf, 0, p + 1, Math.min(bodyEnd, p + 64));
+      if (z < 0 || !isPrintable(buf, p + 1, z)) return INVALID;
+      ms.serverVersion = text(buf, p + 1, z, 64);
+      ms.fromStart = true;
+    } else if (seq === 1) {
+      const m = reply(buf, p, bodyEnd, len, ms);
+      if (m) out.push(m);
+    }
+    return 4 + len;
+  },
+};
+
+export const mysqlParser: ProtocolParser = {
+  name: 'mysql',
+  parallel: false,
+  transports: ['tcp'],
+  check(payload, ctx) {
+    if (payload.length < 5) return false;
+    const len = u24le(payload, 0);
+    const seq = payload[3];
+    const first = payload[4];
+    if (seq !== 0 || len === 0 || len > (1 << 24) - 1) return false;
+    if (len + 4 > Math.max(ctx.bytes, payload.length)) return false;
+    if (first === 0x0a) {
+      // Greeting: "5.5.5-10.11.6-MariaDB…\0"
+      const z = indexOfByte(payload, 0, 5, Math.min(payload.length, 5 + 64));
+      return z > 6 && isPrintable(payload, 5, z) && payload[5] >= 0x30 && payload[5] <= 0x39 && z + 5 <= payload.length;
+    }
+    if (len + 4 !== Math.max(ctx.bytes, payload.length)) return false;
+    if (first === 0x03 || first === 0x16) return len >= 2 && /^\s*[A-Za-z(/]/.test(text(payload, 5, Math.min(payload.length, 5 + 32)));
+    if (first === 0x0e || first === 0x01) return len === 1;
+    if (first === 0x17) return len >= 10;
+    if (first === 0x19) return len === 5;
+    if (first === 0x02) return len >= 2 && isPrintable(payload, 5, Math.min(payload.length, 4 + len));
+    return false;
+  },
+  parse: (payload, ctx) => parseStream(payload, ctx, framer),
+  newState: () => ({}),
+};
+
