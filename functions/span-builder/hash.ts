@@ -4,6 +4,8 @@
  * Two independent 32-bit murmur3-style lanes over 32-bit words.
  */
 
+const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 const C1 = 0xcc9e2d51;
 const C2 = 0x1b873593;
 
@@ -60,7 +62,7 @@ export class Hash64 {
   }
   hex(): string {
     const [hi, lo] = this.digest();
-    return hi.toString(16).padStart(8, '0') + lo.toString(16).padStart(8, '0');
+    return HEX[hi >>> 24] + HEX[(hi >>> 16) & 255] + HEX[(hi >>> 8) & 255] + HEX[hi & 255] + HEX[lo >>> 24] + HEX[(lo >>> 16) & 255] + HEX[(lo >>> 8) & 255] + HEX[lo & 255];
   }
   /** A positive integer below 2^53 (exact in a JS number and in JSON); never 0. */
   id53(): number {

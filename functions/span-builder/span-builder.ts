@@ -73,7 +73,10 @@ interface Entry {
   m: ParsedMessage;
   /** -1, 0, +1: slot relative to the owner. */
   rel: number;
-  /** ns relative to the window base (exact in a double: the window spans seconds). */
+  /**
+   * ns since the epoch as a double (256 ns granularity at today's dates): enough to order one
+   * socket's messages, and ties fall back to capture order (`ord`). Avoids a BigInt per message.
+   */
   t: number;
   ord: number;
 }
@@ -110,54 +113,58 @@ export class SpanBuilder {
     const spans: SpanRow[] = [];
     const tombstones: SpanRow[] = [];
     if (w.cur.length === 0) return { spans, tombstones, stats };
-    const slotSeconds = w.cur[0].slotSeconds;
-    const base = BigInt(w.slot - 1) * BigInt(slotSeconds) * 1_000_000_000n;
     const agent = stringWords(w.agentId);
 
     // Group by socket: every socket with a message in the owner slot, with its messages from the
     // neighbours too. Sockets seen only in a neighbour belong to that neighbour's window.
     const sockets = new Map<number, Entry[]>();
-    const add = (batches: readonly Batch[], rel: number, onlyKnown: boolean): void => {
+    const add = (batches: readonly Batch[], rel: number): void => {
       for (const b of batches) {
         const partOrd = (rel + 1) * 2 ** 40 + b.part * 2 ** 24;
         const msgs = b.messages;
         for (let i = 0; i < msgs.length; i++) {
           const m = msgs[i];
-          let list = sockets.get(m.socketId);
-          if (list === undefined) {
-            if (onlyKnown) continue;
-            list = [];
-            sockets.set(m.socketId, list);
-          }
-          list.push({ m, rel, t: Number(m.tsNs - base), ord: partOrd + i });
+          const l7 = m.l7;
+          if (l7.length === 0) continue; // no protocol recognised: nothing to pair
+          // A request in the next slot is younger than every pending owner request, so FIFO and
+          // id pairing never give it a response an owner request could take: skip it.
+          if (rel === 1 && l7.length === 1 && l7[0].msgType === 'request') continue;
+          const list = sockets.get(m.socketId);
+          if (list !== undefined) list.push({ m, rel, t: Number(m.tsNs), ord: partOrd + i });
         }
       }
     };
-    // Owner first so neighbours only join known sockets; parts in part order for determinism.
-    add(sortParts(w.cur), 0, false);
-    for (const b of w.cur) stats.messages += b.messages.length;
-    add(sortParts(w.prev), -1, true);
-    add(sortParts(w.next), 1, true);
+    const cur = sortParts(w.cur);
+    for (const b of cur) {
+      stats.messages += b.messages.length;
+      for (const m of b.messages) if (!sockets.has(m.socketId)) sockets.set(m.socketId, []);
+    }
+    // In slot order, so each socket's list is already sorted when every batch is.
+    add(sortParts(w.prev), -1);
+    add(cur, 0);
+    add(sortParts(w.next), 1);
 
     const socketIds = [...sockets.keys()].sort((a, b) => a - b);
     for (const sid of socketIds) {
       const entries = sockets.get(sid) as Entry[];
       sortEntries(entries);
-      const from = spans.length;
-      this.pairSocket(entries, w, agent, version, spans, tombstones, stats);
+      const mine: SpanRow[] = [];
+      this.pairSocket(entries, w, agent, version, mine, tombstones, stats);
       // Rows of one socket in time order (timeouts are found out of order); sockets in id order.
-      if (spans.length - from > 1) {
-        const mine = spans.splice(from).sort((a, b) => a.start_time_us - b.start_time_us); // stable
-        for (const r of mine) spans.push(r);
-      }
+      let sorted = true;
+      for (let i = 1; i < mine.length && sorted; i++) sorted = mine[i - 1].start_time_us <= mine[i].start_time_us;
+      if (!sorted) mine.sort((a, b) => a.start_time_us - b.start_time_us); // stable
+      for (let i = 0; i < mine.length; i++) spans.push(mine[i]);
     }
     return { spans, tombstones, stats };
   }
 
   private pairSocket(entries: Entry[], w: SlotWindow, agent: [number, number], version: number, spans: SpanRow[], tombstones: SpanRow[], stats: SpanBuildStats): void {
     // Queues keyed by "protocol|request direction" (serial) or "protocol|direction|id" (parallel).
-    const queues = new Map<string, Pending[]>();
-    const heads = new Map<string, number>();
+    // Queue keys are numbers: protocol index × 2 + direction bit, and for parallel protocols
+    // also the request id (ids are < 2^32) — no string building per message.
+    const queues = new Map<number, Pending[]>();
+    const heads = new Map<number, number>();
     const timedOut = (p: Pending): void => {
       p.done = true;
       if (p.e.rel === 0) {
@@ -178,7 +185,7 @@ export class SpanBuilder {
             if (e.rel === 0) spans.push(this.row(w, agent, version, p, null, 'one_way'));
             continue;
           }
-          const key = parallel ? `${l7.l7Protocol}|${e.m.direction}|${l7.requestId}` : `${l7.l7Protocol}|${e.m.direction}`;
+          const key = queueKey(l7, e.m.direction === 'egress' ? 1 : 0, parallel);
           let q = queues.get(key);
           if (q === undefined) {
             q = [];
@@ -190,8 +197,7 @@ export class SpanBuilder {
         }
         // A response: find the oldest pending request in the other direction.
         if (e.rel === 0) stats.responses++;
-        const reqDir = e.m.direction === 'egress' ? 'ingress' : 'egress';
-        const key = parallel ? `${l7.l7Protocol}|${reqDir}|${l7.requestId}` : `${l7.l7Protocol}|${reqDir}`;
+        const key = queueKey(l7, e.m.direction === 'egress' ? 0 : 1, parallel);
         const q = queues.get(key);
         let match: Pending | null = null;
         if (q !== undefined) {
@@ -263,8 +269,9 @@ export class SpanBuilder {
     let status = rs?.responseStatus ?? 'unknown';
     if (state === 'request_only') status = 'timeout';
     else if (state === 'one_way') status = 'ok';
-    let attributes: Record<string, string> = {};
+    let attributes: Record<string, string>;
     if (rq?.attributes || rs?.attributes) attributes = { ...(rs?.attributes ?? {}), ...(rq?.attributes ?? {}) };
+    else attributes = NO_ATTRIBUTES;
     return {
       span_id: h.hex(),
       trace_id: rq?.traceId ?? rs?.traceId ?? '',
@@ -322,6 +329,22 @@ export class SpanBuilder {
       _deleted: 0,
     };
   }
+}
+
+const NO_ATTRIBUTES: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
+/** Small stable index per protocol name (process-wide; only used inside one build). */
+const protoIndex = new Map<string, number>();
+
+function queueKey(l7: L7Message, dirBit: number, parallel: boolean): number {
+  let p = protoIndex.get(l7.l7Protocol);
+  if (p === undefined) {
+    p = protoIndex.size;
+    protoIndex.set(l7.l7Protocol, p);
+  }
+  const k = p * 2 + dirBit;
+  // Parallel keys are >= 2^32 so they never meet serial ones; ids are taken modulo 2^32.
+  return parallel ? (k + 1) * 2 ** 32 + ((l7.requestId as number) >>> 0) : k;
 }
 
 function sortParts(batches: readonly Batch[]): Batch[] {
