@@ -205,18 +205,19 @@ static __always_inline bool port_selected(__u16 lport, __u16 rport)
 	return filter_ports && (bpf_map_lookup_elem(&port_filter, &lport) || bpf_map_lookup_elem(&port_filter, &rport));
 }
 
-/* fd -> struct sock *, or NULL when the fd is not a socket. */
+/*
+ * fd -> struct sock *, or NULL when the fd is not a socket. The walk uses the BTF-typed current
+ * task, so each hop is a direct (fault-tolerant) load rather than a bpf_probe_read_kernel call:
+ * this runs on every read/write syscall on the machine, sockets or not.
+ */
 static __always_inline struct sock *fd_to_sock(__u32 fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt)
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
+	if (!fdt || fd >= fdt->max_fds)
 		return NULL;
-	if (fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *file = NULL;
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]);
 	if (!file)
 		return NULL;
 	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);

@@ -10,7 +10,7 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -55,6 +55,24 @@ function wrk(port: number): number {
   return Number(m[1]);
 }
 
+/** Per-program kernel run time (needs kernel.bpf_stats_enabled=1) for the programs a process holds. */
+function bpfStats(pid: number): Map<string, { cnt: number; ns: number }> {
+  const ids = new Set<number>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`) !== 'anon_inode:bpf-prog') continue;
+      const m = /^prog_id:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+      if (m) ids.add(Number(m[1]));
+    } catch {
+      /* fd closed meanwhile */
+    }
+  }
+  const all = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' })) as Array<{ id: number; name: string; run_cnt?: number; run_time_ns?: number }>;
+  const out = new Map<string, { cnt: number; ns: number }>();
+  for (const p of all) if (ids.has(p.id)) out.set(p.name, { cnt: p.run_cnt ?? 0, ns: p.run_time_ns ?? 0 });
+  return out;
+}
+
 async function metric(port: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   const m = new RegExp(`^${name} (\\d+)`, 'm').exec(text);
@@ -62,6 +80,7 @@ async function metric(port: number, name: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
+  execFileSync('sysctl', ['-q', '-w', 'kernel.bpf_stats_enabled=1']);
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'rt-bench-nginx-'));
   writeFileSync(join(dir, 'index.html'), 'x'.repeat(612));
@@ -78,6 +97,7 @@ async function main(): Promise<void> {
   wrk(port); // warm up
 
   const results: Record<Mode, number[]> = { baseline: [], 'bpf-only': [], agent: [] };
+  const progTotals = new Map<string, { cnt: number; ns: number }>();
   const perMessageUs: number[] = [];
   let bpfRecords = 0;
   for (let round = 0; round < rounds; round++) {
@@ -98,6 +118,10 @@ async function main(): Promise<void> {
       const rps = wrk(port);
       results[mode].push(rps);
       if (helper) {
+        for (const [name, st] of bpfStats(helper.pid!)) {
+          const t = progTotals.get(name) ?? { cnt: 0, ns: 0 };
+          progTotals.set(name, { cnt: t.cnt + st.cnt, ns: t.ns + st.ns });
+        }
         if (mode === 'agent') {
           await new Promise((r) => setTimeout(r, 100));
           const cpu = cpuSeconds(helper.pid!) - cpu0;
@@ -125,6 +149,11 @@ async function main(): Promise<void> {
   }
   if (perMessageUs.length) console.log(`agent CPU per captured message: ${median(perMessageUs).toFixed(2)} µs (median of rounds) → ${(1e6 / median(perMessageUs) / 1000).toFixed(0)}k messages/s per core`);
   console.log(`bpf-only records drained: ${bpfRecords}`);
+  const busy = [...progTotals.entries()].filter(([, t]) => t.cnt > 0).sort((a, b) => b[1].ns - a[1].ns);
+  if (busy.length) {
+    console.log('kernel time per program invocation (kernel.bpf_stats_enabled), all BPF rounds:');
+    for (const [name, t] of busy.slice(0, 8)) console.log(`  ${name.padEnd(18)} ${(t.ns / t.cnt).toFixed(0).padStart(6)} ns × ${t.cnt}`);
+  }
 }
 
 await main();
