@@ -9,6 +9,7 @@ import { dnsParser } from './dns/index.ts';
 import { http1Parser } from './http1/index.ts';
 import { http2Parser } from './http2/index.ts';
 import { mysqlParser } from './mysql/index.ts';
+import { postgresqlParser } from './postgresql/index.ts';
 import { redisParser } from './redis/index.ts';
 
 export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
@@ -16,5 +17,6 @@ export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   http2Parser,
   dnsParser,
   mysqlParser,
+  postgresqlParser,
   redisParser,
 ];
