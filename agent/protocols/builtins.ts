@@ -8,6 +8,7 @@ import type { ProtocolParser } from './parser.ts';
 import { dnsParser } from './dns/index.ts';
 import { http1Parser } from './http1/index.ts';
 import { http2Parser } from './http2/index.ts';
+import { kafkaParser } from './kafka/index.ts';
 import { mysqlParser } from './mysql/index.ts';
 import { postgresqlParser } from './postgresql/index.ts';
 import { redisParser } from './redis/index.ts';
@@ -19,4 +20,5 @@ export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   mysqlParser,
   postgresqlParser,
   redisParser,
+  kafkaParser,
 ];
