@@ -9,6 +9,7 @@ import { dnsParser } from './dns/index.ts';
 import { http1Parser } from './http1/index.ts';
 import { http2Parser } from './http2/index.ts';
 import { kafkaParser } from './kafka/index.ts';
+import { mqttParser } from './mqtt/index.ts';
 import { mysqlParser } from './mysql/index.ts';
 import { postgresqlParser } from './postgresql/index.ts';
 import { redisParser } from './redis/index.ts';
@@ -21,4 +22,5 @@ export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   postgresqlParser,
   redisParser,
   kafkaParser,
+  mqttParser,
 ];

@@ -106,8 +106,9 @@ function coalesce(chunks: readonly FixtureChunk[]): FixtureChunk[] {
   return [...join('c2s'), ...join('s2c')];
 }
 
-function byDirection(msgs: readonly L7Message[]): { req: L7Message[]; resp: L7Message[] } {
-  return { req: msgs.filter((m) => m.msgType === 'request'), resp: msgs.filter((m) => m.msgType === 'response') };
+function multiset(msgs: readonly L7Message[]): string[] {
+  const sorted = (o: object): object => Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => [k, v && typeof v === 'object' ? sorted(v as object) : v]));
+  return msgs.map((m) => JSON.stringify(sorted(m))).sort();
 }
 
 /** Split positions worth trying in a chunk: every byte for short ones, a spread for long ones. */
@@ -183,12 +184,13 @@ export function describeConformance(parser: ProtocolParser, opts: ConformanceOpt
       it('gives the same messages when all reads of a direction are coalesced', () => {
         for (const f of opts.own) {
           if (f.transport !== 'tcp') continue;
-          const whole = byDirection(replay(parser, f.chunks));
           expect(replay(parser, coalesceRuns(f.chunks)), `${f.name}: consecutive reads merged`).toEqual(replay(parser, f.chunks));
           if (opts.pipelining === false) continue;
-          const merged = byDirection(replay(parser, coalesce(f.chunks)));
-          expect(merged.req, `${f.name}: requests`).toEqual(whole.req);
-          expect(merged.resp, `${f.name}: responses`).toEqual(whole.resp);
+          // Everything one way first, then everything back: the same messages (order may differ
+          // where both sides send requests, as MQTT's PUBLISH does).
+          const whole = multiset(replay(parser, f.chunks));
+          const merged = multiset(replay(parser, coalesce(f.chunks)));
+          expect(merged, `${f.name}: fully pipelined`).toEqual(whole);
         }
       });
     }
