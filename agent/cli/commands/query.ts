@@ -1,0 +1,59 @@
+import { serve } from '@hono/node-server';
+import type { Command } from '../command.ts';
+import { FatalError } from '../command.ts';
+import { commonOptions, loadConfig, renderHelp } from '../config.ts';
+import type { OptionSpec } from '../config.ts';
+
+const options: OptionSpec[] = [
+  ...commonOptions,
+  { name: 'host', type: 'string', help: 'Address to listen on', default: '127.0.0.1' },
+  { name: 'token', type: 'string', help: 'Require "Authorization: Bearer <token>" on the API (not on /, /healthz, /metrics)' },
+  { name: 'ttl-days', type: 'number', help: 'Span retention when this role creates the schema', default: 7 },
+];
+
+const command: Command = {
+  name: 'query',
+  summary: 'Serve the query API, Jaeger API, OTLP ingest and web UI',
+  help: renderHelp(
+    'riptide query [flags]',
+    'Serves trace assembly, span search, the service map, read-only SQL, the Jaeger query API, OTLP/HTTP\n' +
+      'ingest (POST /v1/traces) and the web UI on http://<host>:<port>/, against a ClickHouse server\n' +
+      '(--clickhouse-url) or embedded chDB under --data-dir.',
+    options,
+  ),
+  async run(argv) {
+    const cfg = loadConfig(argv, options);
+    const { openClickHouse } = await import('../../../functions/storage/clickhouse.ts');
+    const { migrate } = await import('../../../functions/storage/migrations.ts');
+    const { createQueryApp } = await import('../../../functions/query/app.ts');
+    const url = cfg.string('clickhouse-url');
+    let clickhouse;
+    try {
+      clickhouse = await openClickHouse(url ? { url } : { dataDir: cfg.string('data-dir') });
+      await migrate(clickhouse, { ttlDays: cfg.number('ttl-days') });
+    } catch (err) {
+      throw new FatalError(`cannot open ClickHouse ${url ?? `(embedded, ${cfg.string('data-dir')})`}: ${(err as Error).message.split('\n')[0]}`);
+    }
+    const app = createQueryApp({ clickhouse, token: cfg.string('token') });
+    const port = cfg.number('port') ?? 8686;
+    const host = cfg.string('host') ?? '127.0.0.1';
+    const server = serve({ fetch: app.fetch, port, hostname: host });
+    await new Promise<void>((resolve, reject) => {
+      server.once('listening', () => resolve());
+      server.once('error', (e: Error) => reject(new FatalError(`cannot listen on ${host}:${port}: ${e.message}`)));
+    });
+    process.stderr.write(`riptide query: listening on http://${host}:${port}/ (ClickHouse: ${url ? 'server' : 'embedded chDB'})\n`);
+    await new Promise<void>((resolve) => {
+      const stop = (): void => {
+        server.close();
+        resolve();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+    });
+    await clickhouse.close();
+    return 0;
+  },
+};
+
+export default command;

@@ -1,0 +1,282 @@
+/**
+ * The query service as a hono app that knows no runtime: `riptide query` and `riptide up` serve it
+ * with @hono/node-server, {@link ../query/lambda-adapter.ts} runs it on AWS Lambda.
+ *
+ * Routes (DESIGN.md "Stable contract"): `GET /api/v1/spans`, `GET /api/v1/traces/{span_id}`,
+ * `GET /api/v1/service-map`, `POST /api/v1/sql`, `/healthz`, `/metrics`; plus the Jaeger query API
+ * (`/api/services`, `/api/traces`…, see jaeger.ts), OTLP/HTTP ingest (`POST /v1/traces`, otlp.ts)
+ * and the web UI at `/`. With a token, every route but `/`, `/healthz` and `/metrics` wants
+ * `Authorization: Bearer <token>`.
+ *
+ * @example
+ *   import { serve } from '@hono/node-server';
+ *   const ch = await openClickHouse({ dataDir: '.riptide' });
+ *   serve({ fetch: createQueryApp({ clickhouse: ch, token: process.env.RIPTIDE_TOKEN }).fetch, port: 8686 });
+ */
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { Hono } from 'hono';
+import { metrics as globalMetrics } from '../../agent/metrics.ts';
+import type { MetricsRegistry } from '../../agent/metrics.ts';
+import type { ClickHouse } from '../storage/clickhouse.ts';
+import { queryRows } from '../storage/clickhouse.ts';
+import { assembleTrace } from './assemble.ts';
+import type { AssembleOptions } from './assemble.ts';
+import { ClickHouseSpanSource, latestVersions, usTime } from './clickhouse-source.ts';
+import { mountJaeger } from './jaeger.ts';
+import { TagNames } from './names.ts';
+import { mountOtlp } from './otlp.ts';
+import { serviceMap } from './service-map.ts';
+import type { SpanJson, SpanRecord } from './span.ts';
+import { SPAN_COLUMNS, toSpanJson } from './span.ts';
+import { checkReadOnlySql } from './sql-guard.ts';
+import { uiHtml } from './ui.ts';
+
+export interface QueryAppOptions {
+  clickhouse: ClickHouse;
+  /** When set, the API wants `Authorization: Bearer <token>`. */
+  token?: string;
+  metrics?: MetricsRegistry;
+  assemble?: Partial<AssembleOptions>;
+  /** Reported by /healthz; false turns it into a 503. */
+  healthy?: () => boolean;
+  /** Rows at most from `POST /api/v1/sql` (default 10000). */
+  sqlMaxRows?: number;
+}
+
+/** A bad request: the message goes back to the caller with a 400. */
+export class BadRequest extends Error {}
+
+/** Unix seconds (decimals allowed) → µs; undefined when absent. */
+export function parseUnixSeconds(v: string | undefined, name: string): number | undefined {
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > 1e11) throw new BadRequest(`${name} must be unix seconds, got "${v}"`);
+  return Math.round(n * 1e6);
+}
+
+export function parseLimit(v: string | undefined, def: number, max: number): number {
+  if (v === undefined || v === '') return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new BadRequest(`limit must be an integer in 1..${max}, got "${v}"`);
+  return n;
+}
+
+export interface QueryContext {
+  ch: ClickHouse;
+  names: TagNames;
+  source: ClickHouseSpanSource;
+  assemble: Partial<AssembleOptions>;
+  /** Assemble the trace holding a span, as API spans; undefined when the span does not exist. */
+  trace(spanId: string): Promise<{ trace_id: string; spans: SpanJson[] } | undefined>;
+  /** Search spans, newest first. */
+  searchSpans(f: SpanFilter): Promise<SpanJson[]>;
+}
+
+export interface SpanFilter {
+  fromUs: number;
+  toUs: number;
+  protocol?: string;
+  process?: string;
+  resource?: string;
+  traceId?: string;
+  service?: string;
+  side?: string;
+  minDurationUs?: number;
+  maxDurationUs?: number;
+  endpoint?: string;
+  limit: number;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const h = (s: string): Buffer => createHash('sha256').update(s).digest();
+  return timingSafeEqual(h(a), h(b));
+}
+
+export function createQueryApp(o: QueryAppOptions): Hono {
+  const ch = o.clickhouse;
+  const m = o.metrics ?? globalMetrics;
+  const requests = m.counter('riptide_query_requests_total', 'Query API requests, by route and status');
+  const errors = m.counter('riptide_query_errors_total', 'Query API requests that failed inside (5xx), by route');
+  const assemblies = m.counter('riptide_query_assembly_total', 'Traces assembled');
+  const assemblySeconds = m.counter('riptide_query_assembly_seconds_total', 'Time spent assembling traces');
+  const names = new TagNames(ch);
+  const source = new ClickHouseSpanSource(ch);
+  const assembleOptions = o.assemble ?? {};
+
+  const withNames = async (rows: SpanRecord[]): Promise<Map<number, string | null>> => names.resolve(rows.map((r) => r.service_id));
+
+  const ctx: QueryContext = {
+    ch,
+    names,
+    source,
+    assemble: assembleOptions,
+    async trace(spanId) {
+      const t0 = performance.now();
+      const t = await assembleTrace(source, spanId, assembleOptions);
+      assemblies.inc();
+      assemblySeconds.inc(undefined, (performance.now() - t0) / 1000);
+      if (!t) return undefined;
+      const n = await withNames(t.spans.map((s) => s.span));
+      return {
+        trace_id: t.trace_id,
+        spans: t.spans.map((s) => toSpanJson(s.span, n.get(s.span.service_id) ?? null, { parent_id: s.parent_id, trace_id: t.trace_id, parent_rule: s.rule })),
+      };
+    },
+    async searchSpans(f) {
+      const where = [`start_time >= ${usTime(f.fromUs)}`, `start_time < ${usTime(f.toUs)}`, '_deleted = 0'];
+      const params: Record<string, unknown> = {};
+      if (f.protocol) {
+        params.protocol = f.protocol;
+        where.push('l7_protocol = {protocol:String}');
+      }
+      if (f.process) {
+        params.process = f.process;
+        where.push('process_name = {process:String}');
+      }
+      if (f.resource) {
+        params.resource = f.resource;
+        where.push('position(request_resource, {resource:String}) > 0');
+      }
+      if (f.endpoint) {
+        params.endpoint = f.endpoint;
+        where.push('endpoint = {endpoint:String}');
+      }
+      if (f.traceId) {
+        params.trace_id = f.traceId;
+        where.push('trace_id = {trace_id:String}');
+      }
+      if (f.side) {
+        params.side = f.side;
+        where.push('side = {side:String}');
+      }
+      if (f.service) {
+        params.service = f.service;
+        where.push("service_id IN (SELECT id FROM riptide.tag_names WHERE kind = 'service' AND name = {service:String})");
+      }
+      if (f.minDurationUs !== undefined) where.push(`duration_us >= ${Math.trunc(f.minDurationUs)}`);
+      if (f.maxDurationUs !== undefined) where.push(`duration_us <= ${Math.trunc(f.maxDurationUs)}`);
+      const rows = latestVersions(
+        await queryRows<SpanRecord>(ch, `SELECT ${SPAN_COLUMNS} FROM riptide.spans FINAL WHERE ${where.join(' AND ')} ORDER BY start_time DESC, span_id LIMIT ${Math.trunc(f.limit)}`, params),
+      );
+      const n = await withNames(rows);
+      return rows.map((r) => toSpanJson(r, n.get(r.service_id) ?? null));
+    },
+  };
+
+  const app = new Hono();
+
+  app.use('*', async (c, next) => {
+    await next();
+    const route = c.req.routePath || 'unmatched';
+    requests.inc({ route, status: String(c.res.status) });
+    if (c.res.status >= 500) errors.inc({ route });
+  });
+
+  if (o.token) {
+    const token = o.token;
+    app.use('*', async (c, next) => {
+      const p = c.req.path;
+      if (p === '/' || p === '/healthz' || p === '/metrics' || p === '/favicon.ico') return next();
+      const h = c.req.header('authorization') ?? '';
+      const given = /^Bearer\s+(.+)$/i.exec(h)?.[1]?.trim();
+      if (!given || !sameSecret(given, token)) {
+        return c.json({ error: 'missing or wrong bearer token (Authorization: Bearer <token>)' }, 401, { 'www-authenticate': 'Bearer realm="riptide"' });
+      }
+      return next();
+    });
+  }
+
+  app.onError((err, c) => {
+    if (err instanceof BadRequest) return c.json({ error: err.message }, 400);
+    // ClickHouse rejecting a query it was given (syntax, unknown column): the caller's fault.
+    const msg = err instanceof Error ? err.message : String(err);
+    if (c.req.path === '/api/v1/sql' && /Code: |Syntax error|Unknown|UNKNOWN|doesn't exist|not allowed|Cannot|default:/i.test(msg)) {
+      return c.json({ error: firstLine(msg) }, 400);
+    }
+    process.stderr.write(`riptide query: ${c.req.method} ${c.req.path}: ${firstLine(msg)}\n`);
+    return c.json({ error: `internal error: ${firstLine(msg)}` }, 500);
+  });
+
+  app.get('/healthz', (c) => (o.healthy && !o.healthy() ? c.json({ status: 'unhealthy' }, 503) : c.json({ status: 'ok' })));
+  app.get('/metrics', (c) => c.text(m.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
+  app.get('/', (c) => c.html(uiHtml()));
+
+  app.get('/api/v1/spans', async (c) => {
+    const q = (k: string): string | undefined => c.req.query(k);
+    const now = Date.now() * 1000;
+    const toUs = parseUnixSeconds(q('end'), 'end') ?? now;
+    const fromUs = parseUnixSeconds(q('start'), 'start') ?? toUs - 3600e6;
+    if (fromUs > toUs) throw new BadRequest('start must not be after end');
+    const limit = parseLimit(q('limit'), 100, 10_000);
+    const side = q('side');
+    if (side && side !== 'client' && side !== 'server') throw new BadRequest('side must be client or server');
+    const dur = (k: string): number | undefined => {
+      const v = q(k);
+      if (v === undefined || v === '') return undefined;
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < 0) throw new BadRequest(`${k} must be a number of µs`);
+      return n;
+    };
+    const spans = await ctx.searchSpans({
+      fromUs,
+      toUs,
+      protocol: q('protocol'),
+      process: q('process'),
+      resource: q('resource'),
+      traceId: q('trace_id'),
+      service: q('service'),
+      endpoint: q('endpoint'),
+      side,
+      minDurationUs: dur('min_duration_us'),
+      maxDurationUs: dur('max_duration_us'),
+      limit,
+    });
+    return c.json({ spans });
+  });
+
+  app.get('/api/v1/traces/:span_id', async (c) => {
+    const id = c.req.param('span_id');
+    if (!/^[0-9A-Za-z_-]{1,64}$/.test(id)) throw new BadRequest('span_id must be 1-64 characters of [0-9A-Za-z_-]');
+    const t = await ctx.trace(id);
+    if (!t) return c.json({ error: `span ${id} not found` }, 404);
+    return c.json({ trace_id: t.trace_id, spans: t.spans });
+  });
+
+  app.get('/api/v1/service-map', async (c) => {
+    const now = Date.now() * 1000;
+    const toUs = parseUnixSeconds(c.req.query('end'), 'end') ?? now;
+    const fromUs = parseUnixSeconds(c.req.query('start'), 'start') ?? toUs - 3600e6;
+    if (fromUs > toUs) throw new BadRequest('start must not be after end');
+    if (toUs - fromUs > 31 * 86400e6) throw new BadRequest('range longer than 31 days');
+    return c.json(await serviceMap(ch, names, fromUs, toUs));
+  });
+
+  app.post('/api/v1/sql', async (c) => {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      throw new BadRequest('body must be JSON: {"sql": "SELECT …"}');
+    }
+    const checked = checkReadOnlySql((body as { sql?: unknown } | null)?.sql);
+    if (typeof checked === 'string') throw new BadRequest(checked);
+    const max = o.sqlMaxRows ?? 10_000;
+    const sql = checked.select ? `SELECT * FROM (${checked.sql}\n) LIMIT ${max + 1}` : checked.sql;
+    // chDB keeps settings for the session (they would bind the writer too): only a server gets them.
+    const settings = ch.mode === 'server' ? { readonly: '2', max_execution_time: 30, max_result_rows: String(max + 1), result_overflow_mode: 'break' as const } : undefined;
+    const rs = await ch.client.query({ query: sql, format: 'JSONEachRow', clickhouse_settings: settings });
+    const rows = (await rs.json()) as unknown[];
+    const truncated = rows.length > max;
+    return c.json({ rows: truncated ? rows.slice(0, max) : rows, truncated });
+  });
+
+  mountJaeger(app, ctx);
+  mountOtlp(app, { ch, metrics: m });
+
+  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
+  return app;
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0].slice(0, 500);
+}
