@@ -235,7 +235,9 @@ export class S3Store implements ObjectStore {
           Prefix: this.prefix + prefix,
           StartAfter: options.startAfter !== undefined && token === undefined ? this.prefix + options.startAfter : undefined,
           ContinuationToken: token,
-          MaxKeys: Math.min(1000, limit - out.length),
+          // Full pages, cut locally: cheap, and some S3-compatible servers (s3rver on Node 20)
+          // fail when asked to truncate a page.
+          MaxKeys: 1000,
         }),
         this.opts(),
       );
