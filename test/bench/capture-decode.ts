@@ -7,8 +7,9 @@
 import { parseArgs } from 'node:util';
 import { RecordDecoder } from '../../agent/capture/decoder.ts';
 import { RT_EV_DATA, RtDataEvent as D } from '../../agent/capture/layout.generated.ts';
-import { messageToJson } from '../../agent/cli/commands/agent.ts';
+import { messageToJson } from '../../agent/ndjson-output.ts';
 import type { CapturedMessage } from '../../agent/capture/message.ts';
+import { createDefaultRegistry } from '../../agent/protocols/registry.ts';
 
 const { values } = parseArgs({ options: { messages: { type: 'string', default: '1000000' } } });
 const N = Number(values.messages);
@@ -67,5 +68,8 @@ function run(label: string, each: (m: CapturedMessage) => void): void {
 
 console.log(`capture user-space cost, ${N} synthetic HTTP messages (${heads[0].length}/${heads[1].length}-byte heads)`);
 run('decode only', () => {});
+const registry = createDefaultRegistry();
+let parsed = 0;
+run('decode + parse', (m) => (parsed += registry.parse(m).length));
 let bytes = 0;
 run('decode + --output JSON line', (m) => (bytes += messageToJson(m, undefined).length));

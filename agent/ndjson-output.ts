@@ -1,0 +1,93 @@
+/**
+ * The `--output` format: one JSON object per captured message (the stable debugging format, see
+ * README), with the parsed L7 fields when a parser recognised the payload.
+ */
+import type { CapturedMessage, ProcessInfo } from './capture/message.ts';
+import { metrics } from './metrics.ts';
+import type { L7Message } from './protocols/parser.ts';
+
+const L7_KEYS: Array<[keyof L7Message, string]> = [
+  ['l7Protocol', 'l7_protocol'],
+  ['msgType', 'msg_type'],
+  ['requestType', 'request_type'],
+  ['requestDomain', 'request_domain'],
+  ['requestResource', 'request_resource'],
+  ['endpoint', 'endpoint'],
+  ['requestId', 'request_id'],
+  ['responseCode', 'response_code'],
+  ['responseStatus', 'response_status'],
+  ['responseException', 'response_exception'],
+  ['requestLength', 'request_length'],
+  ['responseLength', 'response_length'],
+  ['traceId', 'trace_id'],
+  ['spanId', 'span_id'],
+  ['parentSpanId', 'parent_span_id'],
+  ['xRequestId', 'x_request_id'],
+  ['attributes', 'attributes'],
+  ['truncated', 'truncated'],
+];
+
+/** snake_case JSON object of one application message (absent fields left out). */
+export function l7ToJson(m: L7Message): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, name] of L7_KEYS) if (m[k] !== undefined) out[name] = m[k];
+  return out;
+}
+
+/**
+ * The `--output` line for one message: capture fields, then — when a parser recognised the payload —
+ * the first application message's fields at top level and every message in `l7`.
+ */
+export function messageToJson(m: CapturedMessage, proc: ProcessInfo | undefined, l7: readonly L7Message[] = []): string {
+  const base = captureToJson(m, proc);
+  if (l7.length === 0) return base;
+  const first = JSON.stringify(l7ToJson(l7[0]));
+  return `${base.slice(0, -1)},${first.slice(1, -1)},"l7":${JSON.stringify(l7.map(l7ToJson))}}`;
+}
+
+function captureToJson(m: CapturedMessage, proc: ProcessInfo | undefined): string {
+  // Hand-built: JSON.stringify of the whole object costs several µs per line; only the free-text
+  // fields need escaping. ts_ns/enter_ns/exit_ns are written as exact integers.
+  const payload = Buffer.from(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength).toString('base64');
+  return (
+    `{"ts_ns":${m.tsNs},"enter_ns":${m.enterNs},"exit_ns":${m.exitNs},"pid":${m.pid},"tid":${m.tid},"coroutine_id":${m.coroutineId},` +
+    `"process_name":${JSON.stringify(m.processName)},"cmdline":${JSON.stringify(proc?.cmdline ?? '')},"container_id":"${proc?.containerId ?? ''}",` +
+    `"syscall":"${m.syscall}","direction":"${m.direction}","socket_id":${m.socketId},"family":"${m.family}","l4":"${m.l4}",` +
+    `"local_ip":"${m.localIp}","local_port":${m.localPort},"remote_ip":"${m.remoteIp}","remote_port":${m.remotePort},"role":"${m.role}",` +
+    `"tcp_seq":${m.tcpSeq},"syscall_trace_id":${m.syscallTraceId},"bytes":${m.bytes},"payload":"${payload}"}`
+  );
+}
+
+/** Buffers NDJSON lines and writes them in chunks; past the cap, lines are dropped and counted. */
+export class LineWriter {
+  private chunks: string[] = [];
+  private pendingBytes = 0;
+  private waitingDrain = false;
+  private readonly dropped = metrics.counter('riptide_output_dropped_total', 'Lines not written to --output because it was too slow');
+  constructor(
+    private readonly stream: NodeJS.WritableStream,
+    private readonly capBytes: number,
+  ) {}
+  push(line: string): void {
+    if (this.pendingBytes > this.capBytes) {
+      this.dropped.inc();
+      return;
+    }
+    this.chunks.push(line);
+    this.pendingBytes += line.length + 1;
+  }
+  flush(): void {
+    if (this.chunks.length === 0 || this.waitingDrain) return;
+    const text = this.chunks.join('\n') + '\n';
+    this.chunks = [];
+    this.pendingBytes = 0;
+    if (!this.stream.write(text)) {
+      this.waitingDrain = true;
+      this.stream.once('drain', () => {
+        this.waitingDrain = false;
+        this.flush();
+      });
+    }
+  }
+}
+

@@ -1,0 +1,101 @@
+/**
+ * The agent's stages after capture, one job each:
+ *
+ *   Capture (decoded messages) → ProtocolRegistry (built-ins + Wasm plugin parsers)
+ *     → HTTP hooks (Wasm plugins: business ids, trace ids, status overrides)
+ *     → an output: the shipper (batches → spool → object store) or NDJSON lines (--output)
+ *
+ * `riptide agent` and `riptide up` both build this; tests drive it directly.
+ *
+ * @example
+ *   const pipeline = new AgentPipeline({ registry, output: shipperOutput(shipper) });
+ *   Capture.start(options, pipeline);
+ */
+import type { CaptureSink } from './capture/capture.ts';
+import type { ProcessEvent } from './capture/decoder.ts';
+import type { CapturedMessage, ProcessInfo, SocketClosed } from './capture/message.ts';
+import type { LineWriter } from './ndjson-output.ts';
+import { messageToJson } from './ndjson-output.ts';
+import type { HttpHookPlugin } from './plugins/types.ts';
+import { runHttpHooks } from './plugins/types.ts';
+import type { L7Message, ParseContext } from './protocols/parser.ts';
+import type { ProtocolRegistry } from './protocols/registry.ts';
+import type { Shipper } from './shipping/shipper.ts';
+
+/** Where parsed messages go. */
+export interface PipelineOutput {
+  message(m: CapturedMessage, l7: L7Message[], proc: ProcessInfo | undefined): void;
+  socketClosed(e: SocketClosed): void;
+}
+
+export function ndjsonOutput(writer: LineWriter): PipelineOutput {
+  return {
+    message: (m, l7, proc) => writer.push(messageToJson(m, proc, l7)),
+    socketClosed: () => {},
+  };
+}
+
+export function shipperOutput(shipper: Shipper): PipelineOutput {
+  // Process metadata is sent once per (pid, start) per batch by the shipper; hand it over only
+  // when the metadata object for a pid changes (the cache returns the same object until then).
+  const lastInfo = new Map<number, ProcessInfo>();
+  return {
+    message(m, l7, proc) {
+      if (proc && lastInfo.get(m.pid) !== proc) {
+        if (lastInfo.size > 65536) lastInfo.clear();
+        lastInfo.set(m.pid, proc);
+        shipper.addProcess(proc);
+      }
+      const parsed = m as CapturedMessage & { l7: L7Message[] };
+      parsed.l7 = l7;
+      shipper.add(parsed);
+    },
+    socketClosed: (e) => shipper.socketClosed(e),
+  };
+}
+
+export interface AgentPipelineOptions {
+  registry: ProtocolRegistry;
+  output: PipelineOutput;
+  /** HTTP hooks from Wasm plugins, run on every parsed HTTP message (the list may change on reload). */
+  httpHooks?: () => readonly HttpHookPlugin[];
+  extraHeaders?: readonly string[];
+}
+
+const HTTP_PROTOCOLS = new Set(['http1', 'http2', 'grpc']);
+
+export class AgentPipeline implements CaptureSink {
+  constructor(private readonly options: AgentPipelineOptions) {}
+
+  onMessage(m: CapturedMessage, proc: ProcessInfo | undefined): void {
+    const l7 = this.options.registry.parse(m);
+    const hooks = this.options.httpHooks?.() ?? [];
+    if (hooks.length > 0) {
+      for (const msg of l7) {
+        if (HTTP_PROTOCOLS.has(msg.l7Protocol)) runHttpHooks(hooks, msg, m.payload, this.hookContext(m));
+      }
+    }
+    this.options.output.message(m, l7, proc);
+  }
+
+  onSocketClosed(e: SocketClosed): void {
+    this.options.registry.onSocketClosed(e.socketId);
+    this.options.output.socketClosed(e);
+  }
+
+  onProcessEvent(_e: ProcessEvent): void {}
+
+  private hookContext(m: CapturedMessage): ParseContext {
+    return {
+      direction: m.direction,
+      role: m.role,
+      l4: m.l4,
+      localPort: m.localPort,
+      remotePort: m.remotePort,
+      socketId: m.socketId,
+      bytes: m.bytes,
+      state: {},
+      extraHeaders: this.options.extraHeaders,
+    };
+  }
+}
