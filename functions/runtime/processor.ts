@@ -130,6 +130,8 @@ export class BatchProcessor {
     try {
       const all = rows.spans.concat(rows.tombstones);
       const { names, labels } = this.encoder.encode(all, rows.hostName, rows.processes);
+      // New ids are recorded before any row uses them.
+      await this.encoder.ids.flush?.(this.o.ch);
       await insertTagNames(this.o.ch, names);
       await insertTagLabels(this.o.ch, labels);
       // The token names the exact input (slot + window size): a retried insert is dropped by ClickHouse.

@@ -65,7 +65,7 @@ export interface SpanRow {
   x_request_id_req: string;
   x_request_id_resp: string;
   attributes: Record<string, string>;
-  /** Smart-encoded tags (0 = unknown); names live in `riptide.tag_names`. */
+  /** Smart-encoded tags (0 = unknown): dense per-kind ids (functions/tag-encoder/tag-ids.ts); names in `riptide.tag_names`. */
   host_id: number;
   process_id: number;
   container_id: number;

@@ -6,6 +6,10 @@
  */
 import type { SpanRow } from '../span-builder/span-row.ts';
 import type { ClickHouse } from './clickhouse.ts';
+import { TAG_KINDS, tagId } from '../tag-encoder/tag-id.ts';
+import type { TagKind } from '../tag-encoder/tag-id.ts';
+
+const isTagKind = (k: string): k is TagKind => (TAG_KINDS as readonly string[]).includes(k);
 
 /** DateTime64(6) literal from microseconds: "seconds.micros", parsed exactly by ClickHouse. */
 export function dt64(us: number): string {
@@ -22,6 +26,8 @@ export function toInsertRow(r: SpanRow): SpanInsertRow {
 
 export interface TagNameRow {
   id: number;
+  /** The stable 53-bit hash of kind:key (custom_tags.id), whatever id source made `id`; filled in when absent. */
+  entity?: number;
   kind: string;
   key: string;
   name: string;
@@ -64,7 +70,8 @@ export async function insertSpans(ch: ClickHouse, rows: readonly SpanRow[], dedu
 
 export async function insertTagNames(ch: ClickHouse, rows: readonly TagNameRow[]): Promise<void> {
   if (rows.length === 0) return;
-  await ch.client.insert({ table: 'riptide.tag_names', values: rows as TagNameRow[], format: 'JSONEachRow' });
+  const values = rows.map((r) => (r.entity !== undefined || !isTagKind(r.kind) ? r : { ...r, entity: tagId(r.kind, r.key) }));
+  await ch.client.insert({ table: 'riptide.tag_names', values, format: 'JSONEachRow' });
 }
 
 export async function insertTagLabels(ch: ClickHouse, rows: readonly TagLabelRow[]): Promise<void> {

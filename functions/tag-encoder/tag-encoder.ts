@@ -19,6 +19,8 @@ import type { TagLabelRow, TagNameRow } from '../storage/span-store.ts';
 import type { MetadataSource, PodMeta, ServiceMeta } from './metadata.ts';
 import { tagId } from './tag-id.ts';
 import type { TagKind } from './tag-id.ts';
+import { HashTagIds } from './tag-ids.ts';
+import type { TagIdSource } from './tag-ids.ts';
 
 export interface TagRows {
   names: TagNameRow[];
@@ -27,6 +29,8 @@ export interface TagRows {
 
 export interface TagEncoderOptions {
   source?: MetadataSource;
+  /** Where ids come from (default {@link HashTagIds}; `riptide functions` uses DenseTagIds). */
+  ids?: TagIdSource;
   /** Re-emit a dictionary row for an id at most this often (default 3600 s). */
   refreshSeconds?: number;
   /** Unix seconds (tests). */
@@ -56,12 +60,14 @@ export function workloadName(pod: PodMeta): string {
 
 export class TagEncoder {
   private readonly source?: MetadataSource;
+  readonly ids: TagIdSource;
   private readonly refresh: number;
   private readonly now: () => number;
   private readonly written = new Map<number, number>();
 
   constructor(options: TagEncoderOptions = {}) {
     this.source = options.source;
+    this.ids = options.ids ?? new HashTagIds();
     this.refresh = options.refreshSeconds ?? 3600;
     this.now = options.now ?? (() => Math.floor(Date.now() / 1000));
   }
@@ -153,7 +159,7 @@ export class TagEncoder {
 
   /** The id of (kind, key); queues its dictionary rows when they are due. */
   private name(out: TagRows, now: number, kind: TagKind, key: string, name: string, parents: Record<string, number>, hostLabels?: Record<string, string>, labels?: Record<string, string>, annotations?: Record<string, string>): number {
-    const id = tagId(kind, key);
+    const id = this.ids.id(kind, key);
     if (id === 0) return 0;
     const last = this.written.get(id);
     if (last !== undefined && now - last < this.refresh) return id;
@@ -161,7 +167,7 @@ export class TagEncoder {
     if (this.written.size > 200_000) this.written.clear();
     const parent_ids: Record<string, number> = {};
     for (const [k, v] of Object.entries(parents)) if (v) parent_ids[k] = v;
-    out.names.push({ id, kind, key, name, parent_ids, updated_at: now });
+    out.names.push({ id, entity: tagId(kind, key), kind, key, name, parent_ids, updated_at: now });
     const push = (source: TagLabelRow['source'], kv: Record<string, string> | undefined) => {
       for (const [k, v] of Object.entries(kv ?? {})) out.labels.push({ id, kind, source, key: k, value: v, updated_at: now });
     };

@@ -13,6 +13,8 @@ import { openClickHouse, queryRows } from '../../functions/storage/clickhouse.ts
 import type { ClickHouse } from '../../functions/storage/clickhouse.ts';
 import { migrate } from '../../functions/storage/migrations.ts';
 import { BatchProcessor } from '../../functions/runtime/processor.ts';
+import { TagEncoder } from '../../functions/tag-encoder/tag-encoder.ts';
+import { DenseTagIds } from '../../functions/tag-encoder/tag-ids.ts';
 import { BASE_SLOT, cutBatches, httpReq, httpResp, msg, proc } from './fixtures.ts';
 import { decodeJson, encodeJson, MemoryStore, testKey, testKeys } from './memory-store.ts';
 
@@ -23,6 +25,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'riptide-e2e-'));
   ch = await openClickHouse({ dataDir: dir });
   await migrate(ch, { ttlDays: 20000 });
+  registry = await DenseTagIds.load(ch);
 });
 afterAll(async () => {
   await ch.close();
@@ -51,8 +54,12 @@ async function snapshot(): Promise<unknown[]> {
   return queryRows(ch, 'SELECT * FROM riptide.spans FINAL ORDER BY span_id');
 }
 
+let registry: DenseTagIds;
+
 async function reset(): Promise<void> {
+  // The id registry survives (as in production); only the derived tables are emptied.
   for (const t of ['spans', 'tag_names', 'tag_labels', 'processed_slots']) await ch.client.command({ query: `TRUNCATE TABLE riptide.${t}` });
+  registry = await DenseTagIds.load(ch);
 }
 
 function storeWith(batches: Batch[]): { store: MemoryStore; keys: string[]; p: BatchProcessor } {
@@ -62,7 +69,10 @@ function storeWith(batches: Batch[]): { store: MemoryStore; keys: string[]; p: B
     void store.put(k, encodeJson(b));
     return k;
   });
-  return { store, keys, p: new BatchProcessor({ ch, store, keys: testKeys, decode: decodeJson, log: () => {} }) };
+  // Dense ids from the registry in ClickHouse, as `riptide functions` runs: a fresh registry per
+  // processor stands for a restarted (or another) replica.
+  const ids = registry;
+  return { store, keys, p: new BatchProcessor({ ch, store, keys: testKeys, decode: decodeJson, log: () => {}, encoder: new TagEncoder({ ids }) }) };
 }
 
 describe('store → functions → chDB', () => {
@@ -93,6 +103,8 @@ describe('store → functions → chDB', () => {
        JOIN (SELECT id, any(name) AS name FROM riptide.tag_names GROUP BY id) AS pr ON pr.id = s.process_id
        GROUP BY service, host, process ORDER BY service`,
     );
+    const ids = await queryRows<{ m: number }>(ch, 'SELECT max(greatest(host_id, process_id, service_id)) AS m FROM riptide.spans');
+    expect(ids[0].m).toBeLessThan(10); // dense ids, not hashes
     expect(named).toEqual([
       { service: 'curl', host: 'host-a', process: 'curl', n: 50 },
       { service: 'nginx', host: 'host-a', process: 'nginx', n: 50 },

@@ -7,6 +7,8 @@ import type { ClickHouse } from '../../functions/storage/clickhouse.ts';
 import { loadMigrations, migrate } from '../../functions/storage/migrations.ts';
 import { dt64, insertSpans } from '../../functions/storage/span-store.ts';
 import { buildSpans } from '../../functions/span-builder/span-builder.ts';
+import { DenseTagIds } from '../../functions/tag-encoder/tag-ids.ts';
+import { tagId } from '../../functions/tag-encoder/tag-id.ts';
 import { BASE_SLOT, cutBatches, httpReq, httpResp, msg, proc } from './fixtures.ts';
 
 let dir: string;
@@ -24,10 +26,10 @@ afterAll(async () => {
 describe('ClickHouse storage (embedded chDB through @clickhouse/client)', () => {
   it('applies the versioned migrations once', async () => {
     // The fixtures are dated 2023: a long TTL keeps FINAL (which applies TTL) from hiding them.
-    expect(await migrate(ch, { ttlDays: 20000 })).toEqual([1, 2]);
+    expect(await migrate(ch, { ttlDays: 20000 })).toEqual([1, 2, 3]);
     expect(await migrate(ch)).toEqual([]);
     const tables = await queryRows<{ name: string; engine: string; partition_key: string }>(ch, "SELECT name, engine, partition_key FROM system.tables WHERE database = 'riptide' AND engine LIKE '%MergeTree' ORDER BY name");
-    expect(tables.map((t) => t.name)).toEqual(['custom_tags', 'processed_batches', 'processed_slots', 'schema_migrations', 'spans', 'tag_labels', 'tag_names']);
+    expect(tables.map((t) => t.name)).toEqual(['custom_tags', 'processed_batches', 'processed_slots', 'schema_migrations', 'spans', 'tag_ids', 'tag_labels', 'tag_names']);
     for (const t of tables) expect(t.partition_key, t.name).not.toBe('');
     const ttl = await queryRows<{ name: string; create_table_query: string }>(ch, "SELECT name, create_table_query FROM system.tables WHERE database = 'riptide' AND engine LIKE '%MergeTree' AND name != 'schema_migrations'");
     for (const t of ttl) expect(t.create_table_query, t.name).toMatch(/ TTL /);
@@ -59,6 +61,23 @@ describe('ClickHouse storage (embedded chDB through @clickhouse/client)', () => 
     expect(rows).toEqual([{ span_id: spans[0].span_id, us: spans[0].start_time_us, duration_us: 2500, side: 'client', x: 3 }]);
     const view = await queryRows<{ n: string }>(ch, 'SELECT count() AS n FROM riptide.spans_view');
     expect(Number(view[0].n)).toBe(1);
+  });
+
+  it('hands out dense tag ids, records them before use, and keeps them across restarts', async () => {
+    const ids = await DenseTagIds.load(ch);
+    expect([ids.id('service', 'shop/cart'), ids.id('service', 'shop/checkout'), ids.id('pod', 'shop/cart-1'), ids.id('service', 'shop/cart')]).toEqual([1, 2, 3, 1]);
+    await ids.flush(ch);
+    const again = await DenseTagIds.load(ch);
+    expect([again.id('service', 'shop/checkout'), again.id('service', 'shop/new')]).toEqual([2, 4]);
+    const striped = await DenseTagIds.load(ch, { stripe: 3 });
+    expect(striped.id('service', 'shop/cart')).toBe(1); // known ids are shared across stripes
+    expect(striped.id('service', 'shop/other')).toBe(3 * 2 ** 24 + 1);
+    const rows = await queryRows<{ kind: string; key: string; id: number; entity: number }>(ch, 'SELECT kind, key, id, entity FROM riptide.tag_ids ORDER BY kind, key');
+    expect(rows).toEqual([
+      { kind: 'pod', key: 'shop/cart-1', id: 3, entity: tagId('pod', 'shop/cart-1') },
+      { kind: 'service', key: 'shop/cart', id: 1, entity: tagId('service', 'shop/cart') },
+      { kind: 'service', key: 'shop/checkout', id: 2, entity: tagId('service', 'shop/checkout') },
+    ]);
   });
 
   it('formats DateTime64(6) exactly', () => {
