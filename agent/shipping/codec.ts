@@ -134,7 +134,7 @@ const F_TRUNCATED = 1 << 15;
 const F_RESPONSE = 1 << 16;
 const F_KNOWN = (1 << 17) - 1;
 
-const BIG_TWO_52 = 2n ** 52n;
+const TWO_52 = 2 ** 52;
 const BIG_TWO_64 = 2n ** 64n;
 
 // ---------------------------------------------------------------------------------------------
@@ -186,8 +186,10 @@ class Writer {
 
   /** Zigzag varint of a bigint delta: the fast path for |d| < 2^52, exact for any 64-bit value. */
   sbig(d: bigint): void {
-    if (d > -BIG_TWO_52 && d < BIG_TWO_52) {
-      const n = Number(d);
+    // Number() is exact below 2^52 and rounds monotonically, so this one test stands for two
+    // BigInt comparisons on the hot path.
+    const n = Number(d);
+    if (n > -TWO_52 && n < TWO_52) {
       this.uint(n >= 0 ? n * 2 : -n * 2 - 1, 'delta');
       return;
     }

@@ -10,7 +10,7 @@
  *   riptide_shipping_sent_total              messages in batches the store accepted
  *   riptide_shipping_sent_batches_total / riptide_shipping_sent_bytes_total
  *   riptide_shipping_retried_total           upload attempts retried (batches)
- *   riptide_shipping_dropped_total{reason}   memory | spool_full | too_large | rejected | encode_error | spool_error | closed
+ *   riptide_shipping_dropped_total{reason}   memory | spool_full | too_large | rejected | encode_error | spool_error | spool_corrupt | closed
  *                                            (memory_socket_event counts socket-close events, not messages)
  *   riptide_shipping_spool_bytes, riptide_shipping_spool_batches, riptide_shipping_memory_bytes (gauges)
  * Every drop is also logged, once per burst.
@@ -30,7 +30,7 @@ import type { Counter, MetricsRegistry } from '../metrics.ts';
 import type { ParsedMessage } from './batch.ts';
 import { Batcher, MemoryBudget } from './batcher.ts';
 import type { CutBatch } from './batcher.ts';
-import { BatchEncodeError, encodeBatchAsync } from './codec.ts';
+import { BatchEncodeError, encodeBatchAsync, readBatchHeader } from './codec.ts';
 import type { Compression } from './codec.ts';
 import { batchKey, isValidAgentId, toAgentId } from './keys.ts';
 import { DiskSpool } from './spool.ts';
@@ -275,6 +275,14 @@ class PipelineShipper implements Shipper {
       bytes = await this.spool.read(e);
     } catch (err) {
       this.drop('spool_error', e.messages, `cannot read ${e.file}: ${(err as Error).message}`);
+      await this.spool.remove(e);
+      return;
+    }
+    try {
+      // A spool file damaged on disk is not worth shipping: the functions would only quarantine it.
+      readBatchHeader(bytes);
+    } catch (err) {
+      this.drop('spool_corrupt', e.messages, `${e.file}: ${(err as Error).message}`);
       await this.spool.remove(e);
       return;
     }

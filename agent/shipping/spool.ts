@@ -208,11 +208,16 @@ export class DiskSpool {
     return new Promise((resolve) => {
       if (signal?.aborted) return resolve();
       const done = (): void => {
-        signal?.removeEventListener('abort', done);
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      const onAbort = (): void => {
+        const i = this.waiters.indexOf(done);
+        if (i >= 0) this.waiters.splice(i, 1);
         resolve();
       };
       this.waiters.push(done);
-      signal?.addEventListener('abort', done, { once: true });
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

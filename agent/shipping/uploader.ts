@@ -5,7 +5,7 @@
  * wraps any uploader with exponential backoff and full jitter.
  *
  * @example
- *   const up = new RetryingUploader(new StoreUploader(store), { initialDelayMs: 200, maxDelayMs: 30_000 });
+ *   const up = new RetryingUploader(new StoreUploader(store), { initialDelayMs: 200, maxDelayMs: 10_000 });
  *   const r = await up.upload(key, bytes, abortSignal);   // retries until success, failure or abort
  */
 import type { ObjectStore } from './store.ts';
@@ -44,7 +44,7 @@ export class StoreUploader implements BatchUploader {
 export interface RetryOptions {
   /** First delay after a retryable result (ms). Default 200. */
   initialDelayMs?: number;
-  /** Cap on the delay (ms). Default 30 000. */
+  /** Cap on the delay (ms). Default 10 000: a store that comes back is used again within seconds. */
   maxDelayMs?: number;
   /** Growth per attempt. Default 2. */
   multiplier?: number;
@@ -86,7 +86,7 @@ export class RetryingUploader implements BatchUploader {
     private readonly inner: BatchUploader,
     private readonly options: RetryOptions = {},
   ) {
-    this.o = { initialDelayMs: options.initialDelayMs ?? 200, maxDelayMs: options.maxDelayMs ?? 30_000, multiplier: options.multiplier ?? 2 };
+    this.o = { initialDelayMs: options.initialDelayMs ?? 200, maxDelayMs: options.maxDelayMs ?? 10_000, multiplier: options.multiplier ?? 2 };
   }
 
   async upload(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<UploadResult> {

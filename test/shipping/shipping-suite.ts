@@ -4,7 +4,7 @@
  * cap, and a corrupted object. `file-store.test.ts` and `s3-store.test.ts` run it.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -226,10 +226,13 @@ export function shippingSuite(name: string, makeHarness: () => Promise<StoreHarn
       }
       await first.shipper.close();
       expect((await readdir(join(dataDir, 'spool'))).length).toBeGreaterThan(0);
+      // A spool file damaged on disk (here: oldest in line) is dropped and counted, not shipped.
+      await writeFile(join(dataDir, 'spool', '0000000000000001.5.batches%2Fdamaged.rtb'), 'half a batch');
       await h.start();
       const second = await shipper(store, dataDir);
       expect(await second.shipper.drain(20_000)).toBe(true);
       expect(second.logs.some((l) => l.includes('resuming upload'))).toBe(true);
+      expect(second.reg.render()).toContain('riptide_shipping_dropped_total{reason="spool_corrupt"} 5');
       await second.shipper.close();
       expect((await readdir(join(dataDir, 'spool'))).length).toBe(0);
       expectExactlyOnce(ids, arrivals((await readAll(store)).batches));
