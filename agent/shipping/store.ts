@@ -187,6 +187,9 @@ export class S3Store implements ObjectStore {
     this.prefix = p === '' || p.endsWith('/') ? p : p + '/';
     this.url = `s3://${this.bucket}/${this.prefix}`;
     this.timeoutMs = options.requestTimeoutMs ?? 30_000;
+    // The SDK prints a multi-line notice about future Node versions on Node 20, which we support;
+    // keep the agent's stderr to one clear line per event. Setting the variable to 'false' restores it.
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
     this.client = new S3Client({
       endpoint: options.endpoint,
       region: options.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
