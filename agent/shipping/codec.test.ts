@@ -72,6 +72,15 @@ describe('batch codec', () => {
     expect(decodeBatch(encodeBatch(b))).toEqual(b);
   });
 
+  it('reads back batches of the smallest possible messages (count bounds are not too strict)', () => {
+    const b = syntheticBatch(1);
+    const m = { ...b.messages[0], pid: 1, tid: 1, tcpSeq: 0, syscallTraceId: 0, bytes: 0, payload: new Uint8Array(0), l7: [] };
+    b.messages = Array.from({ length: 5000 }, () => ({ ...m }));
+    b.processes = [];
+    b.closed = [];
+    expect(decodeBatch(encodeBatch(b, { compression: 'none' })).messages).toHaveLength(5000);
+  });
+
   it('refuses to encode values outside the contract with a typed error', () => {
     const b = syntheticBatch(1);
     b.messages[0].pid = -1;

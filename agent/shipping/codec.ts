@@ -586,8 +586,8 @@ export function deserializeBatchBody(body: Uint8Array, version = BATCH_FORMAT_VE
   const part = r.uint();
   const run = r.uint();
   const base = r.sbig();
-  // Each message takes at least 20 bytes on the wire.
-  const count = r.count(20, 'message');
+  // Each message takes at least 14 bytes on the wire (14 one-byte fields).
+  const count = r.count(14, 'message');
   const messages: ParsedMessage[] = new Array<ParsedMessage>(count);
   let prev = base;
   for (let i = 0; i < count; i++) {

@@ -324,9 +324,11 @@ class PipelineShipper implements Shipper {
 
   async close(): Promise<void> {
     if (this.closed) return;
-    await this.flush();
+    // Closed first: anything added while the last batch is being encoded is counted as dropped,
+    // not left in a batch nobody will cut.
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    await this.flush();
     const drained = await this.drain(this.o.closeTimeoutMs ?? 10_000);
     this.stop.abort();
     await Promise.all(this.workers);
