@@ -75,7 +75,21 @@ export class CaptureProgram implements Disposable {
     readonly captureLimit: number,
   ) {}
 
+  /**
+   * The verifier gives up with EAGAIN when a signal arrives mid-verification (a profiler's SIGPROF,
+   * a SIGCHLD); libbpf's own retries are few and immediate, so try the whole load a few times.
+   */
   static load(options: CaptureOptions = {}): CaptureProgram {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return CaptureProgram.loadOnce(options);
+      } catch (err) {
+        if (!(err instanceof Error) || !err.message.includes('EAGAIN') || attempt >= 8) throw err;
+      }
+    }
+  }
+
+  private static loadOnce(options: CaptureOptions): CaptureProgram {
     const lib = libbpf();
     const objectPath = options.objectPath ?? DEFAULT_OBJECT;
     if (!existsSync(objectPath)) throw new Error(`BPF object ${objectPath} is missing (build it with: npm run bpf:build)`);

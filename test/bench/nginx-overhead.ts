@@ -3,7 +3,9 @@
  * loopback. Modes run interleaved in one run so drift hits them equally:
  *   baseline  no BPF at all
  *   bpf-only  programs attached, ring drained without decoding (kernel cost)
- *   agent     the full agent (`riptide agent`, decoding + metadata + output to /dev/null)
+ *   agent     the full agent as deployed: `riptide agent` decoding, parsing, batching and shipping
+ *             to a local object store (pass --agent-args "--output /dev/null" to measure the
+ *             NDJSON debugging path instead)
  * Prints requests/s per mode (median of rounds), the ratio to baseline, and the agent's CPU time
  * per captured message.
  *   npx tsx test/bench/nginx-overhead.ts [--rounds 3] [--seconds 5] [--connections 50]
@@ -109,7 +111,7 @@ async function main(): Promise<void> {
         await waitForLine(helper, 'ready');
       } else if (mode === 'agent') {
         metricsPort = await freePort();
-        const extra = values['agent-args'] ? values['agent-args'].split(' ') : ['--output', '/dev/null'];
+        const extra = values['agent-args'] ? values['agent-args'].split(' ') : ['--data-dir', mkdtempSync(join(tmpdir(), 'rt-bench-agent-'))];
         helper = spawn(process.execPath, [RIPTIDE, 'agent', '--filter-port', String(port), '--port', String(metricsPort), ...extra], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
         await waitForLine(helper, 'riptide agent: capturing');
       }

@@ -63,6 +63,27 @@ function parseNumbers(values: string[], what: string): number[] {
 }
 
 /** The `--output` line for one message: the stable debugging format (see docs/ARCHITECTURE.md). */
+/**
+ * RIPTIDE_CPU_PROFILE=<file>: a CPU profile of the running agent, started once BPF is loaded
+ * (node --cpu-prof's SIGPROF during verification makes the kernel refuse the load with EAGAIN).
+ */
+async function startProfileIfAsked(): Promise<(() => Promise<void>) | undefined> {
+  const file = process.env.RIPTIDE_CPU_PROFILE;
+  if (!file) return undefined;
+  const { Session } = await import('node:inspector/promises');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 500 });
+  await session.post('Profiler.start');
+  return async () => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 /** Store URL from --store, defaulting to a folder under the data dir. */
 export function storeUrl(store: string | undefined, dataDir: string): string {
   return store ?? pathToFileURL(resolve(dataDir, 'store')).href;
@@ -148,6 +169,7 @@ const command: Command = {
       await closeOutput();
       throw new FatalError(`cannot capture: ${(err as Error).message}`);
     }
+    const profile = await startProfileIfAsked();
     const status = await startStatusServer(cfg.number('port') ?? 8687, cfg.string('bind'));
     const filters = [
       filter.pids.length ? `pids ${filter.pids.join(',')}` : '',
@@ -165,6 +187,7 @@ const command: Command = {
       process.once('SIGTERM', stop);
     });
     capture.stop();
+    await profile?.();
     plugins?.close();
     await closeOutput();
     await status.close();
