@@ -48,10 +48,15 @@ export interface InsideProbe {
   to: number;
 }
 
-/** "Server spans of this process that contain [from, to]" (child → parent search). */
+/**
+ * "Server spans of this process and thread that contain [from, to]" (child → parent search). Only
+ * the client's own threads: a server span on another thread can only be its parent through syscall
+ * ids, and those are searched directly.
+ */
 export interface ContainingProbe {
   agent_id: string;
   pid: number;
+  tids: number[];
   from: number;
   to: number;
 }
@@ -148,7 +153,7 @@ export function matchesKeys(s: AsmSpan, k: SearchKeys, w: TimeWindow): boolean {
     if (s.side === 'client' && s.agent_id === p.agent_id && s.pid === p.pid && p.tids.includes(s.tid) && s.start_time_us >= p.from && s.end_time_us <= p.to) return true;
   }
   for (const p of k.containing) {
-    if (s.side === 'server' && s.agent_id === p.agent_id && s.pid === p.pid && s.start_time_us <= p.from && s.end_time_us >= p.to) return true;
+    if (s.side === 'server' && s.agent_id === p.agent_id && s.pid === p.pid && p.tids.includes(s.tid) && s.start_time_us <= p.from && s.end_time_us >= p.to) return true;
   }
   for (const p of k.udp) {
     if (s.l4_protocol === 'udp' && s.request_id === p.request_id && s.client_port === p.client_port && s.server_port === p.server_port) return true;
@@ -164,7 +169,10 @@ interface Asked {
   udp: Set<string>;
 }
 
-function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked): void {
+/** Links strong enough that a client span's competing parents need not be searched for. */
+const STRONG: ReadonlySet<ParentRule> = new Set(['traceparent', 'x_request_id', 'syscall_response', 'syscall_chain']);
+
+function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined): void {
   for (const id of [s.syscall_trace_id_req, s.syscall_trace_id_resp]) {
     if (id !== 0 && !asked.sys.has(id)) {
       asked.sys.add(id);
@@ -196,11 +204,15 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked): void {
     k.traceIds.push(s.trace_id);
   }
   if (s.signal_source !== 'ebpf' || s.pid === 0) return;
+  const tids = [...new Set([s.tid, s.resp_tid].filter((t) => t !== 0))];
+  if (tids.length === 0) return;
   if (s.side === 'server') {
-    const tids = [...new Set([s.tid, s.resp_tid].filter((t) => t !== 0))];
-    if (tids.length) k.inside.push({ agent_id: s.agent_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
-  } else {
-    k.containing.push({ agent_id: s.agent_id, pid: s.pid, from: s.start_time_us, to: s.end_time_us });
+    // The same syscall-trace id on request and response: the thread received nothing in between,
+    // so it made no answered call while serving (a leaf, like every Redis or database server span).
+    const leaf = s.syscall_trace_id_req !== 0 && s.syscall_trace_id_req === s.syscall_trace_id_resp;
+    if (!leaf) k.inside.push({ agent_id: s.agent_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
+  } else if (!link || !STRONG.has(link.rule)) {
+    k.containing.push({ agent_id: s.agent_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
   }
 }
 
@@ -427,7 +439,7 @@ export async function assembleTrace<T extends AsmSpan>(source: SpanSource<T>, se
     for (const id of members(seed.span_id, links, set)) {
       if (expanded.has(id)) continue;
       expanded.add(id);
-      addKeys(keys, set.get(id) as T, asked);
+      addKeys(keys, set.get(id) as T, asked, links.get(id));
     }
     if (keysEmpty(keys)) break;
     iterations++;

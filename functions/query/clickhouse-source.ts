@@ -49,34 +49,62 @@ export class ClickHouseSpanSource implements SpanSource<SpanRecord> {
 
   async find(keys: SearchKeys, w: TimeWindow, limit: number): Promise<SpanRecord[]> {
     const params: Record<string, unknown> = {};
-    const or: string[] = [];
+    // One branch per indexed column: a skip index only helps a condition it covers alone, and an OR
+    // across columns would read every granule of the window. The branches run as one UNION ALL.
+    const branches: string[] = [];
     const nums = (l: number[]): string => l.map(int).join(',');
-    if (keys.syscallIds.length) or.push(`syscall_trace_id_req IN (${nums(keys.syscallIds)}) OR syscall_trace_id_resp IN (${nums(keys.syscallIds)})`);
-    if (keys.tcpSeqs.length) or.push(`req_tcp_seq IN (${nums(keys.tcpSeqs)}) OR resp_tcp_seq IN (${nums(keys.tcpSeqs)})`);
+    if (keys.syscallIds.length) {
+      branches.push(`syscall_trace_id_req IN (${nums(keys.syscallIds)})`, `syscall_trace_id_resp IN (${nums(keys.syscallIds)})`);
+    }
+    if (keys.tcpSeqs.length) branches.push(`req_tcp_seq IN (${nums(keys.tcpSeqs)})`, `resp_tcp_seq IN (${nums(keys.tcpSeqs)})`);
     if (keys.xRequestIds.length) {
       params.xrid = keys.xRequestIds;
-      or.push('x_request_id_req IN {xrid:Array(String)} OR x_request_id_resp IN {xrid:Array(String)}');
+      branches.push('x_request_id_req IN {xrid:Array(String)}', 'x_request_id_resp IN {xrid:Array(String)}');
     }
     if (keys.traceIds.length) {
       params.tids = keys.traceIds;
-      or.push('trace_id IN {tids:Array(String)}');
+      branches.push('trace_id IN {tids:Array(String)}');
     }
-    keys.inside.forEach((p, i) => {
-      params[`ia${i}`] = p.agent_id;
-      or.push(`(side = 'client' AND agent_id = {ia${i}:String} AND pid = ${int(p.pid)} AND tid IN (${nums(p.tids)}) AND start_time >= ${usTime(p.from)} AND end_time <= ${usTime(p.to)})`);
-    });
-    keys.containing.forEach((p, i) => {
-      params[`ca${i}`] = p.agent_id;
-      or.push(`(side = 'server' AND agent_id = {ca${i}:String} AND pid = ${int(p.pid)} AND start_time <= ${usTime(p.from)} AND end_time >= ${usTime(p.to)})`);
-    });
-    for (const p of keys.udp) {
-      or.push(`(l4_protocol = 'udp' AND request_id = ${int(p.request_id)} AND client_port = ${int(p.client_port)} AND server_port = ${int(p.server_port)})`);
+    // Thread probes: the tid bloom filter finds the thread's granules, the rest is checked on them.
+    // Probes of one thread are merged into one envelope (a superset; the rules sort it out), which
+    // keeps the statement small when a round expands dozens of spans of the same thread.
+    const threadOr: string[] = [];
+    const threadTids = new Set<number>();
+    const merged = new Map<string, { side: 'client' | 'server'; agent: string; pid: number; tids: number[]; lo: number; hi: number }>();
+    for (const [side, list] of [['client', keys.inside], ['server', keys.containing]] as const) {
+      for (const p of list) {
+        const k = `${side}|${p.agent_id}|${p.pid}|${p.tids.join(',')}`;
+        const m = merged.get(k);
+        // inside: children start after the earliest server start and end before the latest end;
+        // containing: a parent starts before the latest child start and ends after the earliest child end.
+        const lo = side === 'client' ? p.from : p.to;
+        const hi = side === 'client' ? p.to : p.from;
+        if (!m) merged.set(k, { side, agent: p.agent_id, pid: p.pid, tids: p.tids, lo, hi });
+        else {
+          m.lo = Math.min(m.lo, lo);
+          m.hi = Math.max(m.hi, hi);
+        }
+      }
     }
-    if (or.length === 0) return [];
+    [...merged.values()].forEach((m, i) => {
+      params[`pa${i}`] = m.agent;
+      for (const t of m.tids) threadTids.add(t);
+      const time =
+        m.side === 'client'
+          ? `start_time >= ${usTime(m.lo)} AND end_time <= ${usTime(m.hi)}`
+          : `start_time <= ${usTime(m.hi)} AND end_time >= ${usTime(m.lo)}`;
+      threadOr.push(`(side = '${m.side}' AND agent_id = {pa${i}:String} AND pid = ${int(m.pid)} AND tid IN (${nums(m.tids)}) AND ${time})`);
+    });
+    if (threadOr.length) branches.push(`tid IN (${nums([...threadTids])}) AND (${threadOr.join(' OR ')})`);
+    if (keys.udp.length) {
+      const ids = [...new Set(keys.udp.map((p) => p.request_id))];
+      const or = keys.udp.map((p) => `(request_id = ${int(p.request_id)} AND client_port = ${int(p.client_port)} AND server_port = ${int(p.server_port)})`);
+      branches.push(`l4_protocol = 'udp' AND request_id IN (${nums(ids)}) AND (${or.join(' OR ')})`);
+    }
+    if (branches.length === 0) return [];
     this.queries++;
-    const sql = `SELECT ${SPAN_COLUMNS} FROM ${this.table}
-      WHERE start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)} AND (${or.join(' OR ')})
-      LIMIT ${int(limit)}`;
+    const window = `start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)}`;
+    const sql = branches.map((b) => `SELECT ${SPAN_COLUMNS} FROM ${this.table} WHERE ${window} AND ${b} LIMIT ${int(limit)}`).join('\nUNION ALL\n');
     return latestVersions(await queryRows<SpanRecord>(this.ch, sql, params));
   }
 }
