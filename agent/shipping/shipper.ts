@@ -135,7 +135,7 @@ export async function createShipper(options: ShipperOptions): Promise<Shipper> {
   const drop = (reason: string, messages: number, detail = ''): void => {
     c.dropped.inc({ reason }, messages);
     let b = drops.get(reason);
-    if (!b) drops.set(reason, (b = new BurstLogger(`shipping ${reason.replace(/_/g, ' ')}: messages`, log)));
+    if (!b) drops.set(reason, (b = new BurstLogger(`shipping (${reason.replace(/_/g, ' ')}): messages`, log)));
     b.record(messages, detail);
   };
 
@@ -161,7 +161,9 @@ class PipelineShipper implements Shipper {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly now: () => number;
-  private readonly retryLog: BurstLogger;
+  /** Failed upload attempts since the store last accepted one, and when we last said so. */
+  private failedAttempts = 0;
+  private lastOutageLog = 0;
 
   constructor(
     private readonly o: ShipperOptions,
@@ -180,13 +182,20 @@ class PipelineShipper implements Shipper {
       { agentId, host: o.host ?? hostname(), slotSeconds: o.slotSeconds ?? 2, run: this.run, budget: this.budget, maxBatchBytes: o.maxBatchBytes, now: this.now },
       (cut) => this.ship(cut),
     );
-    this.retryLog = new BurstLogger('shipping: store unavailable, batches kept in the spool: upload retries', log, 10_000);
     this.uploader = new RetryingUploader(o.uploader ?? new StoreUploader(o.store), {
       ...o.retry,
       onRetry: (key, attempt, delayMs, error) => {
         this.c.retried.inc();
         this.c.errors.inc({ kind: 'retryable' });
-        this.retryLog.record(1, `last: ${error.message.split('\n')[0]}; next try in ${delayMs} ms`);
+        this.failedAttempts++;
+        const now = Date.now();
+        // Once per burst: at the first failure, then at most every 10 s while the outage lasts.
+        if (now - this.lastOutageLog >= 10_000) {
+          this.lastOutageLog = now;
+          this.log(
+            `riptide: shipping: store unavailable (${this.failedAttempts} failed attempts), ${this.spool.size} batches (${this.spool.bytes} bytes) kept in the spool; retrying in ${delayMs} ms: ${error.message.split('\n')[0]}`,
+          );
+        }
       },
     });
 
@@ -289,6 +298,11 @@ class PipelineShipper implements Shipper {
     const r = await this.uploader.upload(e.key, bytes, signal);
     switch (r.code) {
       case 'success':
+        if (this.failedAttempts > 0) {
+          this.log(`riptide: shipping: store reachable again after ${this.failedAttempts} failed attempts; uploading ${this.spool.size} spooled batches`);
+          this.failedAttempts = 0;
+          this.lastOutageLog = 0;
+        }
         this.c.sent.inc(undefined, e.messages);
         this.c.sentBatches.inc();
         this.c.sentBytes.inc(undefined, bytes.length);

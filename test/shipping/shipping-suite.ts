@@ -208,6 +208,8 @@ export function shippingSuite(name: string, makeHarness: () => Promise<StoreHarn
         expect(sum(reg, 'riptide_shipping_dropped_total')).toBe(0);
         expect(sum(reg, 'riptide_shipping_sent_total')).toBe(p.ids.length);
         expect(logs.some((l) => l.includes('store unavailable'))).toBe(true);
+        expect(logs.some((l) => l.includes('store reachable again'))).toBe(true);
+        expect(logs.filter((l) => l.includes('store unavailable')).length).toBeLessThanOrEqual(2 + suite.outageMs / 10_000);
       },
       suite.outageMs + 60_000,
     );
