@@ -3,6 +3,12 @@
  *
  *   riptide plugin build <dir> [--out <dir>] [--runtime stub]
  *   riptide plugin check <dir|manifest> [--payload FILE --hook parse]
+ *   riptide plugin keygen [--out <prefix>]
+ *   riptide plugin sign <dir|manifest> --key <file>
+ *   riptide plugin publish <dir|manifest> --marketplace <url> --token <t> [--key <file>]
+ *   riptide plugin search [text] --marketplace <url> [--protocol p] [--hook h]
+ *   riptide plugin install <name@range> --marketplace <url> --trusted-key <file|base64>
+ *   riptide plugin yank <name@version> --marketplace <url> --token <t>
  */
 import type { Command } from '../command.ts';
 import { FatalError, UsageError } from '../command.ts';
@@ -10,12 +16,23 @@ import { loadConfig, renderHelp } from '../config.ts';
 import type { OptionSpec } from '../config.ts';
 
 const options: OptionSpec[] = [
-  { name: 'out', type: 'string', help: 'build: output folder (default <dir>/build)' },
+  { name: 'out', type: 'string', help: 'build: output folder (default <dir>/build); keygen: file prefix (default riptide-publisher)' },
   { name: 'runtime', type: 'string', help: 'build: AssemblyScript runtime; the ABI needs stub', default: 'stub' },
+  { name: 'key', type: 'string', help: 'sign, publish: the publisher private key file from keygen (<prefix>.key)' },
+  { name: 'marketplace', type: 'string', help: 'publish, search, install, yank: marketplace base URL (the query server, e.g. http://127.0.0.1:8686)' },
+  { name: 'token', type: 'string', help: 'publish, yank: publish token (or RIPTIDE_MARKETPLACE_TOKEN)' },
+  { name: 'trusted-key', type: 'list', help: 'install: publisher public keys to trust (files or base64; comma-separated or repeated)' },
+  { name: 'dir', type: 'string', help: 'install: plugins folder (default <data-dir>/plugins)' },
+  { name: 'data-dir', type: 'string', help: 'install: where local state lives', default: '.riptide' },
+  { name: 'description', type: 'string', help: 'publish: one line shown in the marketplace (default: "description" in plugin.json)' },
+  { name: 'protocol', type: 'string', help: 'search: only plugins declaring this protocol' },
+  { name: 'hook', type: 'string', help: 'search: only plugins with this hook (check, parse, http_request, http_response)' },
 ];
 
+const MARKETPLACE_SUBCOMMANDS = new Set(['keygen', 'sign', 'publish', 'search', 'install', 'yank']);
+
 const help = renderHelp(
-  'riptide plugin <build|check> <dir> [flags]',
+  'riptide plugin <build|check|keygen|sign|publish|search|install|yank> [args] [flags]',
   [
     'Work with Wasm plugins written in AssemblyScript against @riptide/sdk-plugin (ABI v1, sdk-plugin/ABI.md).',
     '',
@@ -27,7 +44,18 @@ const help = renderHelp(
     '  check <path>  Load a built plugin (a folder or its manifest.json) the way the agent does:',
     '                verify the hash, the ABI and the hooks, meter it; print its status.',
     '',
-    'Configure the agent with the folder or manifest path of each plugin; it hot-reloads changed files.',
+    'Marketplace (docs/MARKETPLACE.md):',
+    '  keygen              Write an ed25519 publisher key pair: <prefix>.key (secret) and <prefix>.pub.',
+    '  sign <path>         Sign a built plugin (module sha256 + manifest): writes signature.json next to',
+    '                      its manifest.json.',
+    '  publish <path>      Upload module, manifest and signature (signs first when --key is given).',
+    '  search [text]       List marketplace plugins matching text / --protocol / --hook.',
+    '  install <n@range>   Download the newest matching version, verify its hash and signature against',
+    '                      --trusted-key, and write <dir>/<name>/<version> (+ <name>/current).',
+    '  yank <n@version>    Hide a version from range resolution (exact fetches still work).',
+    '',
+    'Configure the agent with the folder or manifest path of each plugin, or name@range with',
+    '--marketplace and --trusted-key; it hot-reloads changed files and picks up new matching versions.',
   ].join('\n'),
   options,
 );
@@ -39,7 +67,23 @@ const command: Command = {
   async run(argv: string[]): Promise<number> {
     const cfg = loadConfig(argv, options);
     const [sub, target, ...extra] = cfg.positionals;
-    if (!sub) throw new UsageError('missing subcommand: build or check (see --help)');
+    if (!sub) throw new UsageError('missing subcommand: build, check, keygen, sign, publish, search, install or yank (see --help)');
+    if (MARKETPLACE_SUBCOMMANDS.has(sub)) {
+      if (extra.length) throw new UsageError(`unexpected argument "${extra[0]}"`);
+      const { runMarketplaceCommand } = await import('../../plugins/marketplace-cli.ts');
+      return runMarketplaceCommand(sub, target, {
+        out: cfg.string('out'),
+        key: cfg.string('key'),
+        marketplace: cfg.string('marketplace'),
+        token: cfg.string('token') ?? process.env.RIPTIDE_MARKETPLACE_TOKEN,
+        trustedKeys: cfg.list('trusted-key'),
+        dir: cfg.string('dir'),
+        dataDir: cfg.string('data-dir') ?? '.riptide',
+        description: cfg.string('description'),
+        protocol: cfg.string('protocol'),
+        hook: cfg.string('hook'),
+      });
+    }
     if (!target) throw new UsageError(`${sub}: missing plugin folder`);
     if (extra.length) throw new UsageError(`unexpected argument "${extra[0]}"`);
     if (sub === 'build') {
@@ -66,7 +110,7 @@ const command: Command = {
       process.stdout.write(`ok ${st.name}@${st.version}: loads, ABI v1, hooks verified, metered\n`);
       return 0;
     }
-    throw new UsageError(`unknown subcommand "${sub}" (build or check)`);
+    throw new UsageError(`unknown subcommand "${sub}" (build, check, keygen, sign, publish, search, install or yank)`);
   },
 };
 
