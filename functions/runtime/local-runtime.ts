@@ -68,6 +68,7 @@ export class LocalRuntime {
   private running?: Promise<TickResult>;
   private stopped = true;
   private stopping = false;
+  private polls = 0;
   private lastOk = 0;
   private readonly ledger: BatchLedger;
   private readonly log: (line: string) => void;
@@ -108,7 +109,14 @@ export class LocalRuntime {
     const r: TickResult = { seen: 0, processed: 0, quarantined: 0, failed: 0 };
     try {
       this.done ??= await this.ledger.load();
-      const all = await this.o.store.list(this.o.keys.root);
+      // The first poll lists everything (catch up); later ones only the recent prefixes when the key
+      // scheme has them (batches are foldered by hour), so a poll stays cheap on a big bucket. Every
+      // 300th poll lists everything again, for batches an agent's spool delivers hours late.
+      const nowSec = Math.floor(Date.now() / 1000);
+      const full = !this.o.keys.recentPrefixes || this.polls % 300 === 0;
+      this.polls++;
+      const prefixes = full || !this.o.keys.recentPrefixes ? [this.o.keys.root] : this.o.keys.recentPrefixes(nowSec - 3600, nowSec);
+      const all = (await Promise.all(prefixes.map((p) => this.o.store.list(p)))).flat();
       const fresh = all
         .map((key) => ({ key, info: this.o.keys.parse(key) }))
         .filter((x): x is { key: string; info: NonNullable<typeof x.info> } => x.info !== null && !(this.done as Set<string>).has(x.key))

@@ -16,6 +16,7 @@ export interface ObjectStorePort {
 export interface BatchKeyInfo {
   agentId: string;
   slot: number;
+  slotSeconds: number;
   part: number;
 }
 
@@ -23,9 +24,11 @@ export interface BatchKeyScheme {
   /** null when the key is not a batch object (a quarantine note, a plugin, a stray file). */
   parse(key: string): BatchKeyInfo | null;
   /** The prefix under which every part of (agent, slot) lives. */
-  slotPrefix(agentId: string, slot: number): string;
-  /** The prefix of all batches (polling lists under it). */
+  slotPrefix(agentId: string, slot: number, slotSeconds: number): string;
+  /** The prefix of all batches (a first poll lists under it). */
   root: string;
+  /** Prefixes that hold every batch written since `sinceSec` (later polls list only these). */
+  recentPrefixes?(sinceSec: number, nowSec: number): string[];
 }
 
 /** Decode an object; throws a typed error (BatchFormatError) on anything malformed. */

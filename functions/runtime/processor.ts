@@ -84,7 +84,7 @@ export class BatchProcessor {
     const info = this.o.keys.parse(key);
     if (info === null) return { key, status: 'ignored', reason: 'not a batch key', slots: [] };
     received.inc();
-    const own = await this.loadSlot(info.agentId, info.slot);
+    const own = await this.loadSlot(info.agentId, info.slot, info.slotSeconds);
     if (!own.keys.includes(key)) {
       // Quarantined while loading (or gone): nothing to do for this key.
       const q = own.quarantined.find((x) => x.key === key);
@@ -94,7 +94,7 @@ export class BatchProcessor {
     const result: ProcessResult = { key, status: 'processed', slots: [] };
     const cache = new Map<number, LoadedSlot>([[info.slot, own]]);
     for (const slot of [info.slot, info.slot - 1, info.slot + 1]) {
-      const rows = await this.slotRows(info.agentId, slot, cache);
+      const rows = await this.slotRows(info.agentId, slot, info.slotSeconds, cache);
       if (rows === null) continue;
       await this.write(rows);
       result.slots.push({ slot, objects: rows.objects, spans: rows.spans.length, tombstones: rows.tombstones.length });
@@ -103,18 +103,18 @@ export class BatchProcessor {
   }
 
   /** Build and write the rows of one slot (used by the polling runtime, which tracks slots itself). */
-  async processSlot(agentId: string, slot: number): Promise<SlotRows | null> {
-    const rows = await this.slotRows(agentId, slot, new Map());
+  async processSlot(agentId: string, slot: number, slotSeconds: number): Promise<SlotRows | null> {
+    const rows = await this.slotRows(agentId, slot, slotSeconds, new Map());
     if (rows !== null) await this.write(rows);
     return rows;
   }
 
   /** Compute the rows a slot owns from the store; null when the slot has no readable batch. */
-  async slotRows(agentId: string, slot: number, cache: Map<number, LoadedSlot>): Promise<SlotRows | null> {
+  async slotRows(agentId: string, slot: number, slotSeconds: number, cache: Map<number, LoadedSlot>): Promise<SlotRows | null> {
     const load = async (s: number): Promise<LoadedSlot> => {
       let l = cache.get(s);
       if (!l) {
-        l = await this.loadSlot(agentId, s);
+        l = await this.loadSlot(agentId, s, slotSeconds);
         cache.set(s, l);
       }
       return l;
@@ -146,8 +146,9 @@ export class BatchProcessor {
   }
 
   /** Read every part of (agent, slot); quarantine what does not decode. */
-  async loadSlot(agentId: string, slot: number): Promise<LoadedSlot> {
-    const keys = (await this.o.store.list(this.o.keys.slotPrefix(agentId, slot))).filter((k) => {
+  async loadSlot(agentId: string, slot: number, slotSeconds: number): Promise<LoadedSlot> {
+    if (slot < 0) return { keys: [], batches: [], quarantined: [] };
+    const keys = (await this.o.store.list(this.o.keys.slotPrefix(agentId, slot, slotSeconds))).filter((k) => {
       const i = this.o.keys.parse(k);
       return i !== null && i.agentId === agentId && i.slot === slot;
     });

@@ -27,13 +27,14 @@ export const testKeys: BatchKeyScheme = {
   root: 'batches/',
   parse(key) {
     const m = /^batches\/([^/]+)\/(\d{12})\/(\d{4})\.json$/.exec(key);
-    return m ? { agentId: m[1], slot: Number(m[2]), part: Number(m[3]) } : null;
+    return m ? { agentId: m[1], slot: Number(m[2]), slotSeconds: 5, part: Number(m[3]) } : null;
   },
   slotPrefix: (agentId, slot) => `batches/${agentId}/${String(slot).padStart(12, '0')}/`,
+  recentPrefixes: () => ['batches/'],
 };
 
 export function testKey(b: Batch): string {
-  return `${testKeys.slotPrefix(b.agentId, b.slot)}${String(b.part).padStart(4, '0')}.json`;
+  return `${testKeys.slotPrefix(b.agentId, b.slot, b.slotSeconds)}${String(b.part).padStart(4, '0')}.json`;
 }
 
 export function encodeJson(b: Batch): Uint8Array {

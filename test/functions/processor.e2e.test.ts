@@ -145,7 +145,7 @@ describe('store → functions → chDB', () => {
     await reset();
     const batches = stream();
     const { store, keys, p } = storeWith(batches);
-    const bad = testKeys.slotPrefix('node-a', BASE_SLOT + 1) + '0001.json';
+    const bad = testKeys.slotPrefix('node-a', BASE_SLOT + 1, 5) + '0001.json';
     await store.put(bad, new TextEncoder().encode('{"not": "a batch"'));
     const before = metrics.counter('riptide_functions_dropped_total', '').get({ reason: 'quarantined' });
     const r = await p.processBatch(bad);

@@ -1,0 +1,127 @@
+/**
+ * Everything `riptide functions` (and `riptide up`) needs, assembled from configuration: ClickHouse
+ * (embedded chDB under the data dir, or a URL), migrations, the dense tag id registry, Kubernetes
+ * metadata when running in a cluster, the store, the BatchProcessor, the polling runtime and the
+ * HTTP app (healthz, metrics, custom tags, and CloudEvents when the HTTP adapter is chosen).
+ *
+ * @example
+ *   const fx = await startFunctions({ dataDir: '.riptide' });        // embedded defaults
+ *   await fx.runtime?.start();                                        // poll the store
+ *   serve({ fetch: fx.app.fetch, port: 8686 });
+ *   …; await fx.close();
+ */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { KubeConfig } from '@kubernetes/client-node';
+import type { Hono } from 'hono';
+import { openStore } from '../../agent/shipping/store.ts';
+import type { ObjectStore } from '../../agent/shipping/store.ts';
+import { openClickHouse } from '../storage/clickhouse.ts';
+import type { ClickHouse } from '../storage/clickhouse.ts';
+import { migrate } from '../storage/migrations.ts';
+import { K8sWatcher } from '../tag-encoder/k8s-watcher.ts';
+import { MetadataIndex } from '../tag-encoder/metadata.ts';
+import { TagEncoder } from '../tag-encoder/tag-encoder.ts';
+import { DenseTagIds } from '../tag-encoder/tag-ids.ts';
+import type { SpanBuilderOptions } from '../span-builder/span-builder.ts';
+import { createFunctionsApp } from './http-adapter.ts';
+import type { KeyFilter } from './events.ts';
+import { ClickHouseLedger, LocalRuntime } from './local-runtime.ts';
+import { BatchProcessor } from './processor.ts';
+import { shippingDecoder, shippingKeys, storePort } from './shipping.ts';
+
+export interface FunctionsConfig {
+  dataDir: string;
+  /** file:///path or s3://bucket/prefix; default file://<dataDir>/store. */
+  store?: string;
+  s3Endpoint?: string;
+  clickhouseUrl?: string;
+  /** ON CLUSTER name: migrations use the replicated variants. */
+  clickhouseCluster?: string;
+  ttlDays?: number;
+  /** 'local' polls the store; 'http' only takes events (Knative, Cloud Run, a Deployment). */
+  adapter?: 'local' | 'http';
+  pollMs?: number;
+  idStripe?: number;
+  /** 'auto' watches Kubernetes when running in a pod. */
+  kubernetes?: 'auto' | 'on' | 'off';
+  builder?: SpanBuilderOptions;
+  /** Skip migrations (a Job runs them). */
+  skipMigrations?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface Functions {
+  ch: ClickHouse;
+  store: ObjectStore;
+  processor: BatchProcessor;
+  /** The polling runtime (adapter 'local'); not started. */
+  runtime?: LocalRuntime;
+  app: Hono;
+  close(): Promise<void>;
+}
+
+export function defaultStoreUrl(dataDir: string): string {
+  const dir = resolve(join(dataDir, 'store'));
+  mkdirSync(dir, { recursive: true });
+  return pathToFileURL(dir).href;
+}
+
+/** S3 notifications carry bucket keys; the store works relative to its prefix. */
+export function keyFilterFor(storeUrl: string): KeyFilter {
+  const u = new URL(storeUrl);
+  if (u.protocol !== 's3:') return {};
+  const prefix = decodeURIComponent(u.pathname.replace(/^\/+/, '').replace(/\/+$/, ''));
+  return { bucket: u.hostname, prefix: prefix || undefined };
+}
+
+export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
+  const log = cfg.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const storeUrl = cfg.store ?? defaultStoreUrl(cfg.dataDir);
+  const store = openStore(storeUrl, { s3Endpoint: cfg.s3Endpoint });
+  const ch = await openClickHouse({ url: cfg.clickhouseUrl, dataDir: cfg.dataDir });
+  let watcher: K8sWatcher | undefined;
+  try {
+    if (!cfg.skipMigrations) await migrate(ch, { mode: cfg.clickhouseCluster ? 'cluster' : 'single', cluster: cfg.clickhouseCluster, ttlDays: cfg.ttlDays });
+    const ids = await DenseTagIds.load(ch, { stripe: cfg.idStripe ?? 0 });
+    const k8s = cfg.kubernetes ?? 'auto';
+    let index: MetadataIndex | undefined;
+    if (k8s === 'on' || (k8s === 'auto' && process.env.KUBERNETES_SERVICE_HOST)) {
+      const kc = new KubeConfig();
+      kc.loadFromDefault();
+      index = new MetadataIndex();
+      watcher = new K8sWatcher(index, kc, { log });
+      await watcher.start();
+    }
+    const encoder = new TagEncoder({ ids, source: index });
+    const processor = new BatchProcessor({ ch, store: storePort(store), keys: shippingKeys, decode: shippingDecoder, encoder, builder: cfg.builder, log });
+    const handle = (key: string) => processor.processBatch(key);
+    const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
+    const app = createFunctionsApp({
+      // Events are taken only by the HTTP adapter; the polling runtime finds objects itself.
+      process: cfg.adapter === 'http' ? handle : async (key) => ({ key, status: 'ignored', reason: 'this instance polls the store (--adapter local)', slots: [] }),
+      ch,
+      filter: keyFilterFor(storeUrl),
+      healthy: () => runtime?.healthy() ?? true,
+    });
+    return {
+      ch,
+      store,
+      processor,
+      runtime,
+      app,
+      close: async () => {
+        await runtime?.stop();
+        await watcher?.stop();
+        await store.close();
+        await ch.close();
+      },
+    };
+  } catch (err) {
+    await watcher?.stop();
+    await store.close();
+    await ch.close();
+    throw err;
+  }
+}
