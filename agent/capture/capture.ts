@@ -103,9 +103,18 @@ export class Capture {
       return;
     }
     switch (rec.kind) {
-      case 'data':
-        this.sink.onMessage(rec.message, this.processes.get(rec.message.pid));
+      case 'data': {
+        const m = rec.message;
+        let info = this.processes.get(m.pid);
+        // A process may rename itself after exec (prctl, process.title): when its main thread's
+        // name no longer matches what /proc said, read the metadata again.
+        if (info && m.tid === m.pid && info.name !== m.processName) {
+          this.processes.invalidate(m.pid);
+          info = this.processes.get(m.pid);
+        }
+        this.sink.onMessage(m, info);
         break;
+      }
       case 'close':
         this.sink.onSocketClosed?.(rec.event);
         break;

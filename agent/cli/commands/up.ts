@@ -1,17 +1,210 @@
+/**
+ * `riptide up` (what `npm start` runs): every role on one host, on embedded defaults.
+ *
+ *   agent (child process: BPF, parse, ship) → <data-dir>/store → functions (in process, polling)
+ *     → embedded chDB under <data-dir>/clickhouse → query API + UI on http://127.0.0.1:8686
+ *
+ * The agent runs as a child so its ring-buffer drain never waits behind a ClickHouse insert on
+ * this event loop; it is told to exclude this process (and the demo load generator is not
+ * excluded: its traffic is the point). Ctrl-C stops the children, detaches BPF, closes chDB.
+ */
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from '../command.ts';
-import { UsageError } from '../command.ts';
-import { commonOptions, renderHelp } from '../config.ts';
+import { FatalError, UsageError } from '../command.ts';
+import type { OptionSpec } from '../config.ts';
+import { commonOptions, loadConfig, renderHelp } from '../config.ts';
+import { runPreflight } from '../../capture/preflight.ts';
+import { storeUrl } from './agent.ts';
+
+const RIPTIDE = join(dirname(fileURLToPath(import.meta.url)), '..', 'riptide.mjs');
+const DEMO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'infra', 'demo', 'demo.mjs');
+
+const options: OptionSpec[] = [
+  ...commonOptions,
+  { name: 'host', type: 'string', help: 'Address the API and UI listen on', default: '127.0.0.1' },
+  { name: 'token', type: 'string', help: 'Require "Authorization: Bearer <token>" on the API' },
+  { name: 'demo', type: 'boolean', help: 'Also start a small uninstrumented demo system and a load generator' },
+  { name: 'demo-rps', type: 'number', help: 'Requests per second the demo load generator sends', default: 5 },
+  { name: 'ttl-days', type: 'number', help: 'Span retention in days', default: 7 },
+  { name: 'slot-seconds', type: 'number', help: 'Agent batch slot length in seconds (shorter = fresher spans)', default: 1 },
+  { name: 'plugin', type: 'list', help: 'Wasm plugins for the agent (paths, or name@range with a marketplace)' },
+];
+
+function step(line: string): void {
+  process.stderr.write(`riptide up: ${line}\n`);
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const s = createServer();
+    s.once('error', rej);
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => res(p));
+    });
+  });
+}
+
+/** Waits for a line on a child's stderr (or stdout); rejects with what it said if it exits first. */
+function waitForLine(child: ChildProcess, pattern: RegExp, timeoutMs: number, stream: 'stderr' | 'stdout' = 'stderr'): Promise<string> {
+  return new Promise((res, rej) => {
+    let seen = '';
+    const timer = setTimeout(() => rej(new Error(`no "${pattern.source}" after ${timeoutMs} ms: ${seen.trim().split('\n').pop() ?? ''}`)), timeoutMs);
+    const out = child[stream];
+    out?.setEncoding('utf8');
+    out?.on('data', (c: string) => {
+      seen += c;
+      const m = seen.split('\n').find((l) => pattern.test(l));
+      if (m) {
+        clearTimeout(timer);
+        res(m);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      rej(new Error(seen.trim().split('\n').filter((l) => !l.startsWith('libbpf:')).pop() ?? `exited with ${code}`));
+    });
+  });
+}
+
+async function stopChild(child: ChildProcess, timeoutMs = 15_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGINT');
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
+}
 
 const command: Command = {
   name: 'up',
   summary: 'Run everything on this host',
   help: renderHelp(
     'riptide up [flags]',
-    'Runs the agent, the local object store, the function runtime, embedded ClickHouse (chDB) and the\nquery API + UI on http://127.0.0.1:8686, on embedded defaults.',
-    commonOptions,
+    [
+      'Runs the agent, the local object store, the function runtime, embedded ClickHouse (chDB) and the',
+      'query API + UI on http://127.0.0.1:8686, on embedded defaults; what `npm start` runs.',
+      'Needs root (or CAP_BPF + CAP_PERFMON). Data lives under --data-dir and is reused on the next start.',
+      '',
+      'Examples:',
+      '  riptide up --demo                         # with a demo system: traces within a minute',
+      '  riptide up --data-dir /var/lib/riptide --port 9000',
+    ].join('\n'),
+    options,
   ),
-  async run() {
-    throw new UsageError('`riptide up` is not assembled yet in this build; run `riptide agent --output -` to see capture');
+  async run(argv) {
+    const cfg = loadConfig(argv, options);
+    if (cfg.positionals.length) throw new UsageError(`unexpected argument "${cfg.positionals[0]}"`);
+    const dataDir = resolve(cfg.string('data-dir') ?? '.riptide');
+    const port = cfg.number('port') ?? 8686;
+    const host = cfg.string('host') ?? '127.0.0.1';
+    const url = storeUrl(cfg.string('store'), dataDir);
+
+    const pre = runPreflight();
+    if (!pre.ok) throw new FatalError(`cannot capture: ${pre.problem}`);
+    step('host checks passed (privileges, BTF, tracefs, libbpf)');
+    mkdirSync(dataDir, { recursive: true });
+
+    const children: ChildProcess[] = [];
+    let stopping = false;
+    const { startFunctions } = await import('../../../functions/runtime/functions-runtime.ts');
+    const { createQueryApp } = await import('../../../functions/query/app.ts');
+    const { serve } = await import('@hono/node-server');
+    const { Hono } = await import('hono');
+
+    let fx;
+    try {
+      fx = await startFunctions({
+        dataDir,
+        store: url,
+        s3Endpoint: cfg.string('s3-endpoint'),
+        clickhouseUrl: cfg.string('clickhouse-url'),
+        ttlDays: cfg.number('ttl-days'),
+        adapter: 'local',
+        pollMs: 500,
+        kubernetes: 'off',
+      });
+    } catch (err) {
+      throw new FatalError(`cannot start the functions: ${(err as Error).message.split('\n')[0]}`);
+    }
+    step(`ClickHouse ready (${fx.ch.mode === 'chdb' ? `embedded chDB in ${fx.ch.path}` : 'server'}), schema migrated`);
+    void fx.runtime?.start();
+    step(`functions polling ${url}`);
+
+    const cleanup = async (): Promise<void> => {
+      stopping = true;
+      await Promise.all(children.map((c) => stopChild(c)));
+      await fx.close();
+    };
+
+    // One server: the query API + UI, with the functions' routes (custom tags) beside it.
+    const app = new Hono();
+    app.route('/', createQueryApp({ clickhouse: fx.ch, token: cfg.string('token'), healthy: () => !stopping && (fx.runtime?.healthy() ?? true) }));
+    const server = serve({ fetch: app.fetch, port, hostname: host });
+    try {
+      await new Promise<void>((res, rej) => {
+        server.once('listening', () => res());
+        server.once('error', rej);
+      });
+    } catch (err) {
+      await cleanup();
+      throw new FatalError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
+    }
+    step(`query API and UI listening on http://${host}:${port}/`);
+
+    // The agent, in its own process, excluding this one (whose API and ClickHouse traffic is not the user's).
+    const agentArgs = [RIPTIDE, 'agent', '--data-dir', dataDir, '--store', url, '--port', '0', '--exclude-pid', String(process.pid), '--slot-seconds', String(cfg.number('slot-seconds') ?? 1)];
+    if (cfg.string('s3-endpoint')) agentArgs.push('--s3-endpoint', cfg.string('s3-endpoint') as string);
+    for (const p of cfg.list('plugin')) agentArgs.push('--plugin', p);
+    const agent = spawn(process.execPath, agentArgs, { stdio: ['ignore', 'inherit', 'pipe'] });
+    children.push(agent);
+    try {
+      const line = await waitForLine(agent, /^riptide agent: capturing/, 60_000);
+      step(`agent ${line.replace(/^riptide agent: /, '')}`);
+    } catch (err) {
+      server.close();
+      await cleanup();
+      throw new FatalError(`the agent did not start: ${(err as Error).message.replace(/^riptide agent: /, '')}`);
+    }
+    agent.stderr?.on('data', (c: string) => {
+      for (const l of c.split('\n')) if (l && !l.startsWith('libbpf:')) process.stderr.write(l + '\n');
+    });
+    agent.once('exit', (code) => {
+      if (!stopping) process.stderr.write(`riptide up: the agent exited unexpectedly (${code}); stopping\n`);
+      if (!stopping) process.kill(process.pid, 'SIGTERM');
+    });
+
+    if (cfg.bool('demo')) {
+      const ports = { dns: await freePort(), gateway: await freePort(), orders: await freePort(), payments: await freePort(), inventory: await freePort() };
+      for (const role of ['dns', 'payments', 'inventory', 'orders', 'gateway'] as const) {
+        const c = spawn(process.execPath, [DEMO, role, JSON.stringify(ports)], { stdio: ['ignore', 'pipe', 'inherit'] });
+        children.push(c);
+        await waitForLine(c, /listening/, 10_000, 'stdout');
+      }
+      const load = spawn(process.execPath, [DEMO, 'loadgen', JSON.stringify(ports)], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        env: { ...process.env, RIPTIDE_DEMO_RPS: String(cfg.number('demo-rps') ?? 5) },
+      });
+      children.push(load);
+      step(`demo system up: gateway on 127.0.0.1:${ports.gateway} (→ orders over HTTP/2 → DNS + payments, → inventory), load ${cfg.number('demo-rps') ?? 5} req/s`);
+    }
+
+    process.stderr.write(`riptide up: ready — open http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}/ (Ctrl-C to stop; data in ${dataDir})\n`);
+    await new Promise<void>((res) => {
+      process.once('SIGINT', () => res());
+      process.once('SIGTERM', () => res());
+    });
+    step('stopping');
+    await new Promise<void>((res) => server.close(() => res()));
+    await cleanup();
+    step('stopped; BPF programs detached, children ended');
+    return 0;
   },
 };
 
