@@ -20,7 +20,7 @@
 import { randomBytes } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { mkdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { metrics as globalMetrics } from '../metrics.ts';
 import type { Counter, MetricsRegistry } from '../metrics.ts';
 import { ManifestError, parseManifest } from '../../sdk-plugin/src/manifest.ts';
@@ -343,4 +343,38 @@ export async function loadTrustedKeys(values: readonly string[]): Promise<Map<st
   } catch (err) {
     throw new KeyError(`--trusted-key: ${(err as Error).message}`);
   }
+}
+
+export interface AgentMarketplaceConfig {
+  /** `--plugin` entries: paths, or `name@range` for the marketplace. */
+  entries: readonly string[];
+  marketplace?: string;
+  trustedKeys: readonly string[];
+  dataDir: string;
+  pollSeconds: number;
+  metrics?: MetricsRegistry;
+  log?: (line: string) => void;
+}
+
+/**
+ * The agent's `--plugin` list with marketplace entries resolved: installs `name@range` entries
+ * under `<data-dir>/plugins` and returns, in the configured order, the paths for the plugin host
+ * (`<data-dir>/plugins/<name>/current` for those). Throws one clear line for bad configuration.
+ */
+export async function resolveAgentPlugins(c: AgentMarketplaceConfig): Promise<{ paths: string[]; watcher?: MarketplaceWatcher }> {
+  const specs: PluginSpec[] = [];
+  const pluginsDir = resolvePath(c.dataDir, 'plugins');
+  const paths = c.entries.map((e) => {
+    const spec = parsePluginSpec(e);
+    if (!spec) return resolvePath(e);
+    specs.push(spec);
+    return join(pluginsDir, spec.name, 'current');
+  });
+  if (specs.length === 0) return { paths };
+  if (!c.marketplace) throw new Error(`--plugin ${specs[0].name}@${specs[0].range} needs --marketplace <url>`);
+  if (c.trustedKeys.length === 0) throw new Error('marketplace plugins need --trusted-key (the publisher keys this agent trusts)');
+  const client = new MarketplaceClient({ url: c.marketplace, trusted: await loadTrustedKeys(c.trustedKeys), metrics: c.metrics, log: c.log });
+  const watcher = new MarketplaceWatcher({ client, specs, pluginsDir, intervalMs: Math.round(c.pollSeconds * 1000), log: c.log });
+  await watcher.start();
+  return { paths, watcher };
 }

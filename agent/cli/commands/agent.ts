@@ -11,6 +11,7 @@ import { LineWriter } from '../../ndjson-output.ts';
 import type { PipelineOutput } from '../../pipeline.ts';
 import { AgentPipeline, ndjsonOutput, shipperOutput } from '../../pipeline.ts';
 import { loadPlugins } from '../../plugins/host.ts';
+import { resolveAgentPlugins } from '../../plugins/marketplace-client.ts';
 import { createDefaultRegistry } from '../../protocols/registry.ts';
 import type { Shipper } from '../../shipping/shipper.ts';
 import { createShipper } from '../../shipping/shipper.ts';
@@ -29,7 +30,10 @@ const options: OptionSpec[] = [
   { name: 'exclude-pid', type: 'list', help: 'Never capture these process ids (the agent itself is always excluded)' },
   { name: 'max-output-mb', type: 'number', help: 'Pending --output bytes held in memory before lines are dropped (counted)', default: 64 },
   { name: 'extra-headers', type: 'list', help: 'HTTP headers to record as attributes (comma-separated names)' },
-  { name: 'plugin', type: 'list', help: 'Wasm plugins to load: a manifest, a folder with manifest.json, or a plugin source folder (hot-reloaded)' },
+  { name: 'plugin', type: 'list', help: 'Wasm plugins to load: a manifest, a folder with manifest.json, a plugin source folder, or name@range from --marketplace (hot-reloaded)' },
+  { name: 'marketplace', type: 'string', help: 'Plugin marketplace base URL for name@range plugins (e.g. http://query:8686)' },
+  { name: 'trusted-key', type: 'list', help: 'Publisher public keys whose marketplace plugins this agent loads (files or base64)' },
+  { name: 'marketplace-poll-seconds', type: 'number', help: 'How often to look for newer versions matching name@range plugins', default: 60 },
   { name: 'agent-id', type: 'string', help: 'Id of this agent in object keys (default: the host name)' },
   { name: 'slot-seconds', type: 'number', help: 'Batch time slot length in seconds', default: 2 },
   { name: 'spool-mb', type: 'number', help: 'Disk spool cap in MiB (store outages lose nothing until it is full)', default: 1024 },
@@ -50,6 +54,7 @@ const help = renderHelp(
     '  riptide agent --output - --filter-port 8080        # NDJSON of port-8080 traffic to stdout',
     '  riptide agent --store s3://traces/riptide --s3-endpoint http://127.0.0.1:9000',
     '  riptide agent --plugin plugins/biz-trace-id          # ships to <data-dir>/store by default',
+    '  riptide agent --plugin tinyrpc@^1 --marketplace http://query:8686 --trusted-key publisher.pub',
   ].join('\n'),
   options,
 );
@@ -151,9 +156,14 @@ const command: Command = {
       closeOutput = () => shipper.close();
     }
 
-    const plugins = cfg.list('plugin').length
-      ? await loadPlugins({ paths: cfg.list('plugin').map((p) => resolve(p)) })
-      : undefined;
+    let market: Awaited<ReturnType<typeof resolveAgentPlugins>>;
+    try {
+      market = await resolveAgentPlugins({ entries: cfg.list('plugin'), marketplace: cfg.string('marketplace'), trustedKeys: cfg.list('trusted-key'), dataDir, pollSeconds: cfg.number('marketplace-poll-seconds') ?? 60 });
+    } catch (err) {
+      await closeOutput();
+      throw new UsageError((err as Error).message);
+    }
+    const plugins = market.paths.length ? await loadPlugins({ paths: market.paths }) : undefined;
     const registry = createDefaultRegistry({ extraHeaders });
     if (plugins) {
       const sync = (): void => plugins.parsers.forEach((p) => registry.register(p));
@@ -188,6 +198,7 @@ const command: Command = {
     });
     capture.stop();
     await profile?.();
+    market.watcher?.close();
     plugins?.close();
     await closeOutput();
     await status.close();
