@@ -81,6 +81,12 @@ interface Entry {
   ord: number;
 }
 
+interface SocketEntries {
+  before: Entry[] | null;
+  own: Entry[];
+  after: Entry[] | null;
+}
+
 interface Pending {
   e: Entry;
   l7: L7Message;
@@ -117,36 +123,53 @@ export class SpanBuilder {
 
     // Group by socket: every socket with a message in the owner slot, with its messages from the
     // neighbours too. Sockets seen only in a neighbour belong to that neighbour's window.
-    const sockets = new Map<number, Entry[]>();
-    const add = (batches: readonly Batch[], rel: number): void => {
-      for (const b of batches) {
-        const partOrd = (rel + 1) * 2 ** 40 + b.part * 2 ** 24;
-        const msgs = b.messages;
-        for (let i = 0; i < msgs.length; i++) {
-          const m = msgs[i];
-          const l7 = m.l7;
-          if (l7.length === 0) continue; // no protocol recognised: nothing to pair
-          // A request in the next slot is younger than every pending owner request, so FIFO and
-          // id pairing never give it a response an owner request could take: skip it.
-          if (rel === 1 && l7.length === 1 && l7[0].msgType === 'request') continue;
-          const list = sockets.get(m.socketId);
-          if (list !== undefined) list.push({ m, rel, t: Number(m.tsNs), ord: partOrd + i });
-        }
-      }
-    };
+    // One pass per slot; the owner slot first, so neighbours only join sockets it has.
+    const sockets = new Map<number, SocketEntries>();
     const cur = sortParts(w.cur);
     for (const b of cur) {
       stats.messages += b.messages.length;
-      for (const m of b.messages) if (!sockets.has(m.socketId)) sockets.set(m.socketId, []);
+      const partOrd = 2 ** 40 + b.part * 2 ** 24;
+      const msgs = b.messages;
+      for (let i = 0; i < msgs.length; i++) {
+        const m = msgs[i];
+        if (m.l7.length === 0) continue; // no protocol recognised: nothing to pair
+        let s = sockets.get(m.socketId);
+        if (s === undefined) {
+          s = { before: null, own: [], after: null };
+          sockets.set(m.socketId, s);
+        }
+        s.own.push({ m, rel: 0, t: Number(m.tsNs), ord: partOrd + i });
+      }
     }
-    // In slot order, so each socket's list is already sorted when every batch is.
-    add(sortParts(w.prev), -1);
-    add(cur, 0);
-    add(sortParts(w.next), 1);
+    for (const b of sortParts(w.prev)) {
+      const partOrd = b.part * 2 ** 24;
+      const msgs = b.messages;
+      for (let i = 0; i < msgs.length; i++) {
+        const m = msgs[i];
+        if (m.l7.length === 0) continue;
+        const s = sockets.get(m.socketId);
+        if (s !== undefined) (s.before ??= []).push({ m, rel: -1, t: Number(m.tsNs), ord: partOrd + i });
+      }
+    }
+    for (const b of sortParts(w.next)) {
+      const partOrd = 2 * 2 ** 40 + b.part * 2 ** 24;
+      const msgs = b.messages;
+      for (let i = 0; i < msgs.length; i++) {
+        const m = msgs[i];
+        const l7 = m.l7;
+        // A request in the next slot is younger than every pending owner request, so FIFO and id
+        // pairing never give it a response an owner request could take: skip it.
+        if (l7.length === 0 || (l7.length === 1 && l7[0].msgType === 'request')) continue;
+        const s = sockets.get(m.socketId);
+        if (s !== undefined) (s.after ??= []).push({ m, rel: 1, t: Number(m.tsNs), ord: partOrd + i });
+      }
+    }
 
     const socketIds = [...sockets.keys()].sort((a, b) => a - b);
     for (const sid of socketIds) {
-      const entries = sockets.get(sid) as Entry[];
+      const s = sockets.get(sid) as SocketEntries;
+      // In slot order, so the list is already sorted when every batch is.
+      const entries = s.before ? s.before.concat(s.own, s.after ?? []) : s.after ? s.own.concat(s.after) : s.own;
       sortEntries(entries);
       const mine: SpanRow[] = [];
       this.pairSocket(entries, w, agent, version, mine, tombstones, stats);
