@@ -30,6 +30,8 @@ import type { SpanJson, SpanRecord } from './span.ts';
 import { SPAN_COLUMNS, toSpanJson } from './span.ts';
 import { checkReadOnlySql } from './sql-guard.ts';
 import { uiHtml } from './ui.ts';
+import { createMarketplaceApp } from '../marketplace/app.ts';
+import type { MarketplaceAppOptions } from '../marketplace/app.ts';
 
 export interface QueryAppOptions {
   clickhouse: ClickHouse;
@@ -41,6 +43,8 @@ export interface QueryAppOptions {
   healthy?: () => boolean;
   /** Rows at most from `POST /api/v1/sql` (default 10000). */
   sqlMaxRows?: number;
+  /** Serve the plugin marketplace (`/marketplace`, `/api/v1/marketplace/…`; its own publish tokens, open reads). */
+  marketplace?: MarketplaceAppOptions;
 }
 
 /** A bad request: the message goes back to the caller with a 400. */
@@ -171,6 +175,9 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     requests.inc({ route, status: String(c.res.status) });
     if (c.res.status >= 500) errors.inc({ route });
   });
+
+  // before the token check: the marketplace has its own auth (publish tokens + signatures)
+  if (o.marketplace) app.route('/', createMarketplaceApp({ metrics: m, ...o.marketplace }));
 
   if (o.token) {
     const token = o.token;
