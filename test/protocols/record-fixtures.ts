@@ -11,65 +11,28 @@
  * here: its fixtures are encoded by kafkajs's own protocol request encoders (see recordKafka).
  */
 
-import { execFile, execFileSync, spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { createRequire } from 'node:module';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, sleep, tcpProxy, udpProxy, waitForPort, writeFixture } from './recorder.ts';
+import { sleep, tcpProxy, udpProxy, writeFixture } from './recorder.ts';
+import { runAsync, startDnsmasq, startMariadb, startMosquitto, startNginx, startPostgres, startRedis } from './servers.ts';
 import type { Conversation, FixtureFile } from './recorder.ts';
 import type * as GrpcJs from '@grpc/grpc-js';
 import type * as ProtoLoader from '@grpc/proto-loader';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const FIXTURES = path.resolve(here, '../fixtures/protocols');
+const FIXTURES = process.env.RIPTIDE_FIXTURES_OUT ?? path.resolve(here, '../fixtures/protocols');
 const require = createRequire(import.meta.url);
-
-const children: ChildProcess[] = [];
-function start(cmd: string, args: string[], opts: { uid?: number; gid?: number; cwd?: string } = {}): ChildProcess {
-  const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
-  let err = '';
-  c.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  c.on('exit', (code) => {
-    if (code && code !== 0 && !c.killed) process.stderr.write(`${cmd} exited ${code}: ${err.slice(-2000)}\n`);
-  });
-  children.push(c);
-  return c;
-}
-function stopAll(): void {
-  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGTERM');
-}
-process.on('exit', stopAll);
-
-function run(cmd: string, args: string[], opts: { uid?: number; gid?: number; input?: string; cwd?: string } = {}): string {
-  return execFileSync(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: 30000, ...opts }).toString();
-}
-
-/** Clients must run asynchronously: the recording proxy lives in this process's event loop. */
-function runAsync(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: 30000, ...opts }, (err, stdout) => (err ? reject(err) : resolve(String(stdout))));
-  });
-}
-
-function tmp(prefix: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `riptide-${prefix}-`));
-}
 
 function save(protocol: string, transport: 'tcp' | 'udp', name: string, description: string, client: string, server: string, conv: Conversation | undefined): void {
   if (!conv || conv.chunks.length === 0) throw new Error(`${protocol}/${name}: nothing recorded`);
   const f: FixtureFile = { protocol, transport, name, description, client, server, chunks: conv.chunks };
   writeFixture(path.join(FIXTURES, protocol), f);
   process.stdout.write(`  ${protocol}/${name}.json: ${conv.chunks.length} chunks\n`);
-}
-
-function userIds(name: string): { uid: number; gid: number } {
-  return { uid: Number(run('id', ['-u', name]).trim()), gid: Number(run('id', ['-g', name]).trim()) };
 }
 
 // ---------------------------------------------------------------------------------------------- HTTP/1
@@ -100,30 +63,8 @@ function rawExchange(port: number, data: string, expectResponses: number): Promi
 }
 
 async function recordHttp1(): Promise<void> {
-  const dir = tmp('nginx');
-  const port = await freePort();
-  fs.mkdirSync(path.join(dir, 'static'));
-  fs.writeFileSync(path.join(dir, 'static', 'big.txt'), 'riptide '.repeat(600));
-  fs.writeFileSync(
-    path.join(dir, 'nginx.conf'),
-    `daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi;
-  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  server {
-    listen 127.0.0.1:${port};
-    location = / { return 200 "hello\\n"; }
-    location = /fail { return 503 "down\\n"; }
-    location /static/ { alias ${dir}/static/; }
-    location /api/ { return 201 "created\\n"; }
-  }
-}
-`,
-  );
-  start('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir]);
-  await waitForPort(port);
+  const nginx = await startNginx();
+  const port = nginx.port;
   const proxy = await tcpProxy(port);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   await httpRequest(proxy.port, agent, 'GET', '/?q=1', { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', 'x-request-id': 'req-1', 'x-tenant': 'acme' });
@@ -142,6 +83,7 @@ http {
   save('http1', 'tcp', 'nginx-pipelined', 'three pipelined requests in one write; nginx answers them in order', 'raw socket', 'nginx', pipe.conversations[0]);
   await pipe.close();
   await proxy.close();
+  await nginx.stop();
 
   // Node's http server: chunked responses and 100-continue (nginx sends neither for these routes).
   const srv = http.createServer((req, res) => {
@@ -218,7 +160,7 @@ async function recordHttp2(): Promise<void> {
 async function recordGrpc(): Promise<void> {
   const grpc = require('@grpc/grpc-js') as typeof GrpcJs;
   const loader = require('@grpc/proto-loader') as typeof ProtoLoader;
-  const protoPath = path.join(FIXTURES, 'grpc', 'greeter.proto');
+  const protoPath = path.resolve(here, '../fixtures/protocols/grpc/greeter.proto');
   const def = loader.loadSync(protoPath, { keepCase: true });
   const pkg = grpc.loadPackageDefinition(def) as unknown as { riptide: { Greeter: GrpcJs.ServiceClientConstructor } };
   const server = new grpc.Server();
@@ -256,10 +198,8 @@ async function recordGrpc(): Promise<void> {
 // ---------------------------------------------------------------------------------------------- Redis
 
 async function recordRedis(): Promise<void> {
-  const dir = tmp('redis');
-  const port = await freePort();
-  start('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
-  await waitForPort(port);
+  const redis = await startRedis();
+  const port = redis.port;
   const proxy = await tcpProxy(port);
   const cli = (args: string[]): Promise<string> => runAsync('redis-cli', ['-h', '127.0.0.1', '-p', String(proxy.port), ...args]).catch(() => '');
   await cli(['SET', 'user:1', 'alice']);
@@ -296,14 +236,14 @@ async function recordRedis(): Promise<void> {
   save('redis', 'tcp', 'pipelined', 'SET, GET, LLEN (WRONGTYPE-free) pipelined in one write, then an inline PING', 'raw socket', 'redis-server', pp.conversations[0]);
   await pp.close();
   await proxy.close();
+  await redis.stop();
 }
 
 // ---------------------------------------------------------------------------------------------- DNS
 
 async function recordDns(): Promise<void> {
-  const port = await freePort();
-  start('dnsmasq', ['-k', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts', '--conf-file=/dev/null', '--local=/riptide.test/', '--address=/svc.riptide.test/10.0.0.7', '--host-record=db.riptide.test,10.0.0.8,fd00::8', '--txt-record=txt.riptide.test,"v=riptide1"', '--user=root']);
-  await waitForPort(port);
+  const dnsmasq = await startDnsmasq();
+  const port = dnsmasq.port;
   const udp = await udpProxy(port);
   const dig = async (args: string[]): Promise<void> => {
     await runAsync('dig', ['@127.0.0.1', '-p', String(udp.port), '+tries=1', '+time=2', ...args]);
@@ -323,43 +263,36 @@ async function recordDns(): Promise<void> {
   save('dns', 'tcp', 'dig-tcp-a', 'dig +tcp A query (2-byte length prefix)', 'dig +tcp', 'dnsmasq', tcp.conversations[0]);
   save('dns', 'tcp', 'dig-tcp-nxdomain', 'dig +tcp MX query for a missing name', 'dig +tcp', 'dnsmasq', tcp.conversations[1]);
   await tcp.close();
+  await dnsmasq.stop();
 }
 
 // ---------------------------------------------------------------------------------------------- MQTT
 
 async function recordMqtt(): Promise<void> {
-  const dir = tmp('mosquitto');
-  const port = await freePort();
-  fs.writeFileSync(path.join(dir, 'm.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
-  start('mosquitto', ['-c', path.join(dir, 'm.conf')]);
-  await waitForPort(port);
+  const mosquitto = await startMosquitto();
+  const port = mosquitto.port;
   for (const v of ['mqttv311', 'mqttv5']) {
     const proxy = await tcpProxy(port);
-    const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(proxy.port), '-V', v, '-q', '1', '-t', 'riptide/orders/#', '-C', '2', '-i', `sub-${v}`]);
+    const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(proxy.port), '-V', v, '-q', '1', '-t', 'riptide/orders/#', '-C', '2', '-W', '5', '-i', `sub-${v}`]);
+    const subExited = new Promise<void>((r) => sub.on('exit', () => r()));
     await sleep(400);
     await runAsync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(proxy.port), '-V', v, '-q', '1', '-t', 'riptide/orders/new', '-m', '{"id":7}', '-i', `pub-${v}`]);
     await runAsync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(proxy.port), '-V', v, '-q', '0', '-t', 'riptide/orders/old', '-m', 'qos0', '-i', `pub0-${v}`]);
-    await new Promise<void>((r) => sub.on('exit', () => r()));
+    await subExited;
     await proxy.settle();
     save('mqtt', 'tcp', `${v}-subscriber`, `${v}: CONNECT, SUBSCRIBE (QoS 1), two PUBLISHes delivered, PUBACK, DISCONNECT`, 'mosquitto_sub', 'mosquitto', proxy.conversations[0]);
     save('mqtt', 'tcp', `${v}-publisher-qos1`, `${v}: CONNECT, PUBLISH QoS 1, PUBACK, DISCONNECT`, 'mosquitto_pub', 'mosquitto', proxy.conversations[1]);
     save('mqtt', 'tcp', `${v}-publisher-qos0`, `${v}: CONNECT, PUBLISH QoS 0, DISCONNECT`, 'mosquitto_pub', 'mosquitto', proxy.conversations[2]);
     await proxy.close();
   }
+  await mosquitto.stop();
 }
 
 // ---------------------------------------------------------------------------------------------- PostgreSQL
 
 async function recordPostgres(): Promise<void> {
-  const dir = tmp('pg');
-  const pg = userIds('postgres');
-  fs.chownSync(dir, pg.uid, pg.gid);
-  const data = path.join(dir, 'data');
-  run('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'], { ...pg, cwd: dir });
-  const port = await freePort();
-  start('postgres', ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'], { ...pg, cwd: dir });
-  await waitForPort(port);
-  await sleep(300);
+  const server = await startPostgres();
+  const { port, dir } = server;
   const proxy = await tcpProxy(port);
   // The error query exits non-zero: that is expected.
   const psql = (args: string[]): Promise<unknown> => runAsync('psql', ['-h', '127.0.0.1', '-p', String(proxy.port), '-U', 'postgres', '-d', 'postgres', '-X', '-q', ...args], { cwd: dir }).catch(() => undefined);
@@ -384,19 +317,14 @@ async function recordPostgres(): Promise<void> {
   save('postgresql', 'tcp', 'node-pg-extended', 'node-postgres: startup, unnamed and named prepared statements (Parse/Bind/Describe/Execute/Sync), a duplicate-key error', 'pg (node-postgres)', 'postgres', ext.conversations[0]);
   await ext.close();
   await proxy.close();
+  await server.stop();
 }
 
 // ---------------------------------------------------------------------------------------------- MySQL
 
 async function recordMysql(): Promise<void> {
-  const dir = tmp('mariadb');
-  const my = userIds('mysql');
-  fs.chownSync(dir, my.uid, my.gid);
-  const data = path.join(dir, 'data');
-  run('mariadb-install-db', [`--datadir=${data}`, '--user=mysql', '--auth-root-authentication-method=normal', '--skip-test-db'], { cwd: dir });
-  const port = await freePort();
-  start('mariadbd', [`--datadir=${data}`, `--port=${port}`, `--socket=${dir}/mysqld.sock`, '--bind-address=127.0.0.1', '--user=mysql', '--skip-grant-tables', '--skip-log-bin', `--pid-file=${dir}/mysqld.pid`, '--innodb-buffer-pool-size=16M'], { cwd: dir });
-  await waitForPort(port, 60000);
+  const server = await startMariadb();
+  const port = server.port;
   const proxy = await tcpProxy(port);
   // The error statement exits non-zero: that is expected.
   const cli = (sql: string): Promise<unknown> => runAsync('mariadb', ['-h', '127.0.0.1', '-P', String(proxy.port), '-u', 'root', '--skip-ssl', '-e', sql]).catch(() => undefined);
@@ -419,6 +347,7 @@ async function recordMysql(): Promise<void> {
   save('mysql', 'tcp', 'mysql2-prepared', 'mysql2 execute(): COM_STMT_PREPARE, COM_STMT_EXECUTE (twice, cached), a duplicate-key error', 'mysql2 (node)', 'mariadbd', ps.conversations[0]);
   await ps.close();
   await proxy.close();
+  await server.stop();
 }
 
 // ---------------------------------------------------------------------------------------------- Kafka
@@ -479,20 +408,16 @@ async function main(): Promise<void> {
   for (const [name, fn] of Object.entries(RECORDERS)) {
     if (wanted.length > 0 && !wanted.includes(name)) continue;
     process.stdout.write(`${name}:\n`);
-    try {
-      await fn();
-    } finally {
-      stopAll();
-      await sleep(200);
-    }
+    await fn();
   }
 }
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => process.exit(130));
 
 main().then(
   () => process.exit(0),
   (e: unknown) => {
     process.stderr.write(`record-fixtures: ${e instanceof Error ? e.stack : String(e)}\n`);
-    stopAll();
     process.exit(1);
   },
 );

@@ -1,0 +1,144 @@
+/**
+ * Real servers for the protocol fixtures and end-to-end tests, each on a free loopback port in a
+ * temporary directory, stopped by `stop()`. Debian packages: see test/system-packages.txt.
+ * Database servers run as their own users (postgres, mysql), so these need root.
+ */
+
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort, waitForPort } from './recorder.ts';
+
+export interface RunningServer {
+  port: number;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+function tmp(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `riptide-${prefix}-`));
+}
+
+function userIds(name: string): { uid: number; gid: number } {
+  const id = (flag: string): number => Number(execFileSync('id', [flag, name]).toString().trim());
+  return { uid: id('-u'), gid: id('-g') };
+}
+
+/** Children still running: killed if this process exits without stopping them. */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+function launch(cmd: string, args: string[], opts: { uid?: number; gid?: number; cwd?: string } = {}): ChildProcess {
+  const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
+  live.add(c);
+  c.on('exit', () => live.delete(c));
+  let err = '';
+  c.stderr?.on('data', (d: Buffer) => {
+    err = (err + d.toString()).slice(-4000);
+  });
+  c.on('exit', (code) => {
+    if (code && !c.killed) process.stderr.write(`${cmd} exited ${code}: ${err}\n`);
+  });
+  return c;
+}
+
+async function stopChild(c: ChildProcess, dir: string): Promise<void> {
+  if (c.exitCode === null && c.signalCode === null) {
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    c.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+    if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** Clients run asynchronously: servers or proxies under test may live in this process. */
+export function runAsync(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: 30000, ...opts }, (err, stdout) => (err ? reject(err) : resolve(String(stdout))));
+  });
+}
+
+export async function startNginx(): Promise<RunningServer> {
+  const dir = tmp('nginx');
+  const port = await freePort();
+  fs.mkdirSync(path.join(dir, 'static'));
+  fs.writeFileSync(path.join(dir, 'static', 'big.txt'), 'riptide '.repeat(600));
+  fs.writeFileSync(
+    path.join(dir, 'nginx.conf'),
+    `daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi;
+  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  server {
+    listen 127.0.0.1:${port};
+    location = / { return 200 "hello\\n"; }
+    location = /fail { return 503 "down\\n"; }
+    location /static/ { alias ${dir}/static/; }
+    location /api/ { return 201 "created\\n"; }
+  }
+}
+`,
+  );
+  const c = launch('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir]);
+  await waitForPort(port);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+export async function startRedis(): Promise<RunningServer> {
+  const dir = tmp('redis');
+  const port = await freePort();
+  const c = launch('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir]);
+  await waitForPort(port);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+export async function startDnsmasq(): Promise<RunningServer> {
+  const dir = tmp('dnsmasq');
+  const port = await freePort();
+  const c = launch('dnsmasq', ['-k', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts', '--conf-file=/dev/null', `--pid-file=${dir}/dnsmasq.pid`, '--local=/riptide.test/', '--address=/svc.riptide.test/10.0.0.7', '--host-record=db.riptide.test,10.0.0.8,fd00::8', '--txt-record=txt.riptide.test,"v=riptide1"', '--user=root']);
+  await waitForPort(port);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+export async function startMosquitto(): Promise<RunningServer> {
+  const dir = tmp('mosquitto');
+  const port = await freePort();
+  fs.writeFileSync(path.join(dir, 'm.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\n`);
+  const c = launch('mosquitto', ['-c', path.join(dir, 'm.conf')]);
+  await waitForPort(port);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+/** A private PostgreSQL cluster (initdb -A trust) started as the postgres user. */
+export async function startPostgres(): Promise<RunningServer> {
+  const dir = tmp('pg');
+  const pg = userIds('postgres');
+  fs.chownSync(dir, pg.uid, pg.gid);
+  const data = path.join(dir, 'data');
+  execFileSync('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'], { ...pg, cwd: dir, stdio: 'ignore' });
+  const port = await freePort();
+  const c = launch('postgres', ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'], { ...pg, cwd: dir });
+  await waitForPort(port);
+  await new Promise((r) => setTimeout(r, 300));
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+/** A private MariaDB (mariadb-install-db into a temp dir, --skip-grant-tables) run as the mysql user. */
+export async function startMariadb(): Promise<RunningServer> {
+  const dir = tmp('mariadb');
+  const my = userIds('mysql');
+  fs.chownSync(dir, my.uid, my.gid);
+  const data = path.join(dir, 'data');
+  execFileSync('mariadb-install-db', [`--datadir=${data}`, '--user=mysql', '--auth-root-authentication-method=normal', '--skip-test-db'], { cwd: dir, stdio: 'ignore' });
+  const port = await freePort();
+  const c = launch('mariadbd', [`--datadir=${data}`, `--port=${port}`, `--socket=${dir}/mysqld.sock`, '--bind-address=127.0.0.1', '--user=mysql', '--skip-grant-tables', '--skip-log-bin', `--pid-file=${dir}/mysqld.pid`, '--innodb-buffer-pool-size=16M'], { cwd: dir });
+  await waitForPort(port, 60000);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
