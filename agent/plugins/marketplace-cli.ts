@@ -6,6 +6,7 @@
 import { constants } from 'node:fs';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { FatalError, UsageError } from '../cli/command.ts';
 import { ManifestError, parseManifest } from '../../sdk-plugin/src/manifest.ts';
 import type { PluginManifest } from '../../sdk-plugin/src/manifest.ts';
@@ -27,6 +28,12 @@ export interface MarketplaceCliOptions {
   description?: string;
   protocol?: string;
   hook?: string;
+  store?: string;
+  s3Endpoint?: string;
+  publishTokens?: string[];
+  port?: number;
+  host?: string;
+  maxModuleBytes?: number;
 }
 
 const say = (s: string): void => void process.stdout.write(s + '\n');
@@ -191,6 +198,42 @@ async function run(sub: string, target: string | undefined, o: MarketplaceCliOpt
       const client = new MarketplaceClient({ url: needMarketplace(o), trusted: new Map() });
       await client.getJson(`/api/v1/marketplace/plugins/${m[1]}/${m[2]}/yank`, { method: 'POST', headers: { authorization: `Bearer ${o.token}` } });
       say(`yanked ${m[1]}@${m[2]}: ranges no longer resolve to it`);
+      return 0;
+    }
+    case 'serve': {
+      if (target) throw new UsageError(`serve takes no argument`);
+      const { serve } = await import('@hono/node-server');
+      const { openStore } = await import('../shipping/store.ts');
+      const { metrics } = await import('../metrics.ts');
+      const { createMarketplaceApp } = await import('../../functions/marketplace/app.ts');
+      const url = o.store ?? pathToFileURL(resolve(o.dataDir, 'store')).href;
+      let store;
+      try {
+        store = openStore(url, { s3Endpoint: o.s3Endpoint });
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      const market = createMarketplaceApp({ store, publishTokens: o.publishTokens ?? [], maxModuleBytes: o.maxModuleBytes });
+      const { Hono } = await import('hono');
+      const app = new Hono();
+      app.get('/healthz', (c) => c.json({ status: 'ok' }));
+      app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
+      app.get('/', (c) => c.redirect('/marketplace'));
+      app.route('/', market);
+      const port = o.port ?? 8686;
+      const host = o.host ?? '127.0.0.1';
+      const server = serve({ fetch: app.fetch, port, hostname: host });
+      await new Promise<void>((ok, fail) => {
+        server.once('listening', () => ok());
+        server.once('error', (e: Error) => fail(new FatalError(`cannot listen on ${host}:${port}: ${e.message}`)));
+      });
+      process.stderr.write(`riptide plugin serve: marketplace on http://${host}:${port}/marketplace; plugins in ${store.url}/plugins; publishing ${o.publishTokens?.length ? 'with a token' : 'off (no --publish-token)'}\n`);
+      await new Promise<void>((done) => {
+        process.once('SIGINT', () => done());
+        process.once('SIGTERM', () => done());
+      });
+      server.close();
+      await store.close();
       return 0;
     }
     default:

@@ -27,12 +27,18 @@ const options: OptionSpec[] = [
   { name: 'description', type: 'string', help: 'publish: one line shown in the marketplace (default: "description" in plugin.json)' },
   { name: 'protocol', type: 'string', help: 'search: only plugins declaring this protocol' },
   { name: 'hook', type: 'string', help: 'search: only plugins with this hook (check, parse, http_request, http_response)' },
+  { name: 'store', type: 'string', help: 'serve: object store holding plugins/ (file:///path or s3://bucket/prefix; default <data-dir>/store)' },
+  { name: 's3-endpoint', type: 'string', help: 'serve: S3-compatible endpoint URL' },
+  { name: 'publish-token', type: 'list', help: 'serve: bearer tokens allowed to publish and yank (none: read-only)' },
+  { name: 'port', type: 'number', help: 'serve: HTTP port', default: 8686 },
+  { name: 'host', type: 'string', help: 'serve: address to listen on', default: '127.0.0.1' },
+  { name: 'max-module-kb', type: 'number', help: 'serve: largest module accepted', default: 4096 },
 ];
 
-const MARKETPLACE_SUBCOMMANDS = new Set(['keygen', 'sign', 'publish', 'search', 'install', 'yank']);
+const MARKETPLACE_SUBCOMMANDS = new Set(['keygen', 'sign', 'publish', 'search', 'install', 'yank', 'serve']);
 
 const help = renderHelp(
-  'riptide plugin <build|check|keygen|sign|publish|search|install|yank> [args] [flags]',
+  'riptide plugin <build|check|keygen|sign|publish|search|install|yank|serve> [args] [flags]',
   [
     'Work with Wasm plugins written in AssemblyScript against @riptide/sdk-plugin (ABI v1, sdk-plugin/ABI.md).',
     '',
@@ -53,6 +59,7 @@ const help = renderHelp(
     '  install <n@range>   Download the newest matching version, verify its hash and signature against',
     '                      --trusted-key, and write <dir>/<name>/<version> (+ <name>/current).',
     '  yank <n@version>    Hide a version from range resolution (exact fetches still work).',
+    '  serve               Run the marketplace alone (API + page at /marketplace) on --store.',
     '',
     'Configure the agent with the folder or manifest path of each plugin, or name@range with',
     '--marketplace and --trusted-key; it hot-reloads changed files and picks up new matching versions.',
@@ -82,6 +89,12 @@ const command: Command = {
         description: cfg.string('description'),
         protocol: cfg.string('protocol'),
         hook: cfg.string('hook'),
+        store: cfg.string('store'),
+        s3Endpoint: cfg.string('s3-endpoint'),
+        publishTokens: cfg.list('publish-token'),
+        port: cfg.number('port') ?? 8686,
+        host: cfg.string('host') ?? '127.0.0.1',
+        maxModuleBytes: Math.round((cfg.number('max-module-kb') ?? 4096) * 1024),
       });
     }
     if (!target) throw new UsageError(`${sub}: missing plugin folder`);
@@ -110,7 +123,7 @@ const command: Command = {
       process.stdout.write(`ok ${st.name}@${st.version}: loads, ABI v1, hooks verified, metered\n`);
       return 0;
     }
-    throw new UsageError(`unknown subcommand "${sub}" (build, check, keygen, sign, publish, search, install or yank)`);
+    throw new UsageError(`unknown subcommand "${sub}" (build, check, keygen, sign, publish, search, install, yank or serve)`);
   },
 };
 
