@@ -121,9 +121,19 @@ describe('trace assembly rules', () => {
     for (let i = 0; i < 5; i++) spans.push(...exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 2 }, start: i * 10_000, end: i * 10_000 + 3000, cport: 45678, sport: 80 }));
     const p = parentsOf(spans);
     for (let i = 0; i < 5; i++) expect(p[spans[2 * i + 1].span_id]).toBe(spans[2 * i].span_id);
-    // A response sequence that disagrees is another exchange, even with the same request sequence.
+    // A response read in pieces: the sides keep different response sequences; the request one decides.
     const [c, s] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 2 }, start: 0, end: 100 });
-    expect(parentsOf([c, { ...s, resp_tcp_seq: s.resp_tcp_seq + 1 }])[s.span_id]).toBeUndefined();
+    expect(parentsOf([c, { ...s, resp_tcp_seq: s.resp_tcp_seq - 409 }])[s.span_id]).toBe(c.span_id);
+    // Two client spans with the request sequence (a duplicate): the equal response sequence wins.
+    const dup = { ...c, span_id: 'dup', resp_tcp_seq: c.resp_tcp_seq + 1, start_time_us: c.start_time_us + 1 };
+    expect(parentsOf([dup, c, s])[s.span_id]).toBe(c.span_id);
+  });
+
+  it('tcp_seq, header-first protocols: a MySQL server reading the 4-byte header first sees the sequence 4 bytes on', () => {
+    const [c, s] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 2 }, start: 0, end: 100, proto: 'mysql' });
+    const shifted = { ...s, req_tcp_seq: s.req_tcp_seq + 4, resp_tcp_seq: s.resp_tcp_seq - 4 };
+    expect(linkParents([c, shifted]).get(s.span_id)).toEqual({ parent: c.span_id, rule: 'tcp_seq' });
+    expect(linkParents([c, { ...shifted, l7_protocol: 'http1' }, { ...c, l7_protocol: 'http1' }]).has(s.span_id)).toBe(false);
   });
 
   it('reverse proxy: the request taken on one socket and forwarded on another links through the thread\'s syscall ids', () => {

@@ -181,9 +181,13 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
   }
   if (s.l4_protocol !== 'udp') {
     for (const q of [s.req_tcp_seq, s.resp_tcp_seq]) {
-      if (q !== 0 && !asked.seq.has(q)) {
-        asked.seq.add(q);
-        k.tcpSeqs.push(q);
+      if (q === 0) continue;
+      for (const d of seqSlack(s.l7_protocol)) {
+        const v = (q + d) >>> 0;
+        if (!asked.seq.has(v)) {
+          asked.seq.add(v);
+          k.tcpSeqs.push(v);
+        }
       }
     }
   } else if (s.request_id >= 0) {
@@ -216,6 +220,15 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
   }
 }
 
+/**
+ * Offsets at which the two ends of one exchange may see its sequence. Protocols framed by a 4-byte
+ * length header (MySQL, Kafka) are often read header first, then payload: the message the parser
+ * keeps starts 4 bytes later on that side.
+ */
+function seqSlack(protocol: string): readonly number[] {
+  return protocol === 'mysql' || protocol === 'kafka' ? [0, 4, -4] : [0];
+}
+
 const byStart = (a: AsmSpan, b: AsmSpan): number => a.start_time_us - b.start_time_us || (a.span_id < b.span_id ? -1 : a.span_id > b.span_id ? 1 : 0);
 
 /** HTTP/2 and gRPC are one exchange seen by parsers that may name it differently. */
@@ -238,9 +251,9 @@ function inside(c: AsmSpan, s: AsmSpan): boolean {
 
 /**
  * Choose each span's parent. Rules in order of precedence, per kind of span (docs/TRACE-ASSEMBLY.md):
- * - eBPF server span: `tcp_seq` (the client span of the same exchange: same request TCP sequence,
- *   compatible response sequence, same protocol, times within the network tolerance — across hosts
- *   too), `udp_request_id` (UDP: same request id and ports), `traceparent` (an OTel client span whose
+ * - eBPF server span: `tcp_seq` (the client span of the same exchange: same request TCP sequence
+ *   (±4 for protocols read header first), same protocol, times within the network tolerance — across
+ *   hosts too; an equal response sequence breaks ties), `udp_request_id` (UDP: same request id and ports), `traceparent` (an OTel client span whose
  *   id the request carried: the caller was instrumented but not captured).
  * - eBPF client span: `traceparent` (the OTel span that injected the header), then among the server
  *   spans of the same process that contain it in time: `x_request_id`, `syscall_response` (the server
@@ -334,10 +347,14 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
         const l = udpClients.get(`${s.l7_protocol}|${s.request_id}|${s.client_port}|${s.server_port}`) ?? [];
         out.push([nearest(l.filter((c) => networkPeer(s, c)), s.start_time_us), 'udp_request_id']);
       } else if (s.req_tcp_seq !== 0) {
-        const l = (clientsBySeq.get(s.req_tcp_seq) ?? []).filter(
-          (c) => (c.resp_tcp_seq === 0 || s.resp_tcp_seq === 0 || c.resp_tcp_seq === s.resp_tcp_seq) && networkPeer(s, c),
-        );
-        out.push([nearest(l, s.start_time_us), 'tcp_seq']);
+        // The request sequence identifies the exchange (it moves on with every request of a
+        // keep-alive connection). Response sequences may differ when one side reads a response in
+        // several pieces and the parser keeps a later one: equal ones only break ties.
+        const l = seqSlack(s.l7_protocol)
+          .flatMap((d) => clientsBySeq.get((s.req_tcp_seq + d) >>> 0) ?? [])
+          .filter((c) => networkPeer(s, c));
+        const exact = l.filter((c) => c.resp_tcp_seq !== 0 && c.resp_tcp_seq === s.resp_tcp_seq);
+        out.push([nearest(exact.length ? exact : l, s.start_time_us), 'tcp_seq']);
       }
       out.push([appParent, 'traceparent']);
       return out;
