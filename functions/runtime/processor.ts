@@ -57,7 +57,18 @@ export interface BatchProcessorOptions {
   decode: BatchDecoder;
   builder?: SpanBuilderOptions;
   encoder?: TagEncoder;
+  /**
+   * How far around a slot a request looks for its response, in seconds (default 5): the window
+   * spans max(1, ceil(windowSeconds / slotSeconds)) slots on each side, so short slots (1 s for
+   * freshness) still pair a 3 s request.
+   */
+  windowSeconds?: number;
   log?: (line: string) => void;
+}
+
+/** Neighbour slots on each side of a window. */
+export function windowRadius(slotSeconds: number, windowSeconds = 5): number {
+  return Math.max(1, Math.min(60, Math.ceil(windowSeconds / Math.max(1, slotSeconds))));
 }
 
 /** One quarantine note, stored beside the moved object. */
@@ -93,7 +104,11 @@ export class BatchProcessor {
     }
     const result: ProcessResult = { key, status: 'processed', slots: [] };
     const cache = new Map<number, LoadedSlot>([[info.slot, own]]);
-    for (const slot of [info.slot, info.slot - 1, info.slot + 1]) {
+    // The owner slot first, then every slot whose window holds this one (their windows just grew).
+    const r = windowRadius(info.slotSeconds, this.o.windowSeconds);
+    const order = [info.slot];
+    for (let d = 1; d <= r; d++) order.push(info.slot - d, info.slot + d);
+    for (const slot of order) {
       const rows = await this.slotRows(info.agentId, slot, info.slotSeconds, cache);
       if (rows === null) continue;
       await this.write(rows);
@@ -121,9 +136,14 @@ export class BatchProcessor {
     };
     const cur = await load(slot);
     if (cur.batches.length === 0) return null;
-    const prev = await load(slot - 1);
-    const next = await load(slot + 1);
-    return buildSlotRows(this.builder, agentId, slot, prev.batches, cur.batches, next.batches);
+    const r = windowRadius(slotSeconds, this.o.windowSeconds);
+    const prev: Batch[] = [];
+    const next: Batch[] = [];
+    for (let d = 1; d <= r; d++) {
+      prev.push(...(await load(slot - d)).batches);
+      next.push(...(await load(slot + d)).batches);
+    }
+    return buildSlotRows(this.builder, agentId, slot, prev, cur.batches, next);
   }
 
   private async write(rows: SlotRows): Promise<void> {

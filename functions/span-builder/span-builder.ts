@@ -31,7 +31,10 @@ export interface SlotWindow {
   agentId: string;
   /** The owner slot. */
   slot: number;
-  /** Batches (all parts) of slot-1, slot and slot+1 of the same agent; [] when absent. */
+  /**
+   * Batches (all parts) of the same agent: the slots before the owner (usually just slot-1; more
+   * when slots are shorter than the pairing window), the owner's, and the slots after; [] when absent.
+   */
   prev: readonly Batch[];
   cur: readonly Batch[];
   next: readonly Batch[];
@@ -128,7 +131,7 @@ export class SpanBuilder {
     const cur = sortParts(w.cur);
     for (const b of cur) {
       stats.messages += b.messages.length;
-      const partOrd = 2 ** 40 + b.part * 2 ** 24;
+      const partOrd = slotOrd(b, w.slot);
       const msgs = b.messages;
       for (let i = 0; i < msgs.length; i++) {
         const m = msgs[i];
@@ -142,7 +145,7 @@ export class SpanBuilder {
       }
     }
     for (const b of sortParts(w.prev)) {
-      const partOrd = b.part * 2 ** 24;
+      const partOrd = slotOrd(b, w.slot);
       const msgs = b.messages;
       for (let i = 0; i < msgs.length; i++) {
         const m = msgs[i];
@@ -152,7 +155,7 @@ export class SpanBuilder {
       }
     }
     for (const b of sortParts(w.next)) {
-      const partOrd = 2 * 2 ** 40 + b.part * 2 ** 24;
+      const partOrd = slotOrd(b, w.slot);
       const msgs = b.messages;
       for (let i = 0; i < msgs.length; i++) {
         const m = msgs[i];
@@ -371,7 +374,12 @@ function queueKey(l7: L7Message, dirBit: number, parallel: boolean): number {
 }
 
 function sortParts(batches: readonly Batch[]): Batch[] {
-  return [...batches].sort((a, b) => a.part - b.part || (a.run ?? 0) - (b.run ?? 0));
+  return [...batches].sort((a, b) => a.slot - b.slot || a.part - b.part || (a.run ?? 0) - (b.run ?? 0));
+}
+
+/** Capture order across the window: slot (relative to the owner), then part, then index (< 2^24). */
+function slotOrd(b: Batch, owner: number): number {
+  return ((Math.max(-1000, Math.min(1000, b.slot - owner)) + 1024) * 65536 + Math.min(b.part, 65535)) * 2 ** 24;
 }
 
 function sortEntries(entries: Entry[]): void {

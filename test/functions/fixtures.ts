@@ -67,14 +67,14 @@ export function proc(pid: number, name: string, containerId = ''): ProcessInfo {
 }
 
 /** Cut messages into per-slot batches by timestamp (the agent's job), one part each. */
-export function cutBatches(agentId: string, messages: ParsedMessage[], processes: ProcessInfo[], host = agentId): Map<number, Batch> {
+export function cutBatches(agentId: string, messages: ParsedMessage[], processes: ProcessInfo[], host = agentId, slotSeconds = SLOT_SECONDS): Map<number, Batch> {
   const out = new Map<number, Batch>();
   const sorted = [...messages].sort((a, b) => (a.tsNs < b.tsNs ? -1 : a.tsNs > b.tsNs ? 1 : 0));
   for (const m of sorted) {
-    const slot = Number(m.tsNs / 1_000_000_000n / BigInt(SLOT_SECONDS));
+    const slot = Number(m.tsNs / 1_000_000_000n / BigInt(slotSeconds));
     let b = out.get(slot);
     if (!b) {
-      b = { version: 1, agentId, host, slot, slotSeconds: SLOT_SECONDS, part: 0, messages: [], processes: [], closed: [] };
+      b = { version: 1, agentId, host, slot, slotSeconds, part: 0, messages: [], processes: [], closed: [] };
       out.set(slot, b);
     }
     b.messages.push(m);

@@ -26,15 +26,16 @@ export class MemoryStore implements ObjectStorePort {
 export const testKeys: BatchKeyScheme = {
   root: 'batches/',
   parse(key) {
-    const m = /^batches\/([^/]+)\/(\d{12})\/(\d{4})\.json$/.exec(key);
-    return m ? { agentId: m[1], slot: Number(m[2]), slotSeconds: 5, part: Number(m[3]) } : null;
+    const m = /^batches\/([^/]+)\/(\d{12})\/(\d{4})(?:-(\d+)s)?\.json$/.exec(key);
+    return m ? { agentId: m[1], slot: Number(m[2]), slotSeconds: m[4] ? Number(m[4]) : 5, part: Number(m[3]) } : null;
   },
   slotPrefix: (agentId, slot) => `batches/${agentId}/${String(slot).padStart(12, '0')}/`,
   recentPrefixes: () => ['batches/'],
 };
 
 export function testKey(b: Batch): string {
-  return `${testKeys.slotPrefix(b.agentId, b.slot, b.slotSeconds)}${String(b.part).padStart(4, '0')}.json`;
+  const suffix = b.slotSeconds === 5 ? '' : `-${b.slotSeconds}s`;
+  return `${testKeys.slotPrefix(b.agentId, b.slot, b.slotSeconds)}${String(b.part).padStart(4, '0')}${suffix}.json`;
 }
 
 export function encodeJson(b: Batch): Uint8Array {

@@ -141,6 +141,27 @@ describe('store → functions → chDB', () => {
     expect(live[0].n).toBe(inOrder.length);
   });
 
+  it('with 1 s slots, the window spans enough slots to pair a 2.5 s request, in any delivery order', async () => {
+    await reset();
+    const c = { socketId: 31, pid: 100, processName: 'curl', role: 'client' as const };
+    const msgs = [msg(c, 800, 'egress', [httpReq('/slow')], { tcpSeq: 1 }), msg(c, 3300, 'ingress', [httpResp(200)], { tcpSeq: 2 }), msg(c, 3400, 'egress', [httpReq('/fast')], { tcpSeq: 3 }), msg(c, 3401, 'ingress', [httpResp(204)], { tcpSeq: 4 })];
+    const one = [...cutBatches('node-1s', msgs, [proc(100, 'curl')], 'host-1s', 1).values()];
+    expect(one.map((b) => b.slot - one[0].slot)).toEqual([0, 3]); // two empty slots between
+    const rows = async () => queryRows<{ r: string; st: string; d: number }>(ch, "SELECT request_resource AS r, toString(pair_state) AS st, duration_us AS d FROM riptide.spans FINAL WHERE agent_id = 'node-1s' ORDER BY start_time");
+    for (const order of [[0, 1], [1, 0]]) {
+      await reset();
+      const { store, p } = storeWith([]);
+      for (const i of order) {
+        await store.put(testKey(one[i]), encodeJson(one[i]));
+        await p.processBatch(testKey(one[i]));
+      }
+      expect(await rows()).toEqual([
+        { r: '/slow', st: 'paired', d: 2_500_000 },
+        { r: '/fast', st: 'paired', d: 1000 },
+      ]);
+    }
+  });
+
   it('quarantines a malformed batch with a reason and carries on', async () => {
     await reset();
     const batches = stream();
