@@ -221,9 +221,10 @@ export class Catalog {
       const existing = await this.store.get(keys.manifest(m.name, m.version));
       if (existing) {
         // a crash between manifest and index leaves the version out of the index: mend it
-        if (idx && !idx.versions.some((v) => v.version === m.version)) {
+        if (!idx?.versions.some((v) => v.version === m.version)) {
           const st = await this.version(m.name, m.version);
-          if (st) await this.writeIndex(m.name, idx, st.manifest, st.signature.keyId, (await this.store.get(keys.module(m.name, m.version)))?.length ?? 0);
+          const base: NameIndex = idx ?? { name: m.name, owner_key_id: st?.signature.keyId ?? p.signature.keyId, description: '', versions: [], updated_at: '' };
+          if (st) await this.writeIndex(m.name, base, st.manifest, st.signature.keyId, (await this.store.get(keys.module(m.name, m.version)))?.length ?? 0);
         }
         return 'duplicate';
       }

@@ -154,6 +154,18 @@ export function marketplaceSuite(label: string, setup: () => Promise<SuiteStore>
         // and the next publish of that version goes through, overwriting the leftover
         expect((await publish(publishBody(withVersion(example('tinyrpc'), '7.0.0'), key))).status).toBe(201);
       });
+
+      it('mends the index after a crash between manifest and index', async () => {
+        expect((await publish(publishBody(withVersion(example('tinyrpc'), '7.1.0'), key))).status).toBe(201);
+        const idx = JSON.parse(new TextDecoder().decode(await store.get('plugins/_index/tinyrpc.json'))) as { versions: Array<{ version: string }> };
+        idx.versions = idx.versions.filter((v) => v.version !== '7.1.0');
+        await store.put('plugins/_index/tinyrpc.json', new TextEncoder().encode(JSON.stringify(idx)));
+        const resolve = async (): Promise<string> => ((await (await get(`${API}/plugins/tinyrpc/resolve?range=^7`)).json()) as { version: string }).version;
+        expect(await resolve()).toBe('7.0.0');
+        // the retry of the crashed publish answers 409 and puts the version back in the index
+        expect((await publish(publishBody(withVersion(example('tinyrpc'), '7.1.0'), key))).status).toBe(409);
+        expect(await resolve()).toBe('7.1.0');
+      });
     }
   });
 }
