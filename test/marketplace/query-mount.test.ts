@@ -77,7 +77,10 @@ describe('marketplace mounted in the query server', () => {
       await page.fill('input[name=protocol]', 'tinyrpc');
       await page.click('button.go');
       await expect.poll(async () => page.locator('.card').count()).toBe(1);
-      await page.screenshot({ path: join(dir, 'marketplace.png') });
+      await page.fill('input[name=protocol]', '');
+      await page.click('button.go');
+      await expect.poll(async () => page.locator('.card').count()).toBe(3);
+      await page.screenshot({ path: 'test-results/marketplace-ui.png', fullPage: true });
     } finally {
       await browser.close();
     }
