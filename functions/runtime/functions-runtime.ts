@@ -97,7 +97,7 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
     const encoder = new TagEncoder({ ids, source: index });
     const processor = new BatchProcessor({ ch, store: storePort(store), keys: shippingKeys, decode: shippingDecoder, encoder, builder: cfg.builder, log });
     const handle = (key: string) => processor.processBatch(key);
-    const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
+    const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, processMany: (keys) => processor.processKeys(keys), store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
     const app = createFunctionsApp({
       // Events are taken only by the HTTP adapter; the polling runtime finds objects itself.
       process: cfg.adapter === 'http' ? handle : async (key) => ({ key, status: 'ignored', reason: 'this instance polls the store (--adapter local)', slots: [] }),

@@ -47,6 +47,8 @@ export class ClickHouseLedger implements BatchLedger {
 
 export interface LocalRuntimeOptions {
   process: (key: string) => Promise<ProcessResult>;
+  /** Several keys at once (BatchProcessor.processKeys): each affected slot built once per poll. */
+  processMany?: (keys: string[]) => Promise<ProcessResult[]>;
   store: ObjectStorePort;
   keys: BatchKeyScheme;
   ledger?: BatchLedger;
@@ -123,19 +125,36 @@ export class LocalRuntime {
         .sort((a, b) => (a.info.agentId < b.info.agentId ? -1 : a.info.agentId > b.info.agentId ? 1 : a.info.slot - b.info.slot || a.info.part - b.info.part));
       r.seen = fresh.length;
       pending.set(fresh.length);
-      for (const { key, info } of fresh) {
-        if (this.stopping) break;
-        try {
-          const res = await this.o.process(key);
-          await this.ledger.record(key, res, info.agentId, info.slot);
-          this.done.add(key);
-          if (res.status === 'quarantined') r.quarantined++;
-          else r.processed++;
-          pending.add(-1);
-        } catch (err) {
-          r.failed++;
-          pollErrors.inc();
-          this.log(`riptide functions: processing ${key} failed, will retry: ${(err as Error).message}`);
+      const record = async (key: string, info: { agentId: string; slot: number }, res: ProcessResult): Promise<void> => {
+        await this.ledger.record(key, res, info.agentId, info.slot);
+        (this.done as Set<string>).add(key);
+        if (res.status === 'quarantined') r.quarantined++;
+        else r.processed++;
+        pending.add(-1);
+      };
+      const fail = (key: string, err: unknown): void => {
+        r.failed++;
+        pollErrors.inc();
+        this.log(`riptide functions: processing ${key} failed, will retry: ${(err as Error).message}`);
+      };
+      if (this.o.processMany) {
+        for (let i = 0; i < fresh.length && !this.stopping; i += 256) {
+          const chunk = fresh.slice(i, i + 256);
+          try {
+            const results = await this.o.processMany(chunk.map((x) => x.key));
+            for (let j = 0; j < chunk.length; j++) await record(chunk[j].key, chunk[j].info, results[j]);
+          } catch (err) {
+            for (const x of chunk) fail(x.key, err);
+          }
+        }
+      } else {
+        for (const { key, info } of fresh) {
+          if (this.stopping) break;
+          try {
+            await record(key, info, await this.o.process(key));
+          } catch (err) {
+            fail(key, err);
+          }
         }
       }
       this.lastOk = Date.now();

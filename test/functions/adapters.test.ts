@@ -74,6 +74,16 @@ describe('polling runtime', () => {
     expect(await spanCount()).toBe(12 + 5);
   });
 
+  it('takes a whole poll at once through processKeys', async () => {
+    const { store, processor } = setup();
+    const bs = batches('node-many');
+    for (const b of bs) await store.put(testKey(b), encodeJson(b));
+    await store.put('batches/node-many/000340000007/0000.json', new TextEncoder().encode('bad'));
+    const rt = new LocalRuntime({ process: (k) => processor.processBatch(k), processMany: (ks) => processor.processKeys(ks), store, keys: testKeys, log: () => {} });
+    expect(await rt.tick()).toEqual({ seen: 4, processed: 3, quarantined: 1, failed: 0 });
+    expect(await spanCount()).toBe(12);
+  });
+
   it('retries on the next poll when ClickHouse fails, without losing the batch', async () => {
     const { store, processor } = setup();
     const b = batches()[0];

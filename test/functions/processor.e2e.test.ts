@@ -135,6 +135,13 @@ describe('store → functions → chDB', () => {
       await s2.p.processBatch(k);
     }
     expect(await snapshot()).toEqual(inOrder);
+    // Many keys at once (a poll, a catch-up): each affected slot built once, same rows.
+    await reset();
+    const s3 = storeWith([]);
+    for (const i of [3, 1, 0, 2]) await s3.store.put(testKey(batches[i]), encodeJson(batches[i]));
+    const many = await s3.p.processKeys([3, 1, 0, 2].map((i) => testKey(batches[i])));
+    expect(many.map((x) => x.status)).toEqual(['processed', 'processed', 'processed', 'processed']);
+    expect(await snapshot()).toEqual(inOrder);
     // Nothing a reader can see differs; the merged table holds no duplicate either.
     await ch.client.command({ query: 'OPTIMIZE TABLE riptide.spans FINAL' });
     const live = await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM riptide.spans WHERE _deleted = 0');
