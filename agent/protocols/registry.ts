@@ -18,7 +18,7 @@
  *   registry.onSocketClosed(captured.socketId);
  */
 
-import type { CapturedMessage } from '../capture/message.ts';
+import type { CapturedMessage, Direction } from '../capture/message.ts';
 import { BurstLogger, metrics as defaultMetrics } from '../metrics.ts';
 import type { Counter, Gauge, MetricsRegistry } from '../metrics.ts';
 import { BUILTIN_PARSERS } from './builtins.ts';
@@ -55,7 +55,20 @@ interface SocketEntry {
   egress: ParserState | null;
   ingress: ParserState | null;
   shared: ParserState;
+  /**
+   * Which direction carries requests, learnt from the first message parsed, for sockets whose role
+   * the capture could not tell (a server forked after accept, UDP): parsers then see a role.
+   */
+  requestDir?: Direction;
+  /** Reads too short to recognise (servers that read a header byte by byte), kept for inference. */
+  headEgress?: Uint8Array;
+  headIngress?: Uint8Array;
 }
+
+/** Most bytes of short reads joined to recognise a protocol whose server reads in small pieces. */
+const MAX_HEAD = 256;
+/** Reads shorter than this do not count against the inference budget while a head is gathered. */
+const SHORT_READ = 16;
 
 export interface RegistryStats {
   sockets: number;
@@ -156,23 +169,46 @@ export class ProtocolRegistry {
       if (++e.rejects < this.maxRejects) return [];
       this.resetEntry(e); // the socket changed protocol (upgrade, reuse) or was misidentified
     }
-    for (const p of this.order) {
-      if (!p.transports.includes(msg.l4)) continue;
-      const ctx = this.context(e, msg, p);
-      let mine = false;
-      try {
-        mine = p.check(msg.payload, ctx);
-      } catch (err) {
-        this.fail(p, err);
-      }
-      if (!mine) continue;
-      e.parser = p;
-      const out = this.run(p, e, msg);
-      if (out !== null) return out;
-      this.resetEntry(e);
+    // Short complete reads (a server reading a header byte by byte) are joined for recognition:
+    // the read alone is tried first, then joined to the short reads before it.
+    let probe = msg;
+    const complete = msg.bytes <= msg.payload.length;
+    const prev = msg.direction === 'egress' ? e.headEgress : e.headIngress;
+    const probes = [msg];
+    if (complete && prev && prev.length + msg.payload.length <= MAX_HEAD) {
+      const joined = new Uint8Array(prev.length + msg.payload.length);
+      joined.set(prev, 0);
+      joined.set(msg.payload, prev.length);
+      probe = { ...msg, payload: joined, bytes: joined.length };
+      probes.push(probe);
     }
+    for (const candidate of probes) {
+      for (const p of this.order) {
+        if (!p.transports.includes(msg.l4)) continue;
+        const ctx = this.context(e, candidate, p);
+        let mine = false;
+        try {
+          mine = p.check(candidate.payload, ctx);
+        } catch (err) {
+          this.fail(p, err);
+        }
+        if (!mine) continue;
+        e.parser = p;
+        e.headEgress = e.headIngress = undefined;
+        const out = this.run(p, e, candidate);
+        if (out !== null) return out;
+        this.resetEntry(e);
+      }
+    }
+    if (complete && msg.l4 === 'tcp' && probe.payload.length < MAX_HEAD) {
+      if (msg.direction === 'egress') e.headEgress = probe.payload.slice();
+      else e.headIngress = probe.payload.slice();
+    } else if (msg.direction === 'egress') e.headEgress = undefined;
+    else e.headIngress = undefined;
+    if (probe.payload.length < SHORT_READ && complete) return [];
     if (++e.misses >= this.budget) {
       e.gaveUp = true;
+      e.headEgress = e.headIngress = undefined;
       this.gaveUp.inc();
     }
     return [];
@@ -207,6 +243,7 @@ export class ProtocolRegistry {
     e.egress = null;
     e.ingress = null;
     e.shared = {};
+    e.requestDir = undefined;
   }
 
   private context(e: SocketEntry, msg: CapturedMessage, p: ProtocolParser): ParseContext {
@@ -218,9 +255,11 @@ export class ProtocolRegistry {
         else e.ingress = state;
       }
     }
+    let role = msg.role;
+    if (role === 'unknown' && e.requestDir) role = e.requestDir === msg.direction ? (msg.direction === 'egress' ? 'client' : 'server') : msg.direction === 'egress' ? 'server' : 'client';
     return {
       direction: msg.direction,
-      role: msg.role,
+      role,
       l4: msg.l4,
       localPort: msg.localPort,
       remotePort: msg.remotePort,
@@ -235,7 +274,12 @@ export class ProtocolRegistry {
   private run(p: ProtocolParser, e: SocketEntry, msg: CapturedMessage): L7Message[] | null {
     try {
       const out = p.parse(msg.payload, this.context(e, msg, p));
-      if (out) for (const m of out) this.count(m);
+      if (out) {
+        for (const m of out) this.count(m);
+        if (msg.role === 'unknown' && !e.requestDir && out.length > 0 && msg.l4 === 'tcp' && !p.parallel) {
+          e.requestDir = out[0].msgType === 'request' ? msg.direction : msg.direction === 'egress' ? 'ingress' : 'egress';
+        }
+      }
       return out;
     } catch (err) {
       this.fail(p, err);
