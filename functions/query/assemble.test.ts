@@ -29,6 +29,8 @@ function span(p: Partial<AsmSpan>): AsmSpan {
     syscall_trace_id_resp: 0,
     x_request_id_req: '',
     x_request_id_resp: '',
+    host_id: 0,
+    process_id: 0,
     ...p,
     span_id: p.span_id ?? n.toString(16).padStart(16, '0'),
   };

@@ -42,6 +42,9 @@ export const DEFAULT_ASSEMBLE_OPTIONS: AssembleOptions = {
 /** "Spans inside this server span, made by its threads" (parent → children search). */
 export interface InsideProbe {
   agent_id: string;
+  /** Sorting-key columns (0 = unknown): let ClickHouse read only this process's granules. */
+  host_id: number;
+  process_id: number;
   pid: number;
   tids: number[];
   from: number;
@@ -55,6 +58,8 @@ export interface InsideProbe {
  */
 export interface ContainingProbe {
   agent_id: string;
+  host_id: number;
+  process_id: number;
   pid: number;
   tids: number[];
   from: number;
@@ -149,11 +154,12 @@ export function matchesKeys(s: AsmSpan, k: SearchKeys, w: TimeWindow): boolean {
   if (k.tcpSeqs.length && (k.tcpSeqs.includes(s.req_tcp_seq) || k.tcpSeqs.includes(s.resp_tcp_seq))) return true;
   if (k.xRequestIds.length && (k.xRequestIds.includes(s.x_request_id_req) || k.xRequestIds.includes(s.x_request_id_resp))) return true;
   if (k.traceIds.length && k.traceIds.includes(s.trace_id)) return true;
+  const sameProc = (p: InsideProbe | ContainingProbe): boolean => p.process_id === 0 || (s.host_id === p.host_id && s.process_id === p.process_id);
   for (const p of k.inside) {
-    if (s.side === 'client' && s.agent_id === p.agent_id && s.pid === p.pid && p.tids.includes(s.tid) && s.start_time_us >= p.from && s.end_time_us <= p.to) return true;
+    if (sameProc(p) && s.side === 'client' && s.agent_id === p.agent_id && s.pid === p.pid && p.tids.includes(s.tid) && s.start_time_us >= p.from && s.end_time_us <= p.to) return true;
   }
   for (const p of k.containing) {
-    if (s.side === 'server' && s.agent_id === p.agent_id && s.pid === p.pid && p.tids.includes(s.tid) && s.start_time_us <= p.from && s.end_time_us >= p.to) return true;
+    if (sameProc(p) && s.side === 'server' && s.agent_id === p.agent_id && s.pid === p.pid && p.tids.includes(s.tid) && s.start_time_us <= p.from && s.end_time_us >= p.to) return true;
   }
   for (const p of k.udp) {
     if (s.l4_protocol === 'udp' && s.request_id === p.request_id && s.client_port === p.client_port && s.server_port === p.server_port) return true;
@@ -214,9 +220,9 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
     // The same syscall-trace id on request and response: the thread received nothing in between,
     // so it made no answered call while serving (a leaf, like every Redis or database server span).
     const leaf = s.syscall_trace_id_req !== 0 && s.syscall_trace_id_req === s.syscall_trace_id_resp;
-    if (!leaf) k.inside.push({ agent_id: s.agent_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
+    if (!leaf) k.inside.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
   } else if (!link || !STRONG.has(link.rule)) {
-    k.containing.push({ agent_id: s.agent_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
+    k.containing.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
   }
 }
 

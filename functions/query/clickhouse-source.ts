@@ -70,16 +70,16 @@ export class ClickHouseSpanSource implements SpanSource<SpanRecord> {
     // keeps the statement small when a round expands dozens of spans of the same thread.
     const threadOr: string[] = [];
     const threadTids = new Set<number>();
-    const merged = new Map<string, { side: 'client' | 'server'; agent: string; pid: number; tids: number[]; lo: number; hi: number }>();
+    const merged = new Map<string, { side: 'client' | 'server'; agent: string; host: number; proc: number; pid: number; tids: number[]; lo: number; hi: number }>();
     for (const [side, list] of [['client', keys.inside], ['server', keys.containing]] as const) {
       for (const p of list) {
-        const k = `${side}|${p.agent_id}|${p.pid}|${p.tids.join(',')}`;
+        const k = `${side}|${p.agent_id}|${p.host_id}|${p.process_id}|${p.pid}|${p.tids.join(',')}`;
         const m = merged.get(k);
         // inside: children start after the earliest server start and end before the latest end;
         // containing: a parent starts before the latest child start and ends after the earliest child end.
         const lo = side === 'client' ? p.from : p.to;
         const hi = side === 'client' ? p.to : p.from;
-        if (!m) merged.set(k, { side, agent: p.agent_id, pid: p.pid, tids: p.tids, lo, hi });
+        if (!m) merged.set(k, { side, agent: p.agent_id, host: p.host_id, proc: p.process_id, pid: p.pid, tids: p.tids, lo, hi });
         else {
           m.lo = Math.min(m.lo, lo);
           m.hi = Math.max(m.hi, hi);
@@ -93,7 +93,9 @@ export class ClickHouseSpanSource implements SpanSource<SpanRecord> {
         m.side === 'client'
           ? `start_time >= ${usTime(m.lo)} AND end_time <= ${usTime(m.hi)}`
           : `start_time <= ${usTime(m.hi)} AND end_time >= ${usTime(m.lo)}`;
-      threadOr.push(`(side = '${m.side}' AND agent_id = {pa${i}:String} AND pid = ${int(m.pid)} AND tid IN (${nums(m.tids)}) AND ${time})`);
+      // host_id + process_id lead the sorting key after the minute: the probe reads one process's granules.
+      const proc = m.proc !== 0 ? `host_id = ${int(m.host)} AND process_id = ${int(m.proc)} AND ` : '';
+      threadOr.push(`(${proc}side = '${m.side}' AND agent_id = {pa${i}:String} AND pid = ${int(m.pid)} AND tid IN (${nums(m.tids)}) AND ${time})`);
     });
     if (threadOr.length) branches.push(`tid IN (${nums([...threadTids])}) AND (${threadOr.join(' OR ')})`);
     if (keys.udp.length) {

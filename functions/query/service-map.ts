@@ -37,52 +37,82 @@ export interface ServiceMap {
 
 const RANGE = (fromUs: number, toUs: number): string => `start_time >= ${usTime(fromUs)} AND start_time < ${usTime(toUs)}`;
 
-/** Build the map for [fromUs, toUs). Three small lookups, then one aggregate over the range. */
+/** The raw identity of a group of spans; hashed the same way in SQL and resolved to names in TS. */
+const RAW_KEY = 'cityHash64(side, service_id, peer_service_id, process_name, client_ip, server_ip, server_port)';
+
+interface RawGroup {
+  h: string;
+  side: 'client' | 'server';
+  service_id: number;
+  peer_service_id: number;
+  process_name: string;
+  client_ip: string;
+  server_ip: string;
+  server_port: number;
+}
+
+/**
+ * Build the map for [fromUs, toUs). Two passes over the range's integer and low-cardinality columns:
+ * the first finds the distinct (side, service, peer, process, addresses) groups, which TypeScript
+ * resolves to named edges (listeners, captured client addresses, tag names); the second aggregates
+ * RED per edge, each row finding its edge by the hash of its group.
+ */
 export async function serviceMap(ch: ClickHouse, names: TagNames, fromUs: number, toUs: number): Promise<ServiceMap> {
   const range = RANGE(fromUs, toUs);
-  // Who listens where (captured servers), and which addresses captured clients call from.
-  const listeners = await queryRows<{ addr: string; service_id: number; process_name: string }>(
+  const groups = await queryRows<RawGroup>(
     ch,
-    `SELECT concat(server_ip, ':', toString(server_port)) AS addr, any(service_id) AS service_id, any(process_name) AS process_name
-     FROM riptide.spans WHERE ${range} AND side = 'server' AND signal_source = 'ebpf' GROUP BY addr LIMIT 100000`,
+    `SELECT toString(${RAW_KEY}) AS h, side, service_id, peer_service_id, process_name, client_ip, server_ip, server_port
+     FROM riptide.spans WHERE ${range} AND signal_source = 'ebpf'
+     GROUP BY side, service_id, peer_service_id, process_name, client_ip, server_ip, server_port LIMIT 200000`,
   );
-  const clientIps = await queryRows<{ ip: string }>(ch, `SELECT DISTINCT client_ip AS ip FROM riptide.spans WHERE ${range} AND side = 'client' AND signal_source = 'ebpf' LIMIT 100000`);
-  const ids = await queryRows<{ id: number }>(
-    ch,
-    `SELECT DISTINCT arrayJoin([service_id, peer_service_id]) AS id FROM riptide.spans WHERE ${range} AND signal_source = 'ebpf' LIMIT 100000`,
-  );
-  const resolved = await names.resolve([...ids.map((r) => Number(r.id)), ...listeners.map((l) => Number(l.service_id))]);
-  const sids: number[] = [];
-  const snames: string[] = [];
-  for (const [id, name] of resolved) {
-    if (id !== 0 && name) {
-      sids.push(id);
-      snames.push(name);
-    }
+  const resolved = await names.resolve(groups.flatMap((g) => [Number(g.service_id), Number(g.peer_service_id)]));
+  const self = (g: RawGroup): string => (Number(g.service_id) !== 0 ? resolved.get(Number(g.service_id)) : undefined) ?? g.process_name;
+  const listeners = new Map<string, string>();
+  const clientIps = new Set<string>();
+  for (const g of groups) {
+    if (g.side === 'server') listeners.set(`${g.server_ip}:${g.server_port}`, self(g));
+    else clientIps.add(g.client_ip);
   }
-  const laddrs = listeners.map((l) => l.addr);
-  const lnames = listeners.map((l) => resolved.get(Number(l.service_id)) ?? l.process_name);
-  const self = `if(service_id != 0 AND has({sids:Array(UInt64)}, service_id), transform(service_id, {sids:Array(UInt64)}, {snames:Array(String)}, ''), process_name)`;
-  const addr = `concat(server_ip, ':', toString(server_port))`;
-  const callee = `multiIf(peer_service_id != 0 AND has({sids:Array(UInt64)}, peer_service_id), transform(peer_service_id, {sids:Array(UInt64)}, {snames:Array(String)}, ''),
-                          has({laddrs:Array(String)}, ${addr}), transform(${addr}, {laddrs:Array(String)}, {lnames:Array(String)}, ''), ${addr})`;
-  const rows = await queryRows<{ source: string; target: string; protocol: string; requests: number; errors: number; q: number[]; slowest: string }>(
+  const edgeOf = new Map<string, number>();
+  const edgeKeys: Array<[string, string]> = [];
+  const hashes: string[] = [];
+  const idx: number[] = [];
+  for (const g of groups) {
+    let source: string;
+    let target: string;
+    if (g.side === 'client') {
+      source = self(g);
+      const addr = `${g.server_ip}:${g.server_port}`;
+      target = (Number(g.peer_service_id) !== 0 ? resolved.get(Number(g.peer_service_id)) : undefined) ?? listeners.get(addr) ?? addr;
+    } else {
+      // Counted from the server only when no captured client made the call.
+      if (clientIps.has(g.client_ip)) continue;
+      source = g.client_ip;
+      target = self(g);
+    }
+    const k = `${source}\u0000${target}`;
+    let i = edgeOf.get(k);
+    if (i === undefined) {
+      i = edgeKeys.length + 1;
+      edgeOf.set(k, i);
+      edgeKeys.push([source, target]);
+    }
+    hashes.push(g.h);
+    idx.push(i);
+  }
+  if (hashes.length === 0) return { nodes: [], edges: [] };
+  const rows = await queryRows<{ e: number; protocol: string; requests: number; errors: number; q: number[]; slowest: string }>(
     ch,
-    `SELECT source, target, protocol, count() AS requests, countIf(response_status IN ('server_error', 'timeout')) AS errors,
+    `SELECT transform(${RAW_KEY}, arrayMap(x -> toUInt64(x), {hashes:Array(String)}), {idx:Array(UInt32)}, toUInt32(0)) AS e, l7_protocol AS protocol,
+            count() AS requests, countIf(response_status IN ('server_error', 'timeout')) AS errors,
             quantiles(0.5, 0.99)(duration_us) AS q, argMax(span_id, duration_us) AS slowest
-     FROM (
-       SELECT ${self} AS source, ${callee} AS target, l7_protocol AS protocol, response_status, duration_us, span_id
-       FROM riptide.spans WHERE ${range} AND side = 'client' AND signal_source = 'ebpf'
-       UNION ALL
-       SELECT client_ip AS source, ${self} AS target, l7_protocol AS protocol, response_status, duration_us, span_id
-       FROM riptide.spans WHERE ${range} AND side = 'server' AND signal_source = 'ebpf' AND NOT has({cips:Array(String)}, client_ip)
-     )
-     GROUP BY source, target, protocol ORDER BY requests DESC LIMIT 5000`,
-    { sids, snames, laddrs, lnames, cips: clientIps.map((r) => r.ip) },
+     FROM riptide.spans WHERE ${range} AND signal_source = 'ebpf'
+     GROUP BY e, protocol HAVING e != 0 ORDER BY requests DESC LIMIT 5000`,
+    { hashes, idx },
   );
   const edges: ServiceMapEdge[] = rows.map((r) => ({
-    source: r.source,
-    target: r.target,
+    source: edgeKeys[Number(r.e) - 1][0],
+    target: edgeKeys[Number(r.e) - 1][1],
     protocol: r.protocol,
     requests: Number(r.requests),
     errors: Number(r.errors),

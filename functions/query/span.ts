@@ -31,6 +31,9 @@ export interface AsmSpan {
   syscall_trace_id_resp: number;
   x_request_id_req: string;
   x_request_id_resp: string;
+  /** Smart-encoded host and process: with the minute, the table's sorting key (thread probes use it). */
+  host_id: number;
+  process_id: number;
 }
 
 /** One row of `riptide.spans` as selected by {@link SPAN_COLUMNS}. */
@@ -52,7 +55,6 @@ export interface SpanRecord extends AsmSpan {
   client_ip: string;
   server_ip: string;
   attributes: Record<string, string>;
-  host_id: number;
   service_id: number;
   peer_service_id: number;
   pod_id: number;
@@ -68,7 +70,7 @@ export const SPAN_COLUMNS = [
   'request_id', 'response_code', 'response_status', 'response_exception', 'request_bytes', 'response_bytes',
   'process_name', 'pid', 'tid', 'resp_tid', 'coroutine_id', 'l4_protocol', 'client_ip', 'client_port', 'server_ip', 'server_port',
   'req_tcp_seq', 'resp_tcp_seq', 'syscall_trace_id_req', 'syscall_trace_id_resp', 'x_request_id_req', 'x_request_id_resp',
-  'attributes', 'host_id', 'service_id', 'peer_service_id', 'pod_id', '_version', '_deleted',
+  'attributes', 'host_id', 'process_id', 'service_id', 'peer_service_id', 'pod_id', '_version', '_deleted',
 ].join(', ');
 
 /** A span in the HTTP API. */

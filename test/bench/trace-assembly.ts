@@ -133,6 +133,13 @@ async function main(): Promise<void> {
         if (ids.size !== want.size || [...want].some((x) => !ids.has(x))) wrong++;
       }
     }
+    // The floor: one trivial round trip through @clickhouse/client + chDB, under the same load.
+    const floor: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      t = performance.now();
+      await queryRows(ch, 'SELECT 1');
+      floor.push(performance.now() - t);
+    }
     const names = new TagNames(ch);
     const mapLat: number[] = [];
     let edges = 0;
@@ -151,6 +158,8 @@ async function main(): Promise<void> {
       queries_per_assembly_median: pct(queries, 50),
       clickhouse_ms_per_assembly: +(dbMs / lat.length).toFixed(1),
       rows_fetched_per_assembly: Math.round(rowsFetched / lat.length),
+      select1_median_ms: +pct(floor, 50).toFixed(1),
+      load_average_1m: +(await import('node:os')).loadavg()[0].toFixed(1),
       service_map_hour_median_ms: +pct(mapLat, 50).toFixed(1),
       service_map_hour_max_ms: +Math.max(...mapLat).toFixed(1),
       service_map_edges: edges,
