@@ -95,12 +95,17 @@ struct rt_args {
 	__u8 l4;
 	__u8 syscall;
 	__u8 recheck_ports; /* unconnected UDP: the peer port is only known from the sockaddr at exit */
+	__u8 in_flight;     /* set at enter, cleared at exit */
 };
 
+/*
+ * Per-thread scratch for enter → exit. Task-local storage: no hashing or bucket locks on the
+ * hottest path, and it goes away with the thread (a hash keyed by pid_tgid would need deletes).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64); /* pid_tgid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct rt_args);
 } active SEC(".maps");
 
@@ -288,8 +293,13 @@ static __always_inline int on_enter(__u8 sys, __u32 fd, __u64 buf, __u32 count_a
 		struct tcp_sock *tp = (struct tcp_sock *)sk;
 		a.tcp_seq = sys <= RT_SYS_SENDMMSG ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
 	}
-	if (bpf_map_update_elem(&active, &pid_tgid, &a, BPF_ANY))
+	a.in_flight = 1;
+	struct rt_args *slot = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!slot) {
 		count(RT_CNT_ARGS_FULL);
+		return 0;
+	}
+	*slot = a;
 	return 0;
 }
 
@@ -445,8 +455,8 @@ static __always_inline void emit_mmsg(struct rt_scratch *s, struct rt_data_event
 static __always_inline int on_exit(__u8 sys, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct rt_args *a = bpf_map_lookup_elem(&active, &pid_tgid);
-	if (!a)
+	struct rt_args *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, 0);
+	if (!a || !a->in_flight)
 		return 0;
 	if (a->syscall != sys || ret <= 0)
 		goto out;
@@ -525,7 +535,7 @@ static __always_inline int on_exit(__u8 sys, long ret)
 
 	emit(s, ev, got);
 out:
-	bpf_map_delete_elem(&active, &pid_tgid);
+	a->in_flight = 0;
 	return 0;
 }
 
