@@ -63,6 +63,11 @@ export interface BatchProcessorOptions {
    * freshness) still pair a 3 s request.
    */
   windowSeconds?: number;
+  /**
+   * Decoded batches kept for the next windows, in messages (default 500k; 0 disables): with short
+   * slots one batch is read by 2r+1 windows, and decoding dominates otherwise.
+   */
+  cacheMessages?: number;
   log?: (line: string) => void;
 }
 
@@ -83,6 +88,8 @@ export class BatchProcessor {
   readonly builder: SpanBuilder;
   readonly encoder: TagEncoder;
   private readonly log: (line: string) => void;
+  private readonly decoded = new Map<string, Batch>();
+  private decodedMessages = 0;
 
   constructor(private readonly o: BatchProcessorOptions) {
     this.builder = new SpanBuilder(o.builder);
@@ -227,6 +234,15 @@ export class BatchProcessor {
     });
     const out: LoadedSlot = { keys: [], batches: [], quarantined: [] };
     for (const k of keys) {
+      const hit = this.decoded.get(k);
+      if (hit !== undefined) {
+        // Batch objects are immutable (a key always names the same content), so a decoded one is reused.
+        this.decoded.delete(k);
+        this.decoded.set(k, hit);
+        out.keys.push(k);
+        out.batches.push(hit);
+        continue;
+      }
       let bytes: Uint8Array;
       try {
         bytes = await this.o.store.get(k);
@@ -238,6 +254,7 @@ export class BatchProcessor {
         checkBatch(b, agentId, slot);
         out.keys.push(k);
         out.batches.push(b);
+        this.remember(k, b);
       } catch (err) {
         const reason = (err as { reason?: string }).reason ?? 'invalid';
         await this.quarantine(k, bytes, reason, err);
@@ -245,6 +262,19 @@ export class BatchProcessor {
       }
     }
     return out;
+  }
+
+  /** Least-recently-used decoded batches, bounded by their message count. */
+  private remember(key: string, b: Batch): void {
+    const limit = this.o.cacheMessages ?? 500_000;
+    if (b.messages.length > limit) return;
+    this.decoded.set(key, b);
+    this.decodedMessages += b.messages.length;
+    for (const [k, v] of this.decoded) {
+      if (this.decodedMessages <= limit) break;
+      this.decoded.delete(k);
+      this.decodedMessages -= v.messages.length;
+    }
   }
 
   private async quarantine(key: string, bytes: Uint8Array, reason: string, err: unknown): Promise<void> {
