@@ -5,7 +5,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { MetricsRegistry } from '../metrics.ts';
 import { sha256Hex } from '../../sdk-plugin/src/hash.ts';
 import { example, withVersion } from '../../test/marketplace/fixtures.ts';
-import { MarketplaceClient, MarketplaceRefused, parsePluginSpec } from './marketplace-client.ts';
+import { FileStore } from '../shipping/store.ts';
+import { TOKEN, publishBody, serveMarketplace } from '../../test/marketplace/fixtures.ts';
+import { MarketplaceClient, MarketplaceRefused, MarketplaceWatcher, installedVersion, parsePluginSpec } from './marketplace-client.ts';
 import { canonicalJson, generatePublisherKey, signPlugin, trustedKeys } from './marketplace-signing.ts';
 
 const dirs: string[] = [];
@@ -89,5 +91,38 @@ describe('marketplace client verification', () => {
     expect(parsePluginSpec('plugins/tinyrpc')).toBeUndefined();
     expect(parsePluginSpec('/opt/x@1/manifest.json')).toBeUndefined();
     expect(() => parsePluginSpec('tinyrpc@latest')).toThrow(/not a version range/);
+  });
+
+  it('follows new versions, rolls back on a yank, and logs an outage once', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'riptide-mwatch-'));
+    dirs.push(dir);
+    const market = await serveMarketplace({ store: new FileStore(join(dir, 'store')), publishTokens: [TOKEN] });
+    const post = (path: string, body?: unknown): Promise<Response> =>
+      fetch(market.url + path, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    try {
+      expect((await post('/api/v1/marketplace/plugins', publishBody(tiny, publisher.privateKey))).status).toBe(201);
+      const log: string[] = [];
+      const c = new MarketplaceClient({ url: market.url, trusted: trustedKeys([publisher.publicPem]), metrics: new MetricsRegistry(), log: (l) => log.push(l) });
+      const w = new MarketplaceWatcher({ client: c, specs: [{ name: 'tinyrpc', range: '^1' }], pluginsDir: join(dir, 'plugins'), intervalMs: 0, log: (l) => log.push(l) });
+      await w.start();
+      expect(w.paths()).toEqual([join(dir, 'plugins', 'tinyrpc', 'current')]);
+      expect(await installedVersion(join(dir, 'plugins'), 'tinyrpc')).toBe('1.0.0');
+      expect((await post('/api/v1/marketplace/plugins', publishBody(withVersion(tiny, '1.1.0'), publisher.privateKey))).status).toBe(201);
+      await w.poll();
+      expect(await installedVersion(join(dir, 'plugins'), 'tinyrpc')).toBe('1.1.0');
+      expect((await post('/api/v1/marketplace/plugins/tinyrpc/1.1.0/yank')).status).toBe(200);
+      await w.poll();
+      expect(await installedVersion(join(dir, 'plugins'), 'tinyrpc')).toBe('1.0.0');
+      await market.close();
+      const before = log.length;
+      await w.poll();
+      await w.poll();
+      expect(log.slice(before), log.slice(before).join('\n')).toHaveLength(1);
+      expect(log.at(-1)).toMatch(/cannot reach the marketplace .*; keeping what runs$/);
+      // what is installed still verifies from disk
+      expect(await c.verifyInstalled(join(dir, 'plugins'), 'tinyrpc')).toBe('1.0.0');
+    } finally {
+      await market.close().catch(() => undefined);
+    }
   });
 });

@@ -264,6 +264,7 @@ export class MarketplaceWatcher {
   private timer: NodeJS.Timeout | undefined;
   private busy = false;
   private readonly log: (line: string) => void;
+  private readonly lastError = new Map<string, string>();
 
   constructor(private readonly o: MarketplaceWatcherOptions) {
     this.log = o.log ?? ((l) => process.stderr.write(l + '\n'));
@@ -306,8 +307,14 @@ export class MarketplaceWatcher {
         try {
           const r = await this.o.client.install(spec, this.o.pluginsDir);
           if (r.changed) this.log(`riptide: marketplace plugin ${spec.name}@${spec.range} → ${r.version} installed; hot reload swaps it in`);
+          this.lastError.delete(spec.name);
         } catch (err) {
-          if (!(err instanceof MarketplaceRefused)) this.log(`riptide: marketplace plugin ${spec.name}@${spec.range}: ${(err as Error).message}; keeping what runs`);
+          if (err instanceof MarketplaceRefused) continue; // logged and counted once per version
+          // an outage is one line when it starts, not one per poll
+          const msg = (err as Error).message;
+          const kind = err instanceof MarketplaceError && err.status === undefined ? 'unreachable' : msg;
+          if (this.lastError.get(spec.name) !== kind) this.log(`riptide: marketplace plugin ${spec.name}@${spec.range}: ${msg}; keeping what runs`);
+          this.lastError.set(spec.name, kind);
         }
       }
     } finally {
