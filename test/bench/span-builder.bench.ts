@@ -86,6 +86,11 @@ function make(): Batch[] {
 const batches = make();
 const owner = batches[1].messages.length;
 const builder = new SpanBuilder();
+// --owner-only: build the owner slot without neighbours (to see what the neighbours cost).
+if (process.argv.includes('--owner-only')) {
+  batches[0] = { ...batches[0], messages: [] };
+  batches[2] = { ...batches[2], messages: [] };
+}
 // Warm up the JIT.
 builder.build({ agentId: 'bench', slot: SLOT, prev: [batches[0]], cur: [batches[1]], next: [batches[2]] });
 const rates: number[] = [];
