@@ -35,10 +35,22 @@ export function ndjsonOutput(writer: LineWriter): PipelineOutput {
   };
 }
 
-export function shipperOutput(shipper: Shipper): PipelineOutput {
+const NO_PAYLOAD = new Uint8Array(0);
+
+export interface ShipperOutputOptions {
+  /**
+   * Ship the captured payload heads with the parsed fields. Off by default: bodies are not stored
+   * unless asked for (privacy), and the functions need only the parsed fields. Dropping them here
+   * also frees the payload slabs before the slot is cut, instead of holding them for seconds.
+   */
+  keepPayload?: boolean;
+}
+
+export function shipperOutput(shipper: Shipper, options: ShipperOutputOptions = {}): PipelineOutput {
   // Process metadata is sent once per (pid, start) per batch by the shipper; hand it over only
   // when the metadata object for a pid changes (the cache returns the same object until then).
   const lastInfo = new Map<number, ProcessInfo>();
+  const keepPayload = options.keepPayload ?? false;
   return {
     message(m, l7, proc) {
       if (proc && lastInfo.get(m.pid) !== proc) {
@@ -48,6 +60,7 @@ export function shipperOutput(shipper: Shipper): PipelineOutput {
       }
       const parsed = m as CapturedMessage & { l7: L7Message[] };
       parsed.l7 = l7;
+      if (!keepPayload) parsed.payload = NO_PAYLOAD;
       shipper.add(parsed);
     },
     socketClosed: (e) => shipper.socketClosed(e),

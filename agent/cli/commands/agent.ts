@@ -34,6 +34,7 @@ const options: OptionSpec[] = [
   { name: 'marketplace', type: 'string', help: 'Plugin marketplace base URL for name@range plugins (e.g. http://query:8686)' },
   { name: 'trusted-key', type: 'list', help: 'Publisher public keys whose marketplace plugins this agent loads (files or base64)' },
   { name: 'marketplace-poll-seconds', type: 'number', help: 'How often to look for newer versions matching name@range plugins', default: 60 },
+  { name: 'ship-payload', type: 'boolean', help: 'Also ship the captured payload heads (off: only parsed fields leave the node)' },
   { name: 'agent-id', type: 'string', help: 'Id of this agent in object keys (default: the host name)' },
   { name: 'slot-seconds', type: 'number', help: 'Batch time slot length in seconds', default: 2 },
   { name: 'spool-mb', type: 'number', help: 'Disk spool cap in MiB (store outages lose nothing until it is full)', default: 1024 },
@@ -151,7 +152,7 @@ const command: Command = {
       } catch (err) {
         throw new UsageError(`cannot ship: ${(err as Error).message}`);
       }
-      pipelineOutput = shipperOutput(shipper);
+      pipelineOutput = shipperOutput(shipper, { keepPayload: cfg.bool('ship-payload') });
       destination = `shipping to ${url.replace(/\/\/[^@/]*@/, '//')}`;
       closeOutput = () => shipper.close();
     }
