@@ -8,7 +8,7 @@
  */
 
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
-import { indexOfCrlf, text } from '../lib/bytes.ts';
+import { asciiBytes, indexOfCrlf, startsWithAscii, text } from '../lib/bytes.ts';
 import { socketState } from '../lib/direction.ts';
 import { httpStatusClass } from '../lib/status.ts';
 import { INVALID, NEED_MORE, UNKNOWN_LENGTH, parseStream } from '../lib/stream.ts';
@@ -62,44 +62,90 @@ interface Head {
   headerEnd: number;
 }
 
-/** Parse a start line and the header lines in [off, end); `complete` false if the block is cut. */
+/** Header names the parser keeps, as bytes, plus the configured extras (cached per list). */
+const BASE_WANTED = ['host', 'content-length', 'transfer-encoding', ...TRACE_HEADERS];
+interface WantedName {
+  bytes: Uint8Array;
+  name: string;
+}
+/** Wanted names indexed by length, so most header lines are rejected by one array read. */
+type WantedTable = Array<WantedName[] | undefined>;
+
+function table(names: readonly string[]): WantedTable {
+  const t: WantedTable = [];
+  for (const name of new Set(names)) (t[name.length] ??= []).push({ bytes: asciiBytes(name), name });
+  return t;
+}
+const BASE_TABLE = table(BASE_WANTED);
+let extraFor: readonly string[] | undefined;
+let extraTable: WantedTable = BASE_TABLE;
+
+function wanted(extra: readonly string[] | undefined): WantedTable {
+  if (!extra || extra.length === 0) return BASE_TABLE;
+  if (extra !== extraFor) {
+    extraTable = table([...BASE_WANTED, ...extra.map((e) => e.toLowerCase())]);
+    extraFor = extra;
+  }
+  return extraTable;
+}
+
+/** The wanted lower-case name equal (case-insensitively) to buf[s, e), if any. */
+function matchName(buf: Uint8Array, s: number, e: number, names: WantedTable): string | undefined {
+  const candidates = names[e - s];
+  if (candidates === undefined) return undefined;
+  outer: for (const w of candidates) {
+    const b = w.bytes;
+    for (let i = 0; i < b.length; i++) {
+      let c = buf[s + i];
+      if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+      if (c !== b[i]) continue outer;
+    }
+    return w.name;
+  }
+  return undefined;
+}
+
+/** Parse a start line and the header lines in [off, end); `headerEnd` stays -1 if the block is cut. */
 function parseHead(buf: Uint8Array, off: number, end: number, extra: readonly string[] | undefined): Head | undefined {
   const lineEnd = indexOfCrlf(buf, off, end);
   const firstEnd = lineEnd < 0 ? end : lineEnd;
-  const line = text(buf, off, firstEnd, 4096);
   const head: Head = { kind: 'request', method: '', target: '', version: '', status: 0, reason: '', headers: new Map(), headerEnd: -1 };
-  if (line.startsWith('HTTP/')) {
-    const m = /^HTTP\/(1\.[01]) (\d{3})(?: (.*))?$/.exec(line);
-    if (!m) {
-      if (lineEnd >= 0) return undefined;
-      const p = /^HTTP\/(1\.[01]) (\d{3})/.exec(line);
-      if (!p) return undefined;
-      head.kind = 'response';
-      head.version = p[1];
-      head.status = Number(p[2]);
-      return head;
+  if (startsWithAscii(buf, off, 'HTTP/1.')) {
+    // HTTP/1.x SP 3DIGIT [SP reason]
+    if (firstEnd - off < 12) return undefined;
+    const v = buf[off + 7];
+    if ((v !== 0x30 && v !== 0x31) || buf[off + 8] !== 0x20) return undefined;
+    let status = 0;
+    for (let i = off + 9; i < off + 12; i++) {
+      const d = buf[i] - 0x30;
+      if (d < 0 || d > 9) return undefined;
+      status = status * 10 + d;
     }
+    if (firstEnd > off + 12 && buf[off + 12] !== 0x20) return undefined;
     head.kind = 'response';
-    head.version = m[1];
-    head.status = Number(m[2]);
-    head.reason = (m[3] ?? '').slice(0, 128);
+    head.version = v === 0x31 ? '1.1' : '1.0';
+    head.status = status;
+    if (firstEnd > off + 13) head.reason = text(buf, off + 13, firstEnd, 128);
   } else {
-    const sp1 = line.indexOf(' ');
-    if (sp1 <= 0) return undefined;
-    head.method = line.slice(0, sp1);
+    let sp1 = off;
+    while (sp1 < firstEnd && buf[sp1] !== 0x20) sp1++;
+    if (sp1 === off || sp1 - off > MAX_METHOD || sp1 >= firstEnd) return undefined;
+    head.method = text(buf, off, sp1, MAX_METHOD);
     if (!METHODS.has(head.method)) return undefined;
-    const sp2 = line.lastIndexOf(' ');
-    if (sp2 > sp1 && line.startsWith('HTTP/1.', sp2 + 1)) {
-      head.target = line.slice(sp1 + 1, sp2);
-      head.version = line.slice(sp2 + 6);
-    } else if (lineEnd >= 0) {
-      return undefined;
+    // "… HTTP/1.x" ends a complete request line.
+    if (lineEnd >= 0) {
+      if (firstEnd - sp1 < 11 || buf[firstEnd - 9] !== 0x20 || !startsWithAscii(buf, firstEnd - 8, 'HTTP/1.')) return undefined;
+      const v = buf[firstEnd - 1];
+      if (v !== 0x30 && v !== 0x31) return undefined;
+      head.version = v === 0x31 ? '1.1' : '1.0';
+      head.target = text(buf, sp1 + 1, firstEnd - 9, 4096);
+      if (head.target.length === 0) return undefined;
     } else {
-      head.target = line.slice(sp1 + 1); // cut inside the target
+      head.target = text(buf, sp1 + 1, firstEnd, 4096); // cut inside the line
     }
-    if (head.target.length === 0 && lineEnd >= 0) return undefined;
   }
   if (lineEnd < 0) return head;
+  const names = wanted(extra);
   let pos = lineEnd + 2;
   while (pos < end) {
     const e = indexOfCrlf(buf, pos, end);
@@ -107,23 +153,20 @@ function parseHead(buf: Uint8Array, off: number, end: number, extra: readonly st
       head.headerEnd = e + 2;
       return head;
     }
-    const stop = e < 0 ? end : e;
     if (e < 0) break; // a cut header line: skip it, its value may be incomplete
     let colon = pos;
-    while (colon < stop && buf[colon] !== 0x3a) colon++;
-    if (colon < stop && colon > pos) {
-      const name = text(buf, pos, colon, 128).toLowerCase();
-      if (name === 'host' || name === 'content-length' || name === 'transfer-encoding' || TRACE_HEADERS.has(name) || extra?.includes(name)) {
-        if (!head.headers.has(name)) head.headers.set(name, text(buf, colon + 1, stop, 1024).trim());
-      }
+    while (colon < e && buf[colon] !== 0x3a) colon++;
+    if (colon < e && colon > pos) {
+      const name = matchName(buf, pos, colon, names);
+      if (name !== undefined && !head.headers.has(name)) head.headers.set(name, text(buf, colon + 1, e, 1024).trim());
     }
-    pos = stop + 2;
+    pos = e + 2;
   }
   return head;
 }
 
 function toMessage(head: Head, ctx: ParseContext): L7Message {
-  const get = (n: string): string | undefined => head.headers.get(n);
+  const h = head.headers;
   let msg: L7Message;
   if (head.kind === 'request') {
     const q = head.target.indexOf('?');
@@ -135,7 +178,7 @@ function toMessage(head: Head, ctx: ParseContext): L7Message {
       endpoint: (q >= 0 ? head.target.slice(0, q) : head.target).slice(0, 256),
       version: head.version,
     };
-    const host = get('host');
+    const host = h.get('host');
     if (host) msg.requestDomain = host.slice(0, 256);
   } else {
     msg = {
@@ -147,12 +190,12 @@ function toMessage(head: Head, ctx: ParseContext): L7Message {
     };
     if (head.status >= 400 && head.reason) msg.responseException = head.reason;
   }
-  const cl = get('content-length');
+  const cl = h.get('content-length');
   if (cl !== undefined && /^\d{1,15}$/.test(cl)) {
     if (head.kind === 'request') msg.requestLength = Number(cl);
     else msg.responseLength = Number(cl);
   }
-  applyTraceContext(msg, get, ctx.extraHeaders);
+  applyTraceContext(msg, h, ctx.extraHeaders);
   return msg;
 }
 

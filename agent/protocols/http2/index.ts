@@ -47,11 +47,13 @@ function h2(ctx: ParseContext): H2State {
   return s;
 }
 
-function headerGetter(headers: HeaderList): (name: string) => string | undefined {
-  return (name) => {
-    for (const [k, v] of headers) if (k === name) return v;
+/** First value of a header in a decoded list (lists are short: a scan beats building a map). */
+class Headers {
+  constructor(private readonly list: HeaderList) {}
+  get(name: string): string | undefined {
+    for (const [k, v] of this.list) if (k === name) return v;
     return undefined;
-  };
+  }
 }
 
 function percentDecode(s: string): string {
@@ -64,13 +66,13 @@ function percentDecode(s: string): string {
 
 /** Turn one decoded header block into a message (or nothing, for a gRPC response awaiting trailers). */
 function onHeaders(st: H2State, stream: number, flags: number, headers: HeaderList, ctx: ParseContext, out: L7Message[]): void {
-  const get = headerGetter(headers);
-  const method = get(':method');
-  const status = get(':status');
-  const grpc = (get('content-type') ?? '').startsWith('application/grpc');
+  const h = new Headers(headers);
+  const method = h.get(':method');
+  const status = h.get(':status');
+  const grpc = (h.get('content-type') ?? '').startsWith('application/grpc');
   const endStream = (flags & FLAG_END_STREAM) !== 0;
   if (method !== undefined) {
-    const p = get(':path') ?? '';
+    const p = h.get(':path') ?? '';
     const q = p.indexOf('?');
     const m: L7Message = {
       l7Protocol: grpc ? 'grpc' : 'http2',
@@ -81,13 +83,13 @@ function onHeaders(st: H2State, stream: number, flags: number, headers: HeaderLi
       requestId: stream,
       version: '2',
     };
-    const authority = get(':authority') ?? get('host');
+    const authority = h.get(':authority') ?? h.get('host');
     if (authority) m.requestDomain = authority.slice(0, 256);
     if (grpc) {
       const slash = p.lastIndexOf('/');
       if (slash > 1) (m.attributes ??= {})['rpc.service'] = p.slice(1, slash).slice(0, 256);
     }
-    applyTraceContext(m, get, ctx.extraHeaders);
+    applyTraceContext(m, h, ctx.extraHeaders);
     out.push(m);
     return;
   }
@@ -96,9 +98,9 @@ function onHeaders(st: H2State, stream: number, flags: number, headers: HeaderLi
     const code = Number(status);
     if (code >= 100 && code < 200) return; // interim
     if (grpc) {
-      const gs = get('grpc-status');
+      const gs = h.get('grpc-status');
       if (endStream || gs !== undefined) {
-        out.push(grpcResponse(stream, get));
+        out.push(grpcResponse(stream, h));
         return;
       }
       if (st.grpcPending.size >= MAX_PENDING_STREAMS) {
@@ -109,25 +111,25 @@ function onHeaders(st: H2State, stream: number, flags: number, headers: HeaderLi
       return;
     }
     const m: L7Message = { l7Protocol: 'http2', msgType: 'response', requestId: stream, responseCode: code, responseStatus: httpStatusClass(code), version: '2' };
-    const cl = get('content-length');
+    const cl = h.get('content-length');
     if (cl && /^\d{1,15}$/.test(cl)) m.responseLength = Number(cl);
-    applyTraceContext(m, get, ctx.extraHeaders);
+    applyTraceContext(m, h, ctx.extraHeaders);
     out.push(m);
     return;
   }
   // Trailers: the end of a gRPC response.
-  const gs = get('grpc-status');
+  const gs = h.get('grpc-status');
   if (st.grpcPending.has(stream) || gs !== undefined) {
     st.grpcPending.delete(stream);
-    out.push(grpcResponse(stream, get));
+    out.push(grpcResponse(stream, h));
   }
 }
 
-function grpcResponse(stream: number, get: (n: string) => string | undefined): L7Message {
-  const gs = get('grpc-status');
+function grpcResponse(stream: number, h: Headers): L7Message {
+  const gs = h.get('grpc-status');
   const code = gs !== undefined && /^\d{1,3}$/.test(gs) ? Number(gs) : 2; // a missing status is UNKNOWN
   const m: L7Message = { l7Protocol: 'grpc', msgType: 'response', requestId: stream, responseCode: code, responseStatus: grpcStatusClass(code), version: '2' };
-  const msg = get('grpc-message');
+  const msg = h.get('grpc-message');
   if (code !== 0 && msg) m.responseException = percentDecode(msg).slice(0, 512);
   return m;
 }

@@ -6,8 +6,10 @@
 
 import type { L7Message } from '../parser.ts';
 
-/** Headers a parser passes in: lower-case name → value (first occurrence). */
-export type HeaderLookup = (name: string) => string | undefined;
+/** Headers a parser passes in: lower-case name → value (first occurrence). A Map fits. */
+export interface HeaderLookup {
+  get(name: string): string | undefined;
+}
 
 const HEX = /^[0-9a-f]+$/i;
 
@@ -28,20 +30,20 @@ export const TRACE_HEADERS: ReadonlySet<string> = new Set([
 ]);
 
 /** Fill traceId / spanId / parentSpanId / xRequestId / attributes on `msg` from its headers. */
-export function applyTraceContext(msg: L7Message, get: HeaderLookup, extraHeaders?: readonly string[]): void {
-  fillTrace(msg, get);
-  const xrid = get('x-request-id');
+export function applyTraceContext(msg: L7Message, headers: HeaderLookup, extraHeaders?: readonly string[]): void {
+  fillTrace(msg, headers);
+  const xrid = headers.get('x-request-id');
   if (xrid) msg.xRequestId = xrid.trim().slice(0, 128);
   if (extraHeaders && extraHeaders.length > 0) {
     for (const name of extraHeaders) {
-      const v = get(name);
+      const v = headers.get(name);
       if (v !== undefined) (msg.attributes ??= {})[name] = v.slice(0, 256);
     }
   }
 }
 
-function fillTrace(msg: L7Message, get: HeaderLookup): void {
-  const tp = get('traceparent');
+function fillTrace(msg: L7Message, h: HeaderLookup): void {
+  const tp = h.get('traceparent');
   if (tp) {
     // version-traceid-parentid-flags
     const parts = tp.trim().split('-');
@@ -51,7 +53,7 @@ function fillTrace(msg: L7Message, get: HeaderLookup): void {
       return;
     }
   }
-  const b3 = get('b3');
+  const b3 = h.get('b3');
   if (b3) {
     // traceid-spanid[-sampled[-parentspanid]]; a lone "0"/"1"/"d" only carries the sampling decision
     const parts = b3.trim().split('-');
@@ -62,16 +64,16 @@ function fillTrace(msg: L7Message, get: HeaderLookup): void {
       return;
     }
   }
-  const xb3 = get('x-b3-traceid');
+  const xb3 = h.get('x-b3-traceid');
   if (xb3 !== undefined && isHexId(xb3.trim(), [16, 32])) {
     msg.traceId = xb3.trim().toLowerCase();
-    const sid = get('x-b3-spanid')?.trim();
+    const sid = h.get('x-b3-spanid')?.trim();
     if (isHexId(sid, [16])) msg.spanId = sid.toLowerCase();
-    const pid = get('x-b3-parentspanid')?.trim();
+    const pid = h.get('x-b3-parentspanid')?.trim();
     if (isHexId(pid, [16])) msg.parentSpanId = pid.toLowerCase();
     return;
   }
-  const uber = get('uber-trace-id');
+  const uber = h.get('uber-trace-id');
   if (uber) {
     // trace-id:span-id:parent-span-id:flags; proxies sometimes leave it URL-encoded
     const parts = uber.trim().replace(/%3A/gi, ':').split(':');
@@ -82,7 +84,7 @@ function fillTrace(msg: L7Message, get: HeaderLookup): void {
       return;
     }
   }
-  const sw8 = get('sw8');
+  const sw8 = h.get('sw8');
   if (sw8) {
     // sample-traceId(b64)-segmentId(b64)-spanId-service(b64)-instance(b64)-endpoint(b64)-peer(b64)
     const parts = sw8.trim().split('-');
