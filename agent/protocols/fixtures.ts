@@ -24,7 +24,8 @@ export interface Fixture {
   chunks: FixtureChunk[];
 }
 
-const FIXTURE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/protocols');
+/** RIPTIDE_FIXTURES_DIR points the tests at freshly recorded fixtures (record-fixtures.ts with RIPTIDE_FIXTURES_OUT). */
+const FIXTURE_ROOT = process.env.RIPTIDE_FIXTURES_DIR ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../test/fixtures/protocols');
 
 interface FixtureJson {
   protocol: string;
