@@ -54,7 +54,12 @@ describe('ProtocolRegistry', () => {
     });
     reg.register(plugin('v1'));
     expect(reg.parse(msg(1, 'GET / HTTP/1.1\r\n\r\n'))).toEqual([{ l7Protocol: 'custom', msgType: 'request', requestType: 'v1' }]);
+    const v1 = reg.parsers()[0];
+    reg.parse(msg(7, 'GET / HTTP/1.1\r\n\r\n'));
+    reg.register(v1); // re-syncing the same object keeps the sockets it owns
+    expect(reg.protocolOf(7)).toBe('custom');
     reg.register(plugin('v2'));
+    expect(reg.protocolOf(7)).toBeUndefined(); // a new version: its sockets are inferred again
     expect(reg.parsers()[0].name).toBe('custom');
     expect(reg.parsers().filter((p) => p.name === 'custom')).toHaveLength(1);
     expect(reg.parse(msg(2, 'GET / HTTP/1.1\r\n\r\n'))[0].requestType).toBe('v2');

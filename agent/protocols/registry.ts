@@ -118,6 +118,7 @@ export class ProtocolRegistry {
   /** Add a parser at runtime (a Wasm plugin). Plugins are tried before built-ins; a newer one with
    * the same name replaces the old (hot reload), and sockets it owned are inferred again. */
   register(parser: ProtocolParser): void {
+    if (this.plugins.includes(parser)) return; // the same object again (a host re-syncing): keep socket state
     this.unregister(parser.name, true);
     this.plugins.push(parser);
     this.rebuild();
