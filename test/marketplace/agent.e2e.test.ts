@@ -30,7 +30,7 @@ async function riptide(...args: string[]): Promise<{ code: number; stdout: strin
   }
 }
 
-async function until(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+async function until(what: string, pred: () => boolean | Promise<boolean>, timeoutMs = 40_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await pred())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -38,16 +38,24 @@ async function until(what: string, pred: () => boolean | Promise<boolean>, timeo
   }
 }
 
+/** A bucket an attacker controls: some objects are swapped as they are written. */
+class TamperingStore extends FileStore {
+  readonly swap = new Map<string, Uint8Array>();
+  override put(key: string, body: Uint8Array): Promise<void> {
+    return super.put(key, this.swap.get(key) ?? body);
+  }
+}
+
 describe('marketplace: CLI and a live agent installing by name', () => {
   let tmp: string;
-  let store: FileStore;
+  let store: TamperingStore;
   let market: Served;
   let agent: RunningAgent | undefined;
   const servers: Array<{ close(): void }> = [];
 
   beforeAll(async () => {
     tmp = await mkdtemp(join(tmpdir(), 'riptide-market-e2e-'));
-    store = new FileStore(join(tmp, 'store'));
+    store = new TamperingStore(join(tmp, 'store'));
     market = await serveMarketplace({ store, publishTokens: [TOKEN] });
   });
   afterAll(async () => {
@@ -91,7 +99,7 @@ describe('marketplace: CLI and a live agent installing by name', () => {
     const refused = await riptide('plugin', 'install', 'tinyrpc@^1', '--marketplace', market.url, '--trusted-key', stranger.publicPem.replace(/-----[A-Z ]+-----|\n/g, ''), '--dir', join(tmp, 'cli-plugins'));
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/refused \(untrusted_key\): tinyrpc@1\.0\.0 is signed by key [0-9a-f]{16}, which is not among the 1 trusted key/);
-  });
+  }, 180_000);
 
   it('an agent installs tinyrpc@^1 by name, parses live traffic with it, and picks up 1.1.0 without a restart', async () => {
     const key = parsePrivateKey(await readFile(join(tmp, 'pub.key'), 'utf8'));
@@ -124,7 +132,7 @@ describe('marketplace: CLI and a live agent installing by name', () => {
       client.close();
     };
     await callOnce('v1');
-    await a.waitFor((l) => l.l7_protocol === 'tinyrpc' && l.msg_type === 'request');
+    await a.waitFor((l) => l.l7_protocol === 'tinyrpc' && l.msg_type === 'request', 1, 30_000);
 
     // a new matching release: the agent installs it and the host swaps it in
     const r = await fetch(`${market.url}/api/v1/marketplace/plugins`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(publishBody(withVersion(example('tinyrpc'), '1.1.0'), key)) });
@@ -133,22 +141,22 @@ describe('marketplace: CLI and a live agent installing by name', () => {
     expect(a.stderr()).toContain('marketplace plugin tinyrpc@^1 → 1.1.0 installed; hot reload swaps it in');
     const before = a.lines.filter((l) => l.l7_protocol === 'tinyrpc').length;
     await callOnce('v1.1');
-    await a.waitFor((l) => l.l7_protocol === 'tinyrpc', before + 1);
+    await a.waitFor((l) => l.l7_protocol === 'tinyrpc', before + 1, 30_000);
     expect(await metricsText()).toMatch(/riptide_plugin_reloads_total\{plugin="tinyrpc"\} 1/);
 
-    // 1.2.0 published, then its module tampered with in the bucket: refused, 1.1.0 keeps running
-    const r2 = await fetch(`${market.url}/api/v1/marketplace/plugins`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(publishBody(withVersion(example('tinyrpc'), '1.2.0'), key)) });
-    expect(r2.status).toBe(201);
+    // 1.2.0 is published, but the bucket swaps its module as it is stored: refused, 1.1.0 keeps running
     const evil = new Uint8Array(example('tinyrpc').module);
     evil[evil.length - 1] ^= 0xff;
-    await store.put('plugins/tinyrpc/1.2.0/module.wasm', evil);
+    store.swap.set('plugins/tinyrpc/1.2.0/module.wasm', evil);
+    const r2 = await fetch(`${market.url}/api/v1/marketplace/plugins`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(publishBody(withVersion(example('tinyrpc'), '1.2.0'), key)) });
+    expect(r2.status).toBe(201);
     await until('the tampered module to be refused', () => a.stderr().includes('marketplace plugin refused (hash_mismatch): tinyrpc@1.2.0'));
     await new Promise((res) => setTimeout(res, 2500)); // a couple more polls: refused once, not re-counted
     expect(await metricsText()).toContain('riptide_marketplace_refused_total{reason="hash_mismatch"} 1');
     expect(a.stderr()).not.toContain('plugin tinyrpc@1.2.0 loaded');
     const n = a.lines.filter((l) => l.l7_protocol === 'tinyrpc').length;
     await callOnce('still 1.1');
-    await a.waitFor((l) => l.l7_protocol === 'tinyrpc', n + 1);
+    await a.waitFor((l) => l.l7_protocol === 'tinyrpc', n + 1, 30_000);
     expect(a.stderr()).not.toMatch(/plugin tinyrpc@\S+ disabled/);
-  });
+  }, 180_000);
 });
