@@ -116,15 +116,24 @@ export async function startMosquitto(): Promise<RunningServer> {
   return { port, dir, stop: () => stopChild(c, dir) };
 }
 
+/** A PostgreSQL server binary: on PATH if linked there, else Debian's versioned folder (newest). */
+function pgBin(name: string): string {
+  for (const dir of (process.env.PATH ?? '').split(':')) if (dir && fs.existsSync(path.join(dir, name))) return name;
+  const root = '/usr/lib/postgresql';
+  const versions = fs.existsSync(root) ? fs.readdirSync(root).sort((a, b) => Number(b) - Number(a)) : [];
+  for (const v of versions) if (fs.existsSync(path.join(root, v, 'bin', name))) return path.join(root, v, 'bin', name);
+  return name;
+}
+
 /** A private PostgreSQL cluster (initdb -A trust) started as the postgres user. */
 export async function startPostgres(): Promise<RunningServer> {
   const dir = tmp('pg');
   const pg = userIds('postgres');
   fs.chownSync(dir, pg.uid, pg.gid);
   const data = path.join(dir, 'data');
-  execFileSync('initdb', ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'], { ...pg, cwd: dir, stdio: 'ignore' });
+  execFileSync(pgBin('initdb'), ['-D', data, '-A', 'trust', '-U', 'postgres', '--no-sync'], { ...pg, cwd: dir, stdio: 'ignore' });
   const port = await freePort();
-  const c = launch('postgres', ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'], { ...pg, cwd: dir });
+  const c = launch(pgBin('postgres'), ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off'], { ...pg, cwd: dir });
   await waitForPort(port);
   await new Promise((r) => setTimeout(r, 300));
   return { port, dir, stop: () => stopChild(c, dir) };
