@@ -43,12 +43,13 @@ function readName(b: Uint8Array, pos: number, end: number): [string, number] | u
       continue;
     }
     if (len > 63 || p + 1 + len > end) return undefined;
+    if (name.length + len > 253) return undefined;
+    if (name) name += '.';
     for (let i = p + 1; i <= p + len; i++) {
       const c = b[i];
       if (c <= 0x20 || c >= 0x7f) return undefined;
+      name += String.fromCharCode(c);
     }
-    if (name.length + len > 253) return undefined;
-    name += (name ? '.' : '') + String.fromCharCode(...b.subarray(p + 1, p + 1 + len));
     p += 1 + len;
   }
   return undefined;
