@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Batcher, MemoryBudget, messageCost } from './batcher.ts';
 import type { CutBatch } from './batcher.ts';
+import { deserializeBatchBody } from './codec.ts';
 import { MessageFactory } from '../../test/shipping/synthetic.ts';
 
 function setup(opts: { maxBatchBytes?: number; memory?: number } = {}) {
@@ -19,7 +20,8 @@ describe('Batcher', () => {
     b.add(f.next());
     expect(cuts).toHaveLength(1);
     expect(cuts[0].batch).toMatchObject({ slot: 5000, slotSeconds: 2, part: 0, run: 7, agentId: 'a', host: 'h' });
-    expect(cuts[0].batch.messages).toHaveLength(5);
+    expect(cuts[0].messageCount).toBe(5);
+    expect(deserializeBatchBody(cuts[0].body).messages).toHaveLength(5);
     advance(2000);
     b.roll(10_004_000);
     expect(cuts).toHaveLength(2);
@@ -35,7 +37,8 @@ describe('Batcher', () => {
     for (let i = 0; i < 35; i++) b.add(f.next());
     b.flush();
     expect(cuts.map((c) => c.batch.part)).toEqual(cuts.map((_, i) => i));
-    expect(cuts.reduce((n, c) => n + c.batch.messages.length, 0)).toBe(35);
+    expect(cuts.reduce((n, c) => n + c.messageCount, 0)).toBe(35);
+    expect(cuts.reduce((n, c) => n + deserializeBatchBody(c.body).messages.length, 0)).toBe(35);
     expect(cuts.length).toBeGreaterThanOrEqual(3);
   });
 
@@ -59,7 +62,8 @@ describe('Batcher', () => {
     b.add(m);
     b.socketClosed(f.closeSocket(0));
     b.flush();
-    expect(cuts[0].batch.processes.map((p) => p.pid)).toContain(m.pid);
-    expect(cuts[0].batch.closed).toHaveLength(1);
+    const batch = deserializeBatchBody(cuts[0].body);
+    expect(batch.processes.map((p) => p.pid)).toContain(m.pid);
+    expect(batch.closed).toHaveLength(1);
   });
 });

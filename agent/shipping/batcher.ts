@@ -1,9 +1,11 @@
 /**
- * Collects parsed messages, process metadata and closed sockets into {@link Batch}es, one per time
- * slot (by arrival time at the agent), cut early into parts by a size cap. Memory is bounded by a
+ * Collects parsed messages, process metadata and closed sockets into batches, one per time slot
+ * (by arrival time at the agent), cut early into parts by a size cap. Memory is bounded by a
  * shared {@link MemoryBudget}: a message that does not fit is refused (the caller counts the drop).
  *
- * The batcher only batches: encoding, spooling and upload happen downstream of `onCut`.
+ * Messages are serialised into the open batch's body as they arrive ({@link BatchBodyStream}), so
+ * an open slot holds bytes, not message objects that would outlive V8's young generation. A cut
+ * hands over the finished, uncompressed body; compression, spooling and upload happen downstream.
  *
  * @example
  *   const b = new Batcher({ agentId: 'node-a', host: 'node-a', slotSeconds: 2, run, budget }, (cut) => ship(cut));
@@ -12,8 +14,9 @@
  *   b.flush();          // cut whatever is pending
  */
 import type { ProcessInfo, SocketClosed } from '../capture/message.ts';
-import type { Batch, ParsedMessage } from './batch.ts';
-import { BATCH_FORMAT_VERSION } from './codec.ts';
+import type { ParsedMessage } from './batch.ts';
+import { BATCH_FORMAT_VERSION, BatchBodyStream } from './codec.ts';
+import type { BatchFields } from './codec.ts';
 
 /** Bytes of memory shared by everything the shipper holds: open batches and batches being encoded. */
 export class MemoryBudget {
@@ -53,13 +56,17 @@ export interface BatcherOptions {
 }
 
 export interface CutBatch {
-  batch: Batch;
+  /** The batch's fields (what its object key is made of). */
+  batch: BatchFields & { version: number };
+  /** The uncompressed RTB body (see codec.ts), ready to frame. */
+  body: Uint8Array;
+  messageCount: number;
   /** Bytes charged to the memory budget for this batch; release them when it leaves memory. */
   chargedBytes: number;
 }
 
 export class Batcher {
-  private messages: ParsedMessage[] = [];
+  private stream: BatchBodyStream | null = null;
   private closed: SocketClosed[] = [];
   private pids = new Set<number>();
   private charged = 0;
@@ -102,7 +109,14 @@ export class Batcher {
     this.roll(this.now());
     const cost = messageCost(m);
     if (!this.o.budget.tryTake(cost)) return false;
-    this.messages.push(m);
+    this.stream ??= new BatchBodyStream(this.fields());
+    try {
+      this.stream.add(m);
+    } catch (err) {
+      // Not encodable (a BatchEncodeError): the stream rolled back; the caller counts the drop.
+      this.o.budget.release(cost);
+      throw err;
+    }
     this.pids.add(m.pid);
     this.charged += cost;
     if (this.charged >= this.maxBatchBytes) this.cut();
@@ -143,8 +157,12 @@ export class Batcher {
     this.cut();
   }
 
+  private fields(): BatchFields {
+    return { agentId: this.o.agentId, host: this.o.host, slot: this.slot, slotSeconds: this.o.slotSeconds, part: this.part, run: this.o.run };
+  }
+
   private cut(): void {
-    if (this.messages.length === 0 && this.closed.length === 0) {
+    if (this.stream === null && this.closed.length === 0) {
       this.pids.clear();
       return;
     }
@@ -153,23 +171,19 @@ export class Batcher {
       const p = this.known.get(pid);
       if (p) processes.push(p);
     }
-    const batch: Batch = {
-      version: BATCH_FORMAT_VERSION,
-      agentId: this.o.agentId,
-      host: this.o.host,
-      slot: this.slot,
-      slotSeconds: this.o.slotSeconds,
-      part: this.part++,
-      run: this.o.run,
-      messages: this.messages,
-      processes,
-      closed: this.closed,
+    const fields = this.fields();
+    const stream = this.stream ?? new BatchBodyStream(fields, 0);
+    const cut: CutBatch = {
+      batch: { ...fields, version: BATCH_FORMAT_VERSION },
+      body: stream.finish(processes, this.closed),
+      messageCount: stream.messageCount,
+      chargedBytes: this.charged,
     };
-    const chargedBytes = this.charged;
-    this.messages = [];
+    this.part++;
+    this.stream = null;
     this.closed = [];
     this.pids = new Set();
     this.charged = 0;
-    this.onCut({ batch, chargedBytes });
+    this.onCut(cut);
   }
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { crc32 } from 'node:zlib';
 import type { Batch } from './batch.ts';
-import { BATCH_HEADER_BYTES, BatchEncodeError, BatchFormatError, decodeBatch, encodeBatch, encodeBatchAsync, readBatchHeader } from './codec.ts';
+import { BATCH_HEADER_BYTES, BatchBodyStream, BatchEncodeError, BatchFormatError, decodeBatch, deserializeBatchBody, encodeBatch, encodeBatchAsync, readBatchHeader, serializeBatchBody } from './codec.ts';
 import type { Compression } from './codec.ts';
 import { rng, syntheticBatch } from '../../test/shipping/synthetic.ts';
 
@@ -79,6 +79,26 @@ describe('batch codec', () => {
     b.processes = [];
     b.closed = [];
     expect(decodeBatch(encodeBatch(b, { compression: 'none' })).messages).toHaveLength(5000);
+  });
+
+  it('writes the same body when messages are streamed in one at a time', () => {
+    const batch = syntheticBatch(400);
+    const s = new BatchBodyStream(batch);
+    for (const m of batch.messages) s.add(m);
+    expect(s.messageCount).toBe(400);
+    expect(Buffer.from(s.finish(batch.processes, batch.closed))).toEqual(Buffer.from(serializeBatchBody(batch)));
+  });
+
+  it('rolls a stream back past a message that cannot be encoded, dictionary entries included', () => {
+    const batch = syntheticBatch(50);
+    const s = new BatchBodyStream(batch);
+    const bad = { ...batch.messages[10], processName: 'only-in-the-bad-message', localIp: '10.99.99.99', socketId: 987654, syscall: 'ioctl' } as unknown as (typeof batch.messages)[number];
+    for (const [i, m] of batch.messages.entries()) {
+      if (i === 10) expect(() => s.add(bad)).toThrow(/syscall/);
+      s.add(m);
+    }
+    const decoded = deserializeBatchBody(s.finish(batch.processes, batch.closed));
+    expect(decoded.messages).toEqual(batch.messages);
   });
 
   it('refuses to encode values outside the contract with a typed error', () => {

@@ -30,7 +30,7 @@ import type { Counter, MetricsRegistry } from '../metrics.ts';
 import type { ParsedMessage } from './batch.ts';
 import { Batcher, MemoryBudget } from './batcher.ts';
 import type { CutBatch } from './batcher.ts';
-import { BatchEncodeError, encodeBatchAsync, readBatchHeader } from './codec.ts';
+import { BatchEncodeError, encodeBodyAsync, readBatchHeader } from './codec.ts';
 import type { Compression } from './codec.ts';
 import { batchKey, isValidAgentId, toAgentId } from './keys.ts';
 import { DiskSpool } from './spool.ts';
@@ -218,7 +218,12 @@ class PipelineShipper implements Shipper {
       this.drop('closed', 1);
       return false;
     }
-    if (this.batcher.add(message)) return true;
+    try {
+      if (this.batcher.add(message)) return true;
+    } catch (err) {
+      this.drop('encode_error', 1, (err as Error).message);
+      return false;
+    }
     this.drop('memory', 1, `memory cap ${this.budget.max} bytes`);
     return false;
   }
@@ -248,11 +253,11 @@ class PipelineShipper implements Shipper {
   }
 
   /** Encode a cut batch and write it to the spool; memory is released once it is on disk. */
-  private ship({ batch, chargedBytes }: CutBatch): void {
+  private ship({ batch, body, messageCount, chargedBytes }: CutBatch): void {
     const p = (async () => {
-      const n = batch.messages.length;
+      const n = messageCount;
       try {
-        const bytes = await encodeBatchAsync(batch, { compression: this.o.compression, level: this.o.compressionLevel });
+        const bytes = await encodeBodyAsync(body, messageCount, { compression: this.o.compression, level: this.o.compressionLevel });
         const key = batchKey(batch);
         if (await this.spool.append(key, bytes, n)) this.c.spooled.inc(undefined, n);
       } catch (err) {
