@@ -9,6 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { UsageError } from './command.ts';
 
@@ -169,4 +170,9 @@ export function renderHelp(usageLine: string, description: string, specs: Option
   });
   const width = Math.max(...rows.map((r) => r[0].length));
   return [`Usage: ${usageLine}`, '', description, '', 'Flags:', ...rows.map(([f, h]) => `  ${f.padEnd(width)}  ${h}`), '  -h, --help'.padEnd(width + 2) + '  Show this help'].join('\n');
+}
+
+/** The object store URL: --store, or a folder under the data dir (the embedded default). */
+export function storeUrl(store: string | undefined, dataDir: string): string {
+  return store ?? pathToFileURL(resolve(dataDir, 'store')).href;
 }

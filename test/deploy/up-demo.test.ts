@@ -69,7 +69,7 @@ describe('riptide up --demo', () => {
   });
 
   it('prints a progress line for each part and one summary line with the UI address', () => {
-    for (const part of ['host checks passed', 'ClickHouse ready', 'functions polling', 'query API and UI listening', 'agent capturing', 'demo system up']) {
+    for (const part of ['host checks passed', 'ClickHouse ready', 'functions polling', 'query API, UI and plugin marketplace listening', 'agent capturing', 'demo system up']) {
       expect(stderr).toContain(`riptide up: ${part}`);
     }
     expect(stderr).toMatch(new RegExp(`riptide up: ready — open http://127\\.0\\.0\\.1:${port}/`));

@@ -1,10 +1,9 @@
 import type { Command } from '../command.ts';
 import { FatalError, UsageError } from '../command.ts';
 import type { OptionSpec } from '../config.ts';
-import { commonOptions, loadConfig, renderHelp } from '../config.ts';
+import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { createWriteStream } from 'node:fs';
 import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Capture } from '../../capture/capture.ts';
 import { runPreflight } from '../../capture/preflight.ts';
 import { LineWriter } from '../../ndjson-output.ts';
@@ -88,11 +87,6 @@ async function startProfileIfAsked(): Promise<(() => Promise<void>) | undefined>
     writeFileSync(file, JSON.stringify(profile));
     session.disconnect();
   };
-}
-
-/** Store URL from --store, defaulting to a folder under the data dir. */
-export function storeUrl(store: string | undefined, dataDir: string): string {
-  return store ?? pathToFileURL(resolve(dataDir, 'store')).href;
 }
 
 const command: Command = {

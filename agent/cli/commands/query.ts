@@ -1,7 +1,7 @@
 import { serve } from '@hono/node-server';
 import type { Command } from '../command.ts';
 import { FatalError } from '../command.ts';
-import { commonOptions, loadConfig, renderHelp } from '../config.ts';
+import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import type { OptionSpec } from '../config.ts';
 
 const options: OptionSpec[] = [
@@ -9,6 +9,7 @@ const options: OptionSpec[] = [
   { name: 'host', type: 'string', help: 'Address to listen on', default: '127.0.0.1' },
   { name: 'token', type: 'string', help: 'Require "Authorization: Bearer <token>" on the API (not on /, /healthz, /metrics)' },
   { name: 'ttl-days', type: 'number', help: 'Span retention when this role creates the schema', default: 7 },
+  { name: 'publish-token', type: 'list', help: 'Bearer tokens allowed to publish to the plugin marketplace (kept in --store under plugins/; none: read-only)' },
 ];
 
 const command: Command = {
@@ -34,7 +35,15 @@ const command: Command = {
     } catch (err) {
       throw new FatalError(`cannot open ClickHouse ${url ?? `(embedded, ${cfg.string('data-dir')})`}: ${(err as Error).message.split('\n')[0]}`);
     }
-    const app = createQueryApp({ clickhouse, token: cfg.string('token') });
+    const { openStore } = await import('../../shipping/store.ts');
+    const { resolve } = await import('node:path');
+    let store;
+    try {
+      store = openStore(storeUrl(cfg.string('store'), resolve(cfg.string('data-dir') ?? '.riptide')), { s3Endpoint: cfg.string('s3-endpoint') });
+    } catch (err) {
+      throw new FatalError((err as Error).message);
+    }
+    const app = createQueryApp({ clickhouse, token: cfg.string('token'), marketplace: { store, publishTokens: cfg.list('publish-token') } });
     const port = cfg.number('port') ?? 8686;
     const host = cfg.string('host') ?? '127.0.0.1';
     const server = serve({ fetch: app.fetch, port, hostname: host });

@@ -18,9 +18,8 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from '../command.ts';
 import { FatalError, UsageError } from '../command.ts';
 import type { OptionSpec } from '../config.ts';
-import { commonOptions, loadConfig, renderHelp } from '../config.ts';
+import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { runPreflight } from '../../capture/preflight.ts';
-import { storeUrl } from './agent.ts';
 
 const RIPTIDE = join(dirname(fileURLToPath(import.meta.url)), '..', 'riptide.mjs');
 const DEMO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'infra', 'demo', 'demo.mjs');
@@ -33,7 +32,9 @@ const options: OptionSpec[] = [
   { name: 'demo-rps', type: 'number', help: 'Requests per second the demo load generator sends', default: 5 },
   { name: 'ttl-days', type: 'number', help: 'Span retention in days', default: 7 },
   { name: 'slot-seconds', type: 'number', help: 'Agent batch slot length in seconds (shorter = fresher spans)', default: 1 },
-  { name: 'plugin', type: 'list', help: 'Wasm plugins for the agent (paths, or name@range with a marketplace)' },
+  { name: 'plugin', type: 'list', help: 'Wasm plugins for the agent: paths, or name@range from this host\'s marketplace' },
+  { name: 'trusted-key', type: 'list', help: 'Public keys (files or base64) the agent trusts for marketplace plugins' },
+  { name: 'publish-token', type: 'list', help: 'Bearer tokens allowed to publish to the marketplace (none: read-only)' },
 ];
 
 function step(line: string): void {
@@ -145,7 +146,16 @@ const command: Command = {
 
     // One server: the query API + UI, with the functions' routes (custom tags) beside it.
     const app = new Hono();
-    app.route('/', createQueryApp({ clickhouse: fx.ch, token: cfg.string('token'), healthy: () => !stopping && (fx.runtime?.healthy() ?? true) }));
+    app.route(
+      '/',
+      createQueryApp({
+        clickhouse: fx.ch,
+        token: cfg.string('token'),
+        healthy: () => !stopping && (fx.runtime?.healthy() ?? true),
+        // The marketplace keeps plugins in the same object store, under plugins/.
+        marketplace: { store: fx.store, publishTokens: cfg.list('publish-token') },
+      }),
+    );
     const server = serve({ fetch: app.fetch, port, hostname: host });
     try {
       await new Promise<void>((res, rej) => {
@@ -156,12 +166,14 @@ const command: Command = {
       await cleanup();
       throw new FatalError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
     }
-    step(`query API and UI listening on http://${host}:${port}/`);
+    step(`query API, UI and plugin marketplace listening on http://${host}:${port}/`);
 
     // The agent, in its own process, excluding this one (whose API and ClickHouse traffic is not the user's).
     const agentArgs = [RIPTIDE, 'agent', '--data-dir', dataDir, '--store', url, '--port', '0', '--exclude-pid', String(process.pid), '--slot-seconds', String(cfg.number('slot-seconds') ?? 1)];
     if (cfg.string('s3-endpoint')) agentArgs.push('--s3-endpoint', cfg.string('s3-endpoint') as string);
     for (const p of cfg.list('plugin')) agentArgs.push('--plugin', p);
+    if (cfg.list('plugin').some((p) => p.includes('@'))) agentArgs.push('--marketplace', `http://127.0.0.1:${port}`);
+    for (const k of cfg.list('trusted-key')) agentArgs.push('--trusted-key', k);
     const agent = spawn(process.execPath, agentArgs, { stdio: ['ignore', 'inherit', 'pipe'] });
     children.push(agent);
     try {
