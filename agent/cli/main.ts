@@ -8,7 +8,7 @@ const commands: Record<string, { summary: string; load: () => Promise<Command> }
   doctor: { summary: 'Check this host for what the agent needs (root, BPF, BTF, tracefs) and probe optional hooks', load: async () => (await import('./commands/doctor.ts')).default },
   functions: { summary: 'Build spans from batches in the store, encode tags, write ClickHouse', load: async () => (await import('./commands/functions.ts')).default },
   query: { summary: 'Serve the query API (traces, spans, service map, SQL), Jaeger API, OTLP ingest and web UI', load: async () => (await import('./commands/query.ts')).default },
-  plugin: { summary: 'Build and check Wasm plugins (AssemblyScript SDK, ABI v1)', load: async () => (await import('./commands/plugin.ts')).default },
+  plugin: { summary: 'Build, check, sign, publish, search and install Wasm plugins (AssemblyScript SDK, ABI v1)', load: async () => (await import('./commands/plugin.ts')).default },
 };
 
 const VERSION = '0.1.0';
