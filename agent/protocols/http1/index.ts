@@ -265,31 +265,26 @@ const framer: StreamFramer = {
     const kind = startLineKind(buf, off, end);
     if (kind === undefined) return INVALID;
     if (kind === 'partial') return cut ? INVALID : NEED_MORE;
-    // Find the blank line ending the header block.
-    let hend = -1;
+    // One pass over the head: start line, wanted headers, and the blank line that ends it.
     const lim = Math.min(end, off + MAX_HEADER_BYTES);
-    for (let i = off; i + 3 < lim; i++) {
-      if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) {
-        hend = i + 4;
-        break;
-      }
+    const head = parseHead(buf, off, lim, ctx.extraHeaders);
+    if (!head) {
+      // A start line still being written ("HTTP/1.1 20") is not yet invalid.
+      return !cut && indexOfCrlf(buf, off, end) < 0 && looksLikeText(buf, off, end) ? NEED_MORE : INVALID;
     }
-    if (hend < 0) {
+    if (head.headerEnd < 0) {
       if (!cut) {
         if (end - off >= MAX_HEADER_BYTES) return INVALID;
         // An unfinished head must at least look like text.
         return looksLikeText(buf, off, end) ? NEED_MORE : INVALID;
       }
-      const head = parseHead(buf, off, end, ctx.extraHeaders);
-      if (!head) return INVALID;
       const msg = toMessage(head, ctx);
       if (head.kind === 'response' && head.status >= 100 && head.status < 200 && head.status !== 101) return UNKNOWN_LENGTH;
       if (head.kind === 'request') pendingHeads(ctx).push(head.method === 'HEAD');
       out.push(msg);
       return UNKNOWN_LENGTH;
     }
-    const head = parseHead(buf, off, hend, ctx.extraHeaders);
-    if (!head || head.headerEnd < 0) return INVALID;
+    const hend = head.headerEnd;
     const headerLen = hend - off;
     let bodyLen = 0;
     let chunked = false;
