@@ -31,8 +31,9 @@ const MAX_STRING = 4096;
 export type HeaderList = Array<[string, string]>;
 
 export class HpackDecoder {
-  /** Newest first. */
+  /** Oldest first from `first`; the newest is last (push and a moving start beat unshift/pop). */
   private entries: Array<[string, string]> = [];
+  private first = 0;
   private size = 0;
   private maxSize: number;
 
@@ -97,25 +98,31 @@ export class HpackDecoder {
   private lookup(index: number): readonly [string, string] | undefined {
     if (index <= 0) return undefined;
     if (index <= STATIC_COUNT) return STATIC[index];
-    return this.entries[index - STATIC_COUNT - 1];
+    const i = this.entries.length - (index - STATIC_COUNT);
+    return i >= this.first ? this.entries[i] : undefined;
   }
 
   private insert(name: string, value: string): void {
     const sz = name.length + value.length + 32;
     if (sz > this.maxSize) {
       this.entries = [];
+      this.first = 0;
       this.size = 0;
       return;
     }
     this.evict(sz);
-    this.entries.unshift([name, value]);
+    this.entries.push([name, value]);
     this.size += sz;
   }
 
   private evict(room: number): void {
-    while (this.size + room > this.maxSize && this.entries.length > 0) {
-      const e = this.entries.pop();
-      if (e) this.size -= e[0].length + e[1].length + 32;
+    while (this.size + room > this.maxSize && this.first < this.entries.length) {
+      const e = this.entries[this.first++];
+      this.size -= e[0].length + e[1].length + 32;
+    }
+    if (this.first > 64 && this.first * 2 > this.entries.length) {
+      this.entries = this.entries.slice(this.first);
+      this.first = 0;
     }
   }
 }

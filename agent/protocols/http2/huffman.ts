@@ -31,6 +31,8 @@ const FIRST_CODE = new Int32Array(MAX_LEN + 2);
 const FIRST_INDEX = new Int32Array(MAX_LEN + 2);
 const COUNT = new Int32Array(MAX_LEN + 2);
 const SORTED = new Uint16Array(257);
+/** For each 8-bit prefix: (symbol << 4) | code length when a code of ≤ 8 bits starts it, else 0. */
+const PEEK8 = new Uint16Array(256);
 
 (function build(): void {
   for (const l of CODE_LENGTHS) COUNT[l]++;
@@ -44,6 +46,14 @@ const SORTED = new Uint16Array(257);
   }
   const order = CODE_LENGTHS.map((l, sym) => [l, sym] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   order.forEach(([, sym], i) => (SORTED[i] = sym));
+  // Fast path: every code of at most 8 bits (the common characters) decoded from one 8-bit peek.
+  for (let sym = 0; sym < 256; sym++) {
+    const len = CODE_LENGTHS[sym];
+    if (len > 8) continue;
+    const [code] = huffmanCode(sym);
+    const first = code << (8 - len);
+    for (let k = 0; k < 1 << (8 - len); k++) PEEK8[first + k] = (sym << 4) | len;
+  }
 })();
 
 /** The code of a symbol (for tests and encoding fixtures): [code, length]. */
@@ -60,27 +70,53 @@ export function huffmanCode(sym: number): [number, number] {
  */
 export function huffmanDecode(buf: Uint8Array, start: number, end: number, maxOut = 8192): string | undefined {
   let out = '';
-  let code = 0;
-  let len = 0;
-  for (let i = start; i < end; i++) {
-    const byte = buf[i];
-    for (let b = 7; b >= 0; b--) {
-      code = (code << 1) | ((byte >> b) & 1);
+  // Bit accumulator: `acc` holds `bits` unread bits, most significant first.
+  let acc = 0;
+  let bits = 0;
+  let p = start;
+  while (true) {
+    while (bits <= 16 && p < end) {
+      acc = ((acc << 8) | buf[p++]) >>> 0;
+      bits += 8;
+    }
+    if (bits === 0) break;
+    if (bits >= 8) {
+      const hit = PEEK8[(acc >>> (bits - 8)) & 0xff];
+      if (hit !== 0) {
+        out += String.fromCharCode(hit >> 4);
+        bits -= hit & 0xf;
+        acc &= bits === 0 ? 0 : 0xffffffff >>> (32 - bits);
+        if (out.length >= maxOut) return out;
+        continue;
+      }
+    }
+    // A longer code (or the tail): walk the canonical code bit by bit.
+    let code = 0;
+    let len = 0;
+    let sym = -1;
+    while (len < MAX_LEN) {
+      if (bits === 0) {
+        if (p >= end) break;
+        acc = buf[p++];
+        bits = 8;
+      }
+      bits--;
+      code = (code << 1) | ((acc >>> bits) & 1);
+      acc &= bits === 0 ? 0 : 0xffffffff >>> (32 - bits);
       len++;
       const off = code - FIRST_CODE[len];
       if (off >= 0 && off < COUNT[len]) {
-        const sym = SORTED[FIRST_INDEX[len] + off];
-        if (sym === 256) return undefined;
-        out += String.fromCharCode(sym);
-        if (out.length >= maxOut) return out;
-        code = 0;
-        len = 0;
-      } else if (len >= MAX_LEN) {
-        return undefined;
+        sym = SORTED[FIRST_INDEX[len] + off];
+        break;
       }
     }
+    if (sym < 0) {
+      // Ran out of input inside a code: valid only as padding (< 8 bits, all ones, an EOS prefix).
+      return len <= 7 && code === (1 << len) - 1 ? out : undefined;
+    }
+    if (sym === 256) return undefined;
+    out += String.fromCharCode(sym);
+    if (out.length >= maxOut) return out;
   }
-  // Padding: fewer than 8 bits, all ones (a prefix of EOS).
-  if (len > 7 || code !== (1 << len) - 1) return undefined;
   return out;
 }

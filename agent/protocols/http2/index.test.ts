@@ -34,6 +34,38 @@ describe('HPACK', () => {
     expect(d.tableSize).toBe(164);
   });
 
+  it('decodes what the code encodes, for random strings of every byte value', () => {
+    let seed = 12345;
+    const rnd = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
+    for (let n = 0; n < 3000; n++) {
+      const len = rnd() % 48;
+      const syms = Array.from({ length: len }, () => (rnd() % 4 === 0 ? rnd() % 256 : 0x20 + (rnd() % 95)));
+      let bits = '';
+      for (const s of syms) {
+        const [code, l] = huffmanCode(s);
+        bits += code.toString(2).padStart(l, '0');
+      }
+      while (bits.length % 8) bits += '1';
+      const bytes = new Uint8Array(bits.length / 8);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(bits.slice(i * 8, i * 8 + 8), 2);
+      expect(huffmanDecode(bytes, 0, bytes.length)).toBe(String.fromCharCode(...syms));
+    }
+  });
+
+  it('evicts the oldest dynamic entries when the table is full', () => {
+    const d = new HpackDecoder();
+    // 0x40 = literal with incremental indexing, new name; 200 entries of ~100 bytes overflow 4096.
+    for (let i = 0; i < 200; i++) {
+      const name = `x-h${i}`;
+      const value = 'v'.repeat(60);
+      const block = new Uint8Array([0x40, name.length, ...Buffer.from(name), value.length, ...Buffer.from(value)]);
+      expect(d.decode(block, 0, block.length).ok).toBe(true);
+    }
+    expect(d.tableSize).toBeLessThanOrEqual(4096);
+    // Index 62 is the newest entry.
+    expect(d.decode(new Uint8Array([0x80 | 62]), 0, 1).headers).toEqual([['x-h199', 'v'.repeat(60)]]);
+  });
+
   it('rejects EOS and bad padding in Huffman strings', () => {
     expect(huffmanDecode(hex('ffffffff'), 0, 4)).toBeUndefined();
     expect(huffmanDecode(hex('f1e3c2e5f23a6ba0ab90f4ff'), 0, 12)).toBe('www.example.com');
