@@ -19,9 +19,8 @@ import { metrics as globalMetrics } from '../../agent/metrics.ts';
 import type { MetricsRegistry } from '../../agent/metrics.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
-import { assembleTrace } from './assemble.ts';
 import type { AssembleOptions } from './assemble.ts';
-import { ClickHouseSpanSource, latestVersions, usTime } from './clickhouse-source.ts';
+import { ClickHouseSpanSource, assembleRecords, latestVersions, usTime } from './clickhouse-source.ts';
 import { mountJaeger } from './jaeger.ts';
 import { TagNames } from './names.ts';
 import { mountOtlp } from './otlp.ts';
@@ -116,7 +115,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     assemble: assembleOptions,
     async trace(spanId) {
       const t0 = performance.now();
-      const t = await assembleTrace(source, spanId, assembleOptions);
+      const t = await assembleRecords(source, spanId, assembleOptions);
       assemblies.inc();
       assemblySeconds.inc(undefined, (performance.now() - t0) / 1000);
       if (!t) return undefined;

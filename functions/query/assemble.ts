@@ -179,7 +179,10 @@ interface Asked {
 const STRONG: ReadonlySet<ParentRule> = new Set(['traceparent', 'x_request_id', 'syscall_response', 'syscall_chain']);
 
 function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined): void {
-  for (const id of [s.syscall_trace_id_req, s.syscall_trace_id_resp]) {
+  // A call sent by a thread that had received nothing yet (a client program like curl, a fresh
+  // worker) serves no request of that thread: nothing up the thread or along its ids to look for.
+  const unserved = s.signal_source === 'ebpf' && s.side === 'client' && s.syscall_trace_id_req === 0;
+  for (const id of unserved ? [] : [s.syscall_trace_id_req, s.syscall_trace_id_resp]) {
     if (id !== 0 && !asked.sys.has(id)) {
       asked.sys.add(id);
       k.syscallIds.push(id);
@@ -221,7 +224,7 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
     // so it made no answered call while serving (a leaf, like every Redis or database server span).
     const leaf = s.syscall_trace_id_req !== 0 && s.syscall_trace_id_req === s.syscall_trace_id_resp;
     if (!leaf) k.inside.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
-  } else if (!link || !STRONG.has(link.rule)) {
+  } else if (!unserved && (!link || !STRONG.has(link.rule))) {
     k.containing.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
   }
 }

@@ -1,7 +1,10 @@
 /**
  * The {@link SpanSource} of trace assembly over `riptide.spans`: one query per search round, every key
- * of the round OR-ed together inside the time window (the window prunes by the table's primary key,
- * the bloom-filter indexes on the id columns skip most of what is left).
+ * of the round OR-ed together inside the time window (the window prunes by the minute that leads the
+ * sorting key; thread probes by host and process, which follow it). Rounds read only the columns
+ * assembly looks at ({@link ASM_COLUMNS}); the trace's members are then read in full once
+ * ({@link assembleRecords}). Measured on 10M spans in chDB, an OR of the keys in one statement beats
+ * a UNION ALL of per-index branches by ~5x, and the light select list halves a round.
  *
  * Numbers are validated integers written into the SQL; strings always go through query parameters.
  * Duplicates of ReplacingMergeTree are resolved here (highest `_version` wins, tombstones hide), which
@@ -9,9 +12,21 @@
  */
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
-import type { SearchKeys, SpanSource, TimeWindow } from './assemble.ts';
-import type { SpanRecord } from './span.ts';
+import { assembleTrace } from './assemble.ts';
+import type { AssembleOptions, AssembledTrace, SearchKeys, SpanSource, TimeWindow } from './assemble.ts';
+import type { AsmSpan, SpanRecord } from './span.ts';
 import { SPAN_COLUMNS } from './span.ts';
+
+/** What a search round reads: the assembly fields and the version columns. */
+export type AsmRecord = AsmSpan & { _version: number; _deleted: number };
+
+export const ASM_COLUMNS = [
+  'span_id', 'trace_id', 'app_span_id', 'app_parent_span_id', 'signal_source', 'agent_id',
+  'toUnixTimestamp64Micro(start_time) AS start_time_us', 'toUnixTimestamp64Micro(end_time) AS end_time_us',
+  'side', 'l7_protocol', 'l4_protocol', 'request_id', 'pid', 'tid', 'resp_tid', 'client_port', 'server_port',
+  'req_tcp_seq', 'resp_tcp_seq', 'syscall_trace_id_req', 'syscall_trace_id_resp', 'x_request_id_req', 'x_request_id_resp',
+  'host_id', 'process_id', '_version', '_deleted',
+].join(', ');
 
 /** An integer safe to inline in SQL (throws otherwise: it can only be a bug upstream). */
 export function int(n: number): string {
@@ -24,8 +39,8 @@ export function usTime(us: number): string {
 }
 
 /** Keep the winning version of each span id; drop tombstoned ones. */
-export function latestVersions(rows: SpanRecord[]): SpanRecord[] {
-  const best = new Map<string, SpanRecord>();
+export function latestVersions<R extends { span_id: string; _version: number; _deleted: number }>(rows: R[]): R[] {
+  const best = new Map<string, R>();
   for (const r of rows) {
     const b = best.get(r.span_id);
     if (!b || r._version > b._version || (r._version === b._version && r._deleted > b._deleted)) best.set(r.span_id, r);
@@ -33,7 +48,7 @@ export function latestVersions(rows: SpanRecord[]): SpanRecord[] {
   return [...best.values()].filter((r) => r._deleted === 0);
 }
 
-export class ClickHouseSpanSource implements SpanSource<SpanRecord> {
+export class ClickHouseSpanSource implements SpanSource<AsmRecord> {
   /** Queries issued (for metrics and benchmarks). */
   queries = 0;
   constructor(
@@ -41,35 +56,40 @@ export class ClickHouseSpanSource implements SpanSource<SpanRecord> {
     private readonly table = 'riptide.spans',
   ) {}
 
-  async bySpanId(spanId: string): Promise<SpanRecord | undefined> {
+  async bySpanId(spanId: string): Promise<AsmRecord | undefined> {
     this.queries++;
-    const rows = await queryRows<SpanRecord>(this.ch, `SELECT ${SPAN_COLUMNS} FROM ${this.table} WHERE span_id = {id:String}`, { id: spanId });
+    const rows = await queryRows<AsmRecord>(this.ch, `SELECT ${ASM_COLUMNS} FROM ${this.table} WHERE span_id = {id:String}`, { id: spanId });
     return latestVersions(rows)[0];
   }
 
-  async find(keys: SearchKeys, w: TimeWindow, limit: number): Promise<SpanRecord[]> {
+  /** Full rows for the given span ids, all starting inside `w`. */
+  async records(ids: string[], w: TimeWindow): Promise<SpanRecord[]> {
+    if (ids.length === 0) return [];
+    this.queries++;
+    const rows = await queryRows<SpanRecord>(
+      this.ch,
+      `SELECT ${SPAN_COLUMNS} FROM ${this.table} WHERE start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)} AND span_id IN {ids:Array(String)}`,
+      { ids },
+    );
+    return latestVersions(rows);
+  }
+
+  async find(keys: SearchKeys, w: TimeWindow, limit: number): Promise<AsmRecord[]> {
     const params: Record<string, unknown> = {};
-    // One branch per indexed column: a skip index only helps a condition it covers alone, and an OR
-    // across columns would read every granule of the window. The branches run as one UNION ALL.
-    const branches: string[] = [];
+    const or: string[] = [];
     const nums = (l: number[]): string => l.map(int).join(',');
-    if (keys.syscallIds.length) {
-      branches.push(`syscall_trace_id_req IN (${nums(keys.syscallIds)})`, `syscall_trace_id_resp IN (${nums(keys.syscallIds)})`);
-    }
-    if (keys.tcpSeqs.length) branches.push(`req_tcp_seq IN (${nums(keys.tcpSeqs)})`, `resp_tcp_seq IN (${nums(keys.tcpSeqs)})`);
+    if (keys.syscallIds.length) or.push(`syscall_trace_id_req IN (${nums(keys.syscallIds)})`, `syscall_trace_id_resp IN (${nums(keys.syscallIds)})`);
+    if (keys.tcpSeqs.length) or.push(`req_tcp_seq IN (${nums(keys.tcpSeqs)})`, `resp_tcp_seq IN (${nums(keys.tcpSeqs)})`);
     if (keys.xRequestIds.length) {
       params.xrid = keys.xRequestIds;
-      branches.push('x_request_id_req IN {xrid:Array(String)}', 'x_request_id_resp IN {xrid:Array(String)}');
+      or.push('x_request_id_req IN {xrid:Array(String)}', 'x_request_id_resp IN {xrid:Array(String)}');
     }
     if (keys.traceIds.length) {
       params.tids = keys.traceIds;
-      branches.push('trace_id IN {tids:Array(String)}');
+      or.push('trace_id IN {tids:Array(String)}');
     }
-    // Thread probes: the tid bloom filter finds the thread's granules, the rest is checked on them.
-    // Probes of one thread are merged into one envelope (a superset; the rules sort it out), which
-    // keeps the statement small when a round expands dozens of spans of the same thread.
-    const threadOr: string[] = [];
-    const threadTids = new Set<number>();
+    // Thread probes of one thread are merged into one envelope (a superset; the rules sort it out),
+    // which keeps the statement small when a round expands dozens of spans of the same thread.
     const merged = new Map<string, { side: 'client' | 'server'; agent: string; host: number; proc: number; pid: number; tids: number[]; lo: number; hi: number }>();
     for (const [side, list] of [['client', keys.inside], ['server', keys.containing]] as const) {
       for (const p of list) {
@@ -88,25 +108,40 @@ export class ClickHouseSpanSource implements SpanSource<SpanRecord> {
     }
     [...merged.values()].forEach((m, i) => {
       params[`pa${i}`] = m.agent;
-      for (const t of m.tids) threadTids.add(t);
-      const time =
-        m.side === 'client'
-          ? `start_time >= ${usTime(m.lo)} AND end_time <= ${usTime(m.hi)}`
-          : `start_time <= ${usTime(m.hi)} AND end_time >= ${usTime(m.lo)}`;
-      // host_id + process_id lead the sorting key after the minute: the probe reads one process's granules.
+      const time = m.side === 'client' ? `start_time >= ${usTime(m.lo)} AND end_time <= ${usTime(m.hi)}` : `start_time <= ${usTime(m.hi)} AND end_time >= ${usTime(m.lo)}`;
+      // host_id + process_id follow the minute in the sorting key: the probe reads one process's granules.
       const proc = m.proc !== 0 ? `host_id = ${int(m.host)} AND process_id = ${int(m.proc)} AND ` : '';
-      threadOr.push(`(${proc}side = '${m.side}' AND agent_id = {pa${i}:String} AND pid = ${int(m.pid)} AND tid IN (${nums(m.tids)}) AND ${time})`);
+      or.push(`(${proc}side = '${m.side}' AND agent_id = {pa${i}:String} AND pid = ${int(m.pid)} AND tid IN (${nums(m.tids)}) AND ${time})`);
     });
-    if (threadOr.length) branches.push(`tid IN (${nums([...threadTids])}) AND (${threadOr.join(' OR ')})`);
-    if (keys.udp.length) {
-      const ids = [...new Set(keys.udp.map((p) => p.request_id))];
-      const or = keys.udp.map((p) => `(request_id = ${int(p.request_id)} AND client_port = ${int(p.client_port)} AND server_port = ${int(p.server_port)})`);
-      branches.push(`l4_protocol = 'udp' AND request_id IN (${nums(ids)}) AND (${or.join(' OR ')})`);
+    for (const p of keys.udp) {
+      or.push(`(l4_protocol = 'udp' AND request_id = ${int(p.request_id)} AND client_port = ${int(p.client_port)} AND server_port = ${int(p.server_port)})`);
     }
-    if (branches.length === 0) return [];
+    if (or.length === 0) return [];
     this.queries++;
-    const window = `start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)}`;
-    const sql = branches.map((b) => `SELECT ${SPAN_COLUMNS} FROM ${this.table} WHERE ${window} AND ${b} LIMIT ${int(limit)}`).join('\nUNION ALL\n');
-    return latestVersions(await queryRows<SpanRecord>(this.ch, sql, params));
+    const sql = `SELECT ${ASM_COLUMNS} FROM ${this.table}
+      WHERE start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)} AND (${or.join(' OR ')})
+      LIMIT ${int(limit)}`;
+    return latestVersions(await queryRows<AsmRecord>(this.ch, sql, params));
   }
+}
+
+/**
+ * Assemble from a span and read the members in full: what the API serves. Undefined when the span
+ * does not exist.
+ */
+export async function assembleRecords(source: ClickHouseSpanSource, spanId: string, options: Partial<AssembleOptions> = {}): Promise<AssembledTrace<SpanRecord> | undefined> {
+  const t = await assembleTrace(source, spanId, options);
+  if (!t) return undefined;
+  let from = Infinity;
+  let to = -Infinity;
+  for (const s of t.spans) {
+    from = Math.min(from, s.span.start_time_us);
+    to = Math.max(to, s.span.start_time_us);
+  }
+  const full = new Map((await source.records(t.spans.map((s) => s.span.span_id), { from, to })).map((r) => [r.span_id, r]));
+  const spans = t.spans.flatMap((s) => {
+    const r = full.get(s.span.span_id);
+    return r ? [{ ...s, span: r }] : [];
+  });
+  return { ...t, spans };
 }

@@ -13,8 +13,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { assembleTrace } from '../../functions/query/assemble.ts';
-import { ClickHouseSpanSource } from '../../functions/query/clickhouse-source.ts';
+import { ClickHouseSpanSource, assembleRecords } from '../../functions/query/clickhouse-source.ts';
 import { TagNames } from '../../functions/query/names.ts';
 import { serviceMap } from '../../functions/query/service-map.ts';
 import type { SpanRow } from '../../functions/span-builder/span-row.ts';
@@ -29,6 +28,8 @@ const flag = (name: string, def: number): number => {
   return i >= 0 ? Number(args[i + 1]) : def;
 };
 const N = flag('spans', 1_000_000);
+/** --dir PATH keeps the data between runs (loaded once, reused when it already holds N spans). */
+const keepDir = args.includes('--dir') ? args[args.indexOf('--dir') + 1] : undefined;
 const TRACES = flag('traces', 20);
 const SEEDS = flag('seeds', 5);
 const HOUR = 3600e6;
@@ -56,15 +57,19 @@ const pct = (xs: number[], p: number): number => {
 };
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'riptide-bench-trace-'));
+  const dir = keepDir ?? mkdtempSync(join(tmpdir(), 'riptide-bench-trace-'));
   const ch = await openClickHouse({ dataDir: dir });
   try {
     await migrate(ch);
-    await insertTagNames(ch, serviceTagRows());
-    const T0 = Math.floor(Date.now() / 1000 - 2 * 3600) * 1e6;
+    const existing = Number((await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM riptide.spans'))[0].n);
+    const reuse = keepDir !== undefined && existing >= N;
+    const T0 = reuse
+      ? Number((await queryRows<{ t: number }>(ch, 'SELECT toUnixTimestamp64Micro(min(start_time)) AS t FROM riptide.spans'))[0].t)
+      : Math.floor(Date.now() / 1000 - 2 * 3600) * 1e6;
+    if (!reuse) await insertTagNames(ch, serviceTagRows());
     let t = performance.now();
     // Background traffic, generated in ClickHouse (a batch per 1M rows keeps memory flat).
-    for (let off = 0; off < N; off += 1_000_000) {
+    for (let off = 0; off < (reuse ? 0 : N); off += 1_000_000) {
       const n = Math.min(1_000_000, N - off);
       await ch.client.command({
         query: `INSERT INTO riptide.spans (span_id, signal_source, agent_id, slot, start_time, end_time, duration_us, side, pair_state, l7_protocol,
@@ -86,7 +91,7 @@ async function main(): Promise<void> {
     const loadS = (performance.now() - t) / 1000;
     const traces: SpanRow[][] = [];
     for (let k = 0; k < TRACES; k++) traces.push(wideRequest(k, T0 + Math.floor(((k + 0.5) / TRACES) * (HOUR - 100_000))));
-    await insertSpans(ch, traces.flat());
+    if (!reuse) await insertSpans(ch, traces.flat());
     const total = Number((await queryRows<{ n: number }>(ch, 'SELECT count() AS n FROM riptide.spans'))[0].n);
     console.log(`loaded ${total} spans (${N} background + ${TRACES}×50) in ${loadS.toFixed(1)} s`);
 
@@ -107,14 +112,23 @@ async function main(): Promise<void> {
       rowsFetched += r.length;
       return r;
     };
+    const records = source.records.bind(source);
+    source.records = async (...a) => {
+      const t1 = performance.now();
+      const r = await records(...a);
+      dbMs += performance.now() - t1;
+      if (process.env.RIPTIDE_BENCH_VERBOSE) console.log(`records ${(performance.now() - t1).toFixed(1)} ms -> ${r.length}`);
+      return r;
+    };
     source.bySpanId = async (id) => {
       const t1 = performance.now();
       const r = await byId(id);
       dbMs += performance.now() - t1;
+      if (process.env.RIPTIDE_BENCH_VERBOSE) console.log(`bySpanId ${(performance.now() - t1).toFixed(1)} ms`);
       return r;
     };
     // Warm up (first query loads marks and index files).
-    await assembleTrace(source, traces[0][0].span_id);
+    await assembleRecords(source, traces[0][0].span_id);
     dbMs = 0;
     rowsFetched = 0;
     const lat: number[] = [];
@@ -126,7 +140,7 @@ async function main(): Promise<void> {
         const seed = tr[Math.floor(Math.random() * tr.length)].span_id;
         const q0 = source.queries;
         t = performance.now();
-        const got = await assembleTrace(source, seed);
+        const got = await assembleRecords(source, seed);
         lat.push(performance.now() - t);
         queries.push(source.queries - q0);
         const ids = new Set(got?.spans.map((s) => s.span.span_id));
@@ -168,7 +182,7 @@ async function main(): Promise<void> {
     if (wrong > 0) process.exitCode = 1;
   } finally {
     await ch.close();
-    rmSync(dir, { recursive: true, force: true });
+    if (!keepDir) rmSync(dir, { recursive: true, force: true });
   }
 }
 
