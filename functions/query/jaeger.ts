@@ -4,6 +4,8 @@
  * `{ traceID, spans, processes, warnings }`; a span has `traceID, spanID, operationName, references
  * (CHILD_OF), startTime (µs), duration (µs), tags, logs, processID`.
  *
+ * Also `/api/dependencies` (the service map as call counts) for the System Architecture view.
+ *
  * Mapping: the Jaeger service of a span is its service name, else its process name; the operation is
  * "<request type> <endpoint or resource>" (e.g. "GET /cart", "SELECT users"), else the protocol.
  * Trace ids: an application trace id when the trace carries one, else 16 zeros + the root span id
@@ -15,6 +17,7 @@ import type { QueryContext } from './app.ts';
 import { BadRequest, parseLimit } from './app.ts';
 import { spanIdOfDerivedTraceId } from './assemble.ts';
 import { usTime } from './clickhouse-source.ts';
+import { serviceMap } from './service-map.ts';
 import type { SpanJson } from './span.ts';
 
 export interface JaegerTag {
@@ -183,6 +186,24 @@ export function mountJaeger(app: Hono, ctx: QueryContext): void {
     const t = await ctx.trace(seed);
     return t ? toJaegerTrace(t.trace_id, t.spans) : undefined;
   };
+
+  // Jaeger UI's "System Architecture" view: the service map as parent → child call counts.
+  app.get('/api/dependencies', async (c) => {
+    const endMs = Number(c.req.query('endTs') ?? Date.now());
+    const lookbackMs = Number(c.req.query('lookback') ?? 3600_000);
+    if (!Number.isFinite(endMs) || !Number.isFinite(lookbackMs) || lookbackMs <= 0 || endMs < 0) throw new BadRequest('endTs and lookback must be milliseconds');
+    if (lookbackMs > 31 * 86400e3) throw new BadRequest('lookback longer than 31 days');
+    const m = await serviceMap(ctx.ch, ctx.names, (endMs - lookbackMs) * 1000, endMs * 1000);
+    const calls = new Map<string, { parent: string; child: string; callCount: number }>();
+    for (const e of m.edges) {
+      const k = `${e.source}\u0000${e.target}`;
+      const d = calls.get(k) ?? { parent: e.source, child: e.target, callCount: 0 };
+      d.callCount += e.requests;
+      calls.set(k, d);
+    }
+    const data = [...calls.values()];
+    return c.json(envelope(data, data.length));
+  });
 
   app.get('/api/traces/:traceID', async (c) => {
     const id = c.req.param('traceID');

@@ -198,6 +198,9 @@ describe('query API over chDB', () => {
     const missing = await get(`/api/traces/${'0'.repeat(16)}ffffffffffffffff`);
     expect(missing.status).toBe(404);
     expect(missing.body).toMatchObject({ data: null, errors: [{ code: 404, msg: 'trace not found' }] });
+    const deps = await get(`/api/dependencies?endTs=${T0 / 1000 + 60_000}&lookback=120000`);
+    expect(deps.body.data).toEqual(expect.arrayContaining([{ parent: 'service-a', child: 'service-b', callCount: 3 }, { parent: 'nginx', child: 'service-a', callCount: 3 }]));
+    expect((await get('/api/dependencies?lookback=soon')).status).toBe(400);
     expect((await get('/api/traces')).status).toBe(400);
     expect((await get('/api/traces?service=x&minDuration=fast')).status).toBe(400);
   });
