@@ -57,6 +57,13 @@ describe('http1 against nginx', () => {
     expect(s.feed('c2s', enc.encode('\r\n'))).toMatchObject([{ requestType: 'GET', requestResource: '/a', requestDomain: 'x' }]);
   });
 
+  it('recognises a request whose line is longer than the capture limit', () => {
+    const s = new ParserSession(http1Parser);
+    const line = new TextEncoder().encode(`GET /${'a'.repeat(2000)} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    expect(http1Parser.check(line.subarray(0, 1024), s.context('c2s', line.length))).toBe(true);
+    expect(s.feed('c2s', line, 1024)).toMatchObject([{ requestType: 'GET', truncated: true }]);
+  });
+
   it('does not claim bodies: a continuation of a known stream yields nothing, not null', () => {
     const s = new ParserSession(http1Parser);
     const enc = new TextEncoder();

@@ -330,14 +330,25 @@ export const http1Parser: ProtocolParser = {
   name: 'http1',
   parallel: false,
   transports: ['tcp'],
-  check(payload) {
-    const k = startLineKind(payload, 0, payload.length);
-    if (k !== 'request' && k !== 'response') return false;
-    // The start line must end in "HTTP/1.x" (request) or be a status line, within the head.
-    const e = indexOfCrlf(payload, 0, Math.min(payload.length, 8192));
-    const line = text(payload, 0, e < 0 ? Math.min(payload.length, 8192) : e, 8192);
-    if (k === 'response') return /^HTTP\/1\.[01] \d{3}/.test(line);
-    return e < 0 ? /^[A-Z]+ \S/.test(line) : /^[A-Z]+ \S+ HTTP\/1\.[01]$/.test(line);
+  check(payload, ctx) {
+    const n = payload.length;
+    const k = startLineKind(payload, 0, n);
+    if (k === 'response') {
+      // HTTP/1.x SP 3DIGIT
+      if (n < 12 || (payload[7] !== 0x30 && payload[7] !== 0x31)) return false;
+      for (let i = 9; i < 12; i++) if (payload[i] < 0x30 || payload[i] > 0x39) return false;
+      return true;
+    }
+    if (k !== 'request') return false;
+    // The start line must end in " HTTP/1.x" — or, cut inside it, hold a target after the method.
+    const e = indexOfCrlf(payload, 0, Math.min(n, 8192));
+    if (e < 0) {
+      const sp = payload.indexOf(0x20);
+      // Accepted only when the capture limit cut it (a short split line is joined by the registry).
+      return sp > 0 && sp + 1 < n && payload[sp + 1] > 0x20 && (ctx.bytes > n || n >= 8192);
+    }
+    const v = payload[e - 1];
+    return e >= 14 && payload[e - 9] === 0x20 && startsWithAscii(payload, e - 8, 'HTTP/1.') && (v === 0x30 || v === 0x31) && payload[e - 10] !== 0x20;
   },
   parse(payload, ctx) {
     return parseStream(payload, ctx, framer);
