@@ -1,7 +1,8 @@
 // Acceptance (issue 7): a real multi-hop system, not instrumented, under the real agent.
 //   curl → nginx (reverse proxy) → service A (Python) → DNS, Redis, PostgreSQL; A → service B (Python) → MariaDB
-// No tracing headers anywhere. The agent ships batches to a local store, the functions runtime turns
-// them into spans in chDB, the query app assembles traces. One request: the trace from any of its
+// No tracing headers anywhere. The agent ships batches to a local store, the functions runtime
+// (startFunctions, as `riptide up` runs it) turns them into spans in chDB, the query app assembles
+// traces. One request: the trace from any of its
 // spans holds every hop, client and server side, with the right parents, each child inside its
 // parent. 100 concurrent requests: 100 separate correct traces, no cross-talk.
 import { execFile, spawn } from 'node:child_process';
@@ -12,29 +13,21 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
 import { createQueryApp } from '../../functions/query/app.ts';
+import { startFunctions } from '../../functions/runtime/functions-runtime.ts';
+import type { Functions } from '../../functions/runtime/functions-runtime.ts';
 import type { SpanJson } from '../../functions/query/span.ts';
-import type { ClickHouse } from '../../functions/storage/clickhouse.ts';
 import { REPO, RIPTIDE } from '../helpers/agent.ts';
 import { freePort, waitForPort } from '../protocols/recorder.ts';
 import { startDnsmasq, startMariadb, startPostgres, startRedis } from '../protocols/servers.ts';
 import type { RunningServer } from '../protocols/servers.ts';
 
-/** The functions runtime as `riptide up` runs it (functions/runtime/functions-runtime.ts). */
-interface FunctionsHandle {
-  ch: ClickHouse;
-  runtime?: { start(): Promise<void> | void };
-  close(): Promise<void>;
-}
-type StartFunctions = (cfg: { dataDir: string; store?: string; pollMs?: number; kubernetes?: 'off'; log?: (l: string) => void }) => Promise<FunctionsHandle>;
-
-const FUNCTIONS_RUNTIME = path.join(REPO, 'functions', 'runtime', 'functions-runtime.ts');
 const isRoot = process.getuid?.() === 0;
-const ready = isRoot && fs.existsSync(FUNCTIONS_RUNTIME) && fs.existsSync('/usr/sbin/nginx') && fs.existsSync('/usr/sbin/mariadbd');
+const ready = isRoot && fs.existsSync('/usr/sbin/nginx') && fs.existsSync('/usr/sbin/mariadbd');
 
 const servers: RunningServer[] = [];
 const children: ChildProcess[] = [];
 let dir: string;
-let fx: FunctionsHandle | undefined;
+let fx: Functions | undefined;
 let app: Hono;
 let nginxPort: number;
 let ports: Record<string, number> = {};
@@ -96,7 +89,6 @@ http {
     });
     agent.once('exit', (code) => reject(new Error(`agent exited ${code}: ${agentErr}`)));
   });
-  const { startFunctions } = (await import(FUNCTIONS_RUNTIME)) as { startFunctions: StartFunctions };
   fx = await startFunctions({ dataDir: path.join(dir, 'fx'), store, pollMs: 500, kubernetes: 'off', log: () => {} });
   await fx.runtime?.start();
   app = createQueryApp({ clickhouse: fx.ch });
