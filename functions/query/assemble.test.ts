@@ -277,6 +277,21 @@ describe('assembleTrace', () => {
     }
   });
 
+  it('searches again with a wide window when the trace reaches the short window\'s edge', async () => {
+    // A slow request: the call to B starts 5 s after the root, beyond the 2 s short window.
+    const { spans, expect: want } = request(7, 20_000_000, { conns: 1 });
+    const stretched = spans.map((s) => {
+      const late = s.start_time_us > 20_000_000 + 300;
+      const shift = (t: number): number => (t > 20_000_000 + 300 ? t + 5_000_000 : t);
+      return { ...s, start_time_us: shift(s.start_time_us), end_time_us: late || s.end_time_us > 20_000_000 + 900 ? s.end_time_us + 5_000_000 : s.end_time_us };
+    });
+    const leaf = stretched[11]; // MariaDB's server span, 5 s after the root
+    const t = await assembleTrace(new ArraySpanSource(stretched), leaf.span_id);
+    expect(Object.fromEntries((t?.spans ?? []).map((s) => [s.span.span_id, s.parent_id]))).toEqual(want);
+    const narrow = await assembleTrace(new ArraySpanSource(stretched), leaf.span_id, { wideWindowUs: 1 });
+    expect(narrow?.spans.length).toBeLessThan(12);
+  });
+
   it('is bounded: span count and iterations', async () => {
     const { spans } = request(3, 9_000_000, { conns: 1 });
     const t = await assembleTrace(new ArraySpanSource(spans), spans[0].span_id, { maxSpans: 4 });

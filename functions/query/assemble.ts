@@ -19,8 +19,14 @@
 import type { AsmSpan } from './span.ts';
 
 export interface AssembleOptions {
-  /** Search window on each side of the seed span (µs). */
+  /**
+   * Search window on each side of the seed span (µs). Kept short because every round reads the
+   * window; a trace that reaches within half of it of either edge is searched again with
+   * {@link AssembleOptions.wideWindowUs} around its extent.
+   */
   windowUs: number;
+  /** The second, wide window on each side of a long trace's extent (µs). */
+  wideWindowUs: number;
   /** Search rounds at most. */
   maxIterations: number;
   /** Spans fetched at most; past it the trace is marked truncated. */
@@ -32,7 +38,8 @@ export interface AssembleOptions {
 }
 
 export const DEFAULT_ASSEMBLE_OPTIONS: AssembleOptions = {
-  windowUs: 10_000_000,
+  windowUs: 2_000_000,
+  wideWindowUs: 30_000_000,
   maxIterations: 16,
   maxSpans: 2000,
   networkDelayUs: 50_000,
@@ -453,12 +460,13 @@ export async function assembleTrace<T extends AsmSpan>(source: SpanSource<T>, se
   const o = { ...DEFAULT_ASSEMBLE_OPTIONS, ...options };
   const seed = await source.bySpanId(seedSpanId);
   if (!seed) return undefined;
-  const window: TimeWindow = { from: seed.start_time_us - o.windowUs, to: Math.max(seed.end_time_us, seed.start_time_us) + o.windowUs };
+  let window: TimeWindow = { from: seed.start_time_us - o.windowUs, to: Math.max(seed.end_time_us, seed.start_time_us) + o.windowUs };
   const set = new Map<string, T>([[seed.span_id, seed]]);
-  const expanded = new Set<string>();
-  const asked: Asked = { sys: new Set(), seq: new Set(), xrid: new Set(), trace: new Set(), udp: new Set() };
+  let expanded = new Set<string>();
+  let asked: Asked = { sys: new Set(), seq: new Set(), xrid: new Set(), trace: new Set(), udp: new Set() };
   let iterations = 0;
   let truncated = false;
+  let wide = false;
   let links = linkParents([...set.values()], o);
   while (iterations < o.maxIterations && !truncated) {
     const keys = emptyKeys();
@@ -467,21 +475,42 @@ export async function assembleTrace<T extends AsmSpan>(source: SpanSource<T>, se
       expanded.add(id);
       addKeys(keys, set.get(id) as T, asked, links.get(id));
     }
-    if (keysEmpty(keys)) break;
-    iterations++;
-    const rows = await source.find(keys, window, o.maxSpans + 1);
     let added = 0;
-    for (const r of rows) {
-      if (set.has(r.span_id)) continue;
-      if (set.size >= o.maxSpans) {
-        truncated = true;
-        break;
+    if (!keysEmpty(keys)) {
+      iterations++;
+      const rows = await source.find(keys, window, o.maxSpans + 1);
+      for (const r of rows) {
+        if (set.has(r.span_id)) continue;
+        if (set.size >= o.maxSpans) {
+          truncated = true;
+          break;
+        }
+        set.set(r.span_id, r);
+        added++;
       }
-      set.set(r.span_id, r);
-      added++;
     }
-    if (added === 0) break;
-    links = linkParents([...set.values()], o);
+    if (added > 0) {
+      links = linkParents([...set.values()], o);
+      continue;
+    }
+    // Converged in the short window. Search once more around the trace's whole extent with the wide
+    // window (asking every key again) when it may go on beyond the short one: it reaches near an
+    // edge, or its root is a call made by a thread that was serving something (a parent is missing).
+    if (wide) break;
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const id of members(seed.span_id, links, set)) {
+      const m = set.get(id) as T;
+      lo = Math.min(lo, m.start_time_us);
+      hi = Math.max(hi, m.end_time_us, m.start_time_us);
+    }
+    const root = set.get(rootOf(seed.span_id, links)) as T;
+    const orphanCall = root.signal_source === 'ebpf' && root.side === 'client' && root.syscall_trace_id_req !== 0;
+    if (!orphanCall && lo - window.from >= o.windowUs / 2 && window.to - hi >= o.windowUs / 2) break;
+    wide = true;
+    window = { from: lo - o.wideWindowUs, to: hi + o.wideWindowUs };
+    expanded = new Set();
+    asked = { sys: new Set(), seq: new Set(), xrid: new Set(), trace: new Set(), udp: new Set() };
   }
   const ids = members(seed.span_id, links, set);
   return { ...order(ids, links, set), iterations, fetched: set.size, truncated };

@@ -32,6 +32,8 @@ const N = flag('spans', 1_000_000);
 const keepDir = args.includes('--dir') ? args[args.indexOf('--dir') + 1] : undefined;
 const TRACES = flag('traces', 20);
 const SEEDS = flag('seeds', 5);
+/** --window-ms overrides the short search window (default: the library's). */
+const OPTS = args.includes('--window-ms') ? { windowUs: flag('window-ms', 2000) * 1000 } : {};
 const HOUR = 3600e6;
 
 /** One 50-span request: curl → nginx → service-a, which makes 23 Redis calls in a chain of syscall ids. */
@@ -128,7 +130,7 @@ async function main(): Promise<void> {
       return r;
     };
     // Warm up (first query loads marks and index files).
-    await assembleRecords(source, traces[0][0].span_id);
+    await assembleRecords(source, traces[0][0].span_id, OPTS);
     dbMs = 0;
     rowsFetched = 0;
     const lat: number[] = [];
@@ -140,7 +142,7 @@ async function main(): Promise<void> {
         const seed = tr[Math.floor(Math.random() * tr.length)].span_id;
         const q0 = source.queries;
         t = performance.now();
-        const got = await assembleRecords(source, seed);
+        const got = await assembleRecords(source, seed, OPTS);
         lat.push(performance.now() - t);
         queries.push(source.queries - q0);
         const ids = new Set(got?.spans.map((s) => s.span.span_id));
