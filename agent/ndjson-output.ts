@@ -25,6 +25,8 @@ const L7_KEYS: Array<[keyof L7Message, string]> = [
   ['xRequestId', 'x_request_id'],
   ['attributes', 'attributes'],
   ['truncated', 'truncated'],
+  ['oneWay', 'one_way'],
+  ['version', 'version'],
 ];
 
 /** snake_case JSON object of one application message (absent fields left out). */

@@ -18,6 +18,7 @@ import type { ProcessEvent } from './decoder.ts';
 import { RecordDecoder } from './decoder.ts';
 import type { CapturedMessage, ProcessInfo, SocketClosed } from './message.ts';
 import { ProcessMetadata } from './process-meta.ts';
+import { SocketRoles } from './socket-roles.ts';
 import type { RingReader } from './ring-reader.ts';
 import { BurstLogger, metrics } from '../metrics.ts';
 
@@ -43,6 +44,7 @@ export class Capture {
   private stopped = false;
   private readonly decoder = new RecordDecoder();
   readonly processes = new ProcessMetadata();
+  private readonly roles = new SocketRoles();
   private readonly decodeDrops = new BurstLogger('capture: undecodable ring records');
   private lastKernel: KernelCounters = { ringbufFull: 0, emitted: 0, argsMapFull: 0 };
   private readonly kernelDropLog = new BurstLogger('capture: kernel dropped messages');
@@ -112,6 +114,9 @@ export class Capture {
           this.processes.invalidate(m.pid);
           info = this.processes.get(m.pid);
         }
+        // Sockets from before the agent started, or inherited across fork(), have no role from
+        // the kernel side: the listening ports of the process's namespace tell.
+        if (m.role === 'unknown' && m.l4 === 'tcp') m.role = this.roles.infer(m.pid, m.localPort);
         this.sink.onMessage(m, info);
         break;
       }
@@ -120,6 +125,7 @@ export class Capture {
         break;
       case 'process':
         this.processes.invalidate(rec.event.pid);
+        this.roles.forget(rec.event.pid);
         // Read a new program's metadata right away: short-lived processes may be gone by their first message.
         if (rec.event.kind === 'exec') this.processes.get(rec.event.pid);
         this.sink.onProcessEvent?.(rec.event);
