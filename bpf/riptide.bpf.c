@@ -96,6 +96,10 @@ struct rt_args {
 	__u8 syscall;
 	__u8 recheck_ports; /* unconnected UDP: the peer port is only known from the sockaddr at exit */
 	__u8 in_flight;     /* set at enter, cleared at exit */
+	/* The thread's syscall-trace state, kept across syscalls (see trace_id_for). */
+	__u8 trace_last_dir;
+	__u64 trace_id;
+	__u64 trace_socket;
 };
 
 /*
@@ -129,20 +133,6 @@ struct {
 	__type(key, __u64); /* tgid << 32 | fd */
 	__type(value, struct rt_sock_info);
 } sockets SEC(".maps");
-
-struct rt_thread_trace {
-	__u64 trace_id;
-	__u64 socket_id;
-	__u8 last_dir;
-	__u8 _pad[7];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64); /* pid_tgid */
-	__type(value, struct rt_thread_trace);
-} thread_trace SEC(".maps");
 
 /* Scratch space to build a record: double size so variable offsets stay provably in bounds. */
 struct rt_scratch {
@@ -293,13 +283,24 @@ static __always_inline int on_enter(__u8 sys, __u32 fd, __u64 buf, __u32 count_a
 		struct tcp_sock *tp = (struct tcp_sock *)sk;
 		a.tcp_seq = sys <= RT_SYS_SENDMMSG ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
 	}
-	a.in_flight = 1;
 	struct rt_args *slot = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!slot) {
 		count(RT_CNT_ARGS_FULL);
 		return 0;
 	}
-	*slot = a;
+	/* Field by field: the thread's trace state in the same slot outlives this syscall. */
+	slot->enter_ns = a.enter_ns;
+	slot->sk = a.sk;
+	slot->buf = a.buf;
+	slot->addr = a.addr;
+	slot->count = a.count;
+	slot->tcp_seq = a.tcp_seq;
+	slot->fd = a.fd;
+	slot->family = a.family;
+	slot->l4 = a.l4;
+	slot->syscall = a.syscall;
+	slot->recheck_ports = a.recheck_ports;
+	slot->in_flight = 1;
 	return 0;
 }
 
@@ -385,25 +386,19 @@ static __always_inline struct rt_sock_info *sock_info(__u32 tgid, __u32 fd, __u6
 	return bpf_map_lookup_elem(&sockets, &key);
 }
 
-static __always_inline __u64 trace_id_for(__u64 pid_tgid, __u8 dir, __u64 socket_id)
+static __always_inline __u64 trace_id_for(struct rt_args *t, __u8 dir, __u64 socket_id)
 {
-	struct rt_thread_trace *t = bpf_map_lookup_elem(&thread_trace, &pid_tgid);
 	if (dir == RT_DIR_INGRESS) {
 		/* A request split over several reads keeps its id; any other receive starts a new one. */
-		if (t && t->last_dir == RT_DIR_INGRESS && t->socket_id == socket_id)
-			return t->trace_id;
-		struct rt_thread_trace fresh = {};
-		fresh.trace_id = next_id(1);
-		fresh.socket_id = socket_id;
-		fresh.last_dir = RT_DIR_INGRESS;
-		bpf_map_update_elem(&thread_trace, &pid_tgid, &fresh, BPF_ANY);
-		return fresh.trace_id;
+		if (!(t->trace_id && t->trace_last_dir == RT_DIR_INGRESS && t->trace_socket == socket_id))
+			t->trace_id = next_id(1);
+		t->trace_socket = socket_id;
+		t->trace_last_dir = RT_DIR_INGRESS;
+		return t->trace_id;
 	}
 	/* Egress reuses what the thread last received (0 when it received nothing). */
-	if (!t)
-		return 0;
-	t->last_dir = RT_DIR_EGRESS;
-	t->socket_id = socket_id;
+	t->trace_last_dir = RT_DIR_EGRESS;
+	t->trace_socket = socket_id;
 	return t->trace_id;
 }
 
@@ -489,7 +484,7 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	struct rt_sock_info *info = sock_info(tgid, a->fd, a->sk);
 	ev->socket_id = info ? info->socket_id : 0;
 	ev->role = info ? info->role : RT_ROLE_UNKNOWN;
-	ev->syscall_trace_id = trace_id_for(pid_tgid, dir, ev->socket_id);
+	ev->syscall_trace_id = trace_id_for(a, dir, ev->socket_id);
 
 	__u32 limit = capture_limit;
 	if (limit > RT_MAX_PAYLOAD)
@@ -730,6 +725,5 @@ int rt_proc_exit(void *ctx)
 	/* Only when the whole group goes: the leader exiting. */
 	if ((__u32)pid_tgid == tgid && tgid != self_tgid)
 		proc_event(RT_EV_PROC_EXIT, tgid);
-	bpf_map_delete_elem(&thread_trace, &pid_tgid);
 	return 0;
 }

@@ -7,7 +7,7 @@
 import { CaptureProgram } from '../../agent/capture/bpf-program.ts';
 
 const port = Number(process.argv[2]);
-const prog = CaptureProgram.load({ filter: { ports: [port] } });
+const prog = CaptureProgram.load({ filter: { ports: [port] }, objectPath: process.env.RIPTIDE_BPF_OBJECT });
 const reader = prog.ringReader();
 let records = 0;
 const noop = (): void => {};
