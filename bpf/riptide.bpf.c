@@ -124,7 +124,12 @@ struct rt_sock_info {
 	__u64 socket_id;
 	__u64 sk;
 	__u8 role;
-	__u8 _pad[7];
+	__u8 tuple_ok; /* the tuple below is filled (connected TCP: it never changes) */
+	__u16 family;
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
 };
 
 struct {
@@ -476,12 +481,29 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	ev->l4 = a->l4;
 	ev->direction = dir;
 	ev->syscall = sys;
-	__builtin_memset(ev->local_addr, 0, sizeof(ev->local_addr));
-	__builtin_memset(ev->remote_addr, 0, sizeof(ev->remote_addr));
-	fill_tuple(ev, sk, a->family);
 	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
 
 	struct rt_sock_info *info = sock_info(tgid, a->fd, a->sk);
+	/* A connected TCP socket's tuple never changes: read it from the sock once, then from the map. */
+	if (info && info->tuple_ok) {
+		ev->family = info->family;
+		ev->local_port = info->local_port;
+		ev->remote_port = info->remote_port;
+		__builtin_memcpy(ev->local_addr, info->local_addr, 16);
+		__builtin_memcpy(ev->remote_addr, info->remote_addr, 16);
+	} else {
+		__builtin_memset(ev->local_addr, 0, sizeof(ev->local_addr));
+		__builtin_memset(ev->remote_addr, 0, sizeof(ev->remote_addr));
+		fill_tuple(ev, sk, a->family);
+		if (info && a->l4 == IPPROTO_TCP && ev->remote_port != 0 && ev->local_port != 0) {
+			info->family = ev->family;
+			info->local_port = ev->local_port;
+			info->remote_port = ev->remote_port;
+			__builtin_memcpy(info->local_addr, ev->local_addr, 16);
+			__builtin_memcpy(info->remote_addr, ev->remote_addr, 16);
+			info->tuple_ok = 1;
+		}
+	}
 	ev->socket_id = info ? info->socket_id : 0;
 	ev->role = info ? info->role : RT_ROLE_UNKNOWN;
 	ev->syscall_trace_id = trace_id_for(a, dir, ev->socket_id);
