@@ -18,7 +18,9 @@ const ports = JSON.parse(portsJson ?? '{}');
 process.title = `demo-${role}`; // becomes the process name the agent reports
 const HOST = '127.0.0.1';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const jitter = (lo, hi) => lo + Math.random() * (hi - lo);
+// RIPTIDE_DEMO_LATENCY scales the services' simulated work (1 = as shipped, 0 = none).
+const LATENCY = Number(process.env.RIPTIDE_DEMO_LATENCY ?? 1);
+const jitter = (lo, hi) => LATENCY * (lo + Math.random() * (hi - lo));
 
 function getJson(port, path) {
   return new Promise((resolve, reject) => {
@@ -32,7 +34,7 @@ function getJson(port, path) {
       .on('error', reject);
   });
 }
-const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 8 });
+const keepAlive = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
 function listen(server, port) {
   server.listen(port, HOST, () => process.stdout.write(`demo-${role} listening on ${HOST}:${port}\n`));
