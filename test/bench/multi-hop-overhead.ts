@@ -9,11 +9,12 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO, RIPTIDE, freePort } from '../helpers/agent.ts';
+import { cpuSeconds } from '../helpers/proc.ts';
 
 const { values } = parseArgs({
   options: {
@@ -29,12 +30,6 @@ const connections = Number(values.connections);
 /** Scale of the demo services' simulated work (RIPTIDE_DEMO_LATENCY): 1 as shipped, 0 none. */
 const latency = values.latency;
 const DEMO = join(REPO, 'infra', 'demo', 'demo.mjs');
-
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
 
 function waitLine(p: ChildProcess, stream: 'stdout' | 'stderr', re: RegExp): Promise<void> {
   return new Promise((resolve, reject) => {

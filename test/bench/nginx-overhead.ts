@@ -12,11 +12,12 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { RIPTIDE, REPO, freePort } from '../helpers/agent.ts';
+import { bpfObjectsOf, cpuSeconds } from '../helpers/proc.ts';
 
 const { values } = parseArgs({
   options: {
@@ -29,15 +30,8 @@ const { values } = parseArgs({
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
-const CLK_TCK = 100;
 
 type Mode = 'baseline' | 'bpf-only' | 'agent';
-
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime + stime
-}
 
 async function waitForLine(p: ChildProcess, text: string): Promise<void> {
   let buf = '';
@@ -59,16 +53,7 @@ function wrk(port: number): number {
 
 /** Per-program kernel run time (needs kernel.bpf_stats_enabled=1) for the programs a process holds. */
 function bpfStats(pid: number): Map<string, { cnt: number; ns: number }> {
-  const ids = new Set<number>();
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      if (readlinkSync(`/proc/${pid}/fd/${fd}`) !== 'anon_inode:bpf-prog') continue;
-      const m = /^prog_id:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-      if (m) ids.add(Number(m[1]));
-    } catch {
-      /* fd closed meanwhile */
-    }
-  }
+  const ids = new Set(bpfObjectsOf(pid).progs);
   const all = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' })) as Array<{ id: number; name: string; run_cnt?: number; run_time_ns?: number }>;
   const out = new Map<string, { cnt: number; ns: number }>();
   for (const p of all) if (ids.has(p.id)) out.set(p.name, { cnt: p.run_cnt ?? 0, ns: p.run_time_ns ?? 0 });

@@ -1,35 +1,10 @@
 // Start-up checks and clean shutdown: without privileges the agent says so in one line and
 // exits non-zero; on SIGINT/SIGTERM every BPF link and program it created is gone.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { REPO, RIPTIDE, freePort, startAgent } from '../helpers/agent.ts';
+import { bpfExists, bpfObjectsOf } from '../helpers/proc.ts';
 
-/** Link and program ids held by a process, read from its fd table. */
-function bpfObjectsOf(pid: number): { links: number[]; progs: number[] } {
-  const links: number[] = [];
-  const progs: number[] = [];
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    let target = '';
-    try {
-      target = readlinkSync(`/proc/${pid}/fd/${fd}`);
-    } catch {
-      continue;
-    }
-    if (target === 'anon_inode:bpf_link' || target === 'anon_inode:bpf-prog' || target === 'anon_inode:[perf_event]') {
-      const info = readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
-      const link = /^link_id:\s*(\d+)/m.exec(info);
-      const prog = /^prog_id:\s*(\d+)/m.exec(info);
-      if (link) links.push(Number(link[1]));
-      if (prog && !link) progs.push(Number(prog[1]));
-    }
-  }
-  return { links, progs };
-}
-
-function progExists(id: number): boolean {
-  return spawnSync('bpftool', ['prog', 'show', 'id', String(id)], { stdio: 'ignore' }).status === 0;
-}
 
 describe('agent lifecycle', () => {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -40,12 +15,12 @@ describe('agent lifecycle', () => {
       expect(held.progs.length).toBeGreaterThanOrEqual(27);
       expect(held.links.length).toBe(27);
       const progIds = held.progs;
-      expect(progIds.every(progExists)).toBe(true);
+      expect(progIds.every((id) => bpfExists('prog', id))).toBe(true);
       const code = await agent.stop(signal);
       expect(code).toBe(0);
       expect(agent.stderr()).toContain('all BPF programs detached');
-      expect(held.links.filter((id) => spawnSync('bpftool', ['link', 'show', 'id', String(id)], { stdio: 'ignore' }).status === 0)).toEqual([]);
-      expect(progIds.filter(progExists)).toEqual([]);
+      expect(held.links.filter((id) => bpfExists('link', id))).toEqual([]);
+      expect(progIds.filter((id) => bpfExists('prog', id))).toEqual([]);
     });
   }
 

@@ -1,13 +1,14 @@
 // The README's first command, as a user runs it: `riptide up --demo` brings every part up with a
 // progress line each, traces of the uninstrumented demo system appear within a minute, the
 // service map shows its edges, and Ctrl-C leaves no children or BPF programs behind.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, RIPTIDE, freePort } from '../helpers/agent.ts';
+import { bpfExists, bpfObjectsOf, childrenOf, isAlive } from '../helpers/proc.ts';
 
 interface Span {
   span_id: string;
@@ -18,34 +19,6 @@ interface Span {
   start_time_us: number;
   end_time_us: number;
   response_code: number | null;
-}
-
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(d));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
-
-function bpfProgIds(pid: number): number[] {
-  const ids: number[] = [];
-  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
-    try {
-      if (readlinkSync(`/proc/${pid}/fd/${fd}`) !== 'anon_inode:bpf-prog') continue;
-      const m = /^prog_id:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
-      if (m) ids.push(Number(m[1]));
-    } catch {
-      /* closed meanwhile */
-    }
-  }
-  return ids;
 }
 
 describe('riptide up --demo', () => {
@@ -140,31 +113,15 @@ describe('riptide up --demo', () => {
   it('stops on Ctrl-C leaving no child processes and no BPF programs', async () => {
     const kids = childrenOf(up.pid!);
     expect(kids.length).toBeGreaterThanOrEqual(7); // agent, 5 demo services, load generator
-    const progs = kids.flatMap(bpfProgIds);
+    const progs = kids.flatMap((k) => bpfObjectsOf(k).progs);
     expect(progs.length).toBeGreaterThanOrEqual(27);
     const exited = new Promise<number | null>((r) => up.once('exit', (c) => r(c)));
     up.kill('SIGINT');
     expect(await exited).toBe(0);
     expect(stderr).toContain('riptide up: stopped');
     // Children end with their parent (tsx's esbuild service exits when its stdin closes): give them a moment.
-    const alive = (pid: number): boolean => {
-      try {
-        process.kill(pid, 0);
-        return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
-      } catch {
-        return false;
-      }
-    };
-    for (let i = 0; i < 30 && kids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
-    expect(kids.filter(alive).map((k) => `${k} ${readFileSync(`/proc/${k}/cmdline`, 'utf8').replace(/\0/g, ' ')}`)).toEqual([]);
-    const still = progs.filter((id) => {
-      try {
-        execFileSync('bpftool', ['prog', 'show', 'id', String(id)], { stdio: 'ignore' });
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    expect(still).toEqual([]);
+    for (let i = 0; i < 30 && kids.some(isAlive); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(kids.filter(isAlive).map((k) => `${k} ${readFileSync(`/proc/${k}/cmdline`, 'utf8').replace(/\0/g, ' ')}`)).toEqual([]);
+    expect(progs.filter((id) => bpfExists('prog', id))).toEqual([]);
   });
 });

@@ -4,8 +4,6 @@
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -54,17 +52,7 @@ export function payloadText(l: OutputLine): string {
   return Buffer.from(l.payload, 'base64').toString('latin1');
 }
 
-/** A free TCP port on loopback (bound and released). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../agent/net.ts';
 
 export async function startAgent(args: string[], readyTimeoutMs = 30_000): Promise<RunningAgent> {
   const proc = spawn(process.execPath, [RIPTIDE, 'agent', '--output', '-', '--port', '0', ...args], {

@@ -11,8 +11,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from '../command.ts';
@@ -20,6 +18,7 @@ import { FatalError, UsageError } from '../command.ts';
 import type { OptionSpec } from '../config.ts';
 import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { runPreflight } from '../../capture/preflight.ts';
+import { freePort } from '../../net.ts';
 
 const RIPTIDE = join(dirname(fileURLToPath(import.meta.url)), '..', 'riptide.mjs');
 const DEMO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'infra', 'demo', 'demo.mjs');
@@ -39,17 +38,6 @@ const options: OptionSpec[] = [
 
 function step(line: string): void {
   process.stderr.write(`riptide up: ${line}\n`);
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port;
-      s.close(() => res(p));
-    });
-  });
 }
 
 /** Waits for a line on a child's stderr (or stdout); rejects with what it said if it exits first. */
