@@ -124,4 +124,22 @@ describe('riptide up --demo', () => {
     expect(kids.filter(isAlive).map((k) => `${k} ${readFileSync(`/proc/${k}/cmdline`, 'utf8').replace(/\0/g, ' ')}`)).toEqual([]);
     expect(progs.filter((id) => bpfExists('prog', id))).toEqual([]);
   });
+
+  it('reuses the data on a second start: earlier spans are still there', async () => {
+    const again = spawn(process.execPath, [RIPTIDE, 'up', '--data-dir', dataDir, '--port', String(port)], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    again.stderr!.setEncoding('utf8');
+    again.stderr!.on('data', (c: string) => (err += c));
+    try {
+      const deadline = Date.now() + 90_000;
+      while (!err.includes('riptide up: ready') && Date.now() < deadline && again.exitCode === null) await new Promise((r) => setTimeout(r, 200));
+      expect(err).toContain('riptide up: ready');
+      const { spans } = await api<{ spans: Span[] }>('/api/v1/spans?process=demo-gateway&limit=5');
+      expect(spans.length).toBeGreaterThan(0);
+    } finally {
+      const exited = new Promise((r) => again.once('exit', r));
+      again.kill('SIGINT');
+      await exited;
+    }
+  });
 });
