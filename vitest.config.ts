@@ -1,14 +1,38 @@
 import { defineConfig } from 'vitest/config';
 
 // Tests that attach BPF see every process on the machine; each filters by the pids/ports it owns,
-// so files may run in parallel, but this is a 2-core box: keep the pool small.
+// so most files may run in parallel (2 at a time: this is a 2-core box). The whole-system tests
+// (many real servers, 100 concurrent requests, timing-sensitive trace assembly) run afterwards,
+// one at a time, so they measure the product rather than the test runner's contention.
+const SYSTEM = ['test/query/acceptance.test.ts', 'test/deploy/**/*.test.ts'];
+
 export default defineConfig({
   test: {
-    include: ['agent/**/*.test.ts', 'functions/**/*.test.ts', 'plugins/**/*.test.ts', 'sdk-plugin/**/*.test.ts', 'test/**/*.test.ts', 'infra/**/*.test.ts'],
     exclude: ['**/node_modules/**', 'test/bench/**'],
     pool: 'forks',
-    maxWorkers: 2,
     testTimeout: 60_000,
     hookTimeout: 120_000,
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'parts',
+          include: ['agent/**/*.test.ts', 'functions/**/*.test.ts', 'plugins/**/*.test.ts', 'sdk-plugin/**/*.test.ts', 'test/**/*.test.ts', 'infra/**/*.test.ts'],
+          exclude: ['**/node_modules/**', 'test/bench/**', ...SYSTEM],
+          maxWorkers: 2,
+          sequence: { groupOrder: 0 },
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'system',
+          include: SYSTEM,
+          maxWorkers: 1,
+          fileParallelism: false,
+          sequence: { groupOrder: 1 },
+        },
+      },
+    ],
   },
 });

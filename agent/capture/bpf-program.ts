@@ -91,7 +91,7 @@ export class CaptureProgram implements Disposable {
 
   private static loadOnce(options: CaptureOptions): CaptureProgram {
     const lib = libbpf();
-    const objectPath = options.objectPath ?? DEFAULT_OBJECT;
+    const objectPath = options.objectPath ?? process.env.RIPTIDE_BPF_OBJECT ?? DEFAULT_OBJECT;
     if (!existsSync(objectPath)) throw new Error(`BPF object ${objectPath} is missing (build it with: npm run bpf:build)`);
     const log = options.log ?? ((level, line) => level === 'warn' && process.stderr.write(`libbpf: ${line}\n`));
     captureLibbpfLog(log);
