@@ -37,8 +37,12 @@ node -e '
 const fs = require("fs");
 let r = { numPassedTests: 0, numFailedTests: 0, numPendingTests: 0, numTotalTests: 0 };
 try { r = JSON.parse(fs.readFileSync("test-results/vitest.json", "utf8")); } catch { console.error("test/run.sh: no Vitest report"); }
-const failed = r.numFailedTests + Number(process.argv[1]) + (r.numTotalTests === 0 ? 1 : 0);
+const vitestStatus = Number(process.argv[2]);
+// Vitest also fails a run on unhandled errors that no test owns; count that as one failure.
+const unowned = vitestStatus !== 0 && r.numFailedTests === 0 && r.numTotalTests > 0 ? 1 : 0;
+const failed = r.numFailedTests + Number(process.argv[1]) + (r.numTotalTests === 0 ? 1 : 0) + unowned;
 if (r.numTotalTests === 0) console.error("test/run.sh: no test ran; counted as a failure");
+if (unowned) console.error(`test/run.sh: vitest exited ${vitestStatus} with no failed test (unhandled errors, see above); counted as a failure`);
 console.log(`${r.numPassedTests} passed, ${failed} failed, ${r.numPendingTests} skipped`);
-process.exit(failed > 0 || Number(process.argv[2]) !== 0 ? 1 : 0);
+process.exit(failed > 0 || vitestStatus !== 0 ? 1 : 0);
 ' "$failed_checks" "$vitest_status"

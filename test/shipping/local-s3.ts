@@ -1,18 +1,23 @@
 /**
- * A local S3-compatible server for tests (s3rver on 127.0.0.1, a random port, a temp folder), that
- * can be stopped and started again on the same port and folder to simulate a store outage.
+ * A local S3-compatible server for tests: s3rver on 127.0.0.1, a random port, a temp folder, in a
+ * child process of its own (test/shipping/s3rver-child.mjs). It can be killed and started again on
+ * the same port and folder to simulate a store outage.
  */
-import S3rver from 's3rver';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { S3Store } from '../../agent/shipping/store.ts';
 
 export const TEST_BUCKET = 'riptide-test';
 export const TEST_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
+const CHILD = fileURLToPath(new URL('./s3rver-child.mjs', import.meta.url));
+
 export class LocalS3 {
-  private server: S3rver | undefined;
+  private child: ChildProcess | undefined;
   private constructor(
     readonly dir: string,
     public port: number,
@@ -29,7 +34,7 @@ export class LocalS3 {
   }
 
   get running(): boolean {
-    return this.server !== undefined;
+    return this.child !== undefined;
   }
 
   /** A store on this server; `prefix` keeps tests apart in one bucket. */
@@ -38,21 +43,33 @@ export class LocalS3 {
   }
 
   async up(): Promise<void> {
-    if (this.server) return;
-    const server = new S3rver({ address: '127.0.0.1', port: this.port, silent: true, directory: this.dir, configureBuckets: [{ name: TEST_BUCKET }] });
-    const addr = await server.run();
-    this.port = addr.port;
-    this.server = server;
+    if (this.child) return;
+    const args = [CHILD, this.dir, TEST_BUCKET];
+    if (this.port) args.push(String(this.port));
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      process.stderr.write(d);
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      const lines = createInterface({ input: child.stdout });
+      lines.once('line', (line) => resolve((JSON.parse(line) as { port: number }).port));
+      child.once('exit', (code) => reject(new Error(`s3rver exited (${code}) before listening: ${stderr.trim()}`)));
+    });
+    this.port = port;
+    this.child = child;
   }
 
+  /** Kill the server: an outage, not a graceful drain. */
   async down(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    this.server = undefined;
-    const closing = server.close();
-    // Cut keep-alive and in-flight connections: an outage, not a graceful drain.
-    server.httpServer?.closeAllConnections();
-    await closing;
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
   }
 
   async dispose(): Promise<void> {
