@@ -118,10 +118,28 @@ async function rootOf(i: number, deadline: number): Promise<SpanJson> {
   }
 }
 
+function spanLine(i: number, s: SpanJson): string {
+  return `${i} ${s.span_id} <- ${s.parent_id} [${s.parent_rule}] ${s.process_name} ${s.side} ${s.l7_protocol} :${s.server_port} ${s.request_type} ${s.request_resource.slice(0, 40)} ${s.pair_state} seq=${s.req_tcp_seq}/${s.resp_tcp_seq} sys=${s.syscall_trace_id_req}/${s.syscall_trace_id_resp} tid=${s.tid} ${s.start_time_us}-${s.end_time_us}`;
+}
+
+/**
+ * A wrong trace is rare and depends on timing: keep what it takes to see why (the trace, and every
+ * HTTP span of the run with its ids and times) in a file named in the failure output.
+ */
+async function dumpForDiagnosis(i: number, spans: SpanJson[]): Promise<void> {
+  const file = path.join(os.tmpdir(), `riptide-acceptance-${i}-${Date.now()}.txt`);
+  const res = await app.request('/api/v1/sql', {
+    method: 'POST',
+    body: JSON.stringify({ sql: 'SELECT process_name, pid, tid, resp_tid, side, client_port, server_port, request_resource, pair_state, req_tcp_seq, resp_tcp_seq, syscall_trace_id_req, syscall_trace_id_resp, toUnixTimestamp64Micro(start_time) AS s, toUnixTimestamp64Micro(end_time) AS e FROM riptide.spans ORDER BY s LIMIT 5000' }),
+  });
+  fs.writeFileSync(file, `${spans.map((s) => spanLine(i, s)).join('\n')}\n\n${(await res.text()).replace(/\},\{/g, '}\n{')}\n`);
+  process.stderr.write(`acceptance: request ${i} went wrong; trace and all spans in ${file}\n`);
+}
+
 /** Check one assembled trace; returns its span ids. */
 function checkTrace(i: number, spans: SpanJson[]): string[] {
   if (process.env.RIPTIDE_DEBUG) {
-    for (const s of spans) process.stderr.write(`${i} ${s.span_id} <- ${s.parent_id} [${s.parent_rule}] ${s.process_name} ${s.side} ${s.l7_protocol} :${s.server_port} ${s.request_type} ${s.request_resource.slice(0, 40)} ${s.pair_state} seq=${s.req_tcp_seq}/${s.resp_tcp_seq} sys=${s.syscall_trace_id_req}/${s.syscall_trace_id_resp} tid=${s.tid} ${s.start_time_us}-${s.end_time_us}\n`);
+    for (const s of spans) process.stderr.write(`${spanLine(i, s)}\n`);
   }
   const byId = new Map(spans.map((s) => [s.span_id, s]));
   const roots = spans.filter((s) => s.parent_id === null);
@@ -183,7 +201,14 @@ describe.skipIf(!ready)('acceptance: curl → nginx → A → (DNS, Redis, Postg
       const root = await rootOf(k, deadline);
       if (k === 100) await new Promise((r) => setTimeout(r, 3000));
       const t = await api<{ spans: SpanJson[] }>(`/api/v1/traces/${root.span_id}`);
-      for (const id of checkTrace(k, t.spans)) {
+      let ids: string[];
+      try {
+        ids = checkTrace(k, t.spans);
+      } catch (e) {
+        await dumpForDiagnosis(k, t.spans);
+        throw e;
+      }
+      for (const id of ids) {
         expect(seen.get(id), `span ${id} in the traces of requests ${seen.get(id)} and ${k}`).toBeUndefined();
         seen.set(id, k);
       }
