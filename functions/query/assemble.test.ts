@@ -181,6 +181,27 @@ describe('trace assembly rules', () => {
     expect(q[c2.span_id]).toBeUndefined();
   });
 
+  it('event loop: a call sent with an id of another request\'s chain is not guessed into it (recorded from nginx)', async () => {
+    // nginx (pid 20, one thread) reads requests A, B, C (ids 1, 2, 3). Right after reading A it
+    // writes B's upstream call (id 1); reading that call's reply starts id 7, and the next writes are
+    // A's and C's upstream calls (id 7). So A's chain {1, 7} holds the request id of all three calls.
+    const [ca, sa] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 20, tid: 20, sys: [1, 8] }, start: 0, end: 1000 });
+    const [cb, sb] = exchange({ c: { pid: 2, tid: 2 }, s: { pid: 20, tid: 20, sys: [2, 7] }, start: 10, end: 1000 });
+    const [cc, sc] = exchange({ c: { pid: 3, tid: 3 }, s: { pid: 20, tid: 20, sys: [3, 9] }, start: 20, end: 1000 });
+    const [ub, ubs] = exchange({ c: { pid: 20, tid: 20, sys: [1, 7] }, s: { pid: 30, tid: 31 }, start: 30, end: 500 });
+    const [ua, uas] = exchange({ c: { pid: 20, tid: 20, sys: [7, 8] }, s: { pid: 30, tid: 32 }, start: 510, end: 900 });
+    const [uc, ucs] = exchange({ c: { pid: 20, tid: 20, sys: [7, 9] }, s: { pid: 30, tid: 33 }, start: 520, end: 950 });
+    // C's server span as a reader sees it before C's response is stored: request only.
+    const scEarly = { ...sc, syscall_trace_id_resp: 0, resp_tcp_seq: 0, end_time_us: sc.start_time_us };
+    const all = [ca, sa, cb, sb, cc, scEarly, ub, ubs, ua, uas, uc, ucs];
+    const a = await assembled(all, ca.span_id);
+    expect([...a.keys()].sort()).toEqual([ca.span_id, sa.span_id, ua.span_id, uas.span_id].sort());
+    expect(a.get(ua.span_id)).toBe(sa.span_id);
+    // With every span stored, each call goes to its own request by the response-side id.
+    const full = parentsOf([ca, sa, cb, sb, cc, sc, ub, ubs, ua, uas, uc, ucs]);
+    expect([full[ua.span_id], full[ub.span_id], full[uc.span_id]]).toEqual([sa.span_id, sb.span_id, sc.span_id]);
+  });
+
   it('thread: one server span of the thread contains the call and nothing else says otherwise', () => {
     const s = span({ side: 'server', pid: 5, tid: 6, start_time_us: 0, end_time_us: 100 });
     const c = span({ side: 'client', pid: 5, tid: 6, start_time_us: 10, end_time_us: 20, req_tcp_seq: 9 });

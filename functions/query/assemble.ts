@@ -183,7 +183,12 @@ interface Asked {
 }
 
 /** Links strong enough that a client span's competing parents need not be searched for. */
-const STRONG: ReadonlySet<ParentRule> = new Set(['traceparent', 'x_request_id', 'syscall_response', 'syscall_chain']);
+/**
+ * Links that no other server span of the call's thread can overturn. `syscall_chain` is not one: it
+ * holds only if the thread served nothing else at the time, so the search fetches the thread's other
+ * server spans around such a call (the "thread, up" probe) to find out.
+ */
+const STRONG: ReadonlySet<ParentRule> = new Set(['traceparent', 'x_request_id', 'syscall_response']);
 
 function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined): void {
   // A call sent by a thread that had received nothing yet (a client program like curl, a fresh
@@ -381,13 +386,14 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     const x = s.x_request_id_req;
     if (x) out.push([latest(servers.filter((srv) => srv.x_request_id_req === x || srv.x_request_id_resp === x)), 'x_request_id']);
     if (s.syscall_trace_id_resp !== 0) out.push([latest(servers.filter((srv) => srv.syscall_trace_id_resp === s.syscall_trace_id_resp)), 'syscall_response']);
+    // Two server spans of one thread both containing the call: an event loop serving requests
+    // concurrently. What such a thread last received may belong to any of them (nginx writes one
+    // request's upstream call right after reading another's request or reply), so neither the chain
+    // of request-side ids nor the thread says which one made the call: no guess.
+    const same = s.tid !== 0 ? servers.filter((srv) => srv.tid === s.tid || srv.resp_tid === s.tid) : [];
+    if (same.length > 1) return out;
     if (s.syscall_trace_id_req !== 0) out.push([latest(servers.filter((srv) => chainOf(srv).has(s.syscall_trace_id_req))), 'syscall_chain']);
-    if (s.tid !== 0) {
-      const same = servers.filter((srv) => srv.tid === s.tid || srv.resp_tid === s.tid);
-      // Two server spans of one thread both containing the call: an event loop serving requests
-      // concurrently. Without syscall evidence there is no telling which one made it: no guess.
-      if (same.length === 1) out.push([same[0], 'thread']);
-    }
+    if (same.length === 1) out.push([same[0], 'thread']);
     return out;
   };
 
