@@ -254,7 +254,8 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     const fromUs = parseUnixSeconds(c.req.query('start'), 'start') ?? toUs - 3600e6;
     if (fromUs > toUs) throw new BadRequest('start must not be after end');
     if (toUs - fromUs > 31 * 86400e6) throw new BadRequest('range longer than 31 days');
-    return c.json(await serviceMap(ch, names, fromUs, toUs));
+    const { nodes, edges } = await serviceMap(ch, names, fromUs, toUs);
+    return c.json({ nodes, edges });
   });
 
   app.post('/api/v1/sql', async (c) => {

@@ -7,6 +7,11 @@
  * The callee of a client span is, in this order: the peer service the tag encoder resolved, the
  * service listening on that address in the same range (from server spans), the address itself.
  * Errors are server errors and timeouts (a 4xx is the caller's fault, not the edge's).
+ *
+ * Whole minutes that have settled are read from per-minute rollups (`riptide.edge_minutes`), computed
+ * here on first use from `spans FINAL` and again whenever spans of that minute are written after the
+ * rollup was made (`riptide.span_writes`); the ragged ends of the range and the recent minutes come
+ * from the spans themselves. Either way each span counts once, in its latest version.
  */
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
@@ -35,10 +40,13 @@ export interface ServiceMap {
   edges: ServiceMapEdge[];
 }
 
+/** `start_time` inside [fromUs, toUs). */
 const RANGE = (fromUs: number, toUs: number): string => `start_time >= ${usTime(fromUs)} AND start_time < ${usTime(toUs)}`;
 
 /** The raw identity of a group of spans; hashed the same way in SQL and resolved to names in TS. */
 const RAW_KEY = 'cityHash64(side, service_id, peer_service_id, process_name, client_ip, server_ip, server_port)';
+const GROUP_COLUMNS = 'side, service_id, peer_service_id, process_name, client_ip, server_ip, server_port';
+const ERRORS = "countIf(response_status IN ('server_error', 'timeout'))";
 
 interface RawGroup {
   h: string;
@@ -51,19 +59,100 @@ interface RawGroup {
   server_port: number;
 }
 
+export interface ServiceMapOptions {
+  /** Use and maintain per-minute rollups (default true); false reads every span of the range. */
+  rollups?: boolean;
+  /** A minute is rolled up once it ended this long ago (default 120 s: late slots and re-runs land first). */
+  settleMs?: number;
+  /** Wall clock in ms (tests). */
+  now?: () => number;
+}
+
+/** What came from where: for metrics, tests and the benchmark. */
+export interface ServiceMapSources {
+  /** Whole minutes read from rollups. */
+  rolledMinutes: number;
+  /** Minutes (re)computed into rollups by this call. */
+  computedMinutes: number;
+}
+
+interface Plan {
+  /** SQL predicate on spans for the parts of the range not covered by rollups ('0' when none). */
+  raw: string;
+  /** SQL predicate on edge_minutes selecting the latest rollup of every covered minute ('0' when none). */
+  rolled: string;
+  sources: ServiceMapSources;
+}
+
+const sec = (s: number): string => `toDateTime(${Math.trunc(s)}, 'UTC')`;
+
 /**
- * Build the map for [fromUs, toUs). Two passes over the range's integer and low-cardinality columns:
- * the first finds the distinct (side, service, peer, process, addresses) groups, which TypeScript
- * resolves to named edges (listeners, captured client addresses, tag names); the second aggregates
- * RED per edge, each row finding its edge by the hash of its group.
+ * Split [fromUs, toUs) into settled whole minutes, made fresh in `edge_minutes` here if needed, and
+ * the rest, read from spans.
  */
-export async function serviceMap(ch: ClickHouse, names: TagNames, fromUs: number, toUs: number): Promise<ServiceMap> {
-  const range = RANGE(fromUs, toUs);
+async function plan(ch: ClickHouse, fromUs: number, toUs: number, o: ServiceMapOptions): Promise<Plan> {
+  const first = Math.ceil(fromUs / 60e6) * 60;
+  const settled = Math.floor(((o.now ?? Date.now)() - (o.settleMs ?? 120_000)) / 60e3) * 60;
+  const end = Math.min(Math.floor(toUs / 60e6) * 60, settled);
+  const rawOnly = (): Plan => ({ raw: `(${RANGE(fromUs, toUs)})`, rolled: '0', sources: { rolledMinutes: 0, computedMinutes: 0 } });
+  if (o.rollups === false || end <= first) return rawOnly();
+  const minutes = `minute >= ${sec(first)} AND minute < ${sec(end)}`;
+  const status = await queryRows<{ m: number; w: string; dirty: number }>(
+    ch,
+    `SELECT toUInt32(w.minute) AS m, toString(w.written_at) AS w, r.has = 0 OR r.sw < w.written_at AS dirty
+     FROM (SELECT minute, max(written_at) AS written_at FROM riptide.span_writes WHERE ${minutes} GROUP BY minute) AS w
+     LEFT JOIN (SELECT minute, argMax(source_written_at, computed_at) AS sw, toUInt8(1) AS has FROM riptide.rollup_minutes WHERE ${minutes} GROUP BY minute) AS r
+     ON w.minute = r.minute`,
+  );
+  const dirty = status.filter((r) => Number(r.dirty) === 1);
+  if (dirty.length > 0) {
+    const computedAt = (o.now ?? Date.now)();
+    const list = dirty.map((r) => sec(Number(r.m))).join(', ');
+    await ch.client.command({
+      query: `INSERT INTO riptide.edge_minutes
+        SELECT toStartOfMinute(start_time) AS minute, fromUnixTimestamp64Milli(toInt64(${Math.trunc(computedAt)}), 'UTC'), ${RAW_KEY}, ${GROUP_COLUMNS}, l7_protocol,
+               count(), ${ERRORS}, quantilesState(0.5, 0.99)(duration_us), argMaxState(span_id, duration_us)
+        FROM riptide.spans FINAL
+        WHERE ${RANGE(first * 1e6, end * 1e6)} AND toStartOfMinute(start_time) IN (${list}) AND signal_source = 'ebpf'
+        GROUP BY minute, ${GROUP_COLUMNS}, l7_protocol`,
+    });
+    // Only now, with its edge rows in, does the rollup of each minute become visible to readers.
+    await ch.client.insert({
+      table: 'riptide.rollup_minutes',
+      values: dirty.map((r) => ({ minute: Number(r.m), computed_at: (computedAt / 1000).toFixed(3), source_written_at: r.w })),
+      format: 'JSONEachRow',
+      clickhouse_settings: { date_time_input_format: 'best_effort' },
+    });
+  }
+  const raw = [`(${RANGE(fromUs, first * 1e6)})`, `(${RANGE(end * 1e6, toUs)})`].join(' OR ');
+  const rolled = `${minutes} AND (minute, computed_at) IN (SELECT minute, max(computed_at) FROM riptide.rollup_minutes WHERE ${minutes} GROUP BY minute)`;
+  return { raw, rolled, sources: { rolledMinutes: (end - first) / 60, computedMinutes: dirty.length } };
+}
+
+/**
+ * Bring the rollups of the settled whole minutes of [fromUs, toUs) up to date: what the local
+ * function runtime does in the background, so maps rarely pay for computing them. Returns the
+ * minutes computed.
+ */
+export async function refreshRollups(ch: ClickHouse, fromUs: number, toUs: number, options: ServiceMapOptions = {}): Promise<number> {
+  return (await plan(ch, fromUs, toUs, options)).sources.computedMinutes;
+}
+
+/**
+ * Build the map for [fromUs, toUs). Two passes: the first finds the distinct (side, service, peer,
+ * process, addresses) groups, which TypeScript resolves to named edges (listeners, captured client
+ * addresses, tag names); the second aggregates RED per edge, each row finding its edge by the hash
+ * of its group. Both read rollup rows for the settled whole minutes and spans for the rest.
+ */
+export async function serviceMap(ch: ClickHouse, names: TagNames, fromUs: number, toUs: number, options: ServiceMapOptions = {}): Promise<ServiceMap & { sources: ServiceMapSources }> {
+  const p = await plan(ch, fromUs, toUs, options);
   const groups = await queryRows<RawGroup>(
     ch,
-    `SELECT toString(${RAW_KEY}) AS h, side, service_id, peer_service_id, process_name, client_ip, server_ip, server_port
-     FROM riptide.spans WHERE ${range} AND signal_source = 'ebpf'
-     GROUP BY side, service_id, peer_service_id, process_name, client_ip, server_ip, server_port LIMIT 200000`,
+    `SELECT toString(h) AS h, ${GROUP_COLUMNS} FROM (
+       SELECT ${RAW_KEY} AS h, ${GROUP_COLUMNS} FROM riptide.spans FINAL WHERE (${p.raw}) AND signal_source = 'ebpf'
+       UNION ALL
+       SELECT h, ${GROUP_COLUMNS} FROM riptide.edge_minutes WHERE ${p.rolled}
+     ) GROUP BY h, ${GROUP_COLUMNS} LIMIT 200000`,
   );
   const resolved = await names.resolve(groups.flatMap((g) => [Number(g.service_id), Number(g.peer_service_id)]));
   const self = (g: RawGroup): string => (Number(g.service_id) !== 0 ? resolved.get(Number(g.service_id)) : undefined) ?? g.process_name;
@@ -100,13 +189,18 @@ export async function serviceMap(ch: ClickHouse, names: TagNames, fromUs: number
     hashes.push(g.h);
     idx.push(i);
   }
-  if (hashes.length === 0) return { nodes: [], edges: [] };
+  if (hashes.length === 0) return { nodes: [], edges: [], sources: p.sources };
   const rows = await queryRows<{ e: number; protocol: string; requests: number; errors: number; q: number[]; slowest: string }>(
     ch,
-    `SELECT transform(${RAW_KEY}, arrayMap(x -> toUInt64(x), {hashes:Array(String)}), {idx:Array(UInt32)}, toUInt32(0)) AS e, l7_protocol AS protocol,
-            count() AS requests, countIf(response_status IN ('server_error', 'timeout')) AS errors,
-            quantiles(0.5, 0.99)(duration_us) AS q, argMax(span_id, duration_us) AS slowest
-     FROM riptide.spans WHERE ${range} AND signal_source = 'ebpf'
+    `SELECT transform(h, arrayMap(x -> toUInt64(x), {hashes:Array(String)}), {idx:Array(UInt32)}, toUInt32(0)) AS e, protocol,
+            sum(n) AS requests, sum(err) AS errors, quantilesMerge(0.5, 0.99)(qs) AS q, argMaxMerge(slow) AS slowest
+     FROM (
+       SELECT ${RAW_KEY} AS h, l7_protocol AS protocol, count() AS n, ${ERRORS} AS err,
+              quantilesState(0.5, 0.99)(duration_us) AS qs, argMaxState(span_id, duration_us) AS slow
+       FROM riptide.spans FINAL WHERE (${p.raw}) AND signal_source = 'ebpf' GROUP BY h, protocol
+       UNION ALL
+       SELECT h, l7_protocol, requests, errors, q, slowest FROM riptide.edge_minutes WHERE ${p.rolled}
+     )
      GROUP BY e, protocol HAVING e != 0 ORDER BY requests DESC LIMIT 5000`,
     { hashes, idx },
   );
@@ -121,5 +215,5 @@ export async function serviceMap(ch: ClickHouse, names: TagNames, fromUs: number
     slowest_span_id: r.slowest,
   }));
   const nodes = [...new Set(edges.flatMap((e) => [e.source, e.target]))].sort().map((id) => ({ id, name: id }));
-  return { nodes, edges };
+  return { nodes, edges, sources: p.sources };
 }

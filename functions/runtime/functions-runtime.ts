@@ -20,6 +20,7 @@ import type { ObjectStore } from '../../agent/shipping/store.ts';
 import { openClickHouse } from '../storage/clickhouse.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
+import { refreshRollups } from '../query/service-map.ts';
 import { K8sWatcher } from '../tag-encoder/k8s-watcher.ts';
 import { MetadataIndex } from '../tag-encoder/metadata.ts';
 import { TagEncoder } from '../tag-encoder/tag-encoder.ts';
@@ -47,6 +48,8 @@ export interface FunctionsConfig {
   /** 'auto' watches Kubernetes when running in a pod. */
   kubernetes?: 'auto' | 'on' | 'off';
   builder?: SpanBuilderOptions;
+  /** How often the local runtime refreshes the service-map rollups of the last two hours (ms, default 30 s; 0 = never). */
+  rollupMs?: number;
   /** Skip migrations (a Job runs them). */
   skipMigrations?: boolean;
   log?: (line: string) => void;
@@ -98,6 +101,7 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
     const processor = new BatchProcessor({ ch, store: storePort(store), keys: shippingKeys, decode: shippingDecoder, encoder, builder: cfg.builder, log });
     const handle = (key: string) => processor.processBatch(key);
     const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, processMany: (keys) => processor.processKeys(keys), store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
+    const rollups = runtime ? startRollups(ch, cfg.rollupMs ?? 30_000, log) : undefined;
     const app = createFunctionsApp({
       // Events are taken only by the HTTP adapter; the polling runtime finds objects itself.
       process: cfg.adapter === 'http' ? handle : async (key) => ({ key, status: 'ignored', reason: 'this instance polls the store (--adapter local)', slots: [] }),
@@ -112,6 +116,7 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
       runtime,
       app,
       close: async () => {
+        await rollups?.stop();
         await runtime?.stop();
         await watcher?.stop();
         await store.close();
@@ -124,4 +129,38 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
     await ch.close();
     throw err;
   }
+}
+
+/**
+ * Keep the service-map rollups of the last two hours current in the background (one pass at a time;
+ * a failed pass is logged and retried on the next tick). Maps over older ranges compute what they
+ * miss on first use.
+ */
+function startRollups(ch: ClickHouse, everyMs: number, log: (line: string) => void): { stop(): Promise<void> } | undefined {
+  if (everyMs <= 0) return undefined;
+  let running: Promise<void> | undefined;
+  let failing = false;
+  const tick = (): void => {
+    if (running) return;
+    const now = Date.now() * 1000;
+    running = refreshRollups(ch, now - 2 * 3600e6, now)
+      .then(() => {
+        failing = false;
+      })
+      .catch((err: unknown) => {
+        if (!failing) log(`riptide functions: service-map rollup failed (retrying every ${everyMs / 1000} s): ${err instanceof Error ? err.message : String(err)}`);
+        failing = true;
+      })
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  const timer = setInterval(tick, everyMs);
+  timer.unref();
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }

@@ -66,6 +66,21 @@ export async function insertSpans(ch: ClickHouse, rows: readonly SpanRow[], dedu
     format: 'JSONEachRow',
     clickhouse_settings: dedupToken ? { ...INSERT_SETTINGS, insert_deduplication_token: dedupToken } : INSERT_SETTINGS,
   });
+  await recordSpanWrites(ch, rows);
+}
+
+/**
+ * Mark the minutes these spans fall in as written now (the server's clock), after the spans
+ * themselves: a service-map rollup of such a minute computed before this write is stale from now on.
+ */
+export async function recordSpanWrites(ch: ClickHouse, rows: readonly Pick<SpanRow, 'start_time_us'>[]): Promise<void> {
+  const minutes = new Set<number>();
+  for (const r of rows) minutes.add(Math.floor(r.start_time_us / 60e6) * 60);
+  if (minutes.size === 0) return;
+  await ch.client.command({
+    query: "INSERT INTO riptide.span_writes SELECT toDateTime(arrayJoin({minutes:Array(UInt32)}), 'UTC'), now64(3)",
+    query_params: { minutes: [...minutes] },
+  });
 }
 
 export async function insertTagNames(ch: ClickHouse, rows: readonly TagNameRow[]): Promise<void> {
