@@ -76,3 +76,36 @@ export class Hash64 {
 export function stringWords(s: string): [number, number] {
   return new Hash64(7).str(s).digest();
 }
+
+/**
+ * The span id: exactly `new Hash64(salt).word(a0).word(a1).num(socketId).word(tsLo).word(tsHi)
+ * .word(tcpSeq).word(idx).hex()` (the span builder's key, with the timestamp already split into
+ * words), without the object: it runs once per span on the hot path.
+ */
+export function spanIdHex(salt: number, a0: number, a1: number, socketId: number, tsLo: number, tsHi: number, tcpSeq: number, idx: number): string {
+  let a = (0x9747b28c ^ salt) | 0;
+  let b = (0x5bd1e995 ^ Math.imul(salt, 31)) | 0;
+  const sLo = socketId % 0x100000000;
+  const sHi = Math.floor(socketId / 0x100000000);
+  a = mixWord(a, a0 | 0);
+  b = mixWord(b, Math.imul(a0 | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, a1 | 0);
+  b = mixWord(b, Math.imul(a1 | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, sLo | 0);
+  b = mixWord(b, Math.imul(sLo | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, sHi | 0);
+  b = mixWord(b, Math.imul(sHi | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, tsLo | 0);
+  b = mixWord(b, Math.imul(tsLo | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, tsHi | 0);
+  b = mixWord(b, Math.imul(tsHi | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, tcpSeq | 0);
+  b = mixWord(b, Math.imul(tcpSeq | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, idx | 0);
+  b = mixWord(b, Math.imul(idx | 0, 0x2545f491) ^ 0x68e31da4);
+  const fa = fmix(a ^ 8);
+  const fb = fmix(b ^ Math.imul(8, 0x27d4eb2d));
+  const hi = fmix((fa ^ Math.imul(fb, 0x165667b1)) >>> 0);
+  const lo = fmix((fb + Math.imul(fa, 0x9e3779b1)) >>> 0);
+  return HEX[hi >>> 24] + HEX[(hi >>> 16) & 255] + HEX[(hi >>> 8) & 255] + HEX[hi & 255] + HEX[lo >>> 24] + HEX[(lo >>> 16) & 255] + HEX[(lo >>> 8) & 255] + HEX[lo & 255];
+}
