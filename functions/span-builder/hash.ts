@@ -107,5 +107,13 @@ export function spanIdHex(salt: number, a0: number, a1: number, socketId: number
   const fb = fmix(b ^ Math.imul(8, 0x27d4eb2d));
   const hi = fmix((fa ^ Math.imul(fb, 0x165667b1)) >>> 0);
   const lo = fmix((fb + Math.imul(fa, 0x9e3779b1)) >>> 0);
-  return HEX[hi >>> 24] + HEX[(hi >>> 16) & 255] + HEX[(hi >>> 8) & 255] + HEX[hi & 255] + HEX[lo >>> 24] + HEX[(lo >>> 16) & 255] + HEX[(lo >>> 8) & 255] + HEX[lo & 255];
+  // One flat 16-character string: 8 concatenations made 6 intermediate strings and a cons string.
+  const d = HEX_CODES;
+  return String.fromCharCode(
+    d[hi >>> 28], d[(hi >>> 24) & 15], d[(hi >>> 20) & 15], d[(hi >>> 16) & 15], d[(hi >>> 12) & 15], d[(hi >>> 8) & 15], d[(hi >>> 4) & 15], d[hi & 15],
+    d[lo >>> 28], d[(lo >>> 24) & 15], d[(lo >>> 20) & 15], d[(lo >>> 16) & 15], d[(lo >>> 12) & 15], d[(lo >>> 8) & 15], d[(lo >>> 4) & 15], d[lo & 15],
+  );
 }
+
+/** Char codes of '0'..'9', 'a'..'f'. */
+const HEX_CODES = new Uint8Array(Array.from({ length: 16 }, (_, i) => i.toString(16).charCodeAt(0)));

@@ -117,6 +117,15 @@ export class SpanBuilder {
   private pEntry = new Int32Array(1024);
   private pIdx = new Int32Array(1024);
   private pDone = new Uint8Array(1024);
+  // The window's entry columns, reused across builds (grown on demand; message refs cleared after).
+  private eM: ParsedMessage[] = [];
+  private eT = new Float64Array(0);
+  private eOrd = new Float64Array(0);
+  private eRel = new Int8Array(0);
+  private eSock = new Int32Array(0);
+  private order = new Int32Array(0);
+  /** Queue objects, reused from socket to socket. */
+  private readonly queuePool: Queue[] = [];
 
   constructor(options: SpanBuilderOptions = {}) {
     this.timeouts = { ...DEFAULT_TIMEOUTS_MS, ...(options.timeoutsMs ?? {}) };
@@ -146,9 +155,17 @@ export class SpanBuilder {
     for (const b of w.prev) cap += b.messages.length;
     for (const b of w.cur) cap += b.messages.length;
     for (const b of w.next) cap += b.messages.length;
-    const E: Entries = { m: new Array<ParsedMessage>(cap), t: new Float64Array(cap), ord: new Float64Array(cap), rel: new Int8Array(cap) };
+    if (this.eT.length < cap) {
+      const size = Math.max(cap, this.eT.length * 2);
+      this.eT = new Float64Array(size);
+      this.eOrd = new Float64Array(size);
+      this.eRel = new Int8Array(size);
+      this.eSock = new Int32Array(size);
+      this.order = new Int32Array(size);
+    }
+    const E: Entries = { m: this.eM, t: this.eT, ord: this.eOrd, rel: this.eRel };
     /** Dense socket number of each entry. */
-    const eSock = new Int32Array(cap);
+    const eSock = this.eSock;
     let n = 0;
 
     // Group by socket: every socket with a message in the owner slot, with its messages from the
@@ -175,6 +192,7 @@ export class SpanBuilder {
         E.m[n] = m;
         E.t[n] = tsNumber(m.tsNs);
         E.ord[n] = partOrd + i;
+        E.rel[n] = 0;
         eSock[n] = s;
         n++;
       }
@@ -225,7 +243,7 @@ export class SpanBuilder {
     const start = new Int32Array(nSock + 1);
     for (let s = 0; s < nSock; s++) start[s + 1] = start[s] + counts[s];
     const fill = start.slice(0, nSock);
-    const order = new Int32Array(n);
+    const order = this.order;
     for (let k = ownEnd; k < prevEnd; k++) order[fill[eSock[k]]++] = k;
     for (let k = 0; k < ownEnd; k++) order[fill[eSock[k]]++] = k;
     for (let k = prevEnd; k < n; k++) order[fill[eSock[k]]++] = k;
@@ -237,6 +255,7 @@ export class SpanBuilder {
       sortSegment(E, order, start[s], start[s + 1]);
       mine.length = 0;
       queues.clear();
+      this.queuesUsed = 0;
       this.pairSocket(E, order, start[s], start[s + 1], queues, w, agent, version, mine, tombstones, stats);
       // Rows of one socket in time order (timeouts are found out of order); sockets in id order.
       let sorted = true;
@@ -244,7 +263,24 @@ export class SpanBuilder {
       if (!sorted) mine.sort((a, b) => a.start_time_us - b.start_time_us); // stable
       for (let i = 0; i < mine.length; i++) spans.push(mine[i]);
     }
+    E.m.fill(undefined as unknown as ParsedMessage, 0, n); // don't keep the batches alive
     return { spans, tombstones, stats };
+  }
+
+  private queuesUsed = 0;
+
+  /** An empty queue from the pool. */
+  private queue(): Queue {
+    let q = this.queuePool[this.queuesUsed];
+    if (q === undefined) {
+      q = { q: [], h: 0 };
+      this.queuePool.push(q);
+    } else {
+      q.q.length = 0;
+      q.h = 0;
+    }
+    this.queuesUsed++;
+    return q;
   }
 
   private growPending(need: number): void {
@@ -279,7 +315,7 @@ export class SpanBuilder {
           const key = queueKey(info.index, l7, m.direction === 'egress' ? 1 : 0, parallel);
           let q = queues.get(key);
           if (q === undefined) {
-            q = { q: [], h: 0 };
+            q = this.queue();
             queues.set(key, q);
           }
           if (np === this.pEntry.length) this.growPending(np + 1);
