@@ -297,6 +297,12 @@ export class SpanBuilder {
     // also the request id (ids are < 2^32) — no string building per message.
     // Pending requests are numbered per socket: their entry and l7 index in typed arrays.
     let np = 0;
+    // One socket nearly always speaks one protocol, and a serial protocol's requests and responses
+    // share one queue: remember the last protocol and the last queue instead of looking them up.
+    let lastProto = '';
+    let info: ProtoInfo | undefined;
+    let lastKey = -1;
+    let lastQ: Queue | undefined;
     for (let j = from; j < to; j++) {
       const e = order[j];
       const m = E.m[e];
@@ -304,7 +310,10 @@ export class SpanBuilder {
       const l7s = m.l7;
       for (let idx = 0; idx < l7s.length; idx++) {
         const l7 = l7s[idx];
-        const info = this.proto(l7.l7Protocol);
+        if (info === undefined || l7.l7Protocol !== lastProto) {
+          lastProto = l7.l7Protocol;
+          info = this.proto(lastProto);
+        }
         const parallel = l7.requestId !== undefined && !info.serial;
         if (l7.msgType === 'request') {
           if (rel === 0) stats.requests++;
@@ -313,11 +322,13 @@ export class SpanBuilder {
             continue;
           }
           const key = queueKey(info.index, l7, m.direction === 'egress' ? 1 : 0, parallel);
-          let q = queues.get(key);
+          let q = key === lastKey ? lastQ : queues.get(key);
           if (q === undefined) {
             q = this.queue();
             queues.set(key, q);
           }
+          lastKey = key;
+          lastQ = q;
           if (np === this.pEntry.length) this.growPending(np + 1);
           this.pEntry[np] = e;
           this.pIdx[np] = idx;
@@ -328,7 +339,11 @@ export class SpanBuilder {
         // A response: find the oldest pending request in the other direction.
         if (rel === 0) stats.responses++;
         const key = queueKey(info.index, l7, m.direction === 'egress' ? 0 : 1, parallel);
-        const q = queues.get(key);
+        const q = key === lastKey ? lastQ : queues.get(key);
+        if (q !== undefined) {
+          lastKey = key;
+          lastQ = q;
+        }
         let match = -1;
         if (q !== undefined) {
           const limit = info.timeoutNs;
