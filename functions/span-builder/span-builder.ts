@@ -94,22 +94,6 @@ interface Queue {
   h: number;
 }
 
-/** What pairing one socket carries from message to message. */
-interface PairCtx {
-  E: Entries;
-  queues: Map<number, Queue>;
-  w: SlotWindow;
-  agent: [number, number];
-  version: number;
-  spans: SpanRow[];
-  tombstones: SpanRow[];
-  stats: SpanBuildStats;
-  /** Pending requests so far (ids 0..np-1). */
-  np: number;
-  lastKey: number;
-  lastQ: Queue | undefined;
-}
-
 /** The window's entries, as columns. */
 interface Entries {
   m: ParsedMessage[];
@@ -119,20 +103,7 @@ interface Entries {
   ord: Float64Array;
   /** -1, 0, +1: slot relative to the owner. */
   rel: Int8Array;
-  /**
-   * For a message with exactly one L7 message (nearly all), what pairing needs of it, read once
-   * while the message is at hand: KIND_REQUEST / KIND_ONE_WAY / KIND_RESPONSE, its queue key and
-   * protocol. KIND_MULTI: several L7 messages, read again from the message when pairing.
-   */
-  kind: Uint8Array;
-  key: Float64Array;
-  proto: Int32Array;
 }
-
-const KIND_REQUEST = 0;
-const KIND_ONE_WAY = 1;
-const KIND_RESPONSE = 2;
-const KIND_MULTI = 3;
 
 const SALT_REQUEST = 0x52455131; // span ids keyed by the request
 const SALT_RESPONSE = 0x52455350; // response_only span ids
@@ -142,8 +113,6 @@ export class SpanBuilder {
   private readonly defaultTimeoutNs: number;
   private readonly serial: ReadonlySet<string>;
   private readonly protos = new Map<string, ProtoInfo>();
-  /** ProtoInfo by index. */
-  private readonly protoList: ProtoInfo[] = [];
   // Per-socket pending table, reused across sockets and builds (grown on demand).
   private pEntry = new Int32Array(1024);
   private pIdx = new Int32Array(1024);
@@ -154,11 +123,6 @@ export class SpanBuilder {
   private eOrd = new Float64Array(0);
   private eRel = new Int8Array(0);
   private eSock = new Int32Array(0);
-  private eKind = new Uint8Array(0);
-  private eKey = new Float64Array(0);
-  private eProto = new Int32Array(0);
-  private lastProto = '';
-  private lastInfo: ProtoInfo | undefined;
   private order = new Int32Array(0);
   /** Queue objects, reused from socket to socket. */
   private readonly queuePool: Queue[] = [];
@@ -175,7 +139,6 @@ export class SpanBuilder {
       const ms = this.timeouts[name];
       p = { index: this.protos.size, serial: this.serial.has(name), timeoutNs: ms === undefined ? this.defaultTimeoutNs : ms * 1e6 };
       this.protos.set(name, p);
-      this.protoList.push(p);
     }
     return p;
   }
@@ -198,12 +161,9 @@ export class SpanBuilder {
       this.eOrd = new Float64Array(size);
       this.eRel = new Int8Array(size);
       this.eSock = new Int32Array(size);
-      this.eKind = new Uint8Array(size);
-      this.eKey = new Float64Array(size);
-      this.eProto = new Int32Array(size);
       this.order = new Int32Array(size);
     }
-    const E: Entries = { m: this.eM, t: this.eT, ord: this.eOrd, rel: this.eRel, kind: this.eKind, key: this.eKey, proto: this.eProto };
+    const E: Entries = { m: this.eM, t: this.eT, ord: this.eOrd, rel: this.eRel };
     /** Dense socket number of each entry. */
     const eSock = this.eSock;
     let n = 0;
@@ -234,7 +194,6 @@ export class SpanBuilder {
         E.ord[n] = partOrd + i;
         E.rel[n] = 0;
         eSock[n] = s;
-        this.classify(E, n, m);
         n++;
       }
     }
@@ -253,7 +212,6 @@ export class SpanBuilder {
         E.ord[n] = partOrd + i;
         E.rel[n] = -1;
         eSock[n] = s;
-        this.classify(E, n, m);
         n++;
       }
     }
@@ -275,7 +233,6 @@ export class SpanBuilder {
         E.ord[n] = partOrd + i;
         E.rel[n] = 1;
         eSock[n] = s;
-        this.classify(E, n, m);
         n++;
       }
     }
@@ -334,139 +291,102 @@ export class SpanBuilder {
     this.pDone = new Uint8Array(size);
   }
 
-  /** Fill entry n's kind, queue key and protocol from its message (see {@link Entries.kind}). */
-  private classify(E: Entries, n: number, m: ParsedMessage): void {
-    const l7s = m.l7;
-    if (l7s.length !== 1) {
-      E.kind[n] = KIND_MULTI;
-      return;
-    }
-    const l7 = l7s[0];
-    const info = this.protoOf(l7.l7Protocol);
-    const parallel = l7.requestId !== undefined && !info.serial;
-    const egress = m.direction === 'egress';
-    if (l7.msgType === 'request') {
-      E.kind[n] = l7.oneWay ? KIND_ONE_WAY : KIND_REQUEST;
-      E.key[n] = queueKey(info.index, l7, egress ? 1 : 0, parallel);
-    } else {
-      E.kind[n] = KIND_RESPONSE;
-      E.key[n] = queueKey(info.index, l7, egress ? 0 : 1, parallel);
-    }
-    E.proto[n] = info.index;
-  }
-
-  /** {@link proto} with the last answer remembered (consecutive messages often share one). */
-  private protoOf(name: string): ProtoInfo {
-    if (this.lastInfo !== undefined && name === this.lastProto) return this.lastInfo;
-    this.lastProto = name;
-    this.lastInfo = this.proto(name);
-    return this.lastInfo;
-  }
-
   private pairSocket(E: Entries, order: Int32Array, from: number, to: number, queues: Map<number, Queue>, w: SlotWindow, agent: [number, number], version: number, spans: SpanRow[], tombstones: SpanRow[], stats: SpanBuildStats): void {
     // Queues keyed by "protocol|request direction" (serial) or "protocol|direction|id" (parallel).
     // Queue keys are numbers: protocol index × 2 + direction bit, and for parallel protocols
     // also the request id (ids are < 2^32) — no string building per message.
     // Pending requests are numbered per socket: their entry and l7 index in typed arrays.
-    const P: PairCtx = { E, queues, w, agent, version, spans, tombstones, stats, np: 0, lastKey: -1, lastQ: undefined };
+    let np = 0;
+    // One socket nearly always speaks one protocol, and a serial protocol's requests and responses
+    // share one queue: remember the last protocol and the last queue instead of looking them up.
+    let lastProto = '';
+    let info: ProtoInfo | undefined;
+    let lastKey = -1;
+    let lastQ: Queue | undefined;
     for (let j = from; j < to; j++) {
       const e = order[j];
-      const kind = E.kind[e];
-      if (kind !== KIND_MULTI) {
-        this.step(P, e, 0, kind, E.key[e], E.proto[e]);
-        continue;
-      }
       const m = E.m[e];
+      const rel = E.rel[e];
       const l7s = m.l7;
       for (let idx = 0; idx < l7s.length; idx++) {
         const l7 = l7s[idx];
-        const info = this.protoOf(l7.l7Protocol);
+        if (info === undefined || l7.l7Protocol !== lastProto) {
+          lastProto = l7.l7Protocol;
+          info = this.proto(lastProto);
+        }
         const parallel = l7.requestId !== undefined && !info.serial;
-        const egress = m.direction === 'egress';
-        if (l7.msgType === 'request') this.step(P, e, idx, l7.oneWay ? KIND_ONE_WAY : KIND_REQUEST, queueKey(info.index, l7, egress ? 1 : 0, parallel), info.index);
-        else this.step(P, e, idx, KIND_RESPONSE, queueKey(info.index, l7, egress ? 0 : 1, parallel), info.index);
-      }
-    }
-    this.finishSocket(P);
-  }
-
-  /** One L7 message (entry e, index idx) through the socket's queues. */
-  private step(P: PairCtx, e: number, idx: number, kind: number, key: number, protoIndex: number): void {
-    const { E, queues, stats } = P;
-    const rel = E.rel[e];
-    if (kind !== KIND_RESPONSE) {
-      if (rel === 0) stats.requests++;
-      if (kind === KIND_ONE_WAY) {
-        if (rel === 0) P.spans.push(this.row(E, P.w, P.agent, P.version, e, idx, -1, -1, 'one_way'));
-        return;
-      }
-      // One socket nearly always speaks one protocol, and a serial protocol's requests and
-      // responses share one queue: the last queue is remembered instead of looked up.
-      let q = key === P.lastKey ? P.lastQ : queues.get(key);
-      if (q === undefined) {
-        q = this.queue();
-        queues.set(key, q);
-      }
-      P.lastKey = key;
-      P.lastQ = q;
-      const np = P.np++;
-      if (np === this.pEntry.length) this.growPending(np + 1);
-      this.pEntry[np] = e;
-      this.pIdx[np] = idx;
-      this.pDone[np] = 0;
-      q.q.push(np);
-      return;
-    }
-    // A response: find the oldest pending request in the other direction.
-    if (rel === 0) stats.responses++;
-    const q = key === P.lastKey ? P.lastQ : queues.get(key);
-    let match = -1;
-    if (q !== undefined) {
-      P.lastKey = key;
-      P.lastQ = q;
-      const limit = this.protoList[protoIndex].timeoutNs;
-      const t = E.t[e];
-      const pq = q.q;
-      let h = q.h;
-      while (h < pq.length) {
-        const p = pq[h];
-        if (this.pDone[p] === 1) {
-          h++;
+        if (l7.msgType === 'request') {
+          if (rel === 0) stats.requests++;
+          if (l7.oneWay) {
+            if (rel === 0) spans.push(this.row(E, w, agent, version, e, idx, -1, -1, 'one_way'));
+            continue;
+          }
+          const key = queueKey(info.index, l7, m.direction === 'egress' ? 1 : 0, parallel);
+          let q = key === lastKey ? lastQ : queues.get(key);
+          if (q === undefined) {
+            q = this.queue();
+            queues.set(key, q);
+          }
+          lastKey = key;
+          lastQ = q;
+          if (np === this.pEntry.length) this.growPending(np + 1);
+          this.pEntry[np] = e;
+          this.pIdx[np] = idx;
+          this.pDone[np] = 0;
+          q.q.push(np++);
           continue;
         }
-        const pt = E.t[this.pEntry[p]];
-        if (pt > t) break; // the request came later: this response is not its answer
-        if (t - pt > limit) {
-          this.timedOut(E, p, P.w, P.agent, P.version, P.spans, stats);
-          h++;
-          continue;
+        // A response: find the oldest pending request in the other direction.
+        if (rel === 0) stats.responses++;
+        const key = queueKey(info.index, l7, m.direction === 'egress' ? 0 : 1, parallel);
+        const q = key === lastKey ? lastQ : queues.get(key);
+        if (q !== undefined) {
+          lastKey = key;
+          lastQ = q;
         }
-        match = p;
-        this.pDone[p] = 1;
-        h++;
-        break;
+        let match = -1;
+        if (q !== undefined) {
+          const limit = info.timeoutNs;
+          const t = E.t[e];
+          const pq = q.q;
+          let h = q.h;
+          while (h < pq.length) {
+            const p = pq[h];
+            if (this.pDone[p] === 1) {
+              h++;
+              continue;
+            }
+            const pt = E.t[this.pEntry[p]];
+            if (pt > t) break; // the request came later: this response is not its answer
+            if (t - pt > limit) {
+              this.timedOut(E, p, w, agent, version, spans, stats);
+              h++;
+              continue;
+            }
+            match = p;
+            this.pDone[p] = 1;
+            h++;
+            break;
+          }
+          q.h = h;
+        }
+        if (match !== -1) {
+          const me = this.pEntry[match];
+          const mrel = E.rel[me];
+          if (mrel === 0) {
+            spans.push(this.row(E, w, agent, version, me, this.pIdx[match], e, idx, 'paired'));
+            stats.paired++;
+          } else if (mrel === -1 && rel === 0) {
+            const t = this.row(E, w, agent, version, -1, -1, e, idx, 'response_only');
+            t._deleted = 1;
+            tombstones.push(t);
+          }
+        } else if (rel === 0) {
+          spans.push(this.row(E, w, agent, version, -1, -1, e, idx, 'response_only'));
+          stats.responseOnly++;
+        }
       }
-      q.h = h;
     }
-    if (match !== -1) {
-      const me = this.pEntry[match];
-      const mrel = E.rel[me];
-      if (mrel === 0) {
-        P.spans.push(this.row(E, P.w, P.agent, P.version, me, this.pIdx[match], e, idx, 'paired'));
-        stats.paired++;
-      } else if (mrel === -1 && rel === 0) {
-        const t = this.row(E, P.w, P.agent, P.version, -1, -1, e, idx, 'response_only');
-        t._deleted = 1;
-        P.tombstones.push(t);
-      }
-    } else if (rel === 0) {
-      P.spans.push(this.row(E, P.w, P.agent, P.version, -1, -1, e, idx, 'response_only'));
-      stats.responseOnly++;
-    }
-  }
-
-  private finishSocket(P: PairCtx): void {
-    const { E, queues, w, agent, version, spans, stats } = P;
     // Whatever is left unanswered at the end of the window timed out.
     let left: number[] | null = null;
     for (const q of queues.values()) {
