@@ -76,3 +76,44 @@ export class Hash64 {
 export function stringWords(s: string): [number, number] {
   return new Hash64(7).str(s).digest();
 }
+
+/**
+ * The span id: exactly `new Hash64(salt).word(a0).word(a1).num(socketId).word(tsLo).word(tsHi)
+ * .word(tcpSeq).word(idx).hex()` (the span builder's key, with the timestamp already split into
+ * words), without the object: it runs once per span on the hot path.
+ */
+export function spanIdHex(salt: number, a0: number, a1: number, socketId: number, tsLo: number, tsHi: number, tcpSeq: number, idx: number): string {
+  let a = (0x9747b28c ^ salt) | 0;
+  let b = (0x5bd1e995 ^ Math.imul(salt, 31)) | 0;
+  const sLo = socketId % 0x100000000;
+  const sHi = Math.floor(socketId / 0x100000000);
+  a = mixWord(a, a0 | 0);
+  b = mixWord(b, Math.imul(a0 | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, a1 | 0);
+  b = mixWord(b, Math.imul(a1 | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, sLo | 0);
+  b = mixWord(b, Math.imul(sLo | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, sHi | 0);
+  b = mixWord(b, Math.imul(sHi | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, tsLo | 0);
+  b = mixWord(b, Math.imul(tsLo | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, tsHi | 0);
+  b = mixWord(b, Math.imul(tsHi | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, tcpSeq | 0);
+  b = mixWord(b, Math.imul(tcpSeq | 0, 0x2545f491) ^ 0x68e31da4);
+  a = mixWord(a, idx | 0);
+  b = mixWord(b, Math.imul(idx | 0, 0x2545f491) ^ 0x68e31da4);
+  const fa = fmix(a ^ 8);
+  const fb = fmix(b ^ Math.imul(8, 0x27d4eb2d));
+  const hi = fmix((fa ^ Math.imul(fb, 0x165667b1)) >>> 0);
+  const lo = fmix((fb + Math.imul(fa, 0x9e3779b1)) >>> 0);
+  // One flat 16-character string: 8 concatenations made 6 intermediate strings and a cons string.
+  const d = HEX_CODES;
+  return String.fromCharCode(
+    d[hi >>> 28], d[(hi >>> 24) & 15], d[(hi >>> 20) & 15], d[(hi >>> 16) & 15], d[(hi >>> 12) & 15], d[(hi >>> 8) & 15], d[(hi >>> 4) & 15], d[hi & 15],
+    d[lo >>> 28], d[(lo >>> 24) & 15], d[(lo >>> 20) & 15], d[(lo >>> 16) & 15], d[(lo >>> 12) & 15], d[(lo >>> 8) & 15], d[(lo >>> 4) & 15], d[lo & 15],
+  );
+}
+
+/** Char codes of '0'..'9', 'a'..'f'. */
+const HEX_CODES = new Uint8Array(Array.from({ length: 16 }, (_, i) => i.toString(16).charCodeAt(0)));

@@ -24,7 +24,7 @@
  */
 import type { ParsedMessage, Batch } from '../../agent/shipping/batch.ts';
 import type { L7Message } from '../../agent/protocols/parser.ts';
-import { Hash64, stringWords } from './hash.ts';
+import { spanIdHex, stringWords } from './hash.ts';
 import type { PairState, SpanRow } from './span-row.ts';
 
 export interface SlotWindow {
@@ -72,29 +72,37 @@ export const SERIAL_PROTOCOLS: ReadonlySet<string> = new Set(['http1', 'redis', 
 /** DNS answers in milliseconds or never; everything else gets a minute (bounded by the window anyway). */
 export const DEFAULT_TIMEOUTS_MS: Readonly<Record<string, number>> = { dns: 5_000 };
 
-interface Entry {
-  m: ParsedMessage;
+/**
+ * How it runs (the hot path: hundreds of thousands of messages per window). No object is allocated
+ * per message: the window's messages that can take part in pairing are *entries*, numbered 0..n-1,
+ * with their time, capture order, slot and socket in typed arrays; each socket's entries are a
+ * segment of one index array (a counting sort by socket); pending requests are small integers
+ * into per-socket typed arrays. BigInt timestamps are read through a 64-bit scratch cell, never
+ * divided. Only the output rows (and their ids) are allocated.
+ */
+
+/** Per protocol name: its queue index, whether it pairs in order, and its timeout. */
+interface ProtoInfo {
+  index: number;
+  serial: boolean;
+  timeoutNs: number;
+}
+
+/** One queue of pending requests (ids into the socket's pending table) and its read position. */
+interface Queue {
+  q: number[];
+  h: number;
+}
+
+/** The window's entries, as columns. */
+interface Entries {
+  m: ParsedMessage[];
+  /** ns since the epoch as a double (256 ns granularity at today's dates); ties fall back to `ord`. */
+  t: Float64Array;
+  /** Capture order across the window (slot, part, index). */
+  ord: Float64Array;
   /** -1, 0, +1: slot relative to the owner. */
-  rel: number;
-  /**
-   * ns since the epoch as a double (256 ns granularity at today's dates): enough to order one
-   * socket's messages, and ties fall back to capture order (`ord`). Avoids a BigInt per message.
-   */
-  t: number;
-  ord: number;
-}
-
-interface SocketEntries {
-  before: Entry[] | null;
-  own: Entry[];
-  after: Entry[] | null;
-}
-
-interface Pending {
-  e: Entry;
-  l7: L7Message;
-  idx: number;
-  done: boolean;
+  rel: Int8Array;
 }
 
 const SALT_REQUEST = 0x52455131; // span ids keyed by the request
@@ -104,6 +112,20 @@ export class SpanBuilder {
   private readonly timeouts: Readonly<Record<string, number>>;
   private readonly defaultTimeoutNs: number;
   private readonly serial: ReadonlySet<string>;
+  private readonly protos = new Map<string, ProtoInfo>();
+  // Per-socket pending table, reused across sockets and builds (grown on demand).
+  private pEntry = new Int32Array(1024);
+  private pIdx = new Int32Array(1024);
+  private pDone = new Uint8Array(1024);
+  // The window's entry columns, reused across builds (grown on demand; message refs cleared after).
+  private eM: ParsedMessage[] = [];
+  private eT = new Float64Array(0);
+  private eOrd = new Float64Array(0);
+  private eRel = new Int8Array(0);
+  private eSock = new Int32Array(0);
+  private order = new Int32Array(0);
+  /** Queue objects, reused from socket to socket. */
+  private readonly queuePool: Queue[] = [];
 
   constructor(options: SpanBuilderOptions = {}) {
     this.timeouts = { ...DEFAULT_TIMEOUTS_MS, ...(options.timeoutsMs ?? {}) };
@@ -111,9 +133,14 @@ export class SpanBuilder {
     this.serial = options.serialProtocols ?? SERIAL_PROTOCOLS;
   }
 
-  private timeoutNs(proto: string): number {
-    const ms = this.timeouts[proto];
-    return ms === undefined ? this.defaultTimeoutNs : ms * 1e6;
+  private proto(name: string): ProtoInfo {
+    let p = this.protos.get(name);
+    if (p === undefined) {
+      const ms = this.timeouts[name];
+      p = { index: this.protos.size, serial: this.serial.has(name), timeoutNs: ms === undefined ? this.defaultTimeoutNs : ms * 1e6 };
+      this.protos.set(name, p);
+    }
+    return p;
   }
 
   build(w: SlotWindow): SpanBuildResult {
@@ -124,12 +151,30 @@ export class SpanBuilder {
     if (w.cur.length === 0) return { spans, tombstones, stats };
     const agent = stringWords(w.agentId);
 
+    let cap = 0;
+    for (const b of w.prev) cap += b.messages.length;
+    for (const b of w.cur) cap += b.messages.length;
+    for (const b of w.next) cap += b.messages.length;
+    if (this.eT.length < cap) {
+      const size = Math.max(cap, this.eT.length * 2);
+      this.eT = new Float64Array(size);
+      this.eOrd = new Float64Array(size);
+      this.eRel = new Int8Array(size);
+      this.eSock = new Int32Array(size);
+      this.order = new Int32Array(size);
+    }
+    const E: Entries = { m: this.eM, t: this.eT, ord: this.eOrd, rel: this.eRel };
+    /** Dense socket number of each entry. */
+    const eSock = this.eSock;
+    let n = 0;
+
     // Group by socket: every socket with a message in the owner slot, with its messages from the
     // neighbours too. Sockets seen only in a neighbour belong to that neighbour's window.
     // One pass per slot; the owner slot first, so neighbours only join sockets it has.
-    const sockets = new Map<number, SocketEntries>();
-    const cur = sortParts(w.cur);
-    for (const b of cur) {
+    const sockets = new Map<number, number>(); // socket id -> dense number
+    const sockIds: number[] = [];
+    const counts: number[] = [];
+    for (const b of sortParts(w.cur)) {
       stats.messages += b.messages.length;
       const partOrd = slotOrd(b, w.slot);
       const msgs = b.messages;
@@ -138,12 +183,21 @@ export class SpanBuilder {
         if (m.l7.length === 0) continue; // no protocol recognised: nothing to pair
         let s = sockets.get(m.socketId);
         if (s === undefined) {
-          s = { before: null, own: [], after: null };
+          s = sockIds.length;
           sockets.set(m.socketId, s);
+          sockIds.push(m.socketId);
+          counts.push(0);
         }
-        s.own.push({ m, rel: 0, t: Number(m.tsNs), ord: partOrd + i });
+        counts[s]++;
+        E.m[n] = m;
+        E.t[n] = tsNumber(m.tsNs);
+        E.ord[n] = partOrd + i;
+        E.rel[n] = 0;
+        eSock[n] = s;
+        n++;
       }
     }
+    const ownEnd = n;
     for (const b of sortParts(w.prev)) {
       const partOrd = slotOrd(b, w.slot);
       const msgs = b.messages;
@@ -151,9 +205,17 @@ export class SpanBuilder {
         const m = msgs[i];
         if (m.l7.length === 0) continue;
         const s = sockets.get(m.socketId);
-        if (s !== undefined) (s.before ??= []).push({ m, rel: -1, t: Number(m.tsNs), ord: partOrd + i });
+        if (s === undefined) continue;
+        counts[s]++;
+        E.m[n] = m;
+        E.t[n] = tsNumber(m.tsNs);
+        E.ord[n] = partOrd + i;
+        E.rel[n] = -1;
+        eSock[n] = s;
+        n++;
       }
     }
+    const prevEnd = n;
     for (const b of sortParts(w.next)) {
       const partOrd = slotOrd(b, w.slot);
       const msgs = b.messages;
@@ -164,132 +226,215 @@ export class SpanBuilder {
         // pairing never give it a response an owner request could take: skip it.
         if (l7.length === 0 || (l7.length === 1 && l7[0].msgType === 'request')) continue;
         const s = sockets.get(m.socketId);
-        if (s !== undefined) (s.after ??= []).push({ m, rel: 1, t: Number(m.tsNs), ord: partOrd + i });
+        if (s === undefined) continue;
+        counts[s]++;
+        E.m[n] = m;
+        E.t[n] = tsNumber(m.tsNs);
+        E.ord[n] = partOrd + i;
+        E.rel[n] = 1;
+        eSock[n] = s;
+        n++;
       }
     }
 
-    const socketIds = [...sockets.keys()].sort((a, b) => a - b);
-    for (const sid of socketIds) {
-      const s = sockets.get(sid) as SocketEntries;
-      // In slot order, so the list is already sorted when every batch is.
-      const entries = s.before ? s.before.concat(s.own, s.after ?? []) : s.after ? s.own.concat(s.after) : s.own;
-      sortEntries(entries);
-      const mine: SpanRow[] = [];
-      this.pairSocket(entries, w, agent, version, mine, tombstones, stats);
+    // Each socket's entries as one segment of `order`, in slot order (before, own, after), so a
+    // segment is already sorted when every batch is.
+    const nSock = sockIds.length;
+    const start = new Int32Array(nSock + 1);
+    for (let s = 0; s < nSock; s++) start[s + 1] = start[s] + counts[s];
+    const fill = start.slice(0, nSock);
+    const order = this.order;
+    for (let k = ownEnd; k < prevEnd; k++) order[fill[eSock[k]]++] = k;
+    for (let k = 0; k < ownEnd; k++) order[fill[eSock[k]]++] = k;
+    for (let k = prevEnd; k < n; k++) order[fill[eSock[k]]++] = k;
+
+    const bySocketId = Array.from({ length: nSock }, (_, i) => i).sort((a, b) => sockIds[a] - sockIds[b]);
+    const queues = new Map<number, Queue>();
+    const mine: SpanRow[] = [];
+    for (const s of bySocketId) {
+      sortSegment(E, order, start[s], start[s + 1]);
+      mine.length = 0;
+      queues.clear();
+      this.queuesUsed = 0;
+      this.pairSocket(E, order, start[s], start[s + 1], queues, w, agent, version, mine, tombstones, stats);
       // Rows of one socket in time order (timeouts are found out of order); sockets in id order.
       let sorted = true;
       for (let i = 1; i < mine.length && sorted; i++) sorted = mine[i - 1].start_time_us <= mine[i].start_time_us;
       if (!sorted) mine.sort((a, b) => a.start_time_us - b.start_time_us); // stable
       for (let i = 0; i < mine.length; i++) spans.push(mine[i]);
     }
+    E.m.fill(undefined as unknown as ParsedMessage, 0, n); // don't keep the batches alive
     return { spans, tombstones, stats };
   }
 
-  private pairSocket(entries: Entry[], w: SlotWindow, agent: [number, number], version: number, spans: SpanRow[], tombstones: SpanRow[], stats: SpanBuildStats): void {
+  private queuesUsed = 0;
+
+  /** An empty queue from the pool. */
+  private queue(): Queue {
+    let q = this.queuePool[this.queuesUsed];
+    if (q === undefined) {
+      q = { q: [], h: 0 };
+      this.queuePool.push(q);
+    } else {
+      q.q.length = 0;
+      q.h = 0;
+    }
+    this.queuesUsed++;
+    return q;
+  }
+
+  private growPending(need: number): void {
+    let size = this.pEntry.length;
+    while (size < need) size *= 2;
+    this.pEntry = new Int32Array(size);
+    this.pIdx = new Int32Array(size);
+    this.pDone = new Uint8Array(size);
+  }
+
+  private pairSocket(E: Entries, order: Int32Array, from: number, to: number, queues: Map<number, Queue>, w: SlotWindow, agent: [number, number], version: number, spans: SpanRow[], tombstones: SpanRow[], stats: SpanBuildStats): void {
     // Queues keyed by "protocol|request direction" (serial) or "protocol|direction|id" (parallel).
     // Queue keys are numbers: protocol index × 2 + direction bit, and for parallel protocols
     // also the request id (ids are < 2^32) — no string building per message.
-    const queues = new Map<number, Pending[]>();
-    const heads = new Map<number, number>();
-    const timedOut = (p: Pending): void => {
-      p.done = true;
-      if (p.e.rel === 0) {
-        spans.push(this.row(w, agent, version, p, null, 'request_only'));
-        stats.timeouts++;
-      }
-    };
-    for (const e of entries) {
-      const l7s = e.m.l7;
+    // Pending requests are numbered per socket: their entry and l7 index in typed arrays.
+    let np = 0;
+    // One socket nearly always speaks one protocol, and a serial protocol's requests and responses
+    // share one queue: remember the last protocol and the last queue instead of looking them up.
+    let lastProto = '';
+    let info: ProtoInfo | undefined;
+    let lastKey = -1;
+    let lastQ: Queue | undefined;
+    for (let j = from; j < to; j++) {
+      const e = order[j];
+      const m = E.m[e];
+      const rel = E.rel[e];
+      const l7s = m.l7;
       for (let idx = 0; idx < l7s.length; idx++) {
         const l7 = l7s[idx];
-        const parallel = l7.requestId !== undefined && !this.serial.has(l7.l7Protocol);
+        if (info === undefined || l7.l7Protocol !== lastProto) {
+          lastProto = l7.l7Protocol;
+          info = this.proto(lastProto);
+        }
+        const parallel = l7.requestId !== undefined && !info.serial;
         if (l7.msgType === 'request') {
-          if (e.rel === 0) stats.requests++;
-          const p: Pending = { e, l7, idx, done: false };
+          if (rel === 0) stats.requests++;
           if (l7.oneWay) {
-            p.done = true;
-            if (e.rel === 0) spans.push(this.row(w, agent, version, p, null, 'one_way'));
+            if (rel === 0) spans.push(this.row(E, w, agent, version, e, idx, -1, -1, 'one_way'));
             continue;
           }
-          const key = queueKey(l7, e.m.direction === 'egress' ? 1 : 0, parallel);
-          let q = queues.get(key);
+          const key = queueKey(info.index, l7, m.direction === 'egress' ? 1 : 0, parallel);
+          let q = key === lastKey ? lastQ : queues.get(key);
           if (q === undefined) {
-            q = [];
+            q = this.queue();
             queues.set(key, q);
-            heads.set(key, 0);
           }
-          q.push(p);
+          lastKey = key;
+          lastQ = q;
+          if (np === this.pEntry.length) this.growPending(np + 1);
+          this.pEntry[np] = e;
+          this.pIdx[np] = idx;
+          this.pDone[np] = 0;
+          q.q.push(np++);
           continue;
         }
         // A response: find the oldest pending request in the other direction.
-        if (e.rel === 0) stats.responses++;
-        const key = queueKey(l7, e.m.direction === 'egress' ? 0 : 1, parallel);
-        const q = queues.get(key);
-        let match: Pending | null = null;
+        if (rel === 0) stats.responses++;
+        const key = queueKey(info.index, l7, m.direction === 'egress' ? 0 : 1, parallel);
+        const q = key === lastKey ? lastQ : queues.get(key);
         if (q !== undefined) {
-          const limit = this.timeoutNs(l7.l7Protocol);
-          let h = heads.get(key) as number;
-          while (h < q.length) {
-            const p = q[h];
-            if (p.done) {
+          lastKey = key;
+          lastQ = q;
+        }
+        let match = -1;
+        if (q !== undefined) {
+          const limit = info.timeoutNs;
+          const t = E.t[e];
+          const pq = q.q;
+          let h = q.h;
+          while (h < pq.length) {
+            const p = pq[h];
+            if (this.pDone[p] === 1) {
               h++;
               continue;
             }
-            if (p.e.t > e.t) break; // the request came later: this response is not its answer
-            if (e.t - p.e.t > limit) {
-              timedOut(p);
+            const pt = E.t[this.pEntry[p]];
+            if (pt > t) break; // the request came later: this response is not its answer
+            if (t - pt > limit) {
+              this.timedOut(E, p, w, agent, version, spans, stats);
               h++;
               continue;
             }
             match = p;
-            p.done = true;
+            this.pDone[p] = 1;
             h++;
             break;
           }
-          heads.set(key, h);
+          q.h = h;
         }
-        const resp: Pending = { e, l7, idx, done: true };
-        if (match !== null) {
-          if (match.e.rel === 0) {
-            spans.push(this.row(w, agent, version, match, resp, 'paired'));
+        if (match !== -1) {
+          const me = this.pEntry[match];
+          const mrel = E.rel[me];
+          if (mrel === 0) {
+            spans.push(this.row(E, w, agent, version, me, this.pIdx[match], e, idx, 'paired'));
             stats.paired++;
-          } else if (match.e.rel === -1 && e.rel === 0) {
-            const t = this.row(w, agent, version, null, resp, 'response_only');
+          } else if (mrel === -1 && rel === 0) {
+            const t = this.row(E, w, agent, version, -1, -1, e, idx, 'response_only');
             t._deleted = 1;
             tombstones.push(t);
           }
-        } else if (e.rel === 0) {
-          spans.push(this.row(w, agent, version, null, resp, 'response_only'));
+        } else if (rel === 0) {
+          spans.push(this.row(E, w, agent, version, -1, -1, e, idx, 'response_only'));
           stats.responseOnly++;
         }
       }
     }
     // Whatever is left unanswered at the end of the window timed out.
-    const left: Pending[] = [];
-    for (const [key, q] of queues) {
-      for (let h = heads.get(key) as number; h < q.length; h++) if (!q[h].done && q[h].e.rel === 0) left.push(q[h]);
+    let left: number[] | null = null;
+    for (const q of queues.values()) {
+      for (let h = q.h; h < q.q.length; h++) {
+        const p = q.q[h];
+        if (this.pDone[p] === 0 && E.rel[this.pEntry[p]] === 0) (left ??= []).push(p);
+      }
     }
-    left.sort((a, b) => a.e.t - b.e.t || a.e.ord - b.e.ord || a.idx - b.idx);
-    for (const p of left) timedOut(p);
+    if (left === null) return;
+    const pe = this.pEntry;
+    const pi = this.pIdx;
+    left.sort((a, b) => E.t[pe[a]] - E.t[pe[b]] || E.ord[pe[a]] - E.ord[pe[b]] || pi[a] - pi[b]);
+    for (const p of left) this.timedOut(E, p, w, agent, version, spans, stats);
   }
 
-  private row(w: SlotWindow, agent: [number, number], version: number, req: Pending | null, resp: Pending | null, state: PairState): SpanRow {
-    const first = (req ?? resp) as Pending;
-    const m = first.e.m;
-    const rq = req?.l7;
-    const rs = resp?.l7;
-    const rm = req?.e.m;
-    const sm = resp?.e.m;
-    const h = new Hash64(req ? SALT_REQUEST : SALT_RESPONSE).word(agent[0]).word(agent[1]).num(m.socketId).big(m.tsNs).word(m.tcpSeq).word(first.idx);
+  private timedOut(E: Entries, p: number, w: SlotWindow, agent: [number, number], version: number, spans: SpanRow[], stats: SpanBuildStats): void {
+    this.pDone[p] = 1;
+    const e = this.pEntry[p];
+    if (E.rel[e] === 0) {
+      spans.push(this.row(E, w, agent, version, e, this.pIdx[p], -1, -1, 'request_only'));
+      stats.timeouts++;
+    }
+  }
+
+  /** A row from a request (entry, l7 index) and/or a response; -1 for the absent side. */
+  private row(E: Entries, w: SlotWindow, agent: [number, number], version: number, reqE: number, reqI: number, respE: number, respI: number, state: PairState): SpanRow {
+    const rm = reqE >= 0 ? E.m[reqE] : undefined;
+    const sm = respE >= 0 ? E.m[respE] : undefined;
+    const rq = rm?.l7[reqI];
+    const rs = sm?.l7[respI];
+    const m = (rm ?? sm) as ParsedMessage;
+    const firstIdx = rm ? reqI : respI;
+    splitTs(m.tsNs);
+    const tsLo = TS_WORDS[TS_LO];
+    const tsHi = TS_WORDS[TS_HI];
+    const spanId = spanIdHex(rm ? SALT_REQUEST : SALT_RESPONSE, agent[0], agent[1], m.socketId, tsLo, tsHi, m.tcpSeq, firstIdx);
     // Side: the socket's role when capture knew it, else who sent the request (egress = client).
     let side: 'client' | 'server';
     if (m.role === 'client' || m.role === 'server') side = m.role;
     else if (rm) side = rm.direction === 'egress' ? 'client' : 'server';
     else side = m.direction === 'ingress' ? 'client' : 'server';
     const local = side === 'client';
-    const startUs = Number(m.tsNs / 1000n);
+    const startUs = usFromWords(tsLo, tsHi, m.tsNs);
     let endUs = startUs;
-    if (req && resp) endUs = Number(resp.e.m.tsNs / 1000n);
+    if (rm && sm) {
+      splitTs(sm.tsNs);
+      endUs = usFromWords(TS_WORDS[TS_LO], TS_WORDS[TS_HI], sm.tsNs);
+    }
     if (endUs < startUs) endUs = startUs;
     const l7 = (rq ?? rs) as L7Message;
     let status = rs?.responseStatus ?? 'unknown';
@@ -299,7 +444,7 @@ export class SpanBuilder {
     if (rq?.attributes || rs?.attributes) attributes = { ...(rs?.attributes ?? {}), ...(rq?.attributes ?? {}) };
     else attributes = NO_ATTRIBUTES;
     return {
-      span_id: h.hex(),
+      span_id: spanId,
       trace_id: rq?.traceId ?? rs?.traceId ?? '',
       app_span_id: rq?.spanId ?? rs?.spanId ?? '',
       app_parent_span_id: rq?.parentSpanId ?? rs?.parentSpanId ?? '',
@@ -359,16 +504,44 @@ export class SpanBuilder {
 
 const NO_ATTRIBUTES: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
-/** Small stable index per protocol name (process-wide; only used inside one build). */
-const protoIndex = new Map<string, number>();
+/** A 64-bit scratch cell: a BigInt stored here is read back as two 32-bit words, no BigInt arithmetic. */
+const TS_CELL = new BigUint64Array(1);
+const TS_WORDS = new Uint32Array(TS_CELL.buffer);
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+const TS_LO = LITTLE_ENDIAN ? 0 : 1;
+const TS_HI = LITTLE_ENDIAN ? 1 : 0;
 
-function queueKey(l7: L7Message, dirBit: number, parallel: boolean): number {
-  let p = protoIndex.get(l7.l7Protocol);
-  if (p === undefined) {
-    p = protoIndex.size;
-    protoIndex.set(l7.l7Protocol, p);
-  }
-  const k = p * 2 + dirBit;
+const U64_MAX = 2n ** 64n - 1n;
+
+/** Store `ts` (mod 2^64, as `& 0xffffffffn` / `>> 32n` see it) in the scratch cell. */
+function splitTs(ts: bigint): void {
+  TS_CELL[0] = ts;
+}
+
+/**
+ * `Number(ts)`: for a u64 (every timestamp capture gives) hi·2^32 is exact and the one addition
+ * rounds to nearest-even as the conversion does; ~5x cheaper than converting the BigInt.
+ */
+function tsNumber(ts: bigint): number {
+  if (ts < 0n || ts > U64_MAX) return Number(ts);
+  TS_CELL[0] = ts;
+  return TS_WORDS[TS_HI] * 4294967296 + TS_WORDS[TS_LO];
+}
+
+/**
+ * `Number(ts / 1000n)` from the words of `ts` (already in the scratch cell) = hi·2^32 + lo, with
+ * 2^32 = 4294967·1000 + 296: ts / 1000 = hi·4294967 + (hi·296 + lo) / 1000, every term exact in a
+ * double while hi < 2^30 (until the year 2116). Anything else (negative, far future) takes the
+ * BigInt path.
+ */
+function usFromWords(lo: number, hi: number, ts: bigint): number {
+  if (hi < 0x40000000 && ts <= U64_MAX) return hi * 4294967 + Math.floor((hi * 296 + lo) / 1000);
+  return Number(ts / 1000n);
+}
+
+/** Queue key from the protocol's index (see {@link SpanBuilder.proto}). */
+function queueKey(protoIndex: number, l7: L7Message, dirBit: number, parallel: boolean): number {
+  const k = protoIndex * 2 + dirBit;
   // Parallel keys are >= 2^32 so they never meet serial ones; ids are taken modulo 2^32.
   return parallel ? (k + 1) * 2 ** 32 + ((l7.requestId as number) >>> 0) : k;
 }
@@ -382,12 +555,16 @@ function slotOrd(b: Batch, owner: number): number {
   return ((Math.max(-1000, Math.min(1000, b.slot - owner)) + 1024) * 65536 + Math.min(b.part, 65535)) * 2 ** 24;
 }
 
-function sortEntries(entries: Entry[]): void {
-  for (let i = 1; i < entries.length; i++) {
-    const a = entries[i - 1];
-    const b = entries[i];
-    if (a.t > b.t || (a.t === b.t && a.ord > b.ord)) {
-      entries.sort((x, y) => x.t - y.t || x.ord - y.ord);
+/** Sort one socket's segment of `order` by (time, capture order), stably; usually already sorted. */
+function sortSegment(E: Entries, order: Int32Array, from: number, to: number): void {
+  const t = E.t;
+  const ord = E.ord;
+  for (let i = from + 1; i < to; i++) {
+    const a = order[i - 1];
+    const b = order[i];
+    if (t[a] > t[b] || (t[a] === t[b] && ord[a] > ord[b])) {
+      const seg = Array.from(order.subarray(from, to)).sort((x, y) => t[x] - t[y] || ord[x] - ord[y]);
+      order.set(seg, from);
       return;
     }
   }

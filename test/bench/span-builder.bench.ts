@@ -1,7 +1,11 @@
 /**
  * Span builder throughput: messages per second on one core (this process is single-threaded).
  *
- *   npx tsx test/bench/span-builder.bench.ts [--messages 600000] [--sockets 4000] [--rounds 5]
+ *   npx tsx test/bench/span-builder.bench.ts [--messages 600000] [--sockets 4000] [--rounds 5] [--owner-only] [--compare] [--reference]
+ *
+ * --compare also runs the pre-rewrite builder (test/functions/span-builder.reference.ts) on the same
+ * windows, alternating round by round in this process, so before/after share one load; it checks
+ * that both give identical rows.
  *
  * Synthetic traffic over three consecutive slots of one agent: keep-alive HTTP/1 client and server
  * sockets (some pipelined), Redis, and DNS over UDP answered by id; ~2% of requests cross a slot
@@ -9,6 +13,7 @@
  * as input) and counts the owner slot's messages — the work a function does per batch.
  */
 import { SpanBuilder } from '../../functions/span-builder/span-builder.ts';
+import { ReferenceSpanBuilder } from '../functions/span-builder.reference.ts';
 import type { Batch, ParsedMessage } from '../../agent/shipping/batch.ts';
 import type { L7Message } from '../../agent/protocols/parser.ts';
 
@@ -85,31 +90,42 @@ function make(): Batch[] {
 
 const batches = make();
 const owner = batches[1].messages.length;
-const builder = new SpanBuilder();
+const COMPARE = process.argv.includes('--compare');
 // --owner-only: build the owner slot without neighbours (to see what the neighbours cost).
 if (process.argv.includes('--owner-only')) {
   batches[0] = { ...batches[0], messages: [] };
   batches[2] = { ...batches[2], messages: [] };
 }
-// Warm up the JIT.
-builder.build({ agentId: 'bench', slot: SLOT, prev: [batches[0]], cur: [batches[1]], next: [batches[2]] });
-const rates: number[] = [];
-const visits: number[] = [];
+interface Builder {
+  build: SpanBuilder['build'];
+}
+// --reference: only the pre-rewrite builder (e.g. to count instructions of each under callgrind).
+const builders: [string, Builder][] = process.argv.includes('--reference') ? [] : [['span builder', new SpanBuilder()]];
+if (COMPARE || process.argv.includes('--reference')) builders.push(['reference (before)', new ReferenceSpanBuilder()]);
+const window = { agentId: 'bench', slot: SLOT, prev: [batches[0]], cur: [batches[1]], next: [batches[2]] };
+// Warm up the JIT (and check the two builders agree).
+const warm = builders.map(([, b]) => b.build(window));
+if (warm.length === 2 && JSON.stringify(warm[0]) !== JSON.stringify(warm[1])) throw new Error('span builder and reference disagree');
+const neighbour = batches[0].messages.length + batches[2].messages.length;
+const rates: number[][] = builders.map(() => []);
+const visits: number[][] = builders.map(() => []);
 let spans = 0;
 for (let r = 0; r < ROUNDS; r++) {
-  const t0 = process.hrtime.bigint();
-  const c0 = process.cpuUsage();
-  const res = builder.build({ agentId: 'bench', slot: SLOT, prev: [batches[0]], cur: [batches[1]], next: [batches[2]] });
-  const cpu = process.cpuUsage(c0);
-  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-  spans = res.spans.length;
-  rates.push(owner / ((cpu.user + cpu.system) / 1e6));
-  visits.push((owner + batches[0].messages.length + batches[2].messages.length) / ((cpu.user + cpu.system) / 1e6));
-  process.stdout.write(`round ${r + 1}: ${owner} owner-slot messages (+${batches[0].messages.length + batches[2].messages.length} neighbour) -> ${spans} spans in ${wall.toFixed(3)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(3)} s CPU\n`);
+  for (const [k, [name, builder]] of builders.entries()) {
+    const t0 = process.hrtime.bigint();
+    const c0 = process.cpuUsage();
+    const res = builder.build(window);
+    const cpu = process.cpuUsage(c0);
+    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+    spans = res.spans.length;
+    const s = (cpu.user + cpu.system) / 1e6;
+    rates[k].push(owner / s);
+    visits[k].push((owner + neighbour) / s);
+    process.stdout.write(`${name} round ${r + 1}: ${owner} owner-slot messages (+${neighbour} neighbour) -> ${spans} spans in ${wall.toFixed(3)} s wall, ${s.toFixed(3)} s CPU\n`);
+  }
 }
-rates.sort((a, b) => a - b);
-visits.sort((a, b) => a - b);
-const median = rates[Math.floor(rates.length / 2)];
-const medianVisits = visits[Math.floor(visits.length / 2)];
-process.stdout.write(`span builder: median ${Math.round(median).toLocaleString('en-US')} owner-slot messages/s per core (target 500,000) over ${ROUNDS} rounds; ${spans} spans per round\n`);
-process.stdout.write(`              (${Math.round(medianVisits).toLocaleString('en-US')} messages/s counting the neighbour slots each window also reads)\n`);
+const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+for (const [k, [name]] of builders.entries()) {
+  process.stdout.write(`${name}: median ${Math.round(med(rates[k])).toLocaleString('en-US')} owner-slot messages/s per core (target 500,000) over ${ROUNDS} rounds (best round ${Math.round(Math.max(...rates[k])).toLocaleString('en-US')}); ${spans} spans per round\n`);
+  process.stdout.write(`${' '.repeat(name.length)}  (${Math.round(med(visits[k])).toLocaleString('en-US')} messages/s counting the neighbour slots each window also reads)\n`);
+}
