@@ -221,6 +221,17 @@ class Writer {
     this.ensure(8);
     const b = this.buf;
     let p = this.pos;
+    if (n <= 0xffffffff) {
+      // Most values (ports, pids, sequence numbers, small deltas) fit 32 bits: shifts instead of
+      // the float % and / the general loop needs. Same bytes.
+      while (n >= 0x80) {
+        b[p++] = (n & 0x7f) | 0x80;
+        n >>>= 7;
+      }
+      b[p++] = n;
+      this.pos = p;
+      return;
+    }
     while (n >= 0x80) {
       b[p++] = (n % 0x80) | 0x80;
       n = Math.floor(n / 0x80);
