@@ -334,17 +334,30 @@ function parseHead(buf: Uint8Array, off: number, end: number, extra: readonly st
   if (lineEnd < 0) return true;
   let pos = lineEnd + 2;
   while (pos < end) {
-    // One pass per line: the first colon and the CRLF that ends it.
+    // The first colon is looked for only as far as the longest wanted name reaches (a later one
+    // cannot end a wanted name), then the CRLF that ends the line.
     let colon = -1;
     let e = -1;
-    for (let i = pos; i + 1 < end; i++) {
+    let i = pos;
+    const nameLim = Math.min(end, pos + names.byLength.length);
+    for (; i < nameLim && i + 1 < end; i++) {
       const c = buf[i];
-      if (c === 13) {
-        if (buf[i + 1] === 10) {
+      if (c === 0x3a) {
+        colon = i;
+        break;
+      }
+      if (c === 13 && buf[i + 1] === 10) {
+        e = i;
+        break;
+      }
+    }
+    if (e < 0) {
+      for (; i + 1 < end; i++) {
+        if (buf[i] === 13 && buf[i + 1] === 10) {
           e = i;
           break;
         }
-      } else if (c === 0x3a && colon < 0) colon = i;
+      }
     }
     if (e === pos) {
       head.headerEnd = e + 2;
