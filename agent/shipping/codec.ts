@@ -414,7 +414,9 @@ export function serializeBatchBody(batch: Batch): Uint8Array {
 /** One message, its timestamp as a delta from the previous message's. */
 function writeMessage(w: Writer, m: ParsedMessage, prev: bigint): void {
   w.sbig(m.tsNs - prev);
-  w.sbig(m.enterNs - m.tsNs);
+  // tsNs is enterNs or exitNs: a zero delta is written without a BigInt subtraction.
+  if (m.enterNs === m.tsNs) w.u8(0);
+  else w.sbig(m.enterNs - m.tsNs);
   w.sbig(m.exitNs - m.enterNs);
   w.uint(m.pid, 'pid');
   w.uint(m.tid, 'tid');
