@@ -82,8 +82,8 @@ export class AgentPipeline implements CaptureSink {
 
   onMessage(m: CapturedMessage, proc: ProcessInfo | undefined): void {
     const l7 = this.options.registry.parse(m);
-    const hooks = this.options.httpHooks?.() ?? [];
-    if (hooks.length > 0) {
+    const hooks = this.options.httpHooks?.();
+    if (hooks !== undefined && hooks.length > 0) {
       for (const msg of l7) {
         if (HTTP_PROTOCOLS.has(msg.l7Protocol)) runHttpHooks(hooks, msg, m.payload, this.hookContext(m));
       }

@@ -67,8 +67,10 @@ class PayloadSlab {
       this.slab = new Uint8Array(this.slabBytes);
       this.used = 0;
     }
-    const out = this.slab.subarray(this.used, this.used + n);
-    out.set(src.subarray(start, end));
+    // Views made with the constructor: subarray() goes through the species lookup and costs more
+    // than the copy itself for a head of a few hundred bytes.
+    const out = new Uint8Array(this.slab.buffer, this.used, n);
+    out.set(new Uint8Array(src.buffer, src.byteOffset + start, n));
     // Keep 8-byte alignment so typed-array views over payloads stay cheap.
     this.used = (this.used + n + 7) & ~7;
     return out;

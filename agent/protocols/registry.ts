@@ -63,6 +63,10 @@ interface SocketEntry {
   /** Reads too short to recognise (servers that read a header byte by byte), kept for inference. */
   headEgress?: Uint8Array;
   headIngress?: Uint8Array;
+  /** The LRU list, least recently used first (a linked list: a hit is two pointer moves, not a Map delete and insert). */
+  id: number;
+  older: SocketEntry | null;
+  newer: SocketEntry | null;
 }
 
 /** Most bytes of short reads joined to recognise a protocol whose server reads in small pieces. */
@@ -81,6 +85,8 @@ export class ProtocolRegistry {
   /** plugins first, then built-ins; rebuilt on register/unregister. */
   private order: ProtocolParser[] = [];
   private readonly sockets = new Map<number, SocketEntry>();
+  private oldest: SocketEntry | null = null;
+  private newest: SocketEntry | null = null;
   private readonly budget: number;
   private readonly maxRejects: number;
   private readonly maxSockets: number;
@@ -93,6 +99,8 @@ export class ProtocolRegistry {
   private readonly errorLog: BurstLogger;
   /** Message counts kept locally (label rendering is too slow for the hot path), published on collect. */
   private readonly counts = new Map<string, { labels: Record<string, string>; n: number }>();
+  /** The same counters by protocol then type, so counting builds no key string per message. */
+  private readonly countsByProtocol = new Map<string, { request?: { n: number }; response?: { n: number } }>();
 
   constructor(opts: RegistryOptions = {}) {
     const enabled = opts.enabled ? new Set(opts.enabled) : undefined;
@@ -147,15 +155,19 @@ export class ProtocolRegistry {
     let e = this.sockets.get(msg.socketId);
     if (e) {
       // LRU: most recently used last.
-      this.sockets.delete(msg.socketId);
-      this.sockets.set(msg.socketId, e);
+      if (e !== this.newest) {
+        this.unlink(e);
+        this.append(e);
+      }
     } else {
-      e = { parser: null, misses: 0, rejects: 0, gaveUp: false, egress: null, ingress: null, shared: {} };
+      e = { parser: null, misses: 0, rejects: 0, gaveUp: false, egress: null, ingress: null, shared: {}, id: msg.socketId, older: null, newer: null };
       this.sockets.set(msg.socketId, e);
+      this.append(e);
       if (this.sockets.size > this.maxSockets) {
-        const oldest = this.sockets.keys().next().value;
-        if (oldest !== undefined) {
-          this.sockets.delete(oldest);
+        const oldest = this.oldest;
+        if (oldest !== null) {
+          this.sockets.delete(oldest.id);
+          this.unlink(oldest);
           this.evicted.inc();
         }
       }
@@ -227,7 +239,26 @@ export class ProtocolRegistry {
 
   /** Forget a socket's protocol and state (call on close; socket ids are never reused in a run). */
   onSocketClosed(socketId: number): void {
+    const e = this.sockets.get(socketId);
+    if (e === undefined) return;
     this.sockets.delete(socketId);
+    this.unlink(e);
+  }
+
+  private append(e: SocketEntry): void {
+    e.older = this.newest;
+    e.newer = null;
+    if (this.newest !== null) this.newest.newer = e;
+    else this.oldest = e;
+    this.newest = e;
+  }
+
+  private unlink(e: SocketEntry): void {
+    if (e.older !== null) e.older.newer = e.newer;
+    else if (this.oldest === e) this.oldest = e.newer;
+    if (e.newer !== null) e.newer.older = e.older;
+    else if (this.newest === e) this.newest = e.older;
+    e.older = e.newer = null;
   }
 
   stats(): RegistryStats {
@@ -289,10 +320,21 @@ export class ProtocolRegistry {
   }
 
   private count(m: L7Message): void {
+    const byType = this.countsByProtocol.get(m.l7Protocol);
+    const c = byType === undefined ? undefined : m.msgType === 'request' ? byType.request : byType.response;
+    if (c !== undefined) c.n++;
+    else this.countSlow(m);
+  }
+
+  private countSlow(m: L7Message): void {
     const key = m.msgType === 'request' ? m.l7Protocol + '>' : m.l7Protocol + '<';
-    const c = this.counts.get(key);
+    let c = this.counts.get(key);
     if (c) c.n++;
-    else if (this.counts.size < 1024) this.counts.set(key, { labels: { protocol: m.l7Protocol, type: m.msgType }, n: 1 });
+    else if (this.counts.size < 1024) this.counts.set(key, (c = { labels: { protocol: m.l7Protocol, type: m.msgType }, n: 1 }));
+    if (c === undefined || (m.msgType !== 'request' && m.msgType !== 'response')) return;
+    let byType = this.countsByProtocol.get(m.l7Protocol);
+    if (byType === undefined) this.countsByProtocol.set(m.l7Protocol, (byType = {}));
+    byType[m.msgType] = c;
   }
 
   private fail(p: ProtocolParser, err: unknown): void {

@@ -221,6 +221,17 @@ class Writer {
     this.ensure(8);
     const b = this.buf;
     let p = this.pos;
+    if (n <= 0xffffffff) {
+      // Most values (ports, pids, sequence numbers, small deltas) fit 32 bits: shifts instead of
+      // the float % and / the general loop needs. Same bytes.
+      while (n >= 0x80) {
+        b[p++] = (n & 0x7f) | 0x80;
+        n >>>= 7;
+      }
+      b[p++] = n;
+      this.pos = p;
+      return;
+    }
     while (n >= 0x80) {
       b[p++] = (n % 0x80) | 0x80;
       n = Math.floor(n / 0x80);
@@ -403,7 +414,9 @@ export function serializeBatchBody(batch: Batch): Uint8Array {
 /** One message, its timestamp as a delta from the previous message's. */
 function writeMessage(w: Writer, m: ParsedMessage, prev: bigint): void {
   w.sbig(m.tsNs - prev);
-  w.sbig(m.enterNs - m.tsNs);
+  // tsNs is enterNs or exitNs: a zero delta is written without a BigInt subtraction.
+  if (m.enterNs === m.tsNs) w.u8(0);
+  else w.sbig(m.enterNs - m.tsNs);
   w.sbig(m.exitNs - m.enterNs);
   w.uint(m.pid, 'pid');
   w.uint(m.tid, 'tid');

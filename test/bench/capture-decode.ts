@@ -3,24 +3,43 @@
  * request/response heads, as nginx traffic produces) go through each stage in turn — decode,
  * + parse, + batch and ship (the deployed path: AgentPipeline → shipper → a local folder store),
  * and the --output NDJSON path for comparison. CPU time of this process per message, one core.
- *   npx tsx test/bench/capture-decode.ts [--messages 1000000]
+ *   npx tsx test/bench/capture-decode.ts [--messages 1000000] [--baseline DIR]
+ *
+ * --baseline DIR: also run every stage with the agent code of another checkout (for example
+ * `git archive <commit> agent | tar -x -C DIR`), alternating with this one in the same process,
+ * so a before/after comparison sees the same machine load.
  */
 import { parseArgs } from 'node:util';
-import { RecordDecoder } from '../../agent/capture/decoder.ts';
 import { RT_EV_DATA, RtDataEvent as D } from '../../agent/capture/layout.generated.ts';
-import { messageToJson } from '../../agent/ndjson-output.ts';
 import type { CapturedMessage } from '../../agent/capture/message.ts';
-import { createDefaultRegistry } from '../../agent/protocols/registry.ts';
+import type * as Decoder from '../../agent/capture/decoder.ts';
+import type * as Ndjson from '../../agent/ndjson-output.ts';
+import type * as Pipeline from '../../agent/pipeline.ts';
+import type * as Registry from '../../agent/protocols/registry.ts';
+import type * as Shipper from '../../agent/shipping/shipper.ts';
+import type * as Store from '../../agent/shipping/store.ts';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { AgentPipeline, shipperOutput } from '../../agent/pipeline.ts';
-import { createShipper } from '../../agent/shipping/shipper.ts';
-import { openStore } from '../../agent/shipping/store.ts';
 
-const { values } = parseArgs({ options: { messages: { type: 'string', default: '1000000' } } });
+const { values } = parseArgs({ options: { messages: { type: 'string', default: '1000000' }, baseline: { type: 'string' } } });
 const N = Number(values.messages);
+
+/** The agent modules a stage needs, from this checkout or the baseline's. */
+async function agentCode(root: string) {
+  const at = (p: string) => pathToFileURL(join(root, 'agent', p)).href;
+  return {
+    RecordDecoder: (await import(at('capture/decoder.ts'))).RecordDecoder as typeof Decoder.RecordDecoder,
+    messageToJson: (await import(at('ndjson-output.ts'))).messageToJson as typeof Ndjson.messageToJson,
+    createDefaultRegistry: (await import(at('protocols/registry.ts'))).createDefaultRegistry as typeof Registry.createDefaultRegistry,
+    ...((await import(at('pipeline.ts'))) as Pick<typeof Pipeline, 'AgentPipeline' | 'shipperOutput'>),
+    createShipper: (await import(at('shipping/shipper.ts'))).createShipper as typeof Shipper.createShipper,
+    openStore: (await import(at('shipping/store.ts'))).openStore as typeof Store.openStore,
+  };
+}
+const sides: Array<[string, Awaited<ReturnType<typeof agentCode>>]> = [['', await agentCode(resolve(import.meta.dirname, '../..'))]];
+if (values.baseline) sides.unshift(['baseline: ', await agentCode(resolve(values.baseline))]);
 
 const heads = [
   'GET /index.html HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n',
@@ -60,8 +79,10 @@ for (let i = 0; i < 4096; i++) {
   off += (len + 7) & ~7;
 }
 
-function run(label: string, each: (m: CapturedMessage) => void): void {
-  const dec = new RecordDecoder();
+type Code = Awaited<ReturnType<typeof agentCode>>;
+
+function run(code: Code, label: string, each: (m: CapturedMessage) => void): void {
+  const dec = new code.RecordDecoder();
   let sink = 0;
   const cpu0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
@@ -75,26 +96,30 @@ function run(label: string, each: (m: CapturedMessage) => void): void {
   const c = process.cpuUsage(cpu0);
   // CPU time of all threads (compression runs on libuv's pool), and wall time of the loop.
   const ns = (c.user + c.system) * 1000;
-  console.log(`${label.padEnd(34)} ${(ns / N).toFixed(0).padStart(6)} ns CPU/message (${(wall / N).toFixed(0).padStart(6)} ns wall)  ${((N / ns) * 1e6).toFixed(0).padStart(6)}k messages/s per core  (${sink})`);
+  console.log(`${label.padEnd(44)} ${(ns / N).toFixed(0).padStart(6)} ns CPU/message (${(wall / N).toFixed(0).padStart(6)} ns wall)  ${((N / ns) * 1e6).toFixed(0).padStart(6)}k messages/s per core  (${sink})`);
 }
 
 console.log(`capture user-space cost, ${N} synthetic HTTP messages (${heads[0].length}/${heads[1].length}-byte heads)`);
-run('decode only', () => {});
-const registry = createDefaultRegistry();
-let parsed = 0;
-run('decode + parse', (m) => (parsed += registry.parse(m).length));
+for (const [who, code] of sides) run(code, `${who}decode only`, () => {});
+for (const [who, code] of sides) {
+  const registry = code.createDefaultRegistry();
+  let parsed = 0;
+  run(code, `${who}decode + parse`, (m) => (parsed += registry.parse(m).length));
+}
 
 // The deployed path. Batches are cut by the clock; the store is a temp folder.
-const dir = mkdtempSync(join(tmpdir(), 'rt-bench-pipe-'));
-const shipper = await createShipper({ store: openStore(pathToFileURL(join(dir, 'store')).href), dataDir: dir, agentId: 'bench', slotSeconds: 1, maxMemoryBytes: 1 << 30 });
-const pipeline = new AgentPipeline({ registry: createDefaultRegistry(), output: shipperOutput(shipper) });
-run('decode + parse + batch + ship', (m) => pipeline.onMessage(m, undefined));
-const cpu0 = process.cpuUsage();
-await shipper.close();
-const tail = process.cpuUsage(cpu0);
-console.log(`  (+ ${(((tail.user + tail.system) * 1000) / N).toFixed(0)} ns/message to encode and upload what was still open at close)`);
-const st = shipper.stats();
-void st;
+for (const [who, code] of sides) {
+  const dir = mkdtempSync(join(tmpdir(), 'rt-bench-pipe-'));
+  const shipper = await code.createShipper({ store: code.openStore(pathToFileURL(join(dir, 'store')).href), dataDir: dir, agentId: 'bench', slotSeconds: 1, maxMemoryBytes: 1 << 30 });
+  const pipeline = new code.AgentPipeline({ registry: code.createDefaultRegistry(), output: code.shipperOutput(shipper) });
+  run(code, `${who}decode + parse + batch + ship`, (m) => pipeline.onMessage(m, undefined));
+  const cpu0 = process.cpuUsage();
+  await shipper.close();
+  const tail = process.cpuUsage(cpu0);
+  console.log(`  (+ ${(((tail.user + tail.system) * 1000) / N).toFixed(0)} ns/message to encode and upload what was still open at close)`);
+}
 
-let bytes = 0;
-run('decode + --output JSON line', (m) => (bytes += messageToJson(m, undefined).length));
+for (const [who, code] of sides) {
+  let bytes = 0;
+  run(code, `${who}decode + --output JSON line`, (m) => (bytes += code.messageToJson(m, undefined).length));
+}

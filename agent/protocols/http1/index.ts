@@ -14,14 +14,17 @@ import { httpStatusClass } from '../lib/status.ts';
 import { INVALID, NEED_MORE, UNKNOWN_LENGTH, parseStream } from '../lib/stream.ts';
 import type { StreamFramer } from '../lib/stream.ts';
 import { TRACE_HEADERS, applyTraceContext } from '../lib/trace-context.ts';
+import type { HeaderLookup } from '../lib/trace-context.ts';
 
-const METHODS = new Set([
+const METHODS = [
   'GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'PATCH', 'CONNECT', 'TRACE',
   'PROPFIND', 'PROPPATCH', 'MKCOL', 'COPY', 'MOVE', 'LOCK', 'UNLOCK', 'PURGE',
-]);
+];
 const MAX_METHOD = 9;
 /** Longest header block we look for an end in before calling the stream not HTTP. */
 const MAX_HEADER_BYTES = 64 * 1024;
+/** Header values are read from at most this many bytes (then trimmed), as they always were. */
+const MAX_HEADER_VALUE = 1024;
 
 interface ChunkState {
   /** Bytes of chunk data (plus its CRLF) still to skip; -1 while a size line is expected. */
@@ -33,6 +36,22 @@ interface ChunkState {
 interface HttpState {
   chunk?: ChunkState;
   upgraded?: boolean;
+}
+
+/** Method names by length, as bytes: a method is recognised without building a string for it. */
+const METHODS_BY_LENGTH: Array<Array<{ bytes: Uint8Array; name: string }> | undefined> = [];
+for (const m of METHODS) (METHODS_BY_LENGTH[m.length] ??= []).push({ bytes: asciiBytes(m), name: m });
+
+/** The method spelled by buf[s, e) (case-sensitive), as its constant string, or undefined. */
+function methodAt(buf: Uint8Array, s: number, e: number): string | undefined {
+  const candidates = METHODS_BY_LENGTH[e - s];
+  if (candidates === undefined) return undefined;
+  outer: for (const m of candidates) {
+    const b = m.bytes;
+    for (let i = 0; i < b.length; i++) if (buf[s + i] !== b[i]) continue outer;
+    return m.name;
+  }
+  return undefined;
 }
 
 /** Does `buf` start with something that can only be an HTTP/1 start line? */
@@ -48,32 +67,133 @@ function startLineKind(buf: Uint8Array, off: number, end: number): 'request' | '
   if (i === off) return undefined;
   if (i >= end) return end - off <= MAX_METHOD ? 'partial' : undefined;
   if (buf[i] !== 0x20) return undefined;
-  return METHODS.has(text(buf, off, i)) ? 'request' : undefined;
+  return methodAt(buf, off, i) !== undefined ? 'request' : undefined;
 }
 
-interface Head {
-  kind: 'request' | 'response';
-  method: string;
-  target: string;
-  version: string;
-  status: number;
-  reason: string;
-  headers: Map<string, string>;
-  headerEnd: number;
+// ---------------------------------------------------------------------------------------------
+// Strings that repeat from message to message (targets, hosts, reason phrases) are interned: a
+// small table keyed by a hash of the bytes hands back the string made last time, so a repeated
+// value costs a hash and a compare instead of a new string (and the batch writer's dictionary
+// lookup then hits a string whose hash V8 already knows).
+
+const INTERN_SLOTS = 4096;
+const INTERN_MAX = 256;
+const internKeys: Array<Uint8Array | undefined> = new Array<Uint8Array | undefined>(INTERN_SLOTS).fill(undefined);
+const internValues: string[] = new Array<string>(INTERN_SLOTS).fill('');
+
+/** buf[s, e) as a string (ASCII only, at most INTERN_MAX bytes); undefined when not plain ASCII. */
+function internAscii(buf: Uint8Array, s: number, e: number): string | undefined {
+  const n = e - s;
+  if (n <= 0 || n > INTERN_MAX) return undefined;
+  let h = 0x811c9dc5 ^ n;
+  let high = 0;
+  for (let i = s; i < e; i++) {
+    const c = buf[i];
+    high |= c;
+    h = Math.imul(h ^ c, 0x01000193);
+  }
+  if (high >= 0x80) return undefined;
+  const slot = (h ^ (h >>> 15)) & (INTERN_SLOTS - 1);
+  const k = internKeys[slot];
+  if (k !== undefined && k.length === n) {
+    let i = 0;
+    while (i < n && k[i] === buf[s + i]) i++;
+    if (i === n) return internValues[slot];
+  }
+  const str = text(buf, s, e, INTERN_MAX);
+  internKeys[slot] = buf.slice(s, e);
+  internValues[slot] = str;
+  return str;
 }
 
-/** Header names the parser keeps, as bytes, plus the configured extras (cached per list). */
+/** Decode bytes [s, e) clamped to `max` bytes, interned when short plain ASCII. */
+function str(buf: Uint8Array, s: number, e: number, max: number): string {
+  if (e - s > max) e = s + max;
+  return internAscii(buf, s, e) ?? text(buf, s, e, max);
+}
+
+function isSpace(c: number): boolean {
+  // The ASCII characters String.prototype.trim removes: HT LF VT FF CR SP.
+  return c === 0x20 || (c >= 0x09 && c <= 0x0d);
+}
+
+/** A header value: `text(value, 1024).trim()`, without building more than the one string. */
+function headerValue(buf: Uint8Array, s: number, e: number, intern: boolean): string {
+  if (e - s > MAX_HEADER_VALUE) e = s + MAX_HEADER_VALUE;
+  for (let i = s; i < e; i++) if (buf[i] >= 0x80) return text(buf, s, e, MAX_HEADER_VALUE).trim();
+  while (s < e && isSpace(buf[s])) s++;
+  while (e > s && isSpace(buf[e - 1])) e--;
+  return (intern ? internAscii(buf, s, e) : undefined) ?? text(buf, s, e, MAX_HEADER_VALUE);
+}
+
+/** Content-Length as a number when its (trimmed) value is 1 to 15 digits, else -1. */
+function contentLength(buf: Uint8Array, s: number, e: number): number {
+  if (e - s > MAX_HEADER_VALUE) e = s + MAX_HEADER_VALUE;
+  for (let i = s; i < e; i++) if (buf[i] >= 0x80) return lengthOf(text(buf, s, e, MAX_HEADER_VALUE).trim());
+  while (s < e && isSpace(buf[s])) s++;
+  while (e > s && isSpace(buf[e - 1])) e--;
+  if (e - s < 1 || e - s > 15) return -1;
+  let n = 0;
+  for (let i = s; i < e; i++) {
+    const d = buf[i] - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+function lengthOf(v: string): number {
+  return /^\d{1,15}$/.test(v) ? Number(v) : -1;
+}
+
+const CHUNKED = asciiBytes('chunked');
+
+/** Does the Transfer-Encoding value (its first 1024 bytes) say "chunked", in any case? */
+function saysChunked(buf: Uint8Array, s: number, e: number): boolean {
+  if (e - s > MAX_HEADER_VALUE) e = s + MAX_HEADER_VALUE;
+  outer: for (let i = s; i + CHUNKED.length <= e; i++) {
+    for (let j = 0; j < CHUNKED.length; j++) {
+      let c = buf[i + j];
+      if (c >= 0x41 && c <= 0x5a) c |= 0x20;
+      if (c !== CHUNKED[j]) continue outer;
+    }
+    return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Header names the parser keeps: Host, Content-Length, Transfer-Encoding, the trace-context
+// headers and the configured extras. Each has an id; values of the current head are kept in one
+// reused array (parsing is synchronous), read through one reused lookup object — no Map, no
+// closure and no object per message.
+
+const H_HOST = 0;
+const H_CONTENT_LENGTH = 1;
+const H_TRANSFER_ENCODING = 2;
 const BASE_WANTED = ['host', 'content-length', 'transfer-encoding', ...TRACE_HEADERS];
+const FIRST_TRACE = 3;
+
 interface WantedName {
   bytes: Uint8Array;
-  name: string;
+  id: number;
 }
-/** Wanted names indexed by length, so most header lines are rejected by one array read. */
-type WantedTable = Array<WantedName[] | undefined>;
+interface WantedTable {
+  /** Wanted names indexed by length, so most header lines are rejected by one array read. */
+  byLength: Array<WantedName[] | undefined>;
+  /** Lower-case name → id (what applyTraceContext asks for). */
+  ids: Map<string, number>;
+  size: number;
+}
 
 function table(names: readonly string[]): WantedTable {
-  const t: WantedTable = [];
-  for (const name of new Set(names)) (t[name.length] ??= []).push({ bytes: asciiBytes(name), name });
+  const t: WantedTable = { byLength: [], ids: new Map(), size: 0 };
+  for (const name of names) {
+    if (t.ids.has(name)) continue;
+    const id = t.size++;
+    t.ids.set(name, id);
+    (t.byLength[name.length] ??= []).push({ bytes: asciiBytes(name), id });
+  }
   return t;
 }
 const BASE_TABLE = table(BASE_WANTED);
@@ -89,10 +209,10 @@ function wanted(extra: readonly string[] | undefined): WantedTable {
   return extraTable;
 }
 
-/** The wanted lower-case name equal (case-insensitively) to buf[s, e), if any. */
-function matchName(buf: Uint8Array, s: number, e: number, names: WantedTable): string | undefined {
-  const candidates = names[e - s];
-  if (candidates === undefined) return undefined;
+/** The id of the wanted name equal (case-insensitively) to buf[s, e), or -1. */
+function matchName(buf: Uint8Array, s: number, e: number, names: WantedTable): number {
+  const candidates = names.byLength[e - s];
+  if (candidates === undefined) return -1;
   outer: for (const w of candidates) {
     const b = w.bytes;
     for (let i = 0; i < b.length; i++) {
@@ -100,85 +220,191 @@ function matchName(buf: Uint8Array, s: number, e: number, names: WantedTable): s
       if (c >= 0x41 && c <= 0x5a) c |= 0x20;
       if (c !== b[i]) continue outer;
     }
-    return w.name;
+    return w.id;
   }
-  return undefined;
+  return -1;
 }
 
-/** Parse a start line and the header lines in [off, end); `headerEnd` stays -1 if the block is cut. */
-function parseHead(buf: Uint8Array, off: number, end: number, extra: readonly string[] | undefined): Head | undefined {
+/** The head being parsed. One instance, reset per head: frame() is synchronous and not re-entered. */
+interface Head {
+  kind: 'request' | 'response';
+  method: string;
+  /** Request target bytes [targetStart, targetEnd), at most 4096. */
+  targetStart: number;
+  targetEnd: number;
+  version: string;
+  status: number;
+  /** Reason phrase bytes (response), empty when absent. */
+  reasonStart: number;
+  reasonEnd: number;
+  headerEnd: number;
+  names: WantedTable;
+  /** Value of each wanted header seen (first occurrence), by id; valid where `seenIn[id] === generation`. */
+  values: Array<string | undefined>;
+  seenIn: number[];
+  /** Bumped per head, so forgetting the last head's headers costs nothing. */
+  generation: number;
+  /** Content-Length: -2 absent, -1 present but not 1..15 digits, else its value. */
+  contentLength: number;
+  chunked: boolean;
+  /** A trace-context or configured extra header was seen. */
+  hasTrace: boolean;
+}
+
+const head: Head = {
+  kind: 'request', method: '', targetStart: 0, targetEnd: 0, version: '', status: 0, reasonStart: 0, reasonEnd: 0,
+  headerEnd: -1, names: BASE_TABLE, values: [], seenIn: [], generation: 1, contentLength: -2, chunked: false, hasTrace: false,
+};
+
+/** The headers of `head`, as applyTraceContext reads them (lower-case name → first value). */
+const headLookup: HeaderLookup = {
+  get(name: string): string | undefined {
+    const id = head.names.ids.get(name);
+    return id === undefined || head.seenIn[id] !== head.generation ? undefined : head.values[id];
+  },
+};
+
+function resetHead(names: WantedTable): void {
+  if (++head.generation >= 0x40000000) {
+    head.generation = 1;
+    head.seenIn.fill(0);
+  }
+  head.names = names;
+  head.kind = 'request';
+  head.method = '';
+  head.targetStart = head.targetEnd = 0;
+  head.version = '';
+  head.status = 0;
+  head.reasonStart = head.reasonEnd = 0;
+  head.headerEnd = -1;
+  head.contentLength = -2;
+  head.chunked = false;
+  head.hasTrace = false;
+}
+
+/**
+ * Parse a start line and the header lines in [off, end) into `head`; false when it is not HTTP/1.
+ * `head.headerEnd` stays -1 if the block is cut.
+ */
+function parseHead(buf: Uint8Array, off: number, end: number, extra: readonly string[] | undefined): boolean {
   const lineEnd = indexOfCrlf(buf, off, end);
   const firstEnd = lineEnd < 0 ? end : lineEnd;
-  const head: Head = { kind: 'request', method: '', target: '', version: '', status: 0, reason: '', headers: new Map(), headerEnd: -1 };
+  const names = wanted(extra);
+  resetHead(names);
   if (startsWithAscii(buf, off, 'HTTP/1.')) {
     // HTTP/1.x SP 3DIGIT [SP reason]
-    if (firstEnd - off < 12) return undefined;
+    if (firstEnd - off < 12) return false;
     const v = buf[off + 7];
-    if ((v !== 0x30 && v !== 0x31) || buf[off + 8] !== 0x20) return undefined;
+    if ((v !== 0x30 && v !== 0x31) || buf[off + 8] !== 0x20) return false;
     let status = 0;
     for (let i = off + 9; i < off + 12; i++) {
       const d = buf[i] - 0x30;
-      if (d < 0 || d > 9) return undefined;
+      if (d < 0 || d > 9) return false;
       status = status * 10 + d;
     }
-    if (firstEnd > off + 12 && buf[off + 12] !== 0x20) return undefined;
+    if (firstEnd > off + 12 && buf[off + 12] !== 0x20) return false;
     head.kind = 'response';
     head.version = v === 0x31 ? '1.1' : '1.0';
     head.status = status;
-    if (firstEnd > off + 13) head.reason = text(buf, off + 13, firstEnd, 128);
+    if (firstEnd > off + 13) {
+      head.reasonStart = off + 13;
+      head.reasonEnd = firstEnd;
+    }
   } else {
     let sp1 = off;
     while (sp1 < firstEnd && buf[sp1] !== 0x20) sp1++;
-    if (sp1 === off || sp1 - off > MAX_METHOD || sp1 >= firstEnd) return undefined;
-    head.method = text(buf, off, sp1, MAX_METHOD);
-    if (!METHODS.has(head.method)) return undefined;
+    if (sp1 === off || sp1 - off > MAX_METHOD || sp1 >= firstEnd) return false;
+    const method = methodAt(buf, off, sp1);
+    if (method === undefined) return false;
+    head.method = method;
     // "… HTTP/1.x" ends a complete request line.
     if (lineEnd >= 0) {
-      if (firstEnd - sp1 < 11 || buf[firstEnd - 9] !== 0x20 || !startsWithAscii(buf, firstEnd - 8, 'HTTP/1.')) return undefined;
+      if (firstEnd - sp1 < 11 || buf[firstEnd - 9] !== 0x20 || !startsWithAscii(buf, firstEnd - 8, 'HTTP/1.')) return false;
       const v = buf[firstEnd - 1];
-      if (v !== 0x30 && v !== 0x31) return undefined;
+      if (v !== 0x30 && v !== 0x31) return false;
       head.version = v === 0x31 ? '1.1' : '1.0';
-      head.target = text(buf, sp1 + 1, firstEnd - 9, 4096);
-      if (head.target.length === 0) return undefined;
+      head.targetStart = sp1 + 1;
+      head.targetEnd = Math.min(firstEnd - 9, sp1 + 1 + 4096);
+      if (head.targetEnd <= head.targetStart) return false;
     } else {
-      head.target = text(buf, sp1 + 1, firstEnd, 4096); // cut inside the line
+      head.targetStart = sp1 + 1; // cut inside the line
+      head.targetEnd = Math.min(firstEnd, sp1 + 1 + 4096);
     }
   }
-  if (lineEnd < 0) return head;
-  const names = wanted(extra);
+  if (lineEnd < 0) return true;
   let pos = lineEnd + 2;
   while (pos < end) {
-    const e = indexOfCrlf(buf, pos, end);
+    // The first colon is looked for only as far as the longest wanted name reaches (a later one
+    // cannot end a wanted name), then the CRLF that ends the line.
+    let colon = -1;
+    let e = -1;
+    let i = pos;
+    const nameLim = Math.min(end, pos + names.byLength.length);
+    for (; i < nameLim && i + 1 < end; i++) {
+      const c = buf[i];
+      if (c === 0x3a) {
+        colon = i;
+        break;
+      }
+      if (c === 13 && buf[i + 1] === 10) {
+        e = i;
+        break;
+      }
+    }
+    if (e < 0) {
+      for (; i + 1 < end; i++) {
+        if (buf[i] === 13 && buf[i + 1] === 10) {
+          e = i;
+          break;
+        }
+      }
+    }
     if (e === pos) {
       head.headerEnd = e + 2;
-      return head;
+      return true;
     }
     if (e < 0) break; // a cut header line: skip it, its value may be incomplete
-    let colon = pos;
-    while (colon < e && buf[colon] !== 0x3a) colon++;
-    if (colon < e && colon > pos) {
-      const name = matchName(buf, pos, colon, names);
-      if (name !== undefined && !head.headers.has(name)) head.headers.set(name, text(buf, colon + 1, e, 1024).trim());
+    if (colon > pos) {
+      const id = matchName(buf, pos, colon, names);
+      if (id >= 0 && head.seenIn[id] !== head.generation) keep(buf, id, colon + 1, e);
     }
     pos = e + 2;
   }
-  return head;
+  return true;
 }
 
-function toMessage(head: Head, ctx: ParseContext): L7Message {
-  const h = head.headers;
+/** Record the first value of wanted header `id`, found at buf[s, e). */
+function keep(buf: Uint8Array, id: number, s: number, e: number): void {
+  head.seenIn[id] = head.generation;
+  head.values[id] = undefined;
+  if (id === H_CONTENT_LENGTH) head.contentLength = contentLength(buf, s, e);
+  else if (id === H_TRANSFER_ENCODING) head.chunked = saysChunked(buf, s, e);
+  if (id >= FIRST_TRACE) head.hasTrace = true;
+  // Host, trace context and extras are read as strings (an extra may name any header, even these).
+  if (id === H_HOST || id >= FIRST_TRACE) head.values[id] = headerValue(buf, s, e, id === H_HOST);
+  else if (head.names !== BASE_TABLE) head.values[id] = headerValue(buf, s, e, false);
+}
+
+function toMessage(buf: Uint8Array, ctx: ParseContext): L7Message {
   let msg: L7Message;
   if (head.kind === 'request') {
-    const q = head.target.indexOf('?');
+    const ts = head.targetStart;
+    const te = head.targetEnd;
+    const target = str(buf, ts, te, 4096);
+    let q = ts;
+    while (q < te && buf[q] !== 0x3f /* ? */) q++;
+    // The path before the query, at most 256 characters: when those bytes are plain ASCII they
+    // are the characters, so the (interned) string is made from them directly.
+    const endpoint = q === te ? target.slice(0, 256) : (internAscii(buf, ts, Math.min(q, ts + 256)) ?? target.slice(0, target.indexOf('?')).slice(0, 256));
     msg = {
       l7Protocol: 'http1',
       msgType: 'request',
       requestType: head.method,
-      requestResource: head.target.slice(0, 512),
-      endpoint: (q >= 0 ? head.target.slice(0, q) : head.target).slice(0, 256),
+      requestResource: target.slice(0, 512),
+      endpoint,
       version: head.version,
     };
-    const host = h.get('host');
+    const host = head.seenIn[H_HOST] === head.generation ? head.values[H_HOST] : undefined;
     if (host) msg.requestDomain = host.slice(0, 256);
   } else {
     msg = {
@@ -188,14 +414,13 @@ function toMessage(head: Head, ctx: ParseContext): L7Message {
       responseStatus: httpStatusClass(head.status),
       version: head.version,
     };
-    if (head.status >= 400 && head.reason) msg.responseException = head.reason;
+    if (head.status >= 400 && head.reasonEnd > head.reasonStart) msg.responseException = str(buf, head.reasonStart, head.reasonEnd, 128);
   }
-  const cl = h.get('content-length');
-  if (cl !== undefined && /^\d{1,15}$/.test(cl)) {
-    if (head.kind === 'request') msg.requestLength = Number(cl);
-    else msg.responseLength = Number(cl);
+  if (head.contentLength >= 0) {
+    if (head.kind === 'request') msg.requestLength = head.contentLength;
+    else msg.responseLength = head.contentLength;
   }
-  applyTraceContext(msg, h, ctx.extraHeaders);
+  if (head.hasTrace || (ctx.extraHeaders !== undefined && ctx.extraHeaders.length > 0)) applyTraceContext(msg, headLookup, ctx.extraHeaders);
   return msg;
 }
 
@@ -267,8 +492,7 @@ const framer: StreamFramer = {
     if (kind === 'partial') return cut ? INVALID : NEED_MORE;
     // One pass over the head: start line, wanted headers, and the blank line that ends it.
     const lim = Math.min(end, off + MAX_HEADER_BYTES);
-    const head = parseHead(buf, off, lim, ctx.extraHeaders);
-    if (!head) {
+    if (!parseHead(buf, off, lim, ctx.extraHeaders)) {
       // A start line still being written ("HTTP/1.1 20") is not yet invalid.
       return !cut && indexOfCrlf(buf, off, end) < 0 && looksLikeText(buf, off, end) ? NEED_MORE : INVALID;
     }
@@ -278,7 +502,7 @@ const framer: StreamFramer = {
         // An unfinished head must at least look like text.
         return looksLikeText(buf, off, end) ? NEED_MORE : INVALID;
       }
-      const msg = toMessage(head, ctx);
+      const msg = toMessage(buf, ctx);
       if (head.kind === 'response' && head.status >= 100 && head.status < 200 && head.status !== 101) return UNKNOWN_LENGTH;
       if (head.kind === 'request') pendingHeads(ctx).push(head.method === 'HEAD');
       out.push(msg);
@@ -288,8 +512,6 @@ const framer: StreamFramer = {
     const headerLen = hend - off;
     let bodyLen = 0;
     let chunked = false;
-    const te = head.headers.get('transfer-encoding');
-    const cl = head.headers.get('content-length');
     if (head.kind === 'response') {
       const heads = pendingHeads(ctx);
       if (head.status >= 100 && head.status < 200 && head.status !== 101) return headerLen; // interim: not reported
@@ -298,20 +520,20 @@ const framer: StreamFramer = {
         (ctx.state as HttpState).upgraded = true;
       } else if (wasHead || head.status === 204 || head.status === 304) {
         bodyLen = 0;
-      } else if (te !== undefined && /chunked/i.test(te)) {
+      } else if (head.chunked) {
         chunked = true;
-      } else if (cl !== undefined) {
-        bodyLen = /^\d{1,15}$/.test(cl) ? Number(cl) : 0;
+      } else if (head.contentLength !== -2) {
+        bodyLen = Math.max(head.contentLength, 0);
       } else {
         bodyLen = Number.MAX_SAFE_INTEGER; // delimited by connection close
       }
     } else {
       const heads = pendingHeads(ctx);
       if (heads.length < 64) heads.push(head.method === 'HEAD');
-      if (te !== undefined && /chunked/i.test(te)) chunked = true;
-      else if (cl !== undefined && /^\d{1,15}$/.test(cl)) bodyLen = Number(cl);
+      if (head.chunked) chunked = true;
+      else if (head.contentLength >= 0) bodyLen = head.contentLength;
     }
-    out.push(toMessage(head, ctx));
+    out.push(toMessage(buf, ctx));
     if (chunked) (ctx.state as HttpState).chunk = { remaining: 0, trailers: false };
     return headerLen + bodyLen;
   },
