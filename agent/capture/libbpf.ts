@@ -39,6 +39,7 @@ export interface Libbpf {
 
 let cached: Libbpf | null = null;
 let printCallback: bigint | null = null;
+let printProto: ReturnType<typeof koffi.proto> | null = null;
 
 /** Binds libbpf.so.1 and libc. Throws with a clear message when libbpf is not installed. */
 export function libbpf(): Libbpf {
@@ -103,7 +104,9 @@ export function checkPtr(ptr: Ptr, what: string): bigint {
 export function captureLibbpfLog(sink: (level: 'warn' | 'info' | 'debug', line: string) => void): void {
   const lib = libbpf();
   const buf = Buffer.alloc(4096);
-  const PrintFn = koffi.proto('int riptide_libbpf_print(int level, void *fmt, void *args)');
+  // koffi refuses to declare the same prototype twice: once per process, however many loads.
+  printProto ??= koffi.proto('int riptide_libbpf_print(int level, void *fmt, void *args)');
+  const PrintFn = printProto;
   if (printCallback !== null) koffi.unregister(printCallback);
   printCallback = koffi.register((level: number, fmt: bigint, args: bigint) => {
     const n = lib.vsnprintf(buf, buf.length, fmt, args);
