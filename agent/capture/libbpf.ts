@@ -23,6 +23,7 @@ export interface Libbpf {
   program_attach(prog: Ptr): Ptr;
   link_destroy(link: Ptr): number;
   map_set_initial_value(map: Ptr, data: Buffer, size: number): number;
+  map_value_size(map: Ptr): number;
   map_set_max_entries(map: Ptr, n: number): number;
   map_fd(map: Ptr): number;
   map_update_elem(fd: number, key: Buffer, value: Buffer, flags: bigint): number;
@@ -63,6 +64,7 @@ export function libbpf(): Libbpf {
     program_attach: bpf.func('void *bpf_program__attach(void *prog)'),
     link_destroy: bpf.func('int bpf_link__destroy(void *link)'),
     map_set_initial_value: bpf.func('int bpf_map__set_initial_value(void *map, const uint8_t *data, size_t size)'),
+    map_value_size: bpf.func('uint32_t bpf_map__value_size(void *map)'),
     map_set_max_entries: bpf.func('int bpf_map__set_max_entries(void *map, uint32_t n)'),
     map_fd: bpf.func('int bpf_map__fd(void *map)'),
     map_update_elem: bpf.func('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)'),
