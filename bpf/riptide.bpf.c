@@ -32,6 +32,7 @@ const volatile __u8 filter_pids = 0;       /* when any filter is on, a message m
 const volatile __u8 filter_ports = 0;
 const volatile __u8 filter_comms = 0;
 const volatile __u8 exclude_pids = 0;      /* pid_exclude holds entries */
+const volatile __u8 direct_reads = 1;      /* 0: read kernel structs with probe reads only (see RD) */
 
 /* ---- maps ---- */
 struct {
@@ -160,6 +161,19 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* ---- helpers ---- */
 
+/*
+ * Kernel structs reached from an fd (file, inode, socket, sock) are read with direct loads through
+ * bpf_rdonly_cast (kernel >= 6.2): the verifier turns the cast into nothing and each field into
+ * one fault-tolerant load, where BPF_CORE_READ costs a bpf_probe_read_kernel call per field --
+ * about ten of them on every read/write syscall on the machine. The kfunc is weak: on a kernel
+ * without it libbpf resolves it to 0, the verifier drops the direct branch and the probe-read
+ * one runs instead (the loader can also ask for that path: direct_reads = 0).
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+#define RD(type, ptr, field) \
+	(direct_reads && bpf_rdonly_cast ? ((type *)bpf_rdonly_cast((ptr), bpf_core_type_id_kernel(type)))->field \
+			 : BPF_CORE_READ((type *)(ptr), field))
+
 static __always_inline void count(__u32 which)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &which);
@@ -220,19 +234,22 @@ static __always_inline struct sock *fd_to_sock(__u32 fd)
 	bpf_probe_read_kernel(&file, sizeof(file), &fdt->fd[fd]);
 	if (!file)
 		return NULL;
-	umode_t mode = BPF_CORE_READ(file, f_inode, i_mode);
+	struct inode *inode = RD(struct file, file, f_inode);
+	if (!inode)
+		return NULL;
+	umode_t mode = RD(struct inode, inode, i_mode);
 	if ((mode & S_IFMT) != S_IFSOCK)
 		return NULL;
-	struct socket *sock = BPF_CORE_READ(file, private_data);
+	struct socket *sock = RD(struct file, file, private_data);
 	if (!sock)
 		return NULL;
-	return BPF_CORE_READ(sock, sk);
+	return RD(struct socket, sock, sk);
 }
 
 static __always_inline __u16 sock_ports(struct sock *sk, __u16 *rport)
 {
-	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	return BPF_CORE_READ(sk, __sk_common.skc_num);
+	*rport = bpf_ntohs(RD(struct sock, sk, __sk_common.skc_dport));
+	return RD(struct sock, sk, __sk_common.skc_num);
 }
 
 /* Enter of a data syscall: resolve the socket, apply filters, stash what exit needs. */
@@ -251,10 +268,10 @@ static __always_inline int on_enter(__u8 sys, __u32 fd, __u64 buf, __u32 count_a
 	struct sock *sk = fd_to_sock(fd);
 	if (!sk)
 		return 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = RD(struct sock, sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
-	__u16 type = BPF_CORE_READ(sk, sk_type);
+	__u16 type = RD(struct sock, sk, sk_type);
 	__u8 l4;
 	if (type == SOCK_STREAM)
 		l4 = IPPROTO_TCP;
@@ -286,7 +303,7 @@ static __always_inline int on_enter(__u8 sys, __u32 fd, __u64 buf, __u32 count_a
 	a.syscall = sys;
 	if (l4 == IPPROTO_TCP) {
 		struct tcp_sock *tp = (struct tcp_sock *)sk;
-		a.tcp_seq = sys <= RT_SYS_SENDMMSG ? BPF_CORE_READ(tp, write_seq) : BPF_CORE_READ(tp, copied_seq);
+		a.tcp_seq = sys <= RT_SYS_SENDMMSG ? RD(struct tcp_sock, tp, write_seq) : RD(struct tcp_sock, tp, copied_seq);
 	}
 	struct rt_args *slot = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!slot) {
@@ -357,11 +374,11 @@ static __always_inline __u32 copy_iov(struct rt_data_event *ev, __u64 iov_ptr, _
 static __always_inline void fill_tuple(struct rt_data_event *ev, struct sock *sk, __u16 family)
 {
 	ev->family = family;
-	ev->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	ev->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	ev->local_port = RD(struct sock, sk, __sk_common.skc_num);
+	ev->remote_port = bpf_ntohs(RD(struct sock, sk, __sk_common.skc_dport));
 	if (family == AF_INET) {
-		__u32 l = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 r = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 l = RD(struct sock, sk, __sk_common.skc_rcv_saddr);
+		__u32 r = RD(struct sock, sk, __sk_common.skc_daddr);
 		__builtin_memcpy(ev->local_addr, &l, 4);
 		__builtin_memcpy(ev->remote_addr, &r, 4);
 	} else {
@@ -658,7 +675,7 @@ static __always_inline void register_socket(__u32 tgid, __u32 fd, __u8 role)
 	struct sock *sk = fd_to_sock(fd);
 	if (!sk)
 		return;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u16 family = RD(struct sock, sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return;
 	__u64 key = ((__u64)tgid << 32) | fd;

@@ -40,6 +40,12 @@ export interface CaptureOptions {
   idSeed?: bigint;
   /** Path of the compiled object. */
   objectPath?: string;
+  /**
+   * Read kernel structs (file, socket, sock) with direct loads where the kernel offers
+   * bpf_rdonly_cast (default true; without the kfunc the program uses probe reads whatever this
+   * says). false forces the probe-read path; so does RIPTIDE_BPF_DIRECT_READS=0.
+   */
+  directReads?: boolean;
   /** Where libbpf's log lines go (default: warnings to stderr as one line each). */
   log?: (level: 'warn' | 'info' | 'debug', line: string) => void;
 }
@@ -107,7 +113,10 @@ export class CaptureProgram implements Disposable {
     const prog = new CaptureProgram(lib, obj, ringBytes, captureLimit);
     try {
       const filter = options.filter ?? {};
-      const rodata = Buffer.alloc(Rodata.SIZE);
+      // Sized from the object, not the generated layout, so an older object (A/B benchmarks with
+      // RIPTIDE_BPF_OBJECT) still loads: constants it does not have are skipped.
+      const rodataMap = prog.map('.rodata');
+      const rodata = Buffer.alloc(Math.max(lib.map_value_size(rodataMap), Rodata.SIZE));
       rodata.writeUInt32LE(captureLimit, Rodata.capture_limit.offset);
       rodata.writeUInt32LE(process.pid, Rodata.self_tgid.offset);
       rodata.writeBigUInt64LE(options.idSeed ?? defaultIdSeed(), Rodata.id_seed.offset);
@@ -115,7 +124,10 @@ export class CaptureProgram implements Disposable {
       rodata.writeUInt8(filter.ports?.length ? 1 : 0, Rodata.filter_ports.offset);
       rodata.writeUInt8(filter.comms?.length ? 1 : 0, Rodata.filter_comms.offset);
       rodata.writeUInt8(filter.excludePids?.length ? 1 : 0, Rodata.exclude_pids.offset);
-      check(lib.map_set_initial_value(prog.map('.rodata'), rodata, rodata.length), 'setting load-time constants');
+      const directReads = options.directReads ?? process.env.RIPTIDE_BPF_DIRECT_READS !== '0';
+      rodata.writeUInt8(directReads ? 1 : 0, Rodata.direct_reads.offset);
+      const size = lib.map_value_size(rodataMap);
+      check(lib.map_set_initial_value(rodataMap, rodata, size), 'setting load-time constants');
       check(lib.map_set_max_entries(prog.map('events'), ringBytes), 'sizing the ring buffer');
 
       const loaded = lib.object_load(obj);

@@ -49,7 +49,7 @@ export const RtProcEvent = {
 
 /** Load-time constants (`const volatile` globals in .rodata): offset and size in the section. */
 export const Rodata = {
-  SIZE: 20,
+  SIZE: 21,
   capture_limit: { offset: 0, size: 4 },
   self_tgid: { offset: 4, size: 4 },
   id_seed: { offset: 8, size: 8 },
@@ -57,6 +57,7 @@ export const Rodata = {
   filter_ports: { offset: 17, size: 1 },
   filter_comms: { offset: 18, size: 1 },
   exclude_pids: { offset: 19, size: 1 },
+  direct_reads: { offset: 20, size: 1 },
 } as const;
 
 // Constants from bpf/riptide.h

@@ -23,6 +23,7 @@ export interface Libbpf {
   program_attach(prog: Ptr): Ptr;
   link_destroy(link: Ptr): number;
   map_set_initial_value(map: Ptr, data: Buffer, size: number): number;
+  map_value_size(map: Ptr): number;
   map_set_max_entries(map: Ptr, n: number): number;
   map_fd(map: Ptr): number;
   map_update_elem(fd: number, key: Buffer, value: Buffer, flags: bigint): number;
@@ -39,6 +40,7 @@ export interface Libbpf {
 
 let cached: Libbpf | null = null;
 let printCallback: bigint | null = null;
+let printProto: ReturnType<typeof koffi.proto> | null = null;
 
 /** Binds libbpf.so.1 and libc. Throws with a clear message when libbpf is not installed. */
 export function libbpf(): Libbpf {
@@ -62,6 +64,7 @@ export function libbpf(): Libbpf {
     program_attach: bpf.func('void *bpf_program__attach(void *prog)'),
     link_destroy: bpf.func('int bpf_link__destroy(void *link)'),
     map_set_initial_value: bpf.func('int bpf_map__set_initial_value(void *map, const uint8_t *data, size_t size)'),
+    map_value_size: bpf.func('uint32_t bpf_map__value_size(void *map)'),
     map_set_max_entries: bpf.func('int bpf_map__set_max_entries(void *map, uint32_t n)'),
     map_fd: bpf.func('int bpf_map__fd(void *map)'),
     map_update_elem: bpf.func('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)'),
@@ -103,7 +106,9 @@ export function checkPtr(ptr: Ptr, what: string): bigint {
 export function captureLibbpfLog(sink: (level: 'warn' | 'info' | 'debug', line: string) => void): void {
   const lib = libbpf();
   const buf = Buffer.alloc(4096);
-  const PrintFn = koffi.proto('int riptide_libbpf_print(int level, void *fmt, void *args)');
+  // koffi refuses to declare the same prototype twice: once per process, however many loads.
+  printProto ??= koffi.proto('int riptide_libbpf_print(int level, void *fmt, void *args)');
+  const PrintFn = printProto;
   if (printCallback !== null) koffi.unregister(printCallback);
   printCallback = koffi.register((level: number, fmt: bigint, args: bigint) => {
     const n = lib.vsnprintf(buf, buf.length, fmt, args);

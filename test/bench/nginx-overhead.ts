@@ -6,9 +6,12 @@
  *   agent     the full agent as deployed: `riptide agent` decoding, parsing, batching and shipping
  *             to a local object store (pass --agent-args "--output /dev/null" to measure the
  *             NDJSON debugging path instead)
- * Prints requests/s per mode (median of rounds), the ratio to baseline, and the agent's CPU time
- * per captured message.
+ * Prints requests/s per mode (median of rounds), the ratio to baseline, the agent's CPU time
+ * per captured message, and the kernel time of our BPF programs per request (bpf_stats).
+ * --objects A/B-tests capture objects in the same run: each label=path gets its own bpf-only and
+ * agent modes (RIPTIDE_BPF_OBJECT), interleaved with the others; --no-agent skips agent modes.
  *   npx tsx test/bench/nginx-overhead.ts [--rounds 3] [--seconds 5] [--connections 50]
+ *     [--objects old=/tmp/old.o,new=bpf/riptide.bpf.o] [--no-agent]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -25,13 +28,32 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '5' },
     connections: { type: 'string', default: '50' },
     'agent-args': { type: 'string', default: '' },
+    objects: { type: 'string', default: '' },
+    'no-agent': { type: 'boolean', default: false },
   },
 });
+/** label → object path; '' is the default object (no RIPTIDE_BPF_OBJECT override). */
+const objects: Array<[string, string]> = values.objects
+  ? values.objects.split(',').map((kv) => {
+      const [label, path] = kv.split('=');
+      if (!label || !path) throw new Error(`--objects wants label=path[,label=path], got ${values.objects}`);
+      return [label, path];
+    })
+  : [['', '']];
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 
-type Mode = 'baseline' | 'bpf-only' | 'agent';
+type Kind = 'baseline' | 'bpf-only' | 'agent';
+interface Mode {
+  name: string;
+  kind: Kind;
+  object: string;
+}
+const modes: Mode[] = [{ name: 'baseline', kind: 'baseline', object: '' }];
+for (const kind of values['no-agent'] ? (['bpf-only'] as const) : (['bpf-only', 'agent'] as const)) {
+  for (const [label, object] of objects) modes.push({ name: label ? `${kind}:${label}` : kind, kind, object });
+}
 
 async function waitForLine(p: ChildProcess, text: string): Promise<void> {
   let buf = '';
@@ -44,11 +66,12 @@ async function waitForLine(p: ChildProcess, text: string): Promise<void> {
   });
 }
 
-function wrk(port: number): number {
+function wrk(port: number): { rps: number; requests: number } {
   const out = execFileSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, `http://127.0.0.1:${port}/index.html`], { encoding: 'utf8' });
   const m = /Requests\/sec:\s+([\d.]+)/.exec(out);
-  if (!m) throw new Error(`cannot read wrk output:\n${out}`);
-  return Number(m[1]);
+  const n = /(\d+) requests in/.exec(out);
+  if (!m || !n) throw new Error(`cannot read wrk output:\n${out}`);
+  return { rps: Number(m[1]), requests: Number(n[1]) };
 }
 
 /** Per-program kernel run time (needs kernel.bpf_stats_enabled=1) for the programs a process holds. */
@@ -83,63 +106,76 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, 500));
   wrk(port); // warm up
 
-  const results: Record<Mode, number[]> = { baseline: [], 'bpf-only': [], agent: [] };
-  const progTotals = new Map<string, { cnt: number; ns: number }>();
-  const perMessageUs: number[] = [];
-  let bpfRecords = 0;
+  const results = new Map<string, number[]>(modes.map((m) => [m.name, []]));
+  /** Per mode: program name → run count and kernel ns, summed over rounds; and requests served. */
+  const progTotals = new Map<string, Map<string, { cnt: number; ns: number }>>();
+  const requests = new Map<string, number>();
+  const perMessageUs = new Map<string, number[]>();
+  const bpfRecords = new Map<string, number>();
   for (let round = 0; round < rounds; round++) {
-    for (const mode of ['baseline', 'bpf-only', 'agent'] as Mode[]) {
+    for (const mode of modes) {
       let helper: ChildProcess | null = null;
       let metricsPort = 0;
-      if (mode === 'bpf-only') {
-        helper = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/bench/bpf-only.ts'), String(port)], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+      const env = mode.object ? { ...process.env, RIPTIDE_BPF_OBJECT: mode.object } : process.env;
+      if (mode.kind === 'bpf-only') {
+        helper = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/bench/bpf-only.ts'), String(port)], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
         await waitForLine(helper, 'ready');
-      } else if (mode === 'agent') {
+      } else if (mode.kind === 'agent') {
         metricsPort = await freePort();
         const extra = values['agent-args'] ? values['agent-args'].split(' ') : ['--data-dir', mkdtempSync(join(tmpdir(), 'rt-bench-agent-'))];
-        helper = spawn(process.execPath, [RIPTIDE, 'agent', '--filter-port', String(port), '--port', String(metricsPort), ...extra], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+        helper = spawn(process.execPath, [RIPTIDE, 'agent', '--filter-port', String(port), '--port', String(metricsPort), ...extra], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
         await waitForLine(helper, 'riptide agent: capturing');
       }
       const cpu0 = helper ? cpuSeconds(helper.pid!) : 0;
-      const msgs0 = mode === 'agent' ? await metric(metricsPort, 'riptide_capture_received_total') : 0;
-      const rps = wrk(port);
-      results[mode].push(rps);
+      const msgs0 = mode.kind === 'agent' ? await metric(metricsPort, 'riptide_capture_received_total') : 0;
+      const stats0 = helper ? bpfStats(helper.pid!) : new Map<string, { cnt: number; ns: number }>();
+      const { rps, requests: served } = wrk(port);
+      results.get(mode.name)!.push(rps);
+      requests.set(mode.name, (requests.get(mode.name) ?? 0) + served);
       if (helper) {
+        const totals = progTotals.get(mode.name) ?? new Map<string, { cnt: number; ns: number }>();
+        progTotals.set(mode.name, totals);
         for (const [name, st] of bpfStats(helper.pid!)) {
-          const t = progTotals.get(name) ?? { cnt: 0, ns: 0 };
-          progTotals.set(name, { cnt: t.cnt + st.cnt, ns: t.ns + st.ns });
+          const t = totals.get(name) ?? { cnt: 0, ns: 0 };
+          const s0 = stats0.get(name) ?? { cnt: 0, ns: 0 };
+          totals.set(name, { cnt: t.cnt + st.cnt - s0.cnt, ns: t.ns + st.ns - s0.ns });
         }
-        if (mode === 'agent') {
+        if (mode.kind === 'agent') {
           await new Promise((r) => setTimeout(r, 100));
           const cpu = cpuSeconds(helper.pid!) - cpu0;
           const msgs = (await metric(metricsPort, 'riptide_capture_received_total')) - msgs0;
-          if (msgs > 0) perMessageUs.push((cpu * 1e6) / msgs);
+          if (msgs > 0) perMessageUs.set(mode.name, [...(perMessageUs.get(mode.name) ?? []), (cpu * 1e6) / msgs]);
         }
         const out: Buffer[] = [];
         helper.stdout?.on('data', (c: Buffer) => out.push(c));
         helper.kill('SIGINT');
         await new Promise((r) => helper!.once('exit', r));
-        if (mode === 'bpf-only' && out.length) bpfRecords += (JSON.parse(Buffer.concat(out).toString()) as { records: number }).records;
+        if (mode.kind === 'bpf-only' && out.length) {
+          bpfRecords.set(mode.name, (bpfRecords.get(mode.name) ?? 0) + (JSON.parse(Buffer.concat(out).toString()) as { records: number }).records);
+        }
       }
-      process.stderr.write(`round ${round + 1} ${mode.padEnd(8)} ${rps.toFixed(0)} req/s\n`);
+      process.stderr.write(`round ${round + 1} ${mode.name.padEnd(14)} ${rps.toFixed(0)} req/s\n`);
     }
   }
   nginx.kill('SIGQUIT');
 
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-  const base = median(results.baseline);
+  const base = median(results.get('baseline')!);
   console.log(`\nnginx + wrk over loopback, ${rounds} interleaved rounds × ${seconds}s, ${connections} connections, 1 nginx worker, 2 cores`);
-  console.log('mode       req/s (median)  vs baseline   rounds');
-  for (const mode of ['baseline', 'bpf-only', 'agent'] as Mode[]) {
-    const m = median(results[mode]);
-    console.log(`${mode.padEnd(10)} ${m.toFixed(0).padStart(14)}  ${((m / base) * 100).toFixed(1).padStart(9)}%   ${results[mode].map((x) => x.toFixed(0)).join(' ')}`);
+  for (const [label, object] of objects) if (label) console.log(`  ${label} = ${object}`);
+  console.log('mode             req/s (median)  vs baseline   rounds');
+  for (const mode of modes) {
+    const m = median(results.get(mode.name)!);
+    console.log(`${mode.name.padEnd(16)} ${m.toFixed(0).padStart(14)}  ${((m / base) * 100).toFixed(1).padStart(9)}%   ${results.get(mode.name)!.map((x) => x.toFixed(0)).join(' ')}`);
   }
-  if (perMessageUs.length) console.log(`agent CPU per captured message: ${median(perMessageUs).toFixed(2)} µs (median of rounds) → ${(1e6 / median(perMessageUs) / 1000).toFixed(0)}k messages/s per core`);
-  console.log(`bpf-only records drained: ${bpfRecords}`);
-  const busy = [...progTotals.entries()].filter(([, t]) => t.cnt > 0).sort((a, b) => b[1].ns - a[1].ns);
-  if (busy.length) {
-    console.log('kernel time per program invocation (kernel.bpf_stats_enabled), all BPF rounds:');
-    for (const [name, t] of busy.slice(0, 8)) console.log(`  ${name.padEnd(18)} ${(t.ns / t.cnt).toFixed(0).padStart(6)} ns × ${t.cnt}`);
+  for (const [name, us] of perMessageUs) console.log(`${name} CPU per captured message: ${median(us).toFixed(2)} µs (median of rounds) → ${(1e6 / median(us) / 1000).toFixed(0)}k messages/s per core`);
+  for (const [name, n] of bpfRecords) console.log(`${name} records drained: ${n}`);
+  for (const [name, totals] of progTotals) {
+    const busy = [...totals.entries()].filter(([, t]) => t.cnt > 0).sort((a, b) => b[1].ns - a[1].ns);
+    if (!busy.length) continue;
+    const ns = busy.reduce((a, [, t]) => a + t.ns, 0);
+    console.log(`${name}: kernel time of our programs ${(ns / requests.get(name)!).toFixed(0)} ns per request (bpf_stats, all processes); per program invocation:`);
+    for (const [prog, t] of busy.slice(0, 8)) console.log(`  ${prog.padEnd(18)} ${(t.ns / t.cnt).toFixed(0).padStart(6)} ns × ${t.cnt}`);
   }
 }
 

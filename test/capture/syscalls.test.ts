@@ -1,5 +1,7 @@
 // Each of the ten data syscalls, driven by a small C program, is captured with the right
-// direction, payload, roles and TCP sequence numbers.
+// direction, payload, roles and TCP sequence numbers -- both with kernel structs read by direct
+// loads (bpf_rdonly_cast, the default where the kernel has it) and with probe reads only (the
+// fallback for older kernels, forced with RIPTIDE_BPF_DIRECT_READS=0).
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputLine, RunningAgent } from '../helpers/agent.ts';
 import { freePort, payloadText, startAgent } from '../helpers/agent.ts';
+import { bpfObjectsOf } from '../helpers/proc.ts';
 
 const PAIRS = [
   ['write', 'read'],
@@ -16,7 +19,19 @@ const PAIRS = [
   ['sendmmsg', 'recvmmsg'],
 ] as const;
 
-describe('the ten data syscalls', () => {
+/** bpf_probe_read_kernel calls in the agent's rt_enter_read as the kernel runs it, per read mode. */
+const probeReads: Record<string, number> = {};
+
+function probeReadCalls(pid: number, name: string): number {
+  const ids = new Set(bpfObjectsOf(pid).progs);
+  const all = JSON.parse(execFileSync('bpftool', ['prog', 'show', '-j'], { encoding: 'utf8' })) as Array<{ id: number; name: string }>;
+  const prog = all.find((p) => ids.has(p.id) && p.name === name);
+  if (!prog) throw new Error(`agent ${pid} holds no ${name}`);
+  const xlated = execFileSync('bpftool', ['prog', 'dump', 'xlated', 'id', String(prog.id)], { encoding: 'utf8' });
+  return (xlated.match(/bpf_probe_read_kernel/g) ?? []).length;
+}
+
+for (const reads of ['direct', 'probe'] as const) describe(`the ten data syscalls (${reads} reads)`, () => {
   let agent: RunningAgent;
   let port: number;
   let lines: OutputLine[];
@@ -26,7 +41,15 @@ describe('the ten data syscalls', () => {
     const bin = join(dir, 'syscalls');
     execFileSync('gcc', ['-O1', '-Wall', '-o', bin, join(import.meta.dirname, 'syscalls.c')]);
     port = await freePort();
-    agent = await startAgent(['--filter-port', String(port)]);
+    const before = process.env.RIPTIDE_BPF_DIRECT_READS;
+    process.env.RIPTIDE_BPF_DIRECT_READS = reads === 'direct' ? '1' : '0'; // the agent inherits our environment
+    try {
+      agent = await startAgent(['--filter-port', String(port)]);
+    } finally {
+      if (before === undefined) delete process.env.RIPTIDE_BPF_DIRECT_READS;
+      else process.env.RIPTIDE_BPF_DIRECT_READS = before;
+    }
+    probeReads[reads] = probeReadCalls(agent.proc.pid!, 'rt_enter_read');
     execFileSync(bin, [String(port)], { timeout: 10_000 });
     await agent.waitFor((l) => payloadText(l).startsWith('RT-'), 14);
     lines = agent.lines.filter((l) => payloadText(l).startsWith('RT-SYSCALL'));
@@ -34,6 +57,12 @@ describe('the ten data syscalls', () => {
   afterAll(async () => {
     await agent?.stop();
   });
+
+  if (reads === 'probe') {
+    it('runs the probe-read path when asked, the direct-load one by default', () => {
+      expect(probeReads.probe).toBeGreaterThan(probeReads.direct);
+    });
+  }
 
   for (const [send, recv] of PAIRS) {
     it(`sees ${send} on the client and ${recv} on the server with the same bytes and TCP sequence`, () => {
