@@ -112,7 +112,8 @@ export function probeFeatures(): FeatureProbe[] {
       available: kprobes,
       detail: kprobes ? 'kprobe PMU present' : 'not built into this kernel (no kprobe PMU, no kprobe_events)',
     },
-    progType('fentry/fexit, tp_btf (tracing)', BpfProgType.TRACING),
+    // libbpf's probe loads a tracing program as fentry: it says nothing of tp_btf, which may load where fentry is refused.
+    progType('fentry/fexit (tracing programs)', BpfProgType.TRACING),
     progType('perf-event', BpfProgType.PERF_EVENT),
     progType('socket filter', BpfProgType.SOCKET_FILTER),
     progType('TC classifier', BpfProgType.SCHED_CLS),

@@ -54,6 +54,16 @@ export function payloadText(l: OutputLine): string {
 
 export { freePort } from '../../agent/net.ts';
 
+/**
+ * Agents still running when the test process ends: a test that failed before its stop() must not
+ * leave an agent attached to every syscall of the machine (it would skew every later test and
+ * benchmark). SIGKILL closes its BPF fds, which detaches its programs.
+ */
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
 export async function startAgent(args: string[], readyTimeoutMs = 30_000): Promise<RunningAgent> {
   const proc = spawn(process.execPath, [RIPTIDE, 'agent', '--output', '-', '--port', '0', ...args], {
     cwd: REPO,
@@ -72,7 +82,9 @@ export async function startAgent(args: string[], readyTimeoutMs = 30_000): Promi
     for (const w of waiters.splice(0)) w();
   });
   proc.stderr!.setEncoding('utf8');
+  live.add(proc);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  void exited.then(() => live.delete(proc));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`agent not ready after ${readyTimeoutMs} ms; stderr: ${err}`)), readyTimeoutMs);
     proc.stderr!.on('data', (chunk: string) => {
