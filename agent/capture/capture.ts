@@ -16,7 +16,7 @@ import type { CaptureOptions, KernelCounters } from './bpf-program.ts';
 import { CaptureProgram } from './bpf-program.ts';
 import type { ProcessEvent } from './decoder.ts';
 import { RecordDecoder } from './decoder.ts';
-import type { CapturedMessage, ProcessInfo, SocketClosed } from './message.ts';
+import type { CapturedMessage, ProcessInfo, SocketClosed, SocketRole } from './message.ts';
 import { ProcessMetadata } from './process-meta.ts';
 import { SocketRoles } from './socket-roles.ts';
 import type { RingReader } from './ring-reader.ts';
@@ -35,6 +35,9 @@ export interface CaptureRunOptions extends CaptureOptions {
   sliceRecords?: number;
 }
 
+/** Sockets whose inferred role is remembered at once (pre-existing and fork-inherited ones only). */
+const MAX_INFERRED_ROLES = 65_536;
+
 const received = metrics.counter('riptide_capture_received_total', 'Records read from the BPF ring buffer');
 const dropped = metrics.counter('riptide_capture_dropped_total', 'Messages lost in capture, by reason');
 const backlogGauge = metrics.gauge('riptide_capture_ring_backlog_bytes', 'Bytes in the ring buffer not yet read');
@@ -45,6 +48,12 @@ export class Capture {
   private readonly decoder = new RecordDecoder();
   readonly processes = new ProcessMetadata();
   private readonly roles = new SocketRoles();
+  /**
+   * Roles inferred so far, by socket id (forgotten on close): a socket is looked up once, not on
+   * every message — a client socket's port never listens, so each lookup would re-read the
+   * namespace's /proc/net/tcp (1 MB and more with many TIME_WAIT entries) once a second.
+   */
+  private readonly inferredRoles = new Map<number, SocketRole>();
   private readonly decodeDrops = new BurstLogger('capture: undecodable ring records');
   private lastKernel: KernelCounters = { ringbufFull: 0, emitted: 0, argsMapFull: 0 };
   private readonly kernelDropLog = new BurstLogger('capture: kernel dropped messages');
@@ -116,11 +125,22 @@ export class Capture {
         }
         // Sockets from before the agent started, or inherited across fork(), have no role from
         // the kernel side: the listening ports of the process's namespace tell.
-        if (m.role === 'unknown' && m.l4 === 'tcp') m.role = this.roles.infer(m.pid, m.localPort);
+        if (m.role === 'unknown' && m.l4 === 'tcp') {
+          let role = this.inferredRoles.get(m.socketId);
+          if (role === undefined) {
+            role = this.roles.infer(m.pid, m.localPort);
+            if (role !== 'unknown') {
+              if (this.inferredRoles.size >= MAX_INFERRED_ROLES) this.inferredRoles.clear();
+              this.inferredRoles.set(m.socketId, role);
+            }
+          }
+          m.role = role;
+        }
         this.sink.onMessage(m, info);
         break;
       }
       case 'close':
+        this.inferredRoles.delete(rec.event.socketId);
         this.sink.onSocketClosed?.(rec.event);
         break;
       case 'process':
