@@ -83,6 +83,8 @@ export interface UdpProbe {
 /** What one search round asks for; every list holds only values not asked before. */
 export interface SearchKeys {
   syscallIds: number[];
+  /** Request sequences (`req_tcp_seq`): the only sequence the rules link by (tcp_seq pairs a server
+   * span with the client span of the same request sequence; response sequences only break ties). */
   tcpSeqs: number[];
   xRequestIds: string[];
   traceIds: string[];
@@ -158,7 +160,7 @@ function keysEmpty(k: SearchKeys): boolean {
 export function matchesKeys(s: AsmSpan, k: SearchKeys, w: TimeWindow): boolean {
   if (s.start_time_us < w.from || s.start_time_us > w.to) return false;
   if (k.syscallIds.length && (k.syscallIds.includes(s.syscall_trace_id_req) || k.syscallIds.includes(s.syscall_trace_id_resp))) return true;
-  if (k.tcpSeqs.length && (k.tcpSeqs.includes(s.req_tcp_seq) || k.tcpSeqs.includes(s.resp_tcp_seq))) return true;
+  if (k.tcpSeqs.length && k.tcpSeqs.includes(s.req_tcp_seq)) return true;
   if (k.xRequestIds.length && (k.xRequestIds.includes(s.x_request_id_req) || k.xRequestIds.includes(s.x_request_id_resp))) return true;
   if (k.traceIds.length && k.traceIds.includes(s.trace_id)) return true;
   const sameProc = (p: InsideProbe | ContainingProbe): boolean => p.process_id === 0 || (s.host_id === p.host_id && s.process_id === p.process_id);
@@ -201,10 +203,11 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
     }
   }
   if (s.l4_protocol !== 'udp') {
-    for (const q of [s.req_tcp_seq, s.resp_tcp_seq]) {
-      if (q === 0) continue;
+    // Only the request sequence: asking response sequences too doubled the keys (and the bloom
+    // filter false positives, which grow with the number of keys) and found nothing a rule uses.
+    if (s.req_tcp_seq !== 0) {
       for (const d of seqSlack(s.l7_protocol)) {
-        const v = (q + d) >>> 0;
+        const v = (s.req_tcp_seq + d) >>> 0;
         if (!asked.seq.has(v)) {
           asked.seq.add(v);
           k.tcpSeqs.push(v);

@@ -79,7 +79,7 @@ export class ClickHouseSpanSource implements SpanSource<AsmRecord> {
     const or: string[] = [];
     const nums = (l: number[]): string => l.map(int).join(',');
     if (keys.syscallIds.length) or.push(`syscall_trace_id_req IN (${nums(keys.syscallIds)})`, `syscall_trace_id_resp IN (${nums(keys.syscallIds)})`);
-    if (keys.tcpSeqs.length) or.push(`req_tcp_seq IN (${nums(keys.tcpSeqs)})`, `resp_tcp_seq IN (${nums(keys.tcpSeqs)})`);
+    if (keys.tcpSeqs.length) or.push(`req_tcp_seq IN (${nums(keys.tcpSeqs)})`);
     if (keys.xRequestIds.length) {
       params.xrid = keys.xRequestIds;
       or.push('x_request_id_req IN {xrid:Array(String)}', 'x_request_id_resp IN {xrid:Array(String)}');
