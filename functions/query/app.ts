@@ -154,7 +154,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
       }
       if (f.service) {
         params.service = f.service;
-        where.push("service_id IN (SELECT id FROM riptide.tag_names WHERE kind = 'service' AND name = {service:String})");
+        where.push("service_id GLOBAL IN (SELECT id FROM riptide.tag_names WHERE kind = 'service' AND name = {service:String})");
       }
       if (f.minDurationUs !== undefined) where.push(`duration_us >= ${Math.trunc(f.minDurationUs)}`);
       if (f.maxDurationUs !== undefined) where.push(`duration_us <= ${Math.trunc(f.maxDurationUs)}`);

@@ -69,7 +69,7 @@ export function operationName(s: Pick<SpanJson, 'request_type' | 'endpoint' | 'r
 const OPERATION_SQL = `if(substring(arrayStringConcat(arrayFilter(x -> x != '', [request_type, if(endpoint != '', endpoint, request_resource)]), ' '), 1, 200) AS _op != '', _op, l7_protocol)`;
 
 /** Spans of a Jaeger service: its service name, or its process name when it has no service. */
-const SERVICE_SQL = `(service_id IN (SELECT id FROM riptide.tag_names WHERE kind = 'service' AND name = {service:String}) OR (service_id = 0 AND process_name = {service:String}))`;
+const SERVICE_SQL = `(service_id GLOBAL IN (SELECT id FROM riptide.tag_names WHERE kind = 'service' AND name = {service:String}) OR (service_id = 0 AND process_name = {service:String}))`;
 
 const str = (key: string, value: string): JaegerTag => ({ key, type: 'string', value });
 

@@ -125,7 +125,8 @@ async function plan(ch: ClickHouse, fromUs: number, toUs: number, o: ServiceMapO
     });
   }
   const raw = [`(${RANGE(fromUs, first * 1e6)})`, `(${RANGE(end * 1e6, toUs)})`].join(' OR ');
-  const rolled = `${minutes} AND (minute, computed_at) IN (SELECT minute, max(computed_at) FROM riptide.rollup_minutes WHERE ${minutes} GROUP BY minute)`;
+  // GLOBAL: on a cluster both tables are Distributed, and a plain IN would be a denied double-distributed subquery.
+  const rolled = `${minutes} AND (minute, computed_at) GLOBAL IN (SELECT minute, max(computed_at) FROM riptide.rollup_minutes WHERE ${minutes} GROUP BY minute)`;
   return { raw, rolled, sources: { rolledMinutes: (end - first) / 60, computedMinutes: dirty.length } };
 }
 
