@@ -66,6 +66,11 @@ export interface ServiceMapOptions {
   settleMs?: number;
   /** Wall clock in ms (tests). */
   now?: () => number;
+  /**
+   * When computing rollups fails (a read-only ClickHouse user, a full disk), read the spans instead
+   * (default true). The background refresh sets false so that it can log the failure.
+   */
+  failOpen?: boolean;
 }
 
 /** What came from where: for metrics, tests and the benchmark. */
@@ -74,6 +79,8 @@ export interface ServiceMapSources {
   rolledMinutes: number;
   /** Minutes (re)computed into rollups by this call. */
   computedMinutes: number;
+  /** Why rollups could not be brought up to date (the map then came from the spans alone). */
+  rollupError?: string;
 }
 
 interface Plan {
@@ -106,28 +113,37 @@ async function plan(ch: ClickHouse, fromUs: number, toUs: number, o: ServiceMapO
   );
   const dirty = status.filter((r) => Number(r.dirty) === 1);
   if (dirty.length > 0) {
-    const computedAt = (o.now ?? Date.now)();
-    const list = dirty.map((r) => sec(Number(r.m))).join(', ');
-    await ch.client.command({
-      query: `INSERT INTO riptide.edge_minutes
-        SELECT toStartOfMinute(start_time) AS minute, fromUnixTimestamp64Milli(toInt64(${Math.trunc(computedAt)}), 'UTC'), ${RAW_KEY}, ${GROUP_COLUMNS}, l7_protocol,
-               count(), ${ERRORS}, quantilesState(0.5, 0.99)(duration_us), argMaxState(span_id, duration_us)
-        FROM riptide.spans FINAL
-        WHERE ${RANGE(first * 1e6, end * 1e6)} AND toStartOfMinute(start_time) IN (${list}) AND signal_source = 'ebpf'
-        GROUP BY minute, ${GROUP_COLUMNS}, l7_protocol`,
-    });
-    // Only now, with its edge rows in, does the rollup of each minute become visible to readers.
-    await ch.client.insert({
-      table: 'riptide.rollup_minutes',
-      values: dirty.map((r) => ({ minute: Number(r.m), computed_at: (computedAt / 1000).toFixed(3), source_written_at: r.w })),
-      format: 'JSONEachRow',
-      clickhouse_settings: { date_time_input_format: 'best_effort' },
-    });
+    try {
+      await computeRollups(ch, first, end, dirty, (o.now ?? Date.now)());
+    } catch (err) {
+      if (o.failOpen === false) throw err;
+      return { ...rawOnly(), sources: { rolledMinutes: 0, computedMinutes: 0, rollupError: err instanceof Error ? err.message : String(err) } };
+    }
   }
   const raw = [`(${RANGE(fromUs, first * 1e6)})`, `(${RANGE(end * 1e6, toUs)})`].join(' OR ');
   // GLOBAL: on a cluster both tables are Distributed, and a plain IN would be a denied double-distributed subquery.
   const rolled = `${minutes} AND (minute, computed_at) GLOBAL IN (SELECT minute, max(computed_at) FROM riptide.rollup_minutes WHERE ${minutes} GROUP BY minute)`;
   return { raw, rolled, sources: { rolledMinutes: (end - first) / 60, computedMinutes: dirty.length } };
+}
+
+/** RED states of the given minutes from `spans FINAL`, then the markers that make them current. */
+async function computeRollups(ch: ClickHouse, first: number, end: number, dirty: Array<{ m: number; w: string }>, computedAt: number): Promise<void> {
+  const list = dirty.map((r) => sec(Number(r.m))).join(', ');
+  await ch.client.command({
+    query: `INSERT INTO riptide.edge_minutes
+      SELECT toStartOfMinute(start_time) AS minute, fromUnixTimestamp64Milli(toInt64(${Math.trunc(computedAt)}), 'UTC'), ${RAW_KEY}, ${GROUP_COLUMNS}, l7_protocol,
+             count(), ${ERRORS}, quantilesState(0.5, 0.99)(duration_us), argMaxState(span_id, duration_us)
+      FROM riptide.spans FINAL
+      WHERE ${RANGE(first * 1e6, end * 1e6)} AND toStartOfMinute(start_time) IN (${list}) AND signal_source = 'ebpf'
+      GROUP BY minute, ${GROUP_COLUMNS}, l7_protocol`,
+  });
+  // Only now, with its edge rows in, does the rollup of each minute become visible to readers.
+  await ch.client.insert({
+    table: 'riptide.rollup_minutes',
+    values: dirty.map((r) => ({ minute: Number(r.m), computed_at: (computedAt / 1000).toFixed(3), source_written_at: r.w })),
+    format: 'JSONEachRow',
+    clickhouse_settings: { date_time_input_format: 'best_effort' },
+  });
 }
 
 /**
@@ -136,7 +152,7 @@ async function plan(ch: ClickHouse, fromUs: number, toUs: number, o: ServiceMapO
  * minutes computed.
  */
 export async function refreshRollups(ch: ClickHouse, fromUs: number, toUs: number, options: ServiceMapOptions = {}): Promise<number> {
-  return (await plan(ch, fromUs, toUs, options)).sources.computedMinutes;
+  return (await plan(ch, fromUs, toUs, { ...options, failOpen: false })).sources.computedMinutes;
 }
 
 /**

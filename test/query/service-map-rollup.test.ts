@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TagNames } from '../../functions/query/names.ts';
-import { serviceMap } from '../../functions/query/service-map.ts';
+import { refreshRollups, serviceMap } from '../../functions/query/service-map.ts';
 import type { ServiceMapEdge } from '../../functions/query/service-map.ts';
 import { openClickHouse } from '../../functions/storage/clickhouse.ts';
 import type { ClickHouse } from '../../functions/storage/clickhouse.ts';
@@ -73,6 +73,26 @@ describe('service map rollups', () => {
     const ab = (m: { edges: ServiceMapEdge[] }): ServiceMapEdge | undefined => m.edges.find((e) => e.source === 'service-a' && e.target === 'service-b');
     expect(ab(after)?.requests).toBe((ab(before)?.requests ?? 0) + 1);
     expect(ab(after)?.errors).toBe((ab(before)?.errors ?? 0) + 1);
+  });
+
+  it('falls back to the spans when it cannot write rollups (a read-only user), and says why', async () => {
+    // A minute nobody has rolled up yet, then a client that may only read.
+    await insertSpans(ch, requestSpans(200, T0 + 240e6 + 5e6));
+    const readOnly: ClickHouse = {
+      ...ch,
+      client: new Proxy(ch.client, {
+        get(target, prop) {
+          if (prop === 'command' || prop === 'insert') return () => Promise.reject(new Error('Code: 164. readonly mode'));
+          const v = Reflect.get(target, prop) as unknown;
+          return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+        },
+      }),
+    };
+    const [from, to] = [T0, T0 + 300e6];
+    const m = await serviceMap(readOnly, names, from, to);
+    expect(m.sources).toEqual({ rolledMinutes: 0, computedMinutes: 0, rollupError: 'Code: 164. readonly mode' });
+    expect(red(m.edges)).toEqual(red((await serviceMap(ch, names, from, to, { rollups: false })).edges));
+    await expect(refreshRollups(readOnly, from, to)).rejects.toThrow(/readonly/);
   });
 
   it('reads the minutes that have not settled from the spans', async () => {
