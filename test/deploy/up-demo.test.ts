@@ -148,5 +148,5 @@ describe('riptide up --demo', () => {
       again.kill('SIGINT');
       await exited;
     }
-  });
+  }, 120_000); // the start above may take its 90 s deadline: the test's own timeout must outlast it
 });
