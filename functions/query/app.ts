@@ -2,7 +2,8 @@
  * The query service as a hono app that knows no runtime: `riptide query` and `riptide up` serve it
  * with @hono/node-server, {@link ../query/lambda-adapter.ts} runs it on AWS Lambda.
  *
- * Routes (DESIGN.md "Stable contract"): `GET /api/v1/spans`, `GET /api/v1/traces/{span_id}`,
+ * Routes (DESIGN.md "Stable contract"): `GET /api/v1/spans`, `GET /api/v1/traces/{span_id}` (a trace id works
+ * too), `GET /api/v1/traces` (one row per trace),
  * `GET /api/v1/service-map`, `POST /api/v1/sql`, `/healthz`, `/metrics`; plus the Jaeger query API
  * (`/api/services`, `/api/traces`…, see jaeger.ts), OTLP/HTTP ingest (`POST /v1/traces`, otlp.ts)
  * and the web UI at `/`. With a token, every route but `/`, `/healthz` and `/metrics` wants
@@ -15,6 +16,7 @@
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { Hono } from 'hono';
+import type { Context } from 'hono';
 import { metrics as globalMetrics } from '../../agent/metrics.ts';
 import type { MetricsRegistry } from '../../agent/metrics.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
@@ -28,6 +30,7 @@ import { serviceMap } from './service-map.ts';
 import type { SpanJson, SpanRecord } from './span.ts';
 import { SPAN_COLUMNS, toSpanJson } from './span.ts';
 import { checkReadOnlySql } from './sql-guard.ts';
+import { listTraces, seedOfTraceOrSpanId } from './trace-list.ts';
 import { uiHtml } from './ui.ts';
 import { createMarketplaceApp } from '../marketplace/app.ts';
 import type { MarketplaceAppOptions } from '../marketplace/app.ts';
@@ -44,6 +47,19 @@ export interface QueryAppOptions {
   sqlMaxRows?: number;
   /** Serve the plugin marketplace (`/marketplace`, `/api/v1/marketplace/…`; its own publish tokens, open reads). */
   marketplace?: MarketplaceAppOptions;
+  /** `GET /api/v1/traces` stops assembling after this long and answers `truncated: true` (default 3000 ms). */
+  traceListBudgetMs?: number;
+  /** Hints for the web UI (served at `/api/v1/ui-config`). */
+  ui?: UiOptions;
+}
+
+/** Hints for the web UI. */
+export interface UiOptions {
+  /**
+   * Services the map shows by default (name prefixes), with a toggle for all: `up --demo` focuses on
+   * the demo's services so the browser, curl and test tools on the host do not crowd it.
+   */
+  focus?: { label: string; prefixes: string[] };
 }
 
 /** A bad request: the message goes back to the caller with a 400. */
@@ -207,13 +223,14 @@ export function createQueryApp(o: QueryAppOptions): Hono {
   app.get('/metrics', (c) => c.text(m.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
   app.get('/', (c) => c.html(uiHtml()));
 
-  app.get('/api/v1/spans', async (c) => {
+  /** The span filters of `/api/v1/spans` (and of the trace list, which starts from the same search). */
+  const spanFilter = (c: Context, defLimit: number, maxLimit: number): SpanFilter => {
     const q = (k: string): string | undefined => c.req.query(k);
     const now = Date.now() * 1000;
     const toUs = parseUnixSeconds(q('end'), 'end') ?? now;
     const fromUs = parseUnixSeconds(q('start'), 'start') ?? toUs - 3600e6;
     if (fromUs > toUs) throw new BadRequest('start must not be after end');
-    const limit = parseLimit(q('limit'), 100, 10_000);
+    const limit = parseLimit(q('limit'), defLimit, maxLimit);
     const side = q('side');
     if (side && side !== 'client' && side !== 'server') throw new BadRequest('side must be client or server');
     const dur = (k: string): number | undefined => {
@@ -223,7 +240,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
       if (!Number.isFinite(n) || n < 0) throw new BadRequest(`${k} must be a number of µs`);
       return n;
     };
-    const spans = await ctx.searchSpans({
+    return {
       fromUs,
       toUs,
       protocol: q('protocol'),
@@ -236,17 +253,33 @@ export function createQueryApp(o: QueryAppOptions): Hono {
       minDurationUs: dur('min_duration_us'),
       maxDurationUs: dur('max_duration_us'),
       limit,
-    });
+    };
+  };
+
+  app.get('/api/v1/spans', async (c) => {
+    const spans = await ctx.searchSpans(spanFilter(c, 100, 10_000));
     return c.json({ spans });
   });
 
+  // One row per trace (root, services, duration, status, span count): what the UI opens on.
+  app.get('/api/v1/traces', async (c) => {
+    const f = spanFilter(c, 20, 200);
+    const list = await listTraces({ search: (limit) => ctx.searchSpans({ ...f, limit }), trace: (id) => ctx.trace(id) }, { limit: f.limit, budgetMs: o.traceListBudgetMs });
+    return c.json(list);
+  });
+
+  // A span id, or a trace id as the API and UI show it (derived or an application trace id).
   app.get('/api/v1/traces/:span_id', async (c) => {
     const id = c.req.param('span_id');
-    if (!/^[0-9A-Za-z_-]{1,64}$/.test(id)) throw new BadRequest('span_id must be 1-64 characters of [0-9A-Za-z_-]');
-    const t = await ctx.trace(id);
-    if (!t) return c.json({ error: `span ${id} not found` }, 404);
+    if (!/^[0-9A-Za-z_-]{1,64}$/.test(id)) throw new BadRequest('span_id must be a span id or a trace id (1-64 characters of [0-9A-Za-z_-])');
+    const seed = await seedOfTraceOrSpanId(ch, id);
+    const t = seed === undefined ? undefined : await ctx.trace(seed);
+    if (!t) return c.json({ error: `no span or trace ${id}` }, 404);
     return c.json({ trace_id: t.trace_id, spans: t.spans });
   });
+
+  // What the UI should show first (e.g. `up --demo`: the demo's services on the map).
+  app.get('/api/v1/ui-config', (c) => c.json({ focus: o.ui?.focus ?? null }));
 
   app.get('/api/v1/service-map', async (c) => {
     const now = Date.now() * 1000;

@@ -142,6 +142,8 @@ const command: Command = {
         healthy: () => !stopping && (fx.runtime?.healthy() ?? true),
         // The marketplace keeps plugins in the same object store, under plugins/.
         marketplace: { store: fx.store, publishTokens: cfg.list('publish-token') },
+        // The demo's services first on the map (the browser, curl and test tools of the host behind a toggle).
+        ui: cfg.bool('demo') ? { focus: { label: 'the demo services', prefixes: ['demo-'] } } : undefined,
       }),
     );
     const server = serve({ fetch: app.fetch, port, hostname: host });
@@ -155,6 +157,13 @@ const command: Command = {
       throw new FatalError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
     }
     step(`query API, UI and plugin marketplace listening on http://${host}:${port}/`);
+    if (cfg.bool('demo')) {
+      // Something to install on the marketplace page: the example plugins, signed by a demo key.
+      const { seedExamplePlugins } = await import('../../../functions/marketplace/seed.ts');
+      const seeded = await seedExamplePlugins({ store: fx.store, keyPrefix: join(dataDir, 'demo-publisher') });
+      for (const r of seeded.refused) process.stderr.write(`riptide up: example plugin not published: ${r}\n`);
+      step(`marketplace: ${seeded.published.length + seeded.present.length} example plugins (demo publisher key ${seeded.keyId}, public key ${seeded.publicKeyFile})`);
+    }
 
     // The agent, in its own process, excluding this one (whose API and ClickHouse traffic is not the user's).
     const agentArgs = [RIPTIDE, 'agent', '--data-dir', dataDir, '--store', url, '--port', '0', '--exclude-pid', String(process.pid), '--slot-seconds', String(cfg.number('slot-seconds') ?? 1)];
