@@ -119,7 +119,7 @@ export function checkAst(nodes: AstNode[]): CheckedAst | string {
     if (childCount(root.text) !== 1) return outputClause() ?? (direct.some((n) => n.text === 'Set') ? 'a SETTINGS clause is not allowed' : 'a FORMAT clause is not allowed (the answer is JSON)');
     select = true;
   } else if (kind === 'Explain') {
-    const what = root.text.replace(/ \(children \d+\)$/, '');
+    const what = root.text.replace(/^Explain /, '').replace(/ \(children \d+\)$/, '');
     if (!EXPLAIN_KINDS.has(what)) return `${what} is not allowed (EXPLAIN [AST|SYNTAX|QUERY TREE|PLAN|PIPELINE|ESTIMATE] SELECT …)`;
     if (childCount(root.text) !== 1) return outputClause() ?? 'a FORMAT clause is not allowed (the answer is JSON)';
     const inner = nodes[1];
