@@ -226,6 +226,7 @@ export function engineError(err: unknown, limits: SqlRouteLimits): SqlError | un
   const type = /\(([A-Z_]+)\)\.?\s*$/.exec(text)?.[1] ?? (typeof e?.type === 'string' ? e.type : '');
   // The parser's list of what it expected, and the formatQuery() wrapper, say nothing to the caller.
   text = text.replace(/\. Expected one of:.*$/, '.').replace(/:? In scope SELECT formatQuery\(.*$/, '').replace(/\s*\([A-Z_]+\)\.?\s*$/, '');
+  text = text.trimEnd();
   if (type) text += ` (${type})`;
   if (/Multi-statements are not allowed/.test(text)) return new SqlError(`multiple statements are not allowed: ${text.slice(0, 300)}`, 400, 'guard');
   if (type === 'READONLY') {
