@@ -75,6 +75,9 @@ const isDeniedFunction = (name: string): boolean => {
   return FUNCTIONS_DENIED.has(n) || n.startsWith('dictget') || n.startsWith('dicthas') || n.startsWith('dictisin');
 };
 
+/** The databases of the engine besides riptide (embedded chDB has these and no way to create more). */
+const OTHER_DATABASES = new Set(['system', 'default', 'information_schema', 'INFORMATION_SCHEMA']);
+
 /** Show* roots that take no clause (a child would be FORMAT or INTO OUTFILE). */
 const SHOW_BARE = new Set(['ShowColumns', 'ShowProcesslistQuery', 'ShowFunctions', 'ShowEngineQuery', 'ShowIndexes']);
 const EXPLAIN_KINDS = new Set(['EXPLAIN', 'EXPLAIN AST', 'EXPLAIN SYNTAX', 'EXPLAIN QUERY TREE', 'EXPLAIN PLAN', 'EXPLAIN PIPELINE', 'EXPLAIN ESTIMATE']);
@@ -151,6 +154,16 @@ export function checkAst(nodes: AstNode[]): CheckedAst | string {
     if (k === 'Function') {
       const name = /^Function (\S+)/.exec(n.text)?.[1] ?? '';
       if (isDeniedFunction(name)) return `function ${name}() reads outside ClickHouse and is not allowed`;
+    }
+    // `x IN db.table` names a table without a TableIdentifier: any name qualified by another database
+    // counts (anywhere, so an added line can only refuse more; a column is never qualified that way).
+    if (k === 'Identifier') {
+      const id = /^Identifier (\S+)/.exec(n.text)?.[1] ?? '';
+      const db = id.slice(0, id.indexOf('.'));
+      if (OTHER_DATABASES.has(db)) {
+        const bad = checkTable(id);
+        if (bad) return bad;
+      }
     }
     if (k === 'TableIdentifier') {
       const bad = checkTable(/^TableIdentifier (\S+)/.exec(n.text)?.[1] ?? '');

@@ -57,6 +57,9 @@ const ATTACKS: Array<[string, RegExp]> = [
   ["WITH x AS (SELECT * FROM file('/etc/passwd', 'LineAsString')) SELECT * FROM x", /table function file\(\)/],
   ['SELECT * FROM system.numbers AS n JOIN system.users AS u ON 1 LIMIT 1', /system\.users/],
   ['SELECT * FROM riptide.spans WHERE span_id IN (SELECT name FROM system.named_collections)', /system\.named_collections/],
+  ['SELECT 1 WHERE 1 IN system.users', /system\.users/],
+  ['SELECT 1 WHERE 1 NOT IN system.named_collections', /system\.named_collections/],
+  ['SELECT 1 AS `a\n      Identifier x` WHERE 1 GLOBAL IN system.users AS `b\n  Identifier riptide.spans`', /system\.users/],
   ["SELECT * FROM merge('system', '^users$')", /table function merge\(\)/],
   ['SELECT * FROM view(SELECT * FROM system.users)', /table function view\(\)/],
   ['SELECT * FROM default.nothing', /database default/],
@@ -164,6 +167,8 @@ const READS: string[] = [
   "SELECT l7_protocol, count() AS n FROM riptide.spans GROUP BY l7_protocol ORDER BY l7_protocol",
   "SELECT name FROM system.table_functions WHERE name = 'file'",
   "SELECT * FROM system.one",
+  'SELECT count() FROM riptide.spans AS s WHERE s.service_id IN (SELECT id FROM riptide.tag_names)',
+  'WITH ids AS (SELECT id FROM riptide.tag_names) SELECT count() FROM riptide.spans WHERE service_id IN ids',
   'SELECT 1 /*! ; DROP TABLE riptide.spans */',
   'SELECT 1;;',
 ];
