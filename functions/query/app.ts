@@ -29,7 +29,8 @@ import { mountOtlp } from './otlp.ts';
 import { serviceMap } from './service-map.ts';
 import type { SpanJson, SpanRecord } from './span.ts';
 import { SPAN_COLUMNS, toSpanJson } from './span.ts';
-import { checkReadOnlySql } from './sql-guard.ts';
+import { ReadOnlySql, SqlError } from './sql-guard.ts';
+import type { SqlRunnerOptions } from './sql-guard.ts';
 import { listTraces, seedOfTraceOrSpanId } from './trace-list.ts';
 import { uiHtml } from './ui.ts';
 import { createMarketplaceApp } from '../marketplace/app.ts';
@@ -43,8 +44,10 @@ export interface QueryAppOptions {
   assemble?: Partial<AssembleOptions>;
   /** Reported by /healthz; false turns it into a 503. */
   healthy?: () => boolean;
-  /** Rows at most from `POST /api/v1/sql` (default 10000). */
+  /** Rows at most from `POST /api/v1/sql` (default 10000; same as `sql.limits.maxRows`). */
   sqlMaxRows?: number;
+  /** `POST /api/v1/sql`: time, memory, result and thread limits, concurrency and queue (sql-guard.ts). */
+  sql?: SqlRunnerOptions;
   /** Serve the plugin marketplace (`/marketplace`, `/api/v1/marketplace/…`; its own publish tokens, open reads). */
   marketplace?: MarketplaceAppOptions;
   /** `GET /api/v1/traces` stops assembling after this long and answers `truncated: true` (default 3000 ms). */
@@ -121,6 +124,8 @@ export function createQueryApp(o: QueryAppOptions): Hono {
   const names = new TagNames(ch);
   const source = new ClickHouseSpanSource(ch);
   const assembleOptions = o.assemble ?? {};
+  const userSql = new ReadOnlySql(ch, { ...o.sql, limits: { ...(o.sqlMaxRows ? { maxRows: o.sqlMaxRows } : {}), ...o.sql?.limits } });
+  const sqlRefused = m.counter('riptide_sql_refused_total', 'POST /api/v1/sql statements refused or cut, by reason (guard, engine, limit, busy)');
 
   const withNames = async (rows: SpanRecord[]): Promise<Map<number, string | null>> => names.resolve(rows.map((r) => r.service_id));
 
@@ -210,11 +215,13 @@ export function createQueryApp(o: QueryAppOptions): Hono {
 
   app.onError((err, c) => {
     if (err instanceof BadRequest) return c.json({ error: err.message }, 400);
-    // ClickHouse rejecting a query it was given (syntax, unknown column): the caller's fault.
-    const msg = err instanceof Error ? err.message : String(err);
-    if (c.req.path === '/api/v1/sql' && /Code: |Syntax error|Unknown|UNKNOWN|doesn't exist|not allowed|Cannot|default:/i.test(msg)) {
-      return c.json({ error: firstLine(msg) }, 400);
+    // A refused statement, or ClickHouse rejecting the statement it was given (syntax, unknown column,
+    // division by zero, throwIf, AST too deep, a limit): the caller's fault, with the reason.
+    if (err instanceof SqlError) {
+      sqlRefused.inc({ reason: err.reason });
+      return c.json({ error: firstLine(err.message) }, err.status);
     }
+    const msg = err instanceof Error ? err.message : String(err);
     process.stderr.write(`riptide query: ${c.req.method} ${c.req.path}: ${firstLine(msg)}\n`);
     return c.json({ error: `internal error: ${firstLine(msg)}` }, 500);
   });
@@ -298,16 +305,9 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     } catch {
       throw new BadRequest('body must be JSON: {"sql": "SELECT …"}');
     }
-    const checked = checkReadOnlySql((body as { sql?: unknown } | null)?.sql);
-    if (typeof checked === 'string') throw new BadRequest(checked);
-    const max = o.sqlMaxRows ?? 10_000;
-    const sql = checked.select ? `SELECT * FROM (${checked.sql}\n) LIMIT ${max + 1}` : checked.sql;
-    // chDB keeps settings for the session (they would bind the writer too): only a server gets them.
-    const settings = ch.mode === 'server' ? { readonly: '2', max_execution_time: 30, max_result_rows: String(max + 1), result_overflow_mode: 'break' as const } : undefined;
-    const rs = await ch.client.query({ query: sql, format: 'JSONEachRow', clickhouse_settings: settings });
-    const rows = (await rs.json()) as unknown[];
-    const truncated = rows.length > max;
-    return c.json({ rows: truncated ? rows.slice(0, max) : rows, truncated });
+    // Parsed by ClickHouse, allow-listed, run on a read-only session under limits (sql-guard.ts).
+    const { rows, truncated } = await userSql.run((body as { sql?: unknown } | null)?.sql);
+    return c.json({ rows, truncated });
   });
 
   mountJaeger(app, ctx);

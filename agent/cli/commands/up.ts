@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from '../command.ts';
 import { FatalError, UsageError } from '../command.ts';
 import type { OptionSpec } from '../config.ts';
+import { sqlOptions, sqlRunnerOptions } from '../sql-options.ts';
 import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { runPreflight } from '../../capture/preflight.ts';
 import { freePort } from '../../net.ts';
@@ -25,6 +26,7 @@ const DEMO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'in
 
 const options: OptionSpec[] = [
   ...commonOptions,
+  ...sqlOptions,
   { name: 'host', type: 'string', help: 'Address the API and UI listen on', default: '127.0.0.1' },
   { name: 'token', type: 'string', help: 'Require "Authorization: Bearer <token>" on the API' },
   { name: 'demo', type: 'boolean', help: 'Also start a small uninstrumented demo system and a load generator' },
@@ -89,6 +91,7 @@ const command: Command = {
   ),
   async run(argv) {
     const cfg = loadConfig(argv, options);
+    const sql = sqlRunnerOptions(cfg);
     if (cfg.positionals.length) throw new UsageError(`unexpected argument "${cfg.positionals[0]}"`);
     const dataDir = resolve(cfg.string('data-dir') ?? '.riptide');
     const port = cfg.number('port') ?? 8686;
@@ -139,6 +142,7 @@ const command: Command = {
       createQueryApp({
         clickhouse: fx.ch,
         token: cfg.string('token'),
+        sql,
         healthy: () => !stopping && (fx.runtime?.healthy() ?? true),
         // The marketplace keeps plugins in the same object store, under plugins/.
         marketplace: { store: fx.store, publishTokens: cfg.list('publish-token') },
