@@ -94,7 +94,7 @@ export class AgentSupervisor {
   async scrape(): Promise<string | null> {
     if (this.state.kind !== 'live' || !this.metricsPort) return null;
     try {
-      const r = await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`, { signal: AbortSignal.timeout(this.o.probeTimeoutMs) });
+      const r = await fetch(`http://127.0.0.1:${this.metricsPort}/metrics`, { signal: AbortSignal.timeout(Math.max(2000, this.o.probeTimeoutMs)) });
       if (r.ok) return await r.text();
     } catch {
       /* counted below */
@@ -218,4 +218,27 @@ export class AgentSupervisor {
       );
     }, delay);
   }
+}
+
+/**
+ * Our /metrics text and the agent's, as one exposition: a family the agent has replaces ours of
+ * the same name (this process registers some agent metrics it never moves).
+ */
+export function mergeMetrics(own: string, agent: string): string {
+  const families = (text: string): Map<string, string> => {
+    const out = new Map<string, string>();
+    let name = '';
+    for (const line of text.split('\n')) {
+      if (!line) continue;
+      const help = /^# HELP (\S+)/.exec(line);
+      if (help) name = help[1];
+      else if (!name && !line.startsWith('#')) name = /^[^{\s]+/.exec(line)?.[0] ?? '';
+      out.set(name, (out.get(name) ?? '') + line + '\n');
+    }
+    return out;
+  };
+  const ours = families(own);
+  const theirs = families(agent);
+  for (const [k, v] of theirs) ours.set(k, v);
+  return [...ours.values()].join('');
 }

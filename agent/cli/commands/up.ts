@@ -25,7 +25,7 @@ import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { runPreflight } from '../../capture/preflight.ts';
 import { metrics } from '../../metrics.ts';
 import { freePort } from '../../net.ts';
-import { AgentSupervisor } from '../../supervisor.ts';
+import { AgentSupervisor, mergeMetrics } from '../../supervisor.ts';
 
 const RIPTIDE = join(dirname(fileURLToPath(import.meta.url)), '..', 'riptide.mjs');
 const DEMO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'infra', 'demo', 'demo.mjs');
@@ -76,29 +76,6 @@ async function stopChild(child: ChildProcess, timeoutMs = 15_000): Promise<void>
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   await exited;
   clearTimeout(timer);
-}
-
-/**
- * Our /metrics text and the agent's, as one exposition: a family the agent has replaces ours of
- * the same name (this process registers some agent metrics it never moves).
- */
-export function mergeMetrics(own: string, agent: string): string {
-  const families = (text: string): Map<string, string> => {
-    const out = new Map<string, string>();
-    let name = '';
-    for (const line of text.split('\n')) {
-      if (!line) continue;
-      const help = /^# HELP (\S+)/.exec(line);
-      if (help) name = help[1];
-      else if (!name && !line.startsWith('#')) name = /^[^{\s]+/.exec(line)?.[0] ?? '';
-      out.set(name, (out.get(name) ?? '') + line + '\n');
-    }
-    return out;
-  };
-  const ours = families(own);
-  const theirs = families(agent);
-  for (const [k, v] of theirs) ours.set(k, v);
-  return [...ours.values()].join('');
 }
 
 const command: Command = {
