@@ -122,6 +122,12 @@ describe('AgentSupervisor', () => {
     expect(starts).toHaveLength(1);
   });
 
+  it('rejects when the agent cannot be run at all', async () => {
+    const sup = new AgentSupervisor({ spawn: () => spawn('/nonexistent/riptide', [], { stdio: ['ignore', 'ignore', 'pipe'] }), log: () => {} });
+    running.push(sup);
+    await expect(sup.start()).rejects.toThrow(/^cannot run the agent: spawn \/nonexistent\/riptide ENOENT$/);
+  });
+
   it('keeps retrying a restart that fails, doubling the delay', async () => {
     const { sup, logs, starts } = supervise(['ok', 'fail', 'fail', 'fail', 'ok'], { backoffMs: 200 });
     await sup.start();

@@ -113,6 +113,7 @@ export class AgentSupervisor {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     child.kill('SIGINT');
+    child.kill('SIGCONT'); // a stopped agent would not see the SIGINT
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     await exited;
     clearTimeout(timer);
@@ -150,7 +151,10 @@ export class AgentSupervisor {
           else (this.o.forward ?? ((l: string) => process.stderr.write(l + '\n')))(line);
         }
       });
-      child.once('exit', (code, signal) => {
+      let gone = false;
+      const onGone = (code: number | null, signal: NodeJS.Signals | null): void => {
+        if (gone) return;
+        gone = true;
         clearTimeout(timer);
         clearInterval(this.probeTimer);
         agentUp.set(0);
@@ -168,6 +172,12 @@ export class AgentSupervisor {
           restarts.inc({ reason: 'exited' });
           this.scheduleRestart(`exited unexpectedly (${how})`);
         }
+      };
+      child.once('exit', onGone);
+      // Could not be started at all (no 'exit' follows then).
+      child.once('error', (err) => {
+        last = `cannot run the agent: ${err.message}`;
+        if (child.pid === undefined) onGone(null, null);
       });
     });
   }
