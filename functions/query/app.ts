@@ -2,11 +2,11 @@
  * The query service as a hono app that knows no runtime: `riptide query` and `riptide up` serve it
  * with @hono/node-server, {@link ../query/lambda-adapter.ts} runs it on AWS Lambda.
  *
- * Routes (DESIGN.md "Stable contract"): `GET /api/v1/spans`, `GET /api/v1/traces/{span_id}` (a trace id works
+ * Routes (the stable contract other tools rely on): `GET /api/v1/spans`, `GET /api/v1/traces/{span_id}` (a trace id works
  * too), `GET /api/v1/traces` (one row per trace),
- * `GET /api/v1/service-map`, `POST /api/v1/sql`, `/healthz`, `/metrics`; plus the Jaeger query API
+ * `GET /api/v1/service-map`, `POST /api/v1/sql`, `/healthz`, `/readyz`, `/metrics`; plus the Jaeger query API
  * (`/api/services`, `/api/traces`…, see jaeger.ts), OTLP/HTTP ingest (`POST /v1/traces`, otlp.ts)
- * and the web UI at `/`. With a token, every route but `/`, `/healthz` and `/metrics` wants
+ * and the web UI at `/`. With a token, every route but `/`, `/healthz`, `/readyz` and `/metrics` wants
  * `Authorization: Bearer <token>`.
  *
  * @example
@@ -19,6 +19,8 @@ import { Hono } from 'hono';
 import type { Context } from 'hono';
 import { metrics as globalMetrics } from '../../agent/metrics.ts';
 import type { MetricsRegistry } from '../../agent/metrics.ts';
+import { readyBody } from '../../agent/status-server.ts';
+import { clickhousePing } from '../storage/ping.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
 import type { AssembleOptions } from './assemble.ts';
@@ -44,6 +46,10 @@ export interface QueryAppOptions {
   assemble?: Partial<AssembleOptions>;
   /** Reported by /healthz; false turns it into a 503. */
   healthy?: () => boolean;
+  /** Parts down while this one serves: /healthz stays 200 and says `{"status":"degraded","reasons"}`. */
+  degraded?: () => string[];
+  /** Why not ready (empty: ready) for `GET /readyz`; default: whether ClickHouse answers. */
+  ready?: () => Promise<string[]>;
   /** Rows at most from `POST /api/v1/sql` (default 10000; same as `sql.limits.maxRows`). */
   sqlMaxRows?: number;
   /** `POST /api/v1/sql`: time, memory, result and thread limits, concurrency and queue (sql-guard.ts). */
@@ -203,7 +209,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     const token = o.token;
     app.use('*', async (c, next) => {
       const p = c.req.path;
-      if (p === '/' || p === '/healthz' || p === '/metrics' || p === '/favicon.ico') return next();
+      if (p === '/' || p === '/healthz' || p === '/readyz' || p === '/metrics' || p === '/favicon.ico') return next();
       const h = c.req.header('authorization') ?? '';
       const given = /^Bearer\s+(.+)$/i.exec(h)?.[1]?.trim();
       if (!given || !sameSecret(given, token)) {
@@ -226,7 +232,17 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     return c.json({ error: `internal error: ${firstLine(msg)}` }, 500);
   });
 
-  app.get('/healthz', (c) => (o.healthy && !o.healthy() ? c.json({ status: 'unhealthy' }, 503) : c.json({ status: 'ok' })));
+  app.get('/healthz', (c) => {
+    if (o.healthy && !o.healthy()) return c.json({ status: 'unhealthy' }, 503);
+    const reasons = o.degraded?.() ?? [];
+    return c.json(reasons.length ? { status: 'degraded', reasons } : { status: 'ok' });
+  });
+  const ping = clickhousePing(ch);
+  const ready = o.ready ?? (async () => [await ping()].filter((r): r is string => r !== null));
+  app.get('/readyz', async (c) => {
+    const r = readyBody(await ready());
+    return c.json(r.body, r.status as 200 | 503);
+  });
   app.get('/metrics', (c) => c.text(m.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
   app.get('/', (c) => c.html(uiHtml()));
 
