@@ -36,9 +36,21 @@ export interface PluginsConfig {
   maxTimeBudgetMs?: number;
   /** Bytes of payload a plugin sees at most (longer payloads are cut; `bytes` keeps the real size). */
   maxPayloadBytes?: number;
+  /**
+   * Bytes of result one call may return, whatever the manifest asks for (default
+   * {@link HOST_OUTPUT_CAP_BYTES}); more disables the plugin (`oversized_output`).
+   */
+  maxOutputBytes?: number;
   metrics?: MetricsRegistry;
   log?: (line: string) => void;
 }
+
+/**
+ * Default cap on one call's result: what a span can carry. An HTTP hook's result is merged into one
+ * span; a parse call may return several messages of one payload (at most 64 KiB of it). The
+ * manifest's own `maxOutputBytes` (up to 1 MiB) is clamped to this. See docs/SECURITY.md.
+ */
+export const HOST_OUTPUT_CAP_BYTES = 16 * 1024;
 
 export type PluginState = 'active' | 'disabled';
 
@@ -83,6 +95,7 @@ class PluginSlot {
   detail?: string;
   calls = 0;
   reloads = 0;
+  outputBytes = 0;
   loadedStamp = '';
   pendingStamp = '';
   manifestPath = '';
@@ -125,6 +138,7 @@ export class PluginHost {
       maxMemoryPages: config.maxMemoryPages ?? HOST_CEILINGS.memoryPages,
       maxTimeBudgetMs: config.maxTimeBudgetMs ?? HOST_CEILINGS.timeBudgetMs,
       maxPayloadBytes: config.maxPayloadBytes ?? 65536,
+      maxOutputBytes: config.maxOutputBytes ?? HOST_OUTPUT_CAP_BYTES,
     };
     this.log = config.log ?? ((l) => process.stderr.write(l + '\n'));
     const reg = config.metrics ?? globalMetrics;
@@ -132,11 +146,13 @@ export class PluginHost {
     const calls = reg.counter('riptide_plugin_calls_total', 'Calls into Wasm plugins');
     const active = reg.gauge('riptide_plugin_active', 'Wasm plugins loaded and enabled (1) or disabled (0)');
     const reloads = reg.counter('riptide_plugin_reloads_total', 'Wasm plugin versions swapped in without a restart');
+    const outBytes = reg.counter('riptide_plugin_output_bytes_total', 'Bytes of results the host copied out of Wasm plugins');
     reg.onCollect(() => {
       for (const s of this.slots) {
         calls.setTotal(s.calls, { plugin: s.label });
         active.set(s.state === 'active' ? 1 : 0, { plugin: s.label });
         reloads.setTotal(s.reloads, { plugin: s.label });
+        outBytes.setTotal(s.outputBytes, { plugin: s.label });
       }
     });
   }
@@ -269,7 +285,7 @@ export class PluginHost {
         {
           memoryPages: Math.min(manifest.memoryPages, this.cfg.maxMemoryPages),
           timeBudgetMs: Math.min(manifest.timeBudgetMs, this.cfg.maxTimeBudgetMs),
-          maxOutputBytes: manifest.maxOutputBytes,
+          maxOutputBytes: Math.min(manifest.maxOutputBytes, this.cfg.maxOutputBytes),
         },
         manifest.hooks,
       );
@@ -343,6 +359,7 @@ export class PluginHost {
         slot.calls++;
         try {
           const msgs = sb.parse(ctx, this.cut(payload));
+          slot.outputBytes += sb.lastOutputBytes;
           if (msgs.length === 0) return null;
           return msgs.map((m) => ({ l7Protocol: name, ...m }));
         } catch (err) {
@@ -359,7 +376,9 @@ export class PluginHost {
       if (!sb || !sb.has(hook)) return null;
       slot.calls++;
       try {
-        return sb.http(hook, ctx, msg as HttpFieldsInput, this.cut(payload));
+        const r = sb.http(hook, ctx, msg as HttpFieldsInput, this.cut(payload));
+        slot.outputBytes += sb.lastOutputBytes;
+        return r;
       } catch (err) {
         slot.fault(err);
         return null;
