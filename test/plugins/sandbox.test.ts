@@ -15,6 +15,8 @@ import { ModuleRejected, MAX_TABLE_ENTRIES, instrument } from '../../sdk-plugin/
 import { ALLOWED_IMPORTS, PluginFault, PluginSandbox } from '../../sdk-plugin/src/sandbox.ts';
 import type { SandboxLimits } from '../../sdk-plugin/src/sandbox.ts';
 import type { HookName, InputContext } from '../../sdk-plugin/src/abi.ts';
+import { Wasm } from '../../sdk-plugin/src/wasm-api.ts';
+import type { WasmGlobal } from '../../sdk-plugin/src/wasm-api.ts';
 import { GOOD, HOSTILE, LOOP_PARSE_MAGIC } from './fixtures/hostile-modules.ts';
 import type { Hostile } from './fixtures/hostile-modules.ts';
 import { abiModule, op, resultBytes, tlv, writePlugin } from './fixtures/wasm.ts';
@@ -101,11 +103,10 @@ describe('closed escapes', () => {
   it('refuses too many tables and clamps a table without a maximum', async () => {
     expect(() => instrument(hostile('tables').wasm, opts)).toThrow(/40 tables, at most 4/);
     const { bytes } = instrument(hostile('table-grow').wasm, { ...opts, startFuel: 1_000_000 });
-    const mod = await WebAssembly.compile(bytes);
-    const inst = await WebAssembly.instantiate(mod, {});
-    const ex = inst.exports as Record<string, unknown>;
-    const table = ex.table as WebAssembly.Table;
-    const fuel = ex.riptide_fuel as WebAssembly.Global;
+    const inst = await Wasm.instantiate(await Wasm.compile(bytes), {});
+    const ex = inst.exports;
+    const table = ex.table as { length: number };
+    const fuel = ex.riptide_fuel as WasmGlobal;
     fuel.value = 100_000_000;
     // a 10 M-element grow costs 10 M fuel and is refused at the cap
     expect(() => (ex.riptide_on_http_request as (a: number, b: number) => number)(0, 0)).toThrow();
