@@ -67,12 +67,16 @@ export interface SandboxLimits {
 export const FUEL_PER_MS = 500_000;
 
 /**
- * What the host's own work on a call costs in fuel, so that it is on the plugin's clock too:
- * copying the input into guest memory (a memcpy, like memory.copy: 1 per 64 bytes) and decoding
- * the output into strings and objects (1 per byte, ≈ 2 ns a byte measured, see docs/SECURITY.md).
+ * What the host's own work on a call costs in fuel, so that it is on the plugin's clock too (at
+ * {@link FUEL_PER_MS}, 1 fuel = 2 ns): copying the input into guest memory (memcpy, ~1 ns per
+ * 16 bytes) and decoding the result — UTF-8 decoding of non-ASCII text measured 10-21 ns a byte,
+ * and each record ~0.6 µs when a result is a thousand attributes (docs/SECURITY.md "Plugins").
+ * The rates are the measured worst cases, so a result that costs the host more than the plugin's
+ * remaining budget is a timeout like a slow plugin.
  */
-export const HOST_COPY_BYTES_PER_FUEL = 64;
-export const HOST_DECODE_FUEL_PER_BYTE = 1;
+export const HOST_COPY_BYTES_PER_FUEL = 16;
+export const HOST_DECODE_FUEL_PER_BYTE = 12;
+export const HOST_DECODE_FUEL_PER_RECORD = 300;
 
 /** What a plugin may import (AssemblyScript's runtime hooks). */
 export const ALLOWED_IMPORTS: ReadonlySet<string> = new Set(['env.abort', 'env.trace', 'env.seed']);
@@ -265,8 +269,11 @@ export class PluginSandbox {
     if (len > this.limits.maxOutputBytes) throw new PluginFault('oversized_output', `returned ${len} bytes, the cap is ${this.limits.maxOutputBytes} per call`);
     if (res + 4 + len > this.view.length) throw new PluginFault('bad_output', `result of ${len} bytes at ${res} overruns its ${this.view.length}-byte memory`);
     if (this.fuel) {
-      this.fuel.value -= len * HOST_DECODE_FUEL_PER_BYTE;
-      if (this.fuel.value < 0) throw new PluginFault('timeout', `ran past its time budget of ${this.limits.timeBudgetMs} ms (${this.fuelPerCall} fuel, counting the host's decoding of its ${len}-byte result)`);
+      // records are counted by their headers (no decoding) so the whole cost is charged up front
+      let records = 0;
+      for (let o = res + 4, end = res + 4 + len; o + 5 <= end; o += 5 + this.dv.getUint32(o + 1, true)) records++;
+      this.fuel.value -= len * HOST_DECODE_FUEL_PER_BYTE + records * HOST_DECODE_FUEL_PER_RECORD;
+      if (this.fuel.value < 0) throw new PluginFault('timeout', `ran past its time budget of ${this.limits.timeBudgetMs} ms (${this.fuelPerCall} fuel), counting the host's decoding of its ${len}-byte result (${records} records)`);
     }
     this.lastOutputBytes = len;
     return this.view.subarray(res + 4, res + 4 + len);

@@ -12,7 +12,7 @@ import type { HttpHookPlugin } from '../../agent/plugins/types.ts';
 import { MetricsRegistry } from '../../agent/metrics.ts';
 import type { L7Message, ParseContext } from '../../agent/protocols/parser.ts';
 import { ModuleRejected, MAX_TABLE_ENTRIES, instrument } from '../../sdk-plugin/src/meter.ts';
-import { ALLOWED_IMPORTS, PluginFault, PluginSandbox } from '../../sdk-plugin/src/sandbox.ts';
+import { ALLOWED_IMPORTS, HOST_COPY_BYTES_PER_FUEL, HOST_DECODE_FUEL_PER_BYTE, HOST_DECODE_FUEL_PER_RECORD, PluginFault, PluginSandbox } from '../../sdk-plugin/src/sandbox.ts';
 import type { SandboxLimits } from '../../sdk-plugin/src/sandbox.ts';
 import type { HookName, InputContext } from '../../sdk-plugin/src/abi.ts';
 import { Wasm } from '../../sdk-plugin/src/wasm-api.ts';
@@ -149,8 +149,8 @@ describe('closed escapes', () => {
     const sb = await PluginSandbox.load(wasm, { memoryPages: 2, timeBudgetMs: 1, maxOutputBytes: 8192 }, ['http_request']);
     expect(sb.http('http_request', ctx, http, new Uint8Array(64000))?.attributes?.k).toHaveLength(3000);
     expect(sb.lastOutputBytes).toBe(3010);
-    // the guest ran one instruction and a charge; the rest is the host's 64 KB copy and 3 KB decode
-    expect(sb.lastFuelUsed).toBeGreaterThanOrEqual(3010 + 1000);
+    // the guest ran one instruction; the rest is the host copying 64 KB in and decoding 3 KB out
+    expect(sb.lastFuelUsed).toBeGreaterThanOrEqual(3010 * HOST_DECODE_FUEL_PER_BYTE + HOST_DECODE_FUEL_PER_RECORD + 64000 / HOST_COPY_BYTES_PER_FUEL);
     // a result whose decoding would run past the budget is a timeout
     const tight = await PluginSandbox.load(wasm, { memoryPages: 2, timeBudgetMs: 0.005, maxOutputBytes: 8192 }, ['http_request']);
     expect((await fault(() => tight.http('http_request', ctx, http, req))).reason).toBe('timeout');
