@@ -343,6 +343,16 @@ function emitCharge(w: Writer, fuelGlobal: number, cost: number): void {
   w.byte(0x0b);
 }
 
+/** The engine's reason for refusing a module validate() said no to (compiling stops at the first error). */
+function whyInvalid(wasm: Uint8Array): string {
+  try {
+    new Wasm.Module(wasm);
+  } catch (err) {
+    return (err instanceof Error ? err.message : String(err)).replace(/^WebAssembly\.Module\(\): /, '');
+  }
+  return 'WebAssembly.validate refused it';
+}
+
 function exportEntry(w: Writer, name: string, kind: number, index: number): void {
   const b = new TextEncoder().encode(name);
   w.u32(b.length); w.bytes(b); w.byte(kind); w.u32(index);
@@ -369,7 +379,7 @@ export function instrument(wasm: Uint8Array, opts: InstrumentOptions): Instrumen
   }
   // The engine's validation first: every index the code uses then names something the module
   // itself declares, never what the meter appends.
-  if (!Wasm.validate(wasm)) throw new ModuleRejected('invalid_module', 'is not a valid WebAssembly module (WebAssembly.validate refused it)');
+  if (!Wasm.validate(wasm)) throw new ModuleRejected('invalid_module', `is not a valid WebAssembly module (${whyInvalid(wasm)})`);
   const sections: Array<{ id: number; body: Uint8Array }> = [];
   while (r.o < wasm.length) {
     const id = r.byte();

@@ -80,7 +80,7 @@ describe('closed escapes', () => {
     })();
     expect(e).toBeInstanceOf(ModuleRejected);
     expect(e.reason).toBe('invalid_module');
-    expect(e.message).toMatch(/WebAssembly\.validate/);
+    expect(e.message).toMatch(/not a valid WebAssembly module \(.*global.*\)/);
   });
 
   it('gives a module that declares globals no way to reach the injected ones', async () => {
