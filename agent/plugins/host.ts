@@ -21,7 +21,7 @@ import type { L7Message, ParseContext, ProtocolParser } from '../protocols/parse
 import type { HookName, HttpFieldsInput } from '../../sdk-plugin/src/abi.ts';
 import { ManifestError, parseManifest, HOST_CEILINGS } from '../../sdk-plugin/src/manifest.ts';
 import type { PluginManifest } from '../../sdk-plugin/src/manifest.ts';
-import { PluginFault, PluginSandbox } from '../../sdk-plugin/src/sandbox.ts';
+import { HOST_OUTPUT_CAP_BYTES, PluginFault, PluginSandbox } from '../../sdk-plugin/src/sandbox.ts';
 import type { FaultReason } from '../../sdk-plugin/src/sandbox.ts';
 import { sha256Hex } from '../../sdk-plugin/src/hash.ts';
 import type { HttpHookPlugin, PluginResult } from './types.ts';
@@ -45,12 +45,7 @@ export interface PluginsConfig {
   log?: (line: string) => void;
 }
 
-/**
- * Default cap on one call's result: what a span can carry. An HTTP hook's result is merged into one
- * span; a parse call may return several messages of one payload (at most 64 KiB of it). The
- * manifest's own `maxOutputBytes` (up to 1 MiB) is clamped to this. See docs/SECURITY.md.
- */
-export const HOST_OUTPUT_CAP_BYTES = 16 * 1024;
+export { HOST_OUTPUT_CAP_BYTES };
 
 export type PluginState = 'active' | 'disabled';
 

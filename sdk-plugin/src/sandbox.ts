@@ -78,6 +78,13 @@ export const HOST_COPY_BYTES_PER_FUEL = 16;
 export const HOST_DECODE_FUEL_PER_BYTE = 12;
 export const HOST_DECODE_FUEL_PER_RECORD = 300;
 
+/**
+ * The agent's cap on one call's result, whatever the manifest's `maxOutputBytes` says: what a
+ * span can carry. An HTTP hook's result is merged into one span; a parse call may return several
+ * messages of one payload (at most 64 KiB of it). See docs/SECURITY.md "Plugins".
+ */
+export const HOST_OUTPUT_CAP_BYTES = 16 * 1024;
+
 /** What a plugin may import (AssemblyScript's runtime hooks). */
 export const ALLOWED_IMPORTS: ReadonlySet<string> = new Set(['env.abort', 'env.trace', 'env.seed']);
 
