@@ -21,7 +21,7 @@ import type { L7Message, ParseContext, ProtocolParser } from '../protocols/parse
 import type { HookName, HttpFieldsInput } from '../../sdk-plugin/src/abi.ts';
 import { ManifestError, parseManifest, HOST_CEILINGS } from '../../sdk-plugin/src/manifest.ts';
 import type { PluginManifest } from '../../sdk-plugin/src/manifest.ts';
-import { PluginFault, PluginSandbox } from '../../sdk-plugin/src/sandbox.ts';
+import { HOST_OUTPUT_CAP_BYTES, PluginFault, PluginSandbox } from '../../sdk-plugin/src/sandbox.ts';
 import type { FaultReason } from '../../sdk-plugin/src/sandbox.ts';
 import { sha256Hex } from '../../sdk-plugin/src/hash.ts';
 import type { HttpHookPlugin, PluginResult } from './types.ts';
@@ -36,9 +36,16 @@ export interface PluginsConfig {
   maxTimeBudgetMs?: number;
   /** Bytes of payload a plugin sees at most (longer payloads are cut; `bytes` keeps the real size). */
   maxPayloadBytes?: number;
+  /**
+   * Bytes of result one call may return, whatever the manifest asks for (default
+   * {@link HOST_OUTPUT_CAP_BYTES}); more disables the plugin (`oversized_output`).
+   */
+  maxOutputBytes?: number;
   metrics?: MetricsRegistry;
   log?: (line: string) => void;
 }
+
+export { HOST_OUTPUT_CAP_BYTES };
 
 export type PluginState = 'active' | 'disabled';
 
@@ -83,6 +90,7 @@ class PluginSlot {
   detail?: string;
   calls = 0;
   reloads = 0;
+  outputBytes = 0;
   loadedStamp = '';
   pendingStamp = '';
   manifestPath = '';
@@ -125,6 +133,7 @@ export class PluginHost {
       maxMemoryPages: config.maxMemoryPages ?? HOST_CEILINGS.memoryPages,
       maxTimeBudgetMs: config.maxTimeBudgetMs ?? HOST_CEILINGS.timeBudgetMs,
       maxPayloadBytes: config.maxPayloadBytes ?? 65536,
+      maxOutputBytes: config.maxOutputBytes ?? HOST_OUTPUT_CAP_BYTES,
     };
     this.log = config.log ?? ((l) => process.stderr.write(l + '\n'));
     const reg = config.metrics ?? globalMetrics;
@@ -132,11 +141,13 @@ export class PluginHost {
     const calls = reg.counter('riptide_plugin_calls_total', 'Calls into Wasm plugins');
     const active = reg.gauge('riptide_plugin_active', 'Wasm plugins loaded and enabled (1) or disabled (0)');
     const reloads = reg.counter('riptide_plugin_reloads_total', 'Wasm plugin versions swapped in without a restart');
+    const outBytes = reg.counter('riptide_plugin_output_bytes_total', 'Bytes of results the host copied out of Wasm plugins');
     reg.onCollect(() => {
       for (const s of this.slots) {
         calls.setTotal(s.calls, { plugin: s.label });
         active.set(s.state === 'active' ? 1 : 0, { plugin: s.label });
         reloads.setTotal(s.reloads, { plugin: s.label });
+        outBytes.setTotal(s.outputBytes, { plugin: s.label });
       }
     });
   }
@@ -269,7 +280,7 @@ export class PluginHost {
         {
           memoryPages: Math.min(manifest.memoryPages, this.cfg.maxMemoryPages),
           timeBudgetMs: Math.min(manifest.timeBudgetMs, this.cfg.maxTimeBudgetMs),
-          maxOutputBytes: manifest.maxOutputBytes,
+          maxOutputBytes: Math.min(manifest.maxOutputBytes, this.cfg.maxOutputBytes),
         },
         manifest.hooks,
       );
@@ -343,6 +354,7 @@ export class PluginHost {
         slot.calls++;
         try {
           const msgs = sb.parse(ctx, this.cut(payload));
+          slot.outputBytes += sb.lastOutputBytes;
           if (msgs.length === 0) return null;
           return msgs.map((m) => ({ l7Protocol: name, ...m }));
         } catch (err) {
@@ -359,7 +371,9 @@ export class PluginHost {
       if (!sb || !sb.has(hook)) return null;
       slot.calls++;
       try {
-        return sb.http(hook, ctx, msg as HttpFieldsInput, this.cut(payload));
+        const r = sb.http(hook, ctx, msg as HttpFieldsInput, this.cut(payload));
+        slot.outputBytes += sb.lastOutputBytes;
+        return r;
       } catch (err) {
         slot.fault(err);
         return null;

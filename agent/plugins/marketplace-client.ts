@@ -28,7 +28,7 @@ import type { PluginManifest } from '../../sdk-plugin/src/manifest.ts';
 import { sha256Hex } from '../../sdk-plugin/src/hash.ts';
 import { KeyError, MARKETPLACE_NAME_RE, canonicalJson, trustedKeys, verifyPluginSignature } from './marketplace-signing.ts';
 import type { SignatureFile, TrustedKeys } from './marketplace-signing.ts';
-import { parseRange, parseVersion, satisfies } from './marketplace-semver.ts';
+import { compareVersions, parseRange, parseVersion, satisfies, sortVersions } from './marketplace-semver.ts';
 
 export interface PluginSpec {
   name: string;
@@ -174,12 +174,55 @@ export class MarketplaceClient {
     return { manifest, keyId: check.keyId };
   }
 
-  /** Resolves, downloads, verifies and installs; returns where the host should look. */
+  /**
+   * Resolves, downloads, verifies and installs; returns where the host should look. When the
+   * newest match is refused (tampered, badly signed…), the next lower non-yanked match is tried,
+   * down to what is installed: one bad release never leaves an agent with nothing (or rolls it
+   * forward onto nothing). Throws the first refusal when no match verifies.
+   */
   async install(spec: PluginSpec, pluginsDir: string): Promise<InstallResult> {
     const remote = await this.resolve(spec);
+    if (!parseVersion(remote.version) || !satisfies(remote.version, spec.range)) throw new MarketplaceError(`the marketplace answered ${spec.name}@${String(remote.version)} for ${spec.range}`);
+    let refusal: MarketplaceRefused;
+    try {
+      return await this.installVersion(spec, remote, pluginsDir);
+    } catch (err) {
+      if (!(err instanceof MarketplaceRefused)) throw err;
+      refusal = err;
+    }
+    const installed = await installedVersion(pluginsDir, spec.name);
+    const newest = parseVersion(remote.version)!;
+    const listing = await this.getJson<{ versions?: Array<{ version?: unknown; yanked?: unknown }> }>(`/api/v1/marketplace/plugins/${spec.name}`);
+    const lower = sortVersions(
+      (listing.versions ?? [])
+        .filter((v): v is { version: string; yanked?: unknown } => typeof v.version === 'string' && v.yanked !== true)
+        .map((v) => v.version)
+        .filter((v) => {
+          const sv = parseVersion(v);
+          return sv !== undefined && satisfies(sv, spec.range) && compareVersions(sv, newest) < 0;
+        }),
+    ).reverse();
+    for (const version of lower) {
+      if (version === installed) {
+        this.log(`riptide: marketplace plugin ${spec.name}@${spec.range}: ${remote.version} refused; keeping the installed ${installed}`);
+        return { name: spec.name, version, dir: join(pluginsDir, spec.name, version), current: join(pluginsDir, spec.name, 'current'), changed: false };
+      }
+      if (this.refusedVersions.has(`${spec.name}@${version}`)) continue;
+      try {
+        const r = await this.installVersion(spec, await this.getJson<RemoteVersion>(`/api/v1/marketplace/plugins/${spec.name}/${version}`), pluginsDir);
+        this.log(`riptide: marketplace plugin ${spec.name}@${spec.range}: ${remote.version} refused; fell back to ${version}`);
+        return r;
+      } catch (err) {
+        if (!(err instanceof MarketplaceRefused)) throw err;
+      }
+    }
+    throw refusal;
+  }
+
+  /** Downloads, verifies and installs one version (a no-op when it is current). */
+  private async installVersion(spec: PluginSpec, remote: RemoteVersion, pluginsDir: string): Promise<InstallResult> {
     const nameDir = join(pluginsDir, spec.name);
     const current = join(nameDir, 'current');
-    if (!parseVersion(remote.version) || !satisfies(remote.version, spec.range)) throw new MarketplaceError(`the marketplace answered ${spec.name}@${String(remote.version)} for ${spec.range}`);
     const installed = await installedVersion(pluginsDir, spec.name);
     const dir = join(nameDir, remote.version);
     if (installed === remote.version) return { name: spec.name, version: remote.version, dir, current, changed: false };

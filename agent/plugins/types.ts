@@ -56,10 +56,17 @@ export function applyPluginResult(msg: L7Message, r: PluginResult): void {
   }
 }
 
-/** Runs every HTTP hook on one parsed HTTP message, in configuration order, merging results. */
+/**
+ * Runs every HTTP hook on one parsed HTTP message, in configuration order, merging results. Each
+ * hook sees the message as the HTTP parser produced it, not what the hooks before it added: one
+ * plugin's output is never another's input.
+ */
 export function runHttpHooks(hooks: readonly HttpHookPlugin[], msg: L7Message, payload: Uint8Array, ctx: ParseContext): void {
+  if (hooks.length === 0) return;
+  // shallow is enough: applyPluginResult replaces `attributes`, it never mutates it in place
+  const parsed: L7Message = hooks.length > 1 ? { ...msg } : msg;
   for (const h of hooks) {
-    const r = msg.msgType === 'request' ? h.onHttpRequest(msg, payload, ctx) : h.onHttpResponse(msg, payload, ctx);
+    const r = msg.msgType === 'request' ? h.onHttpRequest(parsed, payload, ctx) : h.onHttpResponse(parsed, payload, ctx);
     if (r) applyPluginResult(msg, r);
   }
 }

@@ -13,7 +13,6 @@ import {
   ABI_MARKER_EXPORT,
   ALLOC_EXPORT,
   AbiError,
-  FUEL_EXPORT,
   HEADER_SIZE,
   HOOK_CHECK,
   HOOK_EXPORTS,
@@ -26,7 +25,7 @@ import {
   writeHeader,
 } from './abi.ts';
 import type { HookName, HttpFieldsInput, InputContext, PluginMessage, PluginResult } from './abi.ts';
-import { ModuleRejected, instrument } from './meter.ts';
+import { FUEL_GLOBAL_EXPORT, GROW_REFUSED_EXPORT, ModuleRejected, START_EXPORT, instrument } from './meter.ts';
 import { Wasm } from './wasm-api.ts';
 import type { WasmGlobal, WasmInstance, WasmMemory, WasmModule } from './wasm-api.ts';
 
@@ -67,6 +66,25 @@ export interface SandboxLimits {
  */
 export const FUEL_PER_MS = 500_000;
 
+/**
+ * What the host's own work on a call costs in fuel, so that it is on the plugin's clock too (at
+ * {@link FUEL_PER_MS}, 1 fuel = 2 ns): copying the input into guest memory (memcpy, ~1 ns per
+ * 16 bytes) and decoding the result — UTF-8 decoding of non-ASCII text measured 10-21 ns a byte,
+ * and each record ~0.6 µs when a result is a thousand attributes (docs/SECURITY.md "Plugins").
+ * The rates are the measured worst cases, so a result that costs the host more than the plugin's
+ * remaining budget is a timeout like a slow plugin.
+ */
+export const HOST_COPY_BYTES_PER_FUEL = 16;
+export const HOST_DECODE_FUEL_PER_BYTE = 12;
+export const HOST_DECODE_FUEL_PER_RECORD = 300;
+
+/**
+ * The agent's cap on one call's result, whatever the manifest's `maxOutputBytes` says: what a
+ * span can carry. An HTTP hook's result is merged into one span; a parse call may return several
+ * messages of one payload (at most 64 KiB of it). See docs/SECURITY.md "Plugins".
+ */
+export const HOST_OUTPUT_CAP_BYTES = 16 * 1024;
+
 /** What a plugin may import (AssemblyScript's runtime hooks). */
 export const ALLOWED_IMPORTS: ReadonlySet<string> = new Set(['env.abort', 'env.trace', 'env.seed']);
 
@@ -76,12 +94,15 @@ export class PluginSandbox {
   private view: Uint8Array;
   private dv: DataView;
   private readonly fuelPerCall: number;
-  /** Fuel the last call used (≈ instructions executed). */
+  /** Fuel the last call used (≈ instructions executed, plus the host's copying and decoding). */
   lastFuelUsed = 0;
+  /** Bytes of output the last call returned (0 for none). */
+  lastOutputBytes = 0;
 
   private constructor(
     private readonly memory: WasmMemory,
     private readonly fuel: WasmGlobal | undefined,
+    private readonly growRefused: WasmGlobal | undefined,
     private readonly alloc: (n: number) => number,
     private readonly hookFns: Map<HookName, (ptr: number, len: number) => number>,
     readonly limits: SandboxLimits,
@@ -97,10 +118,11 @@ export class PluginSandbox {
    */
   static async load(wasm: Uint8Array, limits: SandboxLimits, hooks: readonly HookName[], opts: { meter?: boolean } = {}): Promise<PluginSandbox> {
     let instrumented;
+    const startFuel = Math.min(0x7fffffff, Math.round(Math.max(limits.timeBudgetMs, 1) * FUEL_PER_MS * 10));
     try {
       instrumented = instrument(wasm, {
         maxMemoryPages: limits.memoryPages,
-        startFuel: Math.round(Math.max(limits.timeBudgetMs, 1) * FUEL_PER_MS * 10),
+        startFuel,
         allowedImports: ALLOWED_IMPORTS,
         meter: opts.meter,
       });
@@ -157,10 +179,18 @@ export class PluginSandbox {
     if (typeof marker !== 'function' || (marker as () => number)() !== 1) throw new PluginFault('wrong_abi', `${ABI_MARKER_EXPORT} must be a function returning 1`);
     const alloc = e[ALLOC_EXPORT];
     if (typeof alloc !== 'function') throw new PluginFault('wrong_abi', `module does not export ${ALLOC_EXPORT}`);
-    const fuel = e[FUEL_EXPORT];
+    const fuel = e[FUEL_GLOBAL_EXPORT];
+    const grow = e[GROW_REFUSED_EXPORT];
     const hookFns = new Map<HookName, (ptr: number, len: number) => number>();
     for (const h of hooks) hookFns.set(h, e[HOOK_EXPORTS[h]] as (ptr: number, len: number) => number);
-    return new PluginSandbox(mem, fuel instanceof Wasm.Global ? fuel : undefined, alloc as (n: number) => number, hookFns, limits);
+    const sb = new PluginSandbox(mem, fuel instanceof Wasm.Global ? fuel : undefined, grow instanceof Wasm.Global ? grow : undefined, alloc as (n: number) => number, hookFns, limits);
+    const start = e[START_EXPORT];
+    if (instrumented.hasStart && typeof start === 'function') {
+      // the module's start function, which the meter took from the engine: metered with the
+      // start fuel the global was created with, and a fault here is classified like any call's
+      sb.guard(() => (start as () => void)(), startFuel);
+    }
+    return sb;
   }
 
   has(hook: HookName): boolean {
@@ -214,11 +244,15 @@ export class PluginSandbox {
     }
   }
 
-  /** Starts a call: sets the fuel, asks the guest for an input buffer (which frees the last call's heap), writes the input. */
+  /**
+   * Starts a call: sets the fuel (less the host's copy of the input), asks the guest for an input
+   * buffer (which frees the last call's heap), writes the input.
+   */
   private writeInput(hook: number, ctx: InputContext, fields: Uint8Array | null, payload: Uint8Array): number {
-    if (this.fuel) this.fuel.value = this.fuelPerCall;
     const fl = fields ? fields.length : 0;
     const size = HEADER_SIZE + fl + payload.length;
+    if (this.fuel) this.fuel.value = this.fuelPerCall - Math.ceil(size / HOST_COPY_BYTES_PER_FUEL);
+    if (this.growRefused) this.growRefused.value = 0;
     const ptr = this.alloc(size) >>> 0;
     this.refresh();
     if (ptr === 0 || ptr + size > this.view.length) throw new PluginFault('bad_output', `${ALLOC_EXPORT}(${size}) returned an out-of-bounds pointer`);
@@ -228,32 +262,58 @@ export class PluginSandbox {
     return ptr;
   }
 
-  /** Validates the result pointer: `[u32 length][bytes]`, in bounds and under the output cap. */
+  /**
+   * Validates the result pointer: `[u32 length][bytes]`, in bounds and under the output cap, and
+   * charges the host's decoding of it to the call's fuel.
+   */
   private readOutput(res: number): Uint8Array | null {
-    if (this.fuel) this.lastFuelUsed = this.fuelPerCall - this.fuel.value;
     res >>>= 0;
+    this.lastOutputBytes = 0;
     if (res === 0) return null;
     this.refresh();
-    if (res + 4 > this.view.length) throw new PluginFault('bad_output', 'result pointer out of bounds');
+    if (res + 4 > this.view.length) throw new PluginFault('bad_output', `result pointer ${res} is outside its ${this.view.length}-byte memory`);
     const len = this.dv.getUint32(res, true);
-    if (len > this.limits.maxOutputBytes) throw new PluginFault('oversized_output', `returned ${len} bytes, the cap is ${this.limits.maxOutputBytes}`);
-    if (res + 4 + len > this.view.length) throw new PluginFault('bad_output', 'result overruns memory');
+    if (len > this.limits.maxOutputBytes) throw new PluginFault('oversized_output', `returned ${len} bytes, the cap is ${this.limits.maxOutputBytes} per call`);
+    if (res + 4 + len > this.view.length) throw new PluginFault('bad_output', `result of ${len} bytes at ${res} overruns its ${this.view.length}-byte memory`);
+    if (this.fuel) {
+      // records are counted by their headers (no decoding) so the whole cost is charged up front
+      let records = 0;
+      for (let o = res + 4, end = res + 4 + len; o + 5 <= end; o += 5 + this.dv.getUint32(o + 1, true)) records++;
+      this.fuel.value -= len * HOST_DECODE_FUEL_PER_BYTE + records * HOST_DECODE_FUEL_PER_RECORD;
+      if (this.fuel.value < 0) throw new PluginFault('timeout', `ran past its time budget of ${this.limits.timeBudgetMs} ms (${this.fuelPerCall} fuel), counting the host's decoding of its ${len}-byte result (${records} records)`);
+    }
+    this.lastOutputBytes = len;
     return this.view.subarray(res + 4, res + 4 + len);
   }
 
-  private guard<T>(fn: () => T): T {
+  /**
+   * Runs one call into the guest; turns whatever it throws into a {@link PluginFault} with the true
+   * reason. `startFuel` is set when this is the module's start function.
+   */
+  private guard<T>(fn: () => T, startFuel?: number): T {
+    let result: T;
     try {
-      return fn();
+      result = fn();
     } catch (err) {
       if (err instanceof PluginFault) throw err;
-      if (this.fuel && this.fuel.value < 0) {
-        throw new PluginFault('timeout', `ran past its time budget of ${this.limits.timeBudgetMs} ms (${this.fuelPerCall} fuel)`);
-      }
       const msg = err instanceof Error ? err.message : String(err);
-      if (this.memory.buffer.byteLength >= this.limits.memoryPages * PAGE) {
-        throw new PluginFault('memory_limit', `trapped with memory at its cap of ${this.limits.memoryPages} pages (${msg})`);
+      const where = startFuel === undefined ? '' : 'its start function ';
+      if (this.fuel && this.fuel.value < 0) {
+        throw new PluginFault('timeout', startFuel === undefined
+          ? `ran past its time budget of ${this.limits.timeBudgetMs} ms (${this.fuelPerCall} fuel)`
+          : `its start function ran past its budget of ${startFuel} fuel (10 calls' worth)`);
       }
-      throw new PluginFault('trap', msg);
+      if (this.growRefused) {
+        // metered: memory.grow was refused at the cap during this call and then it trapped
+        // (AssemblyScript's allocator traps when it cannot grow) — anything else is a plain trap
+        if (this.growRefused.value !== 0) throw new PluginFault('memory_limit', `${where}trapped after memory.grow was refused at its cap of ${this.limits.memoryPages} pages (${msg})`);
+      } else if (this.memory.buffer.byteLength >= this.limits.memoryPages * PAGE) {
+        // unmetered (benchmarks only): no record of refused growth, a trap at the cap is the best guess
+        throw new PluginFault('memory_limit', `${where}trapped with memory at its cap of ${this.limits.memoryPages} pages (${msg})`);
+      }
+      throw new PluginFault('trap', startFuel === undefined ? msg : `its start function trapped: ${msg}`);
     }
+    if (this.fuel && startFuel === undefined) this.lastFuelUsed = this.fuelPerCall - this.fuel.value;
+    return result;
   }
 }

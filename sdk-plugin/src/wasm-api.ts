@@ -14,7 +14,9 @@ export interface WasmInstance {
 }
 interface WasmApi {
   compile(bytes: Uint8Array): Promise<WasmModule>;
+  validate(bytes: Uint8Array): boolean;
   instantiate(module: WasmModule, imports: Record<string, Record<string, unknown>>): Promise<WasmInstance>;
+  Module: new (bytes: Uint8Array) => WasmModule;
   Memory: new (...args: never[]) => WasmMemory;
   Global: new (...args: never[]) => WasmGlobal;
 }
