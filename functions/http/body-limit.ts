@@ -54,7 +54,7 @@ export interface BodyLimitOptions {
 export function formatBytes(n: number): string {
   if (n >= 1 << 20 && n % (1 << 20) === 0) return `${n / (1 << 20)} MiB`;
   if (n >= 1 << 10 && n % (1 << 10) === 0) return `${n / (1 << 10)} KiB`;
-  return `${n} bytes`;
+  return n === 1 ? '1 byte' : `${n} bytes`;
 }
 
 /** Read a stream into one buffer, giving up (undefined) as soon as more than `max` bytes came. */
@@ -95,7 +95,13 @@ export function bodyLimit(o: BodyLimitOptions): MiddlewareHandler {
     if (!raw.body) return next();
     const declared = raw.headers.get('content-length');
     if (declared !== null && !raw.headers.has('transfer-encoding') && Number(declared) > o.maxBytes) return refuse(c);
-    const body = await readAtMost(raw.body, o.maxBytes);
+    let body: Uint8Array | undefined;
+    try {
+      body = await readAtMost(raw.body, o.maxBytes);
+    } catch (err) {
+      // The client went away mid-body (or sent broken chunked framing): its fault, not a 5xx.
+      return c.json({ error: `cannot read the request body: ${(err instanceof Error ? err.message : String(err)).split('\n')[0].slice(0, 200)}` }, 400);
+    }
     if (!body) return refuse(c);
     c.req.raw = new Request(raw, { body: body as Uint8Array<ArrayBuffer> });
     return next();

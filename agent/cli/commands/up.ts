@@ -142,6 +142,7 @@ const command: Command = {
         healthy: () => !stopping && (fx.runtime?.healthy() ?? true),
         // The marketplace keeps plugins in the same object store, under plugins/.
         marketplace: { store: fx.store, publishTokens: cfg.list('publish-token') },
+        otlpWindow: { maxAgeMs: (cfg.number('ttl-days') ?? 7) * 86400e3 },
       }),
     );
     const server = serve({ fetch: app.fetch, port, hostname: host });
