@@ -11,6 +11,7 @@ import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MetricsRegistry } from '../../agent/metrics.ts';
 import { createQueryApp } from '../../functions/query/app.ts';
+import { createQueryLambdaHandler } from '../../functions/query/lambda-adapter.ts';
 import { openClickHouse, queryRows } from '../../functions/storage/clickhouse.ts';
 import type { ClickHouse } from '../../functions/storage/clickhouse.ts';
 import { migrate } from '../../functions/storage/migrations.ts';
@@ -100,6 +101,23 @@ describe('request bodies are capped while they stream', () => {
     const inflated = await small.request('/v1/traces', { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body: bomb });
     expect(inflated.status).toBe(413);
     expect(((await inflated.json()) as { error: string }).error).toMatch(/inflates past 128 bytes/);
+  });
+
+  it('the same caps on Lambda (API Gateway v2 event with a 2 MiB body)', async () => {
+    const handler = createQueryLambdaHandler({ app });
+    const event = {
+      version: '2.0',
+      routeKey: '$default',
+      rawPath: '/api/v1/sql',
+      rawQueryString: '',
+      headers: { host: 'x.execute-api.amazonaws.com', authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      requestContext: { http: { method: 'POST', path: '/api/v1/sql', protocol: 'HTTP/1.1', sourceIp: '1.2.3.4', userAgent: 'test' }, domainName: 'x.execute-api.amazonaws.com', stage: '$default', requestId: 'r', routeKey: '$default', accountId: '1', apiId: 'x', domainPrefix: 'x', time: '', timeEpoch: 0 },
+      body: JSON.stringify({ sql: `SELECT '${'x'.repeat(2 * MiB)}'` }),
+      isBase64Encoded: false,
+    };
+    const res = (await handler(event as never, {} as never)) as { statusCode: number; body: string };
+    expect(res.statusCode).toBe(413);
+    expect(JSON.parse(res.body)).toEqual({ error: 'request body larger than 1 MiB (the json limit)' });
   });
 
   it('refuses caps that are not positive integers', () => {
