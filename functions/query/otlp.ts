@@ -353,11 +353,12 @@ export type OtlpRefusal = 'bad_ids' | 'time_out_of_range';
 /** Why a span is refused, or undefined when it is taken. */
 export function refuseSpan(s: OtlpSpan, nowMs: number, w: OtlpTimeWindow = DEFAULT_OTLP_WINDOW): { reason: OtlpRefusal; message: string } | undefined {
   if (!/^[0-9a-f]{16}$/.test(s.spanId) || !/^[0-9a-f]{32}$/.test(s.traceId)) return { reason: 'bad_ids', message: 'spans without valid trace/span ids' };
-  const lo = BigInt(Math.floor(nowMs - w.maxAgeMs)) * 1_000_000n;
+  // Never before 1970, whatever the retention: the TTL reads the time as a DateTime, which starts there.
+  const lo = BigInt(Math.max(0, Math.floor(nowMs - w.maxAgeMs))) * 1_000_000n;
   const hi = BigInt(Math.ceil(nowMs + w.maxFutureMs)) * 1_000_000n;
   const iso = (ms: number): string => new Date(ms).toISOString();
-  const range = `${iso(nowMs - w.maxAgeMs)} .. ${iso(nowMs + w.maxFutureMs)}`;
-  if (s.startNs < lo || s.startNs > hi) return { reason: 'time_out_of_range', message: `startTimeUnixNano ${s.startNs} is outside the accepted window ${range}` };
+  const range = `${iso(Math.max(0, nowMs - w.maxAgeMs))} .. ${iso(nowMs + w.maxFutureMs)}`;
+  if (s.startNs <= 0n || s.startNs < lo || s.startNs > hi) return { reason: 'time_out_of_range', message: `startTimeUnixNano ${s.startNs} is outside the accepted window ${range}` };
   // An end before the start is clamped to it below (a zero-length span); one past the window is garbage.
   if (s.endNs > hi) return { reason: 'time_out_of_range', message: `endTimeUnixNano ${s.endNs} is after the accepted window ${range}` };
   return undefined;
@@ -497,6 +498,9 @@ export function chunkByDay(rows: readonly SpanRow[], maxDays = MAX_DAYS_PER_INSE
   return out;
 }
 
+/** 20000 days, the longest TTL migrations take. */
+const MAX_WINDOW_MS = 20_000 * 86400e3;
+
 export interface OtlpOptions {
   ch: ClickHouse;
   metrics: MetricsRegistry;
@@ -512,7 +516,7 @@ export function mountOtlp(app: Hono, o: OtlpOptions): void {
   const dropped = o.metrics.counter('riptide_otlp_dropped_total', 'OTLP spans dropped, by reason');
   const maxBody = o.maxBodyBytes ?? DEFAULT_LIMITS.otlpBytes;
   const window: OtlpTimeWindow = { ...DEFAULT_OTLP_WINDOW, ...o.window };
-  for (const v of [window.maxAgeMs, window.maxFutureMs]) if (!Number.isFinite(v) || v < 0) throw new RangeError(`OTLP time window bounds must be non-negative ms, got ${v}`);
+  for (const v of [window.maxAgeMs, window.maxFutureMs]) if (!(v >= 0 && v <= MAX_WINDOW_MS)) throw new RangeError(`OTLP time window bounds must be ms in 0..${MAX_WINDOW_MS}, got ${v}`);
   const limit = bodyLimit({
     maxBytes: maxBody,
     limit: 'otlp',
