@@ -41,10 +41,13 @@ const MAX_INFERRED_ROLES = 65_536;
 const received = metrics.counter('riptide_capture_received_total', 'Records read from the BPF ring buffer');
 const dropped = metrics.counter('riptide_capture_dropped_total', 'Messages lost in capture, by reason');
 const backlogGauge = metrics.gauge('riptide_capture_ring_backlog_bytes', 'Bytes in the ring buffer not yet read');
+const lastDrainGauge = metrics.gauge('riptide_capture_last_drain_timestamp_seconds', 'When the ring buffer was last drained (unix seconds): the agent is live while this keeps moving');
 
 export class Capture {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** Date.now() of the last drain pass: liveness (/healthz) is "this keeps moving". */
+  lastDrainMs = Date.now();
   private readonly decoder = new RecordDecoder();
   readonly processes = new ProcessMetadata();
   private readonly roles = new SocketRoles();
@@ -82,6 +85,13 @@ export class Capture {
     return cap;
   }
 
+  /** Null while the ring is being drained; otherwise why capture is not live (stopped, or no drain for `maxAgeMs`). */
+  liveness(maxAgeMs = 5000): string | null {
+    if (this.stopped) return 'capture stopped';
+    const age = Date.now() - this.lastDrainMs;
+    return age > maxAgeMs ? `ring buffer not drained for ${(age / 1000).toFixed(1)} s` : null;
+  }
+
   get attachedPrograms(): number {
     return this.program.attached.length;
   }
@@ -101,6 +111,7 @@ export class Capture {
   drainOnce(): number {
     const n = this.reader.drain((view, bytes, off, len) => this.handle(view, bytes, off, len), this.sliceRecords);
     received.inc(undefined, n);
+    this.lastDrainMs = Date.now();
     return n;
   }
 
@@ -163,6 +174,7 @@ export class Capture {
     dropped.setTotal(k.ringbufFull, { reason: 'ringbuf_full' });
     dropped.setTotal(k.argsMapFull, { reason: 'args_map_full' });
     backlogGauge.set(this.reader.backlog());
+    lastDrainGauge.set(Math.floor(this.lastDrainMs / 1000));
     return k;
   }
 

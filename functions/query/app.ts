@@ -2,10 +2,11 @@
  * The query service as a hono app that knows no runtime: `riptide query` and `riptide up` serve it
  * with @hono/node-server, {@link ../query/lambda-adapter.ts} runs it on AWS Lambda.
  *
- * Routes (DESIGN.md "Stable contract"): `GET /api/v1/spans`, `GET /api/v1/traces/{span_id}`,
- * `GET /api/v1/service-map`, `POST /api/v1/sql`, `/healthz`, `/metrics`; plus the Jaeger query API
+ * Routes (the stable contract other tools rely on): `GET /api/v1/spans`, `GET /api/v1/traces/{span_id}` (a trace id works
+ * too), `GET /api/v1/traces` (one row per trace),
+ * `GET /api/v1/service-map`, `POST /api/v1/sql`, `/healthz`, `/readyz`, `/metrics`; plus the Jaeger query API
  * (`/api/services`, `/api/traces`…, see jaeger.ts), OTLP/HTTP ingest (`POST /v1/traces`, otlp.ts)
- * and the web UI at `/`. With a token, every route but `/`, `/healthz` and `/metrics` wants
+ * and the web UI at `/`. With a token, every route but `/`, `/healthz`, `/readyz` and `/metrics` wants
  * `Authorization: Bearer <token>`.
  *
  * @example
@@ -15,8 +16,11 @@
  */
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { Hono } from 'hono';
+import type { Context } from 'hono';
 import { metrics as globalMetrics } from '../../agent/metrics.ts';
 import type { MetricsRegistry } from '../../agent/metrics.ts';
+import { readyBody } from '../../agent/status-server.ts';
+import { clickhousePing } from '../storage/ping.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
 import type { AssembleOptions } from './assemble.ts';
@@ -28,7 +32,9 @@ import type { OtlpTimeWindow } from './otlp.ts';
 import { serviceMap } from './service-map.ts';
 import type { SpanJson, SpanRecord } from './span.ts';
 import { SPAN_COLUMNS, toSpanJson } from './span.ts';
-import { checkReadOnlySql } from './sql-guard.ts';
+import { ReadOnlySql, SqlError } from './sql-guard.ts';
+import type { SqlRunnerOptions } from './sql-guard.ts';
+import { listTraces, seedOfTraceOrSpanId } from './trace-list.ts';
 import { uiHtml } from './ui.ts';
 import { bodyLimit, resolveLimits } from '../http/body-limit.ts';
 import type { BodyLimits } from '../http/body-limit.ts';
@@ -43,14 +49,33 @@ export interface QueryAppOptions {
   assemble?: Partial<AssembleOptions>;
   /** Reported by /healthz; false turns it into a 503. */
   healthy?: () => boolean;
-  /** Rows at most from `POST /api/v1/sql` (default 10000). */
+  /** Parts down while this one serves: /healthz stays 200 and says `{"status":"degraded","reasons"}`. */
+  degraded?: () => string[];
+  /** Why not ready (empty: ready) for `GET /readyz`; default: whether ClickHouse answers. */
+  ready?: () => Promise<string[]>;
+  /** Rows at most from `POST /api/v1/sql` (default 10000; same as `sql.limits.maxRows`). */
   sqlMaxRows?: number;
+  /** `POST /api/v1/sql`: time, memory, result and thread limits, concurrency and queue (sql-guard.ts). */
+  sql?: SqlRunnerOptions;
   /** Serve the plugin marketplace (`/marketplace`, `/api/v1/marketplace/…`; its own publish tokens, open reads). */
   marketplace?: MarketplaceAppOptions;
   /** Request body caps (defaults: DEFAULT_LIMITS in functions/http/body-limit.ts; the marketplace has its own). */
   limits?: Partial<BodyLimits>;
   /** OTLP spans outside [now - retention, now + future] are refused; defaults: 7 days (the default TTL), 1 hour. */
   otlpWindow?: Partial<OtlpTimeWindow>;
+  /** `GET /api/v1/traces` stops assembling after this long and answers `truncated: true` (default 3000 ms). */
+  traceListBudgetMs?: number;
+  /** Hints for the web UI (served at `/api/v1/ui-config`). */
+  ui?: UiOptions;
+}
+
+/** Hints for the web UI. */
+export interface UiOptions {
+  /**
+   * Services the map shows by default (name prefixes), with a toggle for all: `up --demo` focuses on
+   * the demo's services so the browser, curl and test tools on the host do not crowd it.
+   */
+  focus?: { label: string; prefixes: string[] };
 }
 
 /** A bad request: the message goes back to the caller with a 400. */
@@ -119,6 +144,8 @@ export function createQueryApp(o: QueryAppOptions): Hono {
   const source = new ClickHouseSpanSource(ch);
   const assembleOptions = o.assemble ?? {};
   const limits = resolveLimits(o.limits);
+  const userSql = new ReadOnlySql(ch, { ...o.sql, limits: { ...(o.sqlMaxRows ? { maxRows: o.sqlMaxRows } : {}), ...o.sql?.limits } });
+  const sqlRefused = m.counter('riptide_sql_refused_total', 'POST /api/v1/sql statements refused or cut, by reason (guard, engine, limit, busy)');
 
   const withNames = async (rows: SpanRecord[]): Promise<Map<number, string | null>> => names.resolve(rows.map((r) => r.service_id));
 
@@ -196,7 +223,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     const token = o.token;
     app.use('*', async (c, next) => {
       const p = c.req.path;
-      if (p === '/' || p === '/healthz' || p === '/metrics' || p === '/favicon.ico') return next();
+      if (p === '/' || p === '/healthz' || p === '/readyz' || p === '/metrics' || p === '/favicon.ico') return next();
       const h = c.req.header('authorization') ?? '';
       const given = /^Bearer\s+(.+)$/i.exec(h)?.[1]?.trim();
       if (!given || !sameSecret(given, token)) {
@@ -213,26 +240,39 @@ export function createQueryApp(o: QueryAppOptions): Hono {
 
   app.onError((err, c) => {
     if (err instanceof BadRequest) return c.json({ error: err.message }, 400);
-    // ClickHouse rejecting a query it was given (syntax, unknown column): the caller's fault.
-    const msg = err instanceof Error ? err.message : String(err);
-    if (c.req.path === '/api/v1/sql' && /Code: |Syntax error|Unknown|UNKNOWN|doesn't exist|not allowed|Cannot|default:/i.test(msg)) {
-      return c.json({ error: firstLine(msg) }, 400);
+    // A refused statement, or ClickHouse rejecting the statement it was given (syntax, unknown column,
+    // division by zero, throwIf, AST too deep, a limit): the caller's fault, with the reason.
+    if (err instanceof SqlError) {
+      sqlRefused.inc({ reason: err.reason });
+      return c.json({ error: firstLine(err.message) }, err.status);
     }
+    const msg = err instanceof Error ? err.message : String(err);
     process.stderr.write(`riptide query: ${c.req.method} ${c.req.path}: ${firstLine(msg)}\n`);
     return c.json({ error: `internal error: ${firstLine(msg)}` }, 500);
   });
 
-  app.get('/healthz', (c) => (o.healthy && !o.healthy() ? c.json({ status: 'unhealthy' }, 503) : c.json({ status: 'ok' })));
+  app.get('/healthz', (c) => {
+    if (o.healthy && !o.healthy()) return c.json({ status: 'unhealthy' }, 503);
+    const reasons = o.degraded?.() ?? [];
+    return c.json(reasons.length ? { status: 'degraded', reasons } : { status: 'ok' });
+  });
+  const ping = clickhousePing(ch);
+  const ready = o.ready ?? (async () => [await ping()].filter((r): r is string => r !== null));
+  app.get('/readyz', async (c) => {
+    const r = readyBody(await ready());
+    return c.json(r.body, r.status as 200 | 503);
+  });
   app.get('/metrics', (c) => c.text(m.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
   app.get('/', (c) => c.html(uiHtml()));
 
-  app.get('/api/v1/spans', async (c) => {
+  /** The span filters of `/api/v1/spans` (and of the trace list, which starts from the same search). */
+  const spanFilter = (c: Context, defLimit: number, maxLimit: number): SpanFilter => {
     const q = (k: string): string | undefined => c.req.query(k);
     const now = Date.now() * 1000;
     const toUs = parseUnixSeconds(q('end'), 'end') ?? now;
     const fromUs = parseUnixSeconds(q('start'), 'start') ?? toUs - 3600e6;
     if (fromUs > toUs) throw new BadRequest('start must not be after end');
-    const limit = parseLimit(q('limit'), 100, 10_000);
+    const limit = parseLimit(q('limit'), defLimit, maxLimit);
     const side = q('side');
     if (side && side !== 'client' && side !== 'server') throw new BadRequest('side must be client or server');
     const dur = (k: string): number | undefined => {
@@ -242,7 +282,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
       if (!Number.isFinite(n) || n < 0 || n > Number.MAX_SAFE_INTEGER) throw new BadRequest(`${k} must be a number of µs in 0..${Number.MAX_SAFE_INTEGER}`);
       return n;
     };
-    const spans = await ctx.searchSpans({
+    return {
       fromUs,
       toUs,
       protocol: q('protocol'),
@@ -255,17 +295,33 @@ export function createQueryApp(o: QueryAppOptions): Hono {
       minDurationUs: dur('min_duration_us'),
       maxDurationUs: dur('max_duration_us'),
       limit,
-    });
+    };
+  };
+
+  app.get('/api/v1/spans', async (c) => {
+    const spans = await ctx.searchSpans(spanFilter(c, 100, 10_000));
     return c.json({ spans });
   });
 
+  // One row per trace (root, services, duration, status, span count): what the UI opens on.
+  app.get('/api/v1/traces', async (c) => {
+    const f = spanFilter(c, 20, 200);
+    const list = await listTraces({ search: (limit) => ctx.searchSpans({ ...f, limit }), trace: (id) => ctx.trace(id) }, { limit: f.limit, budgetMs: o.traceListBudgetMs });
+    return c.json(list);
+  });
+
+  // A span id, or a trace id as the API and UI show it (derived or an application trace id).
   app.get('/api/v1/traces/:span_id', async (c) => {
     const id = c.req.param('span_id');
-    if (!/^[0-9A-Za-z_-]{1,64}$/.test(id)) throw new BadRequest('span_id must be 1-64 characters of [0-9A-Za-z_-]');
-    const t = await ctx.trace(id);
-    if (!t) return c.json({ error: `span ${id} not found` }, 404);
+    if (!/^[0-9A-Za-z_-]{1,64}$/.test(id)) throw new BadRequest('span_id must be a span id or a trace id (1-64 characters of [0-9A-Za-z_-])');
+    const seed = await seedOfTraceOrSpanId(ch, id);
+    const t = seed === undefined ? undefined : await ctx.trace(seed);
+    if (!t) return c.json({ error: `no span or trace ${id}` }, 404);
     return c.json({ trace_id: t.trace_id, spans: t.spans });
   });
+
+  // What the UI should show first (e.g. `up --demo`: the demo's services on the map).
+  app.get('/api/v1/ui-config', (c) => c.json({ focus: o.ui?.focus ?? null }));
 
   app.get('/api/v1/service-map', async (c) => {
     const now = Date.now() * 1000;
@@ -284,16 +340,9 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     } catch {
       throw new BadRequest('body must be JSON: {"sql": "SELECT …"}');
     }
-    const checked = checkReadOnlySql((body as { sql?: unknown } | null)?.sql);
-    if (typeof checked === 'string') throw new BadRequest(checked);
-    const max = o.sqlMaxRows ?? 10_000;
-    const sql = checked.select ? `SELECT * FROM (${checked.sql}\n) LIMIT ${max + 1}` : checked.sql;
-    // chDB keeps settings for the session (they would bind the writer too): only a server gets them.
-    const settings = ch.mode === 'server' ? { readonly: '2', max_execution_time: 30, max_result_rows: String(max + 1), result_overflow_mode: 'break' as const } : undefined;
-    const rs = await ch.client.query({ query: sql, format: 'JSONEachRow', clickhouse_settings: settings });
-    const rows = (await rs.json()) as unknown[];
-    const truncated = rows.length > max;
-    return c.json({ rows: truncated ? rows.slice(0, max) : rows, truncated });
+    // Parsed by ClickHouse, allow-listed, run on a read-only session under limits (sql-guard.ts).
+    const { rows, truncated } = await userSql.run((body as { sql?: unknown } | null)?.sql);
+    return c.json({ rows, truncated });
   });
 
   mountJaeger(app, ctx);

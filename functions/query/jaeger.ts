@@ -15,7 +15,7 @@ import type { Hono } from 'hono';
 import { queryRows } from '../storage/clickhouse.ts';
 import type { QueryContext } from './app.ts';
 import { BadRequest, MAX_TIME_US, parseLimit } from './app.ts';
-import { spanIdOfDerivedTraceId } from './assemble.ts';
+import { seedOfTraceOrSpanId } from './trace-list.ts';
 import { usTime } from './clickhouse-source.ts';
 import { serviceMap } from './service-map.ts';
 import type { SpanJson } from './span.ts';
@@ -178,12 +178,7 @@ export function mountJaeger(app: Hono, ctx: QueryContext): void {
   });
 
   const traceById = async (traceId: string): Promise<JaegerTrace | undefined> => {
-    const id = traceId.toLowerCase();
-    let seed = spanIdOfDerivedTraceId(id);
-    if (!seed) {
-      const rows = await queryRows<{ span_id: string }>(ctx.ch, 'SELECT span_id FROM riptide.spans WHERE trace_id = {t:String} ORDER BY start_time LIMIT 1', { t: id });
-      seed = rows[0]?.span_id;
-    }
+    const seed = await seedOfTraceOrSpanId(ctx.ch, traceId);
     if (!seed) return undefined;
     const t = await ctx.trace(seed);
     return t ? toJaegerTrace(t.trace_id, t.spans) : undefined;

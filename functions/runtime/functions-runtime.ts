@@ -2,7 +2,7 @@
  * Everything `riptide functions` (and `riptide up`) needs, assembled from configuration: ClickHouse
  * (embedded chDB under the data dir, or a URL), migrations, the dense tag id registry, Kubernetes
  * metadata when running in a cluster, the store, the BatchProcessor, the polling runtime and the
- * HTTP app (healthz, metrics, custom tags, and CloudEvents when the HTTP adapter is chosen).
+ * HTTP app (healthz, readyz, metrics, custom tags, and CloudEvents when the HTTP adapter is chosen).
  *
  * @example
  *   const fx = await startFunctions({ dataDir: '.riptide' });        // embedded defaults
@@ -20,6 +20,7 @@ import type { ObjectStore } from '../../agent/shipping/store.ts';
 import { openClickHouse } from '../storage/clickhouse.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { migrate } from '../storage/migrations.ts';
+import { clickhousePing } from '../storage/ping.ts';
 import { refreshRollups } from '../query/service-map.ts';
 import { K8sWatcher } from '../tag-encoder/k8s-watcher.ts';
 import { MetadataIndex } from '../tag-encoder/metadata.ts';
@@ -62,6 +63,8 @@ export interface Functions {
   /** The polling runtime (adapter 'local'); not started. */
   runtime?: LocalRuntime;
   app: Hono;
+  /** Why this instance is not ready (the polling runtime has not polled, ClickHouse does not answer); empty when it is. */
+  ready(): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -102,12 +105,15 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
     const handle = (key: string) => processor.processBatch(key);
     const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, processMany: (keys) => processor.processKeys(keys), store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
     const rollups = runtime ? startRollups(ch, cfg.rollupMs ?? 30_000, log) : undefined;
+    const ping = clickhousePing(ch);
+    const ready = async (): Promise<string[]> => [runtime?.readiness() ?? null, await ping()].filter((r): r is string => r !== null);
     const app = createFunctionsApp({
       // Events are taken only by the HTTP adapter; the polling runtime finds objects itself.
       process: cfg.adapter === 'http' ? handle : async (key) => ({ key, status: 'ignored', reason: 'this instance polls the store (--adapter local)', slots: [] }),
       ch,
       filter: keyFilterFor(storeUrl),
       healthy: () => runtime?.healthy() ?? true,
+      ready,
     });
     return {
       ch,
@@ -115,6 +121,7 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
       processor,
       runtime,
       app,
+      ready,
       close: async () => {
         await rollups?.stop();
         await runtime?.stop();

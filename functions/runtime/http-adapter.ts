@@ -1,7 +1,7 @@
 /**
  * The functions as an HTTP service (Knative, Cloud Run, a Kubernetes Deployment): a hono app that
  * takes CloudEvents "object created" (structured, batched or binary mode) and S3-style
- * notification bodies on `POST /events`, the custom tags API, `/healthz` and `/metrics`.
+ * notification bodies on `POST /events`, the custom tags API, `/healthz`, `/readyz` and `/metrics`.
  * Any replica can take any event; a 500 asks the event source to retry (processing is idempotent).
  *
  * @example
@@ -11,6 +11,7 @@ import { Hono } from 'hono';
 import type { Context } from 'hono';
 import { metrics as registry } from '../../agent/metrics.ts';
 import type { MetricsRegistry } from '../../agent/metrics.ts';
+import { readyBody } from '../../agent/status-server.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { getCustomTags, parseCustomTagsUpdate, setCustomTags } from '../tag-encoder/custom-tags.ts';
 import { TAG_KINDS } from '../tag-encoder/tag-id.ts';
@@ -31,6 +32,8 @@ export interface FunctionsAppOptions {
   healthy?: () => boolean;
   /** Body caps: `eventsBytes` for /events, `jsonBytes` for custom tags (defaults in functions/http/body-limit.ts). */
   limits?: Partial<Pick<BodyLimits, 'eventsBytes' | 'jsonBytes'>>;
+  /** Why this instance is not ready (empty: ready); `GET /readyz` answers 503 with them. */
+  ready?: () => Promise<string[]>;
 }
 
 const eventsTotal = registry.counter('riptide_functions_events_total', 'Object-created events received over HTTP, by outcome');
@@ -50,6 +53,10 @@ export function createFunctionsApp(o: FunctionsAppOptions): Hono {
   });
 
   app.get('/healthz', (c) => (o.healthy && !o.healthy() ? c.json({ status: 'unhealthy' }, 503) : c.json({ status: 'ok' })));
+  app.get('/readyz', async (c) => {
+    const r = readyBody(o.ready ? await o.ready() : []);
+    return c.json(r.body, r.status as 200 | 503);
+  });
   app.get('/metrics', (c) => c.text(m.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
 
   app.post('/events', eventsLimit, async (c) => {

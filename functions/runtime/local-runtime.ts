@@ -72,6 +72,7 @@ export class LocalRuntime {
   private stopping = false;
   private polls = 0;
   private lastOk = 0;
+  private polledOnce = false;
   private readonly ledger: BatchLedger;
   private readonly log: (line: string) => void;
 
@@ -83,6 +84,14 @@ export class LocalRuntime {
   /** Healthy when a poll completed within five poll periods. */
   healthy(): boolean {
     return this.stopped || Date.now() - this.lastOk < 5 * (this.o.intervalMs ?? 1000) + 5000;
+  }
+
+  /** Readiness: null once a poll of the store has completed and polls keep completing; otherwise why not. */
+  readiness(): string | null {
+    if (this.stopped) return 'functions runtime is not polling the store';
+    if (!this.polledOnce) return 'functions runtime has not completed a poll of the store yet';
+    if (!this.healthy()) return `functions runtime has not completed a poll for ${Math.round((Date.now() - this.lastOk) / 1000)} s`;
+    return null;
   }
 
   async start(): Promise<void> {
@@ -158,6 +167,7 @@ export class LocalRuntime {
         }
       }
       this.lastOk = Date.now();
+      this.polledOnce = true;
       lag.set(Math.floor(this.lastOk / 1000));
     } catch (err) {
       pollErrors.inc();

@@ -110,6 +110,13 @@ describe('riptide up --demo', () => {
     }
   });
 
+  it('seeds the marketplace with the example plugins and focuses the UI on the demo', async () => {
+    const list = await api<{ plugins: Array<{ name: string }> }>('/api/v1/marketplace/plugins');
+    expect(list.plugins.map((p) => p.name)).toEqual(['biz-trace-id', 'http-error-200', 'tinyrpc']);
+    const ui = await api<{ focus: { prefixes: string[] } | null }>('/api/v1/ui-config');
+    expect(ui.focus?.prefixes).toEqual(['demo-']);
+  });
+
   it('stops on Ctrl-C leaving no child processes and no BPF programs', async () => {
     const kids = childrenOf(up.pid!);
     expect(kids.length).toBeGreaterThanOrEqual(7); // agent, 5 demo services, load generator
@@ -141,5 +148,5 @@ describe('riptide up --demo', () => {
       again.kill('SIGINT');
       await exited;
     }
-  });
+  }, 120_000); // the start above may take its 90 s deadline: the test's own timeout must outlast it
 });

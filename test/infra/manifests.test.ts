@@ -227,19 +227,26 @@ describe('infra/k8s manifests', () => {
     }
   });
 
-  it('probe /healthz on the port the role listens on (RIPTIDE_PORT)', () => {
+  it('probe liveness on /healthz and readiness on /readyz, on the port the role listens on (RIPTIDE_PORT)', () => {
     const probed = riptideContainers.filter((w) => w.container.livenessProbe || w.container.readinessProbe);
     expect(probed.map((w) => w.doc.metadata.name).sort()).toEqual(['riptide-agent', 'riptide-functions', 'riptide-functions', 'riptide-functions-http', 'riptide-query', 'shop-web']);
     for (const w of probed) {
       const port = Number(containerEnv(w.container).get('RIPTIDE_PORT'));
       expect(port, `${w.where}: RIPTIDE_PORT`).toBeGreaterThan(0);
-      for (const p of [w.container.livenessProbe, w.container.readinessProbe, w.container.startupProbe]) {
+      // A readiness probe on /healthz would send traffic before capture is live / the functions poll.
+      expect(w.container.readinessProbe, `${w.where}: readinessProbe`).toBeDefined();
+      const probes: Array<[V1Probe | undefined, string]> = [
+        [w.container.livenessProbe, '/healthz'],
+        [w.container.readinessProbe, '/readyz'],
+        [w.container.startupProbe, '/healthz'],
+      ];
+      for (const [p, path] of probes) {
         if (!p) continue;
         if (p.httpGet) {
-          expect(p.httpGet.path, w.where).toBe('/healthz');
+          expect(p.httpGet.path, w.where).toBe(path);
           expect(probePort(p, w.container), w.where).toBe(port);
         } else {
-          expect(p.exec?.command?.join(' '), w.where).toContain(`http://127.0.0.1:${port}/healthz`);
+          expect(p.exec?.command?.join(' '), w.where).toContain(`http://127.0.0.1:${port}${path}`);
         }
       }
       if (w.container.ports?.length) expect(w.container.ports.map((x) => x.containerPort), w.where).toContain(port);

@@ -72,7 +72,9 @@ describe('marketplace mounted in the query server', () => {
       expect(text).toContain('protocol: tinyrpc');
       expect(text).toContain('hook: parse');
       expect(text).toMatch(/1\.1\.0[\s\S]*1\.0\.0/); // newest first
-      expect(await page.getByTestId('install-tinyrpc').innerText()).toBe('riptide plugin install tinyrpc@^1');
+      // The whole command: where the marketplace is and the key the versions are signed with.
+      const install = await page.getByTestId('install-tinyrpc').innerText();
+      expect(install).toMatch(/^npx riptide plugin install tinyrpc@\^1 --marketplace http:\/\/127\.0\.0\.1:\d+ --trusted-key [A-Za-z0-9+/]+=*$/);
       // search narrows the list
       await page.fill('input[name=protocol]', 'tinyrpc');
       await page.click('button.go');

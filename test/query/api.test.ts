@@ -132,7 +132,7 @@ describe('query API over chDB', () => {
       ["SELECT * FROM remote('10.0.0.1', system.one)", /remote\(\)/],
       ['SELECT 1 SETTINGS readonly = 0', /SETTINGS/],
       ['SELECT 1 INTO OUTFILE \'/tmp/x\'', /OUTFILE/],
-      ['SELEC 1', /read queries/],
+      ['SELEC 1', /Syntax error/],
       ['SELECT nope FROM riptide.spans', /nope|Unknown|Missing/i],
       ['', /body/],
     ];

@@ -155,7 +155,10 @@ describe('bad query strings get a 4xx with a reason', () => {
   it('fuzz: no GET route answers absurd numbers, NaN, huge or odd strings with a 5xx', async () => {
     const urls = fuzzUrls([
       { path: '/api/v1/spans', params: ['start', 'end', 'limit', 'side', 'protocol', 'process', 'resource', 'trace_id', 'service', 'endpoint', 'min_duration_us', 'max_duration_us'] },
+      { path: '/api/v1/traces', params: ['start', 'end', 'limit', 'side', 'trace_id', 'service', 'min_duration_us', 'max_duration_us'] },
       { path: '/api/v1/service-map', params: ['start', 'end'] },
+      { path: '/api/v1/ui-config', params: ['x'] },
+      { path: '/readyz', params: ['x'] },
       { path: '/api/v1/traces/{}', params: [] },
       { path: '/api/services', params: ['x'] },
       { path: '/api/services/{}/operations', params: [] },

@@ -175,7 +175,8 @@ const command: Command = {
       throw new FatalError(`cannot capture: ${(err as Error).message}`);
     }
     const profile = await startProfileIfAsked();
-    const status = await startStatusServer(cfg.number('port') ?? 8687, cfg.string('bind'));
+    // Live (and ready) while the ring keeps being drained: a hung agent answers 503, or not at all.
+    const status = await startStatusServer(cfg.number('port') ?? 8687, cfg.string('bind'), { health: () => capture.liveness() });
     const filters = [
       filter.pids.length ? `pids ${filter.pids.join(',')}` : '',
       filter.ports.length ? `ports ${filter.ports.join(',')}` : '',

@@ -3,9 +3,11 @@ import type { Command } from '../command.ts';
 import { FatalError } from '../command.ts';
 import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import type { OptionSpec } from '../config.ts';
+import { sqlOptions, sqlRunnerOptions } from '../sql-options.ts';
 
 const options: OptionSpec[] = [
   ...commonOptions,
+  ...sqlOptions,
   { name: 'host', type: 'string', help: 'Address to listen on', default: '127.0.0.1' },
   { name: 'token', type: 'string', help: 'Require "Authorization: Bearer <token>" on the API (not on /, /healthz, /metrics)' },
   { name: 'ttl-days', type: 'number', help: 'Span retention when this role creates the schema', default: 7 },
@@ -24,6 +26,7 @@ const command: Command = {
   ),
   async run(argv) {
     const cfg = loadConfig(argv, options);
+    const sql = sqlRunnerOptions(cfg);
     const { openClickHouse } = await import('../../../functions/storage/clickhouse.ts');
     const { migrate } = await import('../../../functions/storage/migrations.ts');
     const { createQueryApp } = await import('../../../functions/query/app.ts');
@@ -46,6 +49,7 @@ const command: Command = {
     const app = createQueryApp({
       clickhouse,
       token: cfg.string('token'),
+      sql,
       marketplace: { store, publishTokens: cfg.list('publish-token') },
       // OTLP spans older than the retention would land in partitions the TTL drops at once.
       otlpWindow: { maxAgeMs: (cfg.number('ttl-days') ?? 7) * 86400e3 },

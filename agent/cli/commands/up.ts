@@ -6,7 +6,12 @@
  *
  * The agent runs as a child so its ring-buffer drain never waits behind a ClickHouse insert on
  * this event loop; it is told to exclude this process (and the demo load generator is not
- * excluded: its traffic is the point). Ctrl-C stops the children, detaches BPF, closes chDB.
+ * excluded: its traffic is the point). It is supervised (agent/supervisor.ts): restarted with
+ * backoff when it exits or stops answering, while the functions and the query API keep serving.
+ * `GET /healthz` is liveness (200; "degraded" with reasons while the agent is down), `GET /readyz`
+ * readiness (200 only when capture is live, the functions poll and ClickHouse answers), and
+ * `GET /metrics` carries the agent's counters beside ours. Ctrl-C stops the children, detaches
+ * BPF, closes chDB.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -16,15 +21,19 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from '../command.ts';
 import { FatalError, UsageError } from '../command.ts';
 import type { OptionSpec } from '../config.ts';
+import { sqlOptions, sqlRunnerOptions } from '../sql-options.ts';
 import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { runPreflight } from '../../capture/preflight.ts';
+import { metrics } from '../../metrics.ts';
 import { freePort } from '../../net.ts';
+import { AgentSupervisor, mergeMetrics } from '../../supervisor.ts';
 
 const RIPTIDE = join(dirname(fileURLToPath(import.meta.url)), '..', 'riptide.mjs');
 const DEMO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'infra', 'demo', 'demo.mjs');
 
 const options: OptionSpec[] = [
   ...commonOptions,
+  ...sqlOptions,
   { name: 'host', type: 'string', help: 'Address the API and UI listen on', default: '127.0.0.1' },
   { name: 'token', type: 'string', help: 'Require "Authorization: Bearer <token>" on the API' },
   { name: 'demo', type: 'boolean', help: 'Also start a small uninstrumented demo system and a load generator' },
@@ -80,6 +89,9 @@ const command: Command = {
       'Runs the agent, the local object store, the function runtime, embedded ClickHouse (chDB) and the',
       'query API + UI on http://127.0.0.1:8686, on embedded defaults; what `npm start` runs.',
       'Needs root (or CAP_BPF + CAP_PERFMON). Data lives under --data-dir and is reused on the next start.',
+      'GET /readyz answers 200 once capture is live, the functions poll and ClickHouse answers (503 with',
+      'the reasons before): wait for it before sending traffic you want traced. The agent is restarted',
+      'if it exits or hangs; /metrics carries its counters.',
       '',
       'Examples:',
       '  riptide up --demo                         # with a demo system: traces within a minute',
@@ -89,6 +101,7 @@ const command: Command = {
   ),
   async run(argv) {
     const cfg = loadConfig(argv, options);
+    const sql = sqlRunnerOptions(cfg);
     if (cfg.positionals.length) throw new UsageError(`unexpected argument "${cfg.positionals[0]}"`);
     const dataDir = resolve(cfg.string('data-dir') ?? '.riptide');
     const port = cfg.number('port') ?? 8686;
@@ -126,23 +139,38 @@ const command: Command = {
     void fx.runtime?.start();
     step(`functions polling ${url}`);
 
+    // The agent, in its own process, excluding this one (whose API and ClickHouse traffic is not the user's).
+    const agentArgs = [RIPTIDE, 'agent', '--data-dir', dataDir, '--store', url, '--port', '0', '--exclude-pid', String(process.pid), '--slot-seconds', String(cfg.number('slot-seconds') ?? 1)];
+    if (cfg.string('s3-endpoint')) agentArgs.push('--s3-endpoint', cfg.string('s3-endpoint') as string);
+    for (const p of cfg.list('plugin')) agentArgs.push('--plugin', p);
+    if (cfg.list('plugin').some((p) => p.includes('@'))) agentArgs.push('--marketplace', `http://127.0.0.1:${port}`);
+    for (const k of cfg.list('trusted-key')) agentArgs.push('--trusted-key', k);
+    const agent = new AgentSupervisor({ spawn: () => spawn(process.execPath, agentArgs, { stdio: ['ignore', 'inherit', 'pipe'] }), log: step });
+
     const cleanup = async (): Promise<void> => {
       stopping = true;
-      await Promise.all(children.map((c) => stopChild(c)));
+      await Promise.all([agent.stop(), ...children.map((c) => stopChild(c))]);
       await fx.close();
     };
 
-    // One server: the query API + UI, with the functions' routes (custom tags) beside it.
+    // One server: the query API + UI, with the functions' routes (custom tags) beside it, and
+    // /metrics with the agent's counters.
     const app = new Hono();
+    app.get('/metrics', async (c) => c.text(mergeMetrics(metrics.render(), (await agent.scrape()) ?? ''), 200, { 'content-type': 'text/plain; version=0.0.4' }));
     app.route(
       '/',
       createQueryApp({
         clickhouse: fx.ch,
         token: cfg.string('token'),
+        sql,
         healthy: () => !stopping && (fx.runtime?.healthy() ?? true),
+        degraded: () => [agent.problem()].filter((r): r is string => r !== null),
+        ready: async () => [stopping ? 'stopping' : null, agent.problem(), ...(await fx.ready())].filter((r): r is string => r !== null),
         // The marketplace keeps plugins in the same object store, under plugins/.
         marketplace: { store: fx.store, publishTokens: cfg.list('publish-token') },
         otlpWindow: { maxAgeMs: (cfg.number('ttl-days') ?? 7) * 86400e3 },
+        // The demo's services first on the map (the browser, curl and test tools of the host behind a toggle).
+        ui: cfg.bool('demo') ? { focus: { label: 'the demo services', prefixes: ['demo-'] } } : undefined,
       }),
     );
     const server = serve({ fetch: app.fetch, port, hostname: host });
@@ -156,30 +184,22 @@ const command: Command = {
       throw new FatalError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
     }
     step(`query API, UI and plugin marketplace listening on http://${host}:${port}/`);
+    if (cfg.bool('demo')) {
+      // Something to install on the marketplace page: the example plugins, signed by a demo key.
+      const { seedExamplePlugins } = await import('../../../functions/marketplace/seed.ts');
+      const seeded = await seedExamplePlugins({ store: fx.store, keyPrefix: join(dataDir, 'demo-publisher') });
+      for (const r of seeded.refused) process.stderr.write(`riptide up: example plugin not published: ${r}\n`);
+      step(`marketplace: ${seeded.published.length + seeded.present.length} example plugins (demo publisher key ${seeded.keyId}, public key ${seeded.publicKeyFile})`);
+    }
 
-    // The agent, in its own process, excluding this one (whose API and ClickHouse traffic is not the user's).
-    const agentArgs = [RIPTIDE, 'agent', '--data-dir', dataDir, '--store', url, '--port', '0', '--exclude-pid', String(process.pid), '--slot-seconds', String(cfg.number('slot-seconds') ?? 1)];
-    if (cfg.string('s3-endpoint')) agentArgs.push('--s3-endpoint', cfg.string('s3-endpoint') as string);
-    for (const p of cfg.list('plugin')) agentArgs.push('--plugin', p);
-    if (cfg.list('plugin').some((p) => p.includes('@'))) agentArgs.push('--marketplace', `http://127.0.0.1:${port}`);
-    for (const k of cfg.list('trusted-key')) agentArgs.push('--trusted-key', k);
-    const agent = spawn(process.execPath, agentArgs, { stdio: ['ignore', 'inherit', 'pipe'] });
-    children.push(agent);
     try {
-      const line = await waitForLine(agent, /^riptide agent: capturing/, 60_000);
+      const line = await agent.start();
       step(`agent ${line.replace(/^riptide agent: /, '')}`);
     } catch (err) {
       server.close();
       await cleanup();
-      throw new FatalError(`the agent did not start: ${(err as Error).message.replace(/^riptide agent: /, '')}`);
+      throw new FatalError(`the agent did not start: ${(err as Error).message}`);
     }
-    agent.stderr?.on('data', (c: string) => {
-      for (const l of c.split('\n')) if (l && !l.startsWith('libbpf:')) process.stderr.write(l + '\n');
-    });
-    agent.once('exit', (code) => {
-      if (!stopping) process.stderr.write(`riptide up: the agent exited unexpectedly (${code}); stopping\n`);
-      if (!stopping) process.kill(process.pid, 'SIGTERM');
-    });
 
     if (cfg.bool('demo')) {
       const ports = { dns: await freePort(), gateway: await freePort(), orders: await freePort(), payments: await freePort(), inventory: await freePort() };
@@ -198,8 +218,12 @@ const command: Command = {
 
     process.stderr.write(`riptide up: ready — open http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}/ (Ctrl-C to stop; data in ${dataDir})\n`);
     await new Promise<void>((res) => {
-      process.once('SIGINT', () => res());
-      process.once('SIGTERM', () => res());
+      const stop = (): void => {
+        stopping = true; // at once: a Ctrl-C reaches the agent too, and its exit is no reason to restart it
+        res();
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
     });
     step('stopping');
     await new Promise<void>((res) => server.close(() => res()));
