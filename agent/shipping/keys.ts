@@ -100,6 +100,8 @@ export function parseBatchKey(key: string): BatchKeyParts | undefined {
   if (!m) return undefined;
   const parts: BatchKeyParts = { agentId: m[3], slot: Number(m[4]), run: Number(m[5]), part: Number(m[6]), slotSeconds: Number(m[7]) };
   if (!Number.isSafeInteger(parts.slot) || !Number.isSafeInteger(parts.run) || parts.slotSeconds < 1) return undefined;
+  // A slot time past what a Date holds (±8.64e12 s) is no key we wrote, and hourPrefix would throw.
+  if (!(parts.slot * parts.slotSeconds <= 8.64e12)) return undefined;
   // The date folder must be the one the slot implies; anything else is not a key we wrote.
   if (hourPrefix(parts.slot * parts.slotSeconds) !== `${BATCH_PREFIX}${m[1]}/${m[2]}/`) return undefined;
   return parts;

@@ -23,7 +23,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Hono } from 'hono';
 import type { Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { metrics as globalMetrics } from '../../agent/metrics.ts';
 import type { MetricsRegistry } from '../../agent/metrics.ts';
 import type { ObjectStore } from '../../agent/shipping/store.ts';
@@ -37,6 +36,7 @@ import type { SignatureFile } from '../../agent/plugins/marketplace-signing.ts';
 import { parseRange, parseVersion, VersionRangeError } from '../../agent/plugins/marketplace-semver.ts';
 import { Catalog, CatalogBusy, summarize } from './catalog.ts';
 import { marketplaceHtml } from './ui.ts';
+import { bodyLimit, formatBytes } from '../http/body-limit.ts';
 
 export interface MarketplaceAppOptions {
   store: ObjectStore;
@@ -101,7 +101,11 @@ function checkName(name: string): string {
   return name;
 }
 
+/** Longest version taken: it is a path segment in the store (a file name caps at 255 bytes). */
+export const MAX_VERSION_LENGTH = 64;
+
 function checkVersion(v: string): string {
+  if (v.length > MAX_VERSION_LENGTH) throw new Refusal(400, 'invalid_version', `version ${JSON.stringify(v.slice(0, 40) + '…')} is ${v.length} characters; at most ${MAX_VERSION_LENGTH} are allowed`);
   if (!parseVersion(v)) throw new Refusal(400, 'invalid_version', `version ${JSON.stringify(v.slice(0, 80))} is not semver (1.2.3 or 1.2.3-rc.1; no build metadata)`);
   return v;
 }
@@ -183,10 +187,19 @@ export function createMarketplaceApp(o: MarketplaceAppOptions): Hono {
 
   app.post(
     `${API}/plugins`,
-    // base64 inflates by 4/3; the rest of the body is small
-    bodyLimit({ maxSize: Math.ceil((maxModule * 4) / 3) + (256 << 10), onError: (c) => refuse(c, new Refusal(413, 'too_large', `the request is larger than a ${maxModule}-byte module allows`)) }),
-    async (c) => {
+    // The token first: a caller without one is refused before any of the body is read.
+    async (c, next) => {
       authorize(c);
+      await next();
+    },
+    // Counted while it streams in. Base64 inflates by 4/3; the rest of the body is small.
+    bodyLimit({
+      maxBytes: Math.ceil((maxModule * 4) / 3) + (256 << 10),
+      limit: 'marketplace_publish',
+      metrics: m,
+      respond: (c) => refuse(c, new Refusal(413, 'too_large', `the request is larger than a ${formatBytes(maxModule)} module allows`)),
+    }),
+    async (c) => {
       let body: Record<string, unknown>;
       try {
         const b: unknown = await c.req.json();

@@ -27,7 +27,8 @@ import type { AssembleOptions } from './assemble.ts';
 import { ClickHouseSpanSource, assembleRecords, latestVersions, usTime } from './clickhouse-source.ts';
 import { mountJaeger } from './jaeger.ts';
 import { TagNames } from './names.ts';
-import { mountOtlp } from './otlp.ts';
+import { OTLP_PATH, mountOtlp } from './otlp.ts';
+import type { OtlpTimeWindow } from './otlp.ts';
 import { serviceMap } from './service-map.ts';
 import type { SpanJson, SpanRecord } from './span.ts';
 import { SPAN_COLUMNS, toSpanJson } from './span.ts';
@@ -35,6 +36,8 @@ import { ReadOnlySql, SqlError } from './sql-guard.ts';
 import type { SqlRunnerOptions } from './sql-guard.ts';
 import { listTraces, seedOfTraceOrSpanId } from './trace-list.ts';
 import { uiHtml } from './ui.ts';
+import { bodyLimit, resolveLimits } from '../http/body-limit.ts';
+import type { BodyLimits } from '../http/body-limit.ts';
 import { createMarketplaceApp } from '../marketplace/app.ts';
 import type { MarketplaceAppOptions } from '../marketplace/app.ts';
 
@@ -56,6 +59,10 @@ export interface QueryAppOptions {
   sql?: SqlRunnerOptions;
   /** Serve the plugin marketplace (`/marketplace`, `/api/v1/marketplace/…`; its own publish tokens, open reads). */
   marketplace?: MarketplaceAppOptions;
+  /** Request body caps (defaults: DEFAULT_LIMITS in functions/http/body-limit.ts; the marketplace has its own). */
+  limits?: Partial<BodyLimits>;
+  /** OTLP spans outside [now - retention, now + future] are refused; defaults: 7 days (the default TTL), 1 hour. */
+  otlpWindow?: Partial<OtlpTimeWindow>;
   /** `GET /api/v1/traces` stops assembling after this long and answers `truncated: true` (default 3000 ms). */
   traceListBudgetMs?: number;
   /** Hints for the web UI (served at `/api/v1/ui-config`). */
@@ -74,18 +81,24 @@ export interface UiOptions {
 /** A bad request: the message goes back to the caller with a 400. */
 export class BadRequest extends Error {}
 
+/**
+ * The latest time a request may name, 2200-01-01 in µs: far past any real span, inside DateTime64's
+ * range (to 2299) and exact as a double (µs past 2255 are not safe integers).
+ */
+export const MAX_TIME_US = 7_258_118_400e6;
+
 /** Unix seconds (decimals allowed) → µs; undefined when absent. */
 export function parseUnixSeconds(v: string | undefined, name: string): number | undefined {
   if (v === undefined || v === '') return undefined;
   const n = Number(v);
-  if (!Number.isFinite(n) || n < 0 || n > 1e11) throw new BadRequest(`${name} must be unix seconds, got "${v}"`);
+  if (!Number.isFinite(n) || n < 0 || n * 1e6 > MAX_TIME_US) throw new BadRequest(`${name} must be unix seconds in 0..${MAX_TIME_US / 1e6} (up to 2200-01-01), got "${v.slice(0, 40)}"`);
   return Math.round(n * 1e6);
 }
 
 export function parseLimit(v: string | undefined, def: number, max: number): number {
   if (v === undefined || v === '') return def;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new BadRequest(`limit must be an integer in 1..${max}, got "${v}"`);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new BadRequest(`limit must be an integer in 1..${max}, got "${v.slice(0, 40)}"`);
   return n;
 }
 
@@ -130,6 +143,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
   const names = new TagNames(ch);
   const source = new ClickHouseSpanSource(ch);
   const assembleOptions = o.assemble ?? {};
+  const limits = resolveLimits(o.limits);
   const userSql = new ReadOnlySql(ch, { ...o.sql, limits: { ...(o.sqlMaxRows ? { maxRows: o.sqlMaxRows } : {}), ...o.sql?.limits } });
   const sqlRefused = m.counter('riptide_sql_refused_total', 'POST /api/v1/sql statements refused or cut, by reason (guard, engine, limit, busy)');
 
@@ -219,6 +233,11 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     });
   }
 
+  // After the token check (a caller without one is refused before any body is read). OTLP has its
+  // own, larger cap (otlp.ts); marketplace routes answered above with theirs.
+  const jsonLimit = bodyLimit({ maxBytes: limits.jsonBytes, limit: 'json', metrics: m });
+  app.use('*', (c, next) => (c.req.path === OTLP_PATH ? next() : jsonLimit(c, next)));
+
   app.onError((err, c) => {
     if (err instanceof BadRequest) return c.json({ error: err.message }, 400);
     // A refused statement, or ClickHouse rejecting the statement it was given (syntax, unknown column,
@@ -260,7 +279,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
       const v = q(k);
       if (v === undefined || v === '') return undefined;
       const n = Number(v);
-      if (!Number.isFinite(n) || n < 0) throw new BadRequest(`${k} must be a number of µs`);
+      if (!Number.isFinite(n) || n < 0 || n > Number.MAX_SAFE_INTEGER) throw new BadRequest(`${k} must be a number of µs in 0..${Number.MAX_SAFE_INTEGER}`);
       return n;
     };
     return {
@@ -327,7 +346,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
   });
 
   mountJaeger(app, ctx);
-  mountOtlp(app, { ch, metrics: m });
+  mountOtlp(app, { ch, metrics: m, maxBodyBytes: limits.otlpBytes, window: o.otlpWindow });
 
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
   return app;

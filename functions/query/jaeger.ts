@@ -14,7 +14,7 @@
 import type { Hono } from 'hono';
 import { queryRows } from '../storage/clickhouse.ts';
 import type { QueryContext } from './app.ts';
-import { BadRequest, parseLimit } from './app.ts';
+import { BadRequest, MAX_TIME_US, parseLimit } from './app.ts';
 import { seedOfTraceOrSpanId } from './trace-list.ts';
 import { usTime } from './clickhouse-source.ts';
 import { serviceMap } from './service-map.ts';
@@ -125,9 +125,11 @@ export function toJaegerTrace(traceId: string, spans: SpanJson[]): JaegerTrace {
 export function parseJaegerDuration(v: string | undefined, name: string): number | undefined {
   if (v === undefined || v === '') return undefined;
   const m = /^(\d+(?:\.\d+)?)(us|µs|ms|s|m|h)?$/.exec(v.trim());
-  if (!m) throw new BadRequest(`${name} must be a duration like 100ms or 1.5s, got "${v}"`);
+  if (!m) throw new BadRequest(`${name} must be a duration like 100ms or 1.5s, got "${v.slice(0, 40)}"`);
   const mult: Record<string, number> = { us: 1, µs: 1, ms: 1e3, s: 1e6, m: 60e6, h: 3600e6 };
-  return Number(m[1]) * mult[m[2] ?? 'us'];
+  const us = Number(m[1]) * mult[m[2] ?? 'us'];
+  if (!Number.isFinite(us) || us > MAX_TIME_US) throw new BadRequest(`${name} must be a duration of at most ${MAX_TIME_US / 3600e6}h, got "${v.slice(0, 40)}"`);
+  return us;
 }
 
 export function mountJaeger(app: Hono, ctx: QueryContext): void {
@@ -184,11 +186,12 @@ export function mountJaeger(app: Hono, ctx: QueryContext): void {
 
   // Jaeger UI's "System Architecture" view: the service map as parent → child call counts.
   app.get('/api/dependencies', async (c) => {
-    const endMs = Number(c.req.query('endTs') ?? Date.now());
-    const lookbackMs = Number(c.req.query('lookback') ?? 3600_000);
-    if (!Number.isFinite(endMs) || !Number.isFinite(lookbackMs) || lookbackMs <= 0 || endMs < 0) throw new BadRequest('endTs and lookback must be milliseconds');
+    const endMs = Math.trunc(Number(c.req.query('endTs') || Date.now()));
+    const lookbackMs = Math.trunc(Number(c.req.query('lookback') || 3600_000));
+    if (!Number.isFinite(endMs) || endMs < 0 || endMs * 1e3 > MAX_TIME_US) throw new BadRequest(`endTs must be unix milliseconds in 0..${MAX_TIME_US / 1e3}`);
+    if (!Number.isFinite(lookbackMs) || lookbackMs <= 0) throw new BadRequest('lookback must be a positive number of milliseconds');
     if (lookbackMs > 31 * 86400e3) throw new BadRequest('lookback longer than 31 days');
-    const m = await serviceMap(ctx.ch, ctx.names, (endMs - lookbackMs) * 1000, endMs * 1000);
+    const m = await serviceMap(ctx.ch, ctx.names, Math.max(0, endMs - lookbackMs) * 1000, endMs * 1000);
     const calls = new Map<string, { parent: string; child: string; callCount: number }>();
     for (const e of m.edges) {
       const k = `${e.source}\u0000${e.target}`;
@@ -225,14 +228,14 @@ export function mountJaeger(app: Hono, ctx: QueryContext): void {
     const num = (k: string): number | undefined => {
       const v = q(k);
       if (v === undefined || v === '') return undefined;
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < 0) throw new BadRequest(`${k} must be a number`);
+      const n = Math.trunc(Number(v));
+      if (!Number.isFinite(n) || n < 0 || n > MAX_TIME_US) throw new BadRequest(`${k} must be unix microseconds in 0..${MAX_TIME_US}, got "${v.slice(0, 40)}"`);
       return n;
     };
     const endUs = num('end') ?? Date.now() * 1000;
     const lookback = q('lookback');
     const lookbackUs = lookback && lookback !== 'custom' ? parseJaegerDuration(lookback, 'lookback') : undefined;
-    const startUs = num('start') ?? endUs - (lookbackUs ?? 3600e6);
+    const startUs = num('start') ?? Math.max(0, endUs - (lookbackUs ?? 3600e6));
     const limit = parseLimit(q('limit'), 20, 1500);
     const where = [`start_time >= ${usTime(startUs)}`, `start_time <= ${usTime(endUs)}`, SERVICE_SQL, '_deleted = 0'];
     const params: Record<string, unknown> = { service };
@@ -247,18 +250,24 @@ export function mountJaeger(app: Hono, ctx: QueryContext): void {
     if (maxD !== undefined) where.push(`duration_us <= ${Math.trunc(maxD)}`);
     const tagsRaw = q('tags');
     if (tagsRaw) {
-      let tags: Record<string, unknown>;
+      let tags: unknown;
       try {
-        tags = JSON.parse(tagsRaw) as Record<string, unknown>;
+        tags = JSON.parse(tagsRaw);
       } catch {
-        throw new BadRequest('tags must be a JSON object');
+        tags = undefined;
       }
-      for (const [k, v] of Object.entries(tags)) {
+      if (tags === null || typeof tags !== 'object' || Array.isArray(tags)) throw new BadRequest('tags must be a JSON object, like {"error":"true"}');
+      for (const [k, v] of Object.entries(tags as Record<string, unknown>)) {
         const val = String(v);
         if (k === 'error') where.push(val === 'true' ? "response_status IN ('server_error', 'timeout')" : "response_status NOT IN ('server_error', 'timeout')");
-        else if (k === 'http.status_code' || k === 'riptide.response_code') where.push(`response_code = ${Math.trunc(Number(val)) || 0}`);
-        else if (k === 'span.kind' && (val === 'client' || val === 'server')) where.push(`side = '${val}'`);
-        else if (k === 'riptide.l7_protocol') {
+        else if (k === 'http.status_code' || k === 'riptide.response_code') {
+          const code = Number(val);
+          if (!Number.isInteger(code) || code < -1 || code > 0x7fffffff) throw new BadRequest(`tag ${k} must be an integer status code, got "${val.slice(0, 40)}"`);
+          where.push(`response_code = ${code}`);
+        } else if (k === 'span.kind') {
+          if (val !== 'client' && val !== 'server') throw new BadRequest(`tag span.kind must be client or server, got "${val.slice(0, 40)}"`);
+          where.push(`side = '${val}'`);
+        } else if (k === 'riptide.l7_protocol') {
           params.tagproto = val;
           where.push('l7_protocol = {tagproto:String}');
         } else throw new BadRequest(`tag ${k} is not searchable (error, http.status_code, span.kind, riptide.l7_protocol)`);

@@ -20,6 +20,7 @@ import type { ClickHouse } from '../storage/clickhouse.ts';
 import { insertSpans, insertTagNames } from '../storage/span-store.ts';
 import type { TagNameRow } from '../storage/span-store.ts';
 import { tagId } from '../tag-encoder/tag-id.ts';
+import { DEFAULT_LIMITS, bodyLimit, formatBytes } from '../http/body-limit.ts';
 
 export type AttrValue = string | number | boolean | bigint | null | AttrValue[] | { [k: string]: AttrValue };
 
@@ -334,26 +335,80 @@ function statusOf(s: OtlpSpan, code: number): ResponseStatus {
   return 'ok';
 }
 
+/**
+ * Which span times are taken: from `maxAgeMs` ago (older rows would land in a partition the table's
+ * TTL drops at once) to `maxFutureMs` ahead (clock skew; further is a broken clock or garbage).
+ * Outside it a span is refused, never clamped: a made-up time would misplace it in every search.
+ */
+export interface OtlpTimeWindow {
+  maxAgeMs: number;
+  maxFutureMs: number;
+}
+
+/** 7 days is the default span TTL (`--ttl-days`); a server with another TTL passes its own. */
+export const DEFAULT_OTLP_WINDOW: Readonly<OtlpTimeWindow> = { maxAgeMs: 7 * 86400e3, maxFutureMs: 3600e3 };
+
+export type OtlpRefusal = 'bad_ids' | 'time_out_of_range';
+
+/** Why a span is refused, or undefined when it is taken. */
+export function refuseSpan(s: OtlpSpan, nowMs: number, w: OtlpTimeWindow = DEFAULT_OTLP_WINDOW): { reason: OtlpRefusal; message: string } | undefined {
+  if (!/^[0-9a-f]{16}$/.test(s.spanId) || !/^[0-9a-f]{32}$/.test(s.traceId)) return { reason: 'bad_ids', message: 'spans without valid trace/span ids' };
+  // Never before 1970, whatever the retention: the TTL reads the time as a DateTime, which starts there.
+  const lo = BigInt(Math.max(0, Math.floor(nowMs - w.maxAgeMs))) * 1_000_000n;
+  const hi = BigInt(Math.ceil(nowMs + w.maxFutureMs)) * 1_000_000n;
+  const iso = (ms: number): string => new Date(ms).toISOString();
+  const range = `${iso(Math.max(0, nowMs - w.maxAgeMs))} .. ${iso(nowMs + w.maxFutureMs)}`;
+  if (s.startNs <= 0n || s.startNs < lo || s.startNs > hi) return { reason: 'time_out_of_range', message: `startTimeUnixNano ${s.startNs} is outside the accepted window ${range}` };
+  // An end before the start is clamped to it below (a zero-length span); one past the window is garbage.
+  if (s.endNs > hi) return { reason: 'time_out_of_range', message: `endTimeUnixNano ${s.endNs} is after the accepted window ${range}` };
+  return undefined;
+}
+
+/** What {@link otlpToRows} did not take: counts by reason and the first span's reason in words. */
+export interface OtlpRefused {
+  counts: Partial<Record<OtlpRefusal, number>>;
+  total: number;
+  first?: string;
+}
+
+/** An integer status code that fits `response_code Int32`, else -1 (unknown). */
+function responseCode(v: string): number {
+  const n = Number(v || -1);
+  return Number.isInteger(n) && n >= -1 && n <= 0x7fffffff ? n : -1;
+}
+
 /** Map decoded OTLP spans to rows of `riptide.spans` and the service names to dictionary rows. */
-export function otlpToRows(spans: readonly OtlpSpan[], nowSec = Math.floor(Date.now() / 1000)): { rows: SpanRow[]; tags: TagNameRow[] } {
+export function otlpToRows(
+  spans: readonly OtlpSpan[],
+  nowSec = Math.floor(Date.now() / 1000),
+  window: OtlpTimeWindow = DEFAULT_OTLP_WINDOW,
+  nowMs = nowSec * 1000,
+): { rows: SpanRow[]; tags: TagNameRow[]; refused: OtlpRefused } {
   const rows: SpanRow[] = [];
   const tags = new Map<number, TagNameRow>();
+  const refused: OtlpRefused = { counts: {}, total: 0 };
   for (const s of spans) {
-    if (!/^[0-9a-f]{16}$/.test(s.spanId) || !/^[0-9a-f]{32}$/.test(s.traceId)) continue;
+    const no = refuseSpan(s, nowMs, window);
+    if (no) {
+      refused.counts[no.reason] = (refused.counts[no.reason] ?? 0) + 1;
+      refused.total++;
+      refused.first ??= no.message;
+      continue;
+    }
     const a = s.attributes;
     const r = s.resource;
-    const serviceName = first(r, 'service.name') || 'unknown_service';
-    const ns = first(r, 'k8s.namespace.name', 'service.namespace');
+    const serviceName = (first(r, 'service.name') || 'unknown_service').slice(0, 256);
+    const ns = first(r, 'k8s.namespace.name', 'service.namespace').slice(0, 256);
     const serviceKey = ns ? `${ns}/${serviceName}` : serviceName;
     const serviceId = tagId('service', serviceKey);
     tags.set(serviceId, { id: serviceId, kind: 'service', key: serviceKey, name: serviceName, parent_ids: {}, updated_at: nowSec });
-    const hostName = first(r, 'host.name');
+    const hostName = first(r, 'host.name').slice(0, 256);
     const hostId = tagId('host', hostName);
     if (hostId) tags.set(hostId, { id: hostId, kind: 'host', key: hostName, name: hostName, parent_ids: {}, updated_at: nowSec });
     const startUs = Number(s.startNs / 1000n);
     const endUs = Math.max(startUs, Number(s.endNs / 1000n));
     const client = s.kind === 3 || s.kind === 4;
-    const code = Number(first(a, 'http.response.status_code', 'http.status_code', 'rpc.grpc.status_code') || -1);
+    const code = responseCode(first(a, 'http.response.status_code', 'http.status_code', 'rpc.grpc.status_code'));
     const attributes: Record<string, string> = { 'otel.name': s.name.slice(0, 256), 'otel.kind': String(s.kind) };
     for (const [k, v] of Object.entries(a).slice(0, 64)) attributes[k.slice(0, 128)] = attrString(v).slice(0, 256);
     const peerIp = first(a, 'server.address', 'net.peer.name', 'net.peer.ip');
@@ -379,7 +434,7 @@ export function otlpToRows(spans: readonly OtlpSpan[], nowSec = Math.floor(Date.
       request_resource: first(a, 'url.path', 'http.target', 'db.query.text', 'db.statement', 'http.route', 'rpc.service', 'messaging.destination.name').slice(0, 1024),
       endpoint: (first(a, 'http.route') || s.name).slice(0, 256),
       request_id: -1,
-      response_code: Number.isFinite(code) ? Math.trunc(code) : -1,
+      response_code: code,
       response_status: statusOf(s, code),
       response_exception: s.statusMessage.slice(0, 1024),
       request_bytes: 0,
@@ -416,18 +471,63 @@ export function otlpToRows(spans: readonly OtlpSpan[], nowSec = Math.floor(Date.
       _deleted: 0,
     });
   }
-  return { rows, tags: [...tags.values()] };
+  return { rows, tags: [...tags.values()], refused };
 }
 
-const MAX_BODY = 16 << 20;
+export const OTLP_PATH = '/v1/traces';
 
-export function mountOtlp(app: Hono, o: { ch: ClickHouse; metrics: MetricsRegistry }): void {
+/**
+ * ClickHouse refuses an insert touching more than 100 partitions (`max_partitions_per_insert_block`);
+ * spans are partitioned by day, so one insert takes at most this many days (a long TTL lets a batch
+ * span more).
+ */
+export const MAX_DAYS_PER_INSERT = 50;
+
+/** Rows grouped into inserts of at most `maxDays` distinct days each, oldest first. */
+export function chunkByDay(rows: readonly SpanRow[], maxDays = MAX_DAYS_PER_INSERT): SpanRow[][] {
+  const byDay = new Map<number, SpanRow[]>();
+  for (const r of rows) {
+    const d = Math.floor(r.start_time_us / 86400e6);
+    let list = byDay.get(d);
+    if (!list) byDay.set(d, (list = []));
+    list.push(r);
+  }
+  const days = [...byDay.keys()].sort((x, y) => x - y);
+  const out: SpanRow[][] = [];
+  for (let i = 0; i < days.length; i += maxDays) out.push(days.slice(i, i + maxDays).flatMap((d) => byDay.get(d) ?? []));
+  return out;
+}
+
+/** 20000 days, the longest TTL migrations take. */
+const MAX_WINDOW_MS = 20_000 * 86400e3;
+
+export interface OtlpOptions {
+  ch: ClickHouse;
+  metrics: MetricsRegistry;
+  /** Cap on the body, on the wire and after gunzip (default DEFAULT_LIMITS.otlpBytes, 16 MiB). */
+  maxBodyBytes?: number;
+  window?: Partial<OtlpTimeWindow>;
+}
+
+export function mountOtlp(app: Hono, o: OtlpOptions): void {
   const received = o.metrics.counter('riptide_otlp_received_total', 'OTLP spans received');
   const stored = o.metrics.counter('riptide_otlp_sent_total', 'OTLP spans written to riptide.spans');
   const errors = o.metrics.counter('riptide_otlp_errors_total', 'OTLP requests refused, by reason');
   const dropped = o.metrics.counter('riptide_otlp_dropped_total', 'OTLP spans dropped, by reason');
+  const maxBody = o.maxBodyBytes ?? DEFAULT_LIMITS.otlpBytes;
+  const window: OtlpTimeWindow = { ...DEFAULT_OTLP_WINDOW, ...o.window };
+  for (const v of [window.maxAgeMs, window.maxFutureMs]) if (!(v >= 0 && v <= MAX_WINDOW_MS)) throw new RangeError(`OTLP time window bounds must be ms in 0..${MAX_WINDOW_MS}, got ${v}`);
+  const limit = bodyLimit({
+    maxBytes: maxBody,
+    limit: 'otlp',
+    metrics: o.metrics,
+    respond: (c, message) => {
+      errors.inc({ reason: 'too_large' });
+      return c.json({ error: message }, 413);
+    },
+  });
 
-  app.post('/v1/traces', async (c) => {
+  app.post(OTLP_PATH, limit, async (c) => {
     const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
     const proto = type === 'application/x-protobuf' || type === 'application/protobuf';
     if (!proto && type !== 'application/json') {
@@ -435,14 +535,14 @@ export function mountOtlp(app: Hono, o: { ch: ClickHouse; metrics: MetricsRegist
       return c.json({ error: 'content-type must be application/x-protobuf or application/json' }, 415);
     }
     let body: Uint8Array = new Uint8Array(await c.req.arrayBuffer());
-    if (body.length > MAX_BODY) {
-      errors.inc({ reason: 'too_large' });
-      return c.json({ error: `body larger than ${MAX_BODY} bytes` }, 413);
-    }
     if ((c.req.header('content-encoding') ?? '').toLowerCase() === 'gzip') {
       try {
-        body = gunzipSync(body, { maxOutputLength: MAX_BODY });
+        body = gunzipSync(body, { maxOutputLength: maxBody });
       } catch (err) {
+        if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+          errors.inc({ reason: 'too_large' });
+          return c.json({ error: `gzip body inflates past ${formatBytes(maxBody)} (the otlp limit)` }, 413);
+        }
         errors.inc({ reason: 'gzip' });
         return c.json({ error: `bad gzip body: ${(err as Error).message}` }, 400);
       }
@@ -455,18 +555,27 @@ export function mountOtlp(app: Hono, o: { ch: ClickHouse; metrics: MetricsRegist
       return c.json({ error: `cannot decode ExportTraceServiceRequest: ${(err as Error).message}` }, 400);
     }
     received.inc(undefined, spans.length);
-    const { rows, tags } = otlpToRows(spans);
-    if (rows.length < spans.length) dropped.inc({ reason: 'bad_ids' }, spans.length - rows.length);
+    const { rows, tags, refused } = otlpToRows(spans, Math.floor(Date.now() / 1000), window, Date.now());
+    for (const [reason, n] of Object.entries(refused.counts)) dropped.inc({ reason }, n);
+    if (rows.length === 0 && refused.total > 0) {
+      // Nothing to take: a bad request (OTLP: 400 is final, the exporter does not retry it).
+      errors.inc({ reason: 'all_spans_refused' });
+      return c.json({ error: `all ${refused.total} spans refused: ${refused.first ?? ''}` }, 400);
+    }
     await insertTagNames(o.ch, tags);
-    await insertSpans(o.ch, rows);
-    stored.inc(undefined, rows.length);
-    const rejected = spans.length - rows.length;
+    for (const chunk of chunkByDay(rows)) {
+      await insertSpans(o.ch, chunk);
+      stored.inc(undefined, chunk.length);
+    }
+    const rejected = refused.total;
     if (proto) {
-      // ExportTraceServiceResponse: empty, or partial_success { rejected_spans = 1 } at field 1.
-      const out = rejected > 0 ? wrapField(1, Uint8Array.from([0x08, ...varintBytes(rejected)])) : new Uint8Array(0);
+      // ExportTraceServiceResponse: empty, or partial_success { rejected_spans = 1, error_message = 2 } at field 1.
+      const msg = new TextEncoder().encode(refused.first ?? '');
+      const partial = Uint8Array.from([0x08, ...varintBytes(rejected), 0x12, ...varintBytes(msg.length), ...msg]);
+      const out = rejected > 0 ? wrapField(1, partial) : new Uint8Array(0);
       return c.body(out as Uint8Array<ArrayBuffer>, 200, { 'content-type': 'application/x-protobuf' });
     }
-    return c.json(rejected > 0 ? { partialSuccess: { rejectedSpans: String(rejected), errorMessage: 'spans without valid trace/span ids' } } : {});
+    return c.json(rejected > 0 ? { partialSuccess: { rejectedSpans: String(rejected), errorMessage: refused.first ?? '' } } : {});
   });
 }
 

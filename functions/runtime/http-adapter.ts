@@ -19,6 +19,8 @@ import type { TagKind } from '../tag-encoder/tag-id.ts';
 import { keysFromCloudEvent, keysFromS3Event } from './events.ts';
 import type { CloudEvent, KeyFilter } from './events.ts';
 import type { ProcessResult } from './processor.ts';
+import { bodyLimit, resolveLimits } from '../http/body-limit.ts';
+import type { BodyLimits } from '../http/body-limit.ts';
 
 export interface FunctionsAppOptions {
   /** Handles one object key (BatchProcessor.processBatch or a runtime's wrapper). */
@@ -28,6 +30,8 @@ export interface FunctionsAppOptions {
   metrics?: MetricsRegistry;
   /** Reported by /healthz; false turns it into a 503. */
   healthy?: () => boolean;
+  /** Body caps: `eventsBytes` for /events, `jsonBytes` for custom tags (defaults in functions/http/body-limit.ts). */
+  limits?: Partial<Pick<BodyLimits, 'eventsBytes' | 'jsonBytes'>>;
   /** Why this instance is not ready (empty: ready); `GET /readyz` answers 503 with them. */
   ready?: () => Promise<string[]>;
 }
@@ -37,6 +41,16 @@ const eventsTotal = registry.counter('riptide_functions_events_total', 'Object-c
 export function createFunctionsApp(o: FunctionsAppOptions): Hono {
   const app = new Hono();
   const m = o.metrics ?? registry;
+  const limits = resolveLimits(o.limits);
+  const eventsLimit = bodyLimit({
+    maxBytes: limits.eventsBytes,
+    limit: 'events',
+    metrics: m,
+    respond: (c, message) => {
+      eventsTotal.inc({ outcome: 'too_large' });
+      return c.json({ error: message }, 413);
+    },
+  });
 
   app.get('/healthz', (c) => (o.healthy && !o.healthy() ? c.json({ status: 'unhealthy' }, 503) : c.json({ status: 'ok' })));
   app.get('/readyz', async (c) => {
@@ -45,7 +59,7 @@ export function createFunctionsApp(o: FunctionsAppOptions): Hono {
   });
   app.get('/metrics', (c) => c.text(m.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
 
-  app.post('/events', async (c) => {
+  app.post('/events', eventsLimit, async (c) => {
     let keys: string[];
     try {
       keys = await eventKeys(c, o.filter);
@@ -68,7 +82,7 @@ export function createFunctionsApp(o: FunctionsAppOptions): Hono {
     return c.json({ results });
   });
 
-  app.post('/api/v1/custom-tags', async (c) => {
+  app.post('/api/v1/custom-tags', bodyLimit({ maxBytes: limits.jsonBytes, limit: 'json', metrics: m }), async (c) => {
     let body: unknown;
     try {
       body = await c.req.json();
@@ -84,7 +98,7 @@ export function createFunctionsApp(o: FunctionsAppOptions): Hono {
     const kind = c.req.query('kind') as TagKind | undefined;
     const key = c.req.query('key');
     if (!kind || !TAG_KINDS.includes(kind)) return c.json({ error: `kind must be one of ${TAG_KINDS.join(', ')}` }, 400);
-    if (!key) return c.json({ error: 'key is required' }, 400);
+    if (!key || key.length > 512) return c.json({ error: 'key is required (at most 512 characters)' }, 400);
     return c.json(await getCustomTags(o.ch, kind, key));
   });
 

@@ -46,7 +46,14 @@ const command: Command = {
     } catch (err) {
       throw new FatalError((err as Error).message);
     }
-    const app = createQueryApp({ clickhouse, token: cfg.string('token'), sql, marketplace: { store, publishTokens: cfg.list('publish-token') } });
+    const app = createQueryApp({
+      clickhouse,
+      token: cfg.string('token'),
+      sql,
+      marketplace: { store, publishTokens: cfg.list('publish-token') },
+      // OTLP spans older than the retention would land in partitions the TTL drops at once.
+      otlpWindow: { maxAgeMs: (cfg.number('ttl-days') ?? 7) * 86400e3 },
+    });
     const port = cfg.number('port') ?? 8686;
     const host = cfg.string('host') ?? '127.0.0.1';
     const server = serve({ fetch: app.fetch, port, hostname: host });

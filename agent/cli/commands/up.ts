@@ -168,6 +168,7 @@ const command: Command = {
         ready: async () => [stopping ? 'stopping' : null, agent.problem(), ...(await fx.ready())].filter((r): r is string => r !== null),
         // The marketplace keeps plugins in the same object store, under plugins/.
         marketplace: { store: fx.store, publishTokens: cfg.list('publish-token') },
+        otlpWindow: { maxAgeMs: (cfg.number('ttl-days') ?? 7) * 86400e3 },
         // The demo's services first on the map (the browser, curl and test tools of the host behind a toggle).
         ui: cfg.bool('demo') ? { focus: { label: 'the demo services', prefixes: ['demo-'] } } : undefined,
       }),
