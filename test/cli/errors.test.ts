@@ -361,18 +361,18 @@ describe('functions binds 127.0.0.1 by default, like every other role', () => {
     child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
     const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
     try {
-      const port = await new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no listening line: ${stderr}`)), 40_000);
+      const [host, port] = await new Promise<[string, number]>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no listening line: ${stderr}`)), 100_000);
         child.stderr?.on('data', () => {
           const m = /http:\/\/([\d.]+):(\d+)/.exec(stderr);
           if (m) {
             clearTimeout(timer);
-            expect(m[1]).toBe('127.0.0.1');
-            resolve(Number(m[2]));
+            resolve([m[1], Number(m[2])]);
           }
         });
         child.once('close', () => reject(new Error(`exited: ${stderr}`)));
       });
+      expect(host).toBe('127.0.0.1');
       // The kernel's view: the listening socket on that port is bound to 127.0.0.1 (0100007F), not 0.0.0.0.
       const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
       const listening = readFileSync('/proc/net/tcp', 'utf8')
@@ -384,7 +384,9 @@ describe('functions binds 127.0.0.1 by default, like every other role', () => {
       expect(listening).toEqual([`0100007F:${hexPort}`]);
     } finally {
       child.kill('SIGINT');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
       expect(await exited).toBe(0);
+      clearTimeout(killer);
     }
   });
 });
