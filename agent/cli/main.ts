@@ -27,7 +27,8 @@ function usage(): string {
     'Every command takes --config FILE.yaml and RIPTIDE_* variables for its flags.',
     'Common flags (each role lists those it uses): --data-dir, --port, --store, --s3-endpoint, --clickhouse-url',
     '',
-    'A failure is one line on stderr, "riptide <command>: <what went wrong>", and one of these exit codes.',
+    'A failure is one line on stderr, "riptide <command>: <what went wrong>" (passwords shown as ***),',
+    'and one of these exit codes; RIPTIDE_DEBUG=1 adds the stack trace.',
     EXIT_CODES_HELP,
   ].join('\n');
 }
