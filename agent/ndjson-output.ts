@@ -60,17 +60,36 @@ function captureToJson(m: CapturedMessage, proc: ProcessInfo | undefined): strin
   );
 }
 
-/** Buffers NDJSON lines and writes them in chunks; past the cap, lines are dropped and counted. */
+/**
+ * Buffers NDJSON lines and writes them in chunks; past the cap, lines are dropped and counted.
+ * When the stream fails (EPIPE: the reader of `--output - | head -1` is gone) nothing more is
+ * written and `onClosed` is told once, so the agent can stop cleanly instead of crashing.
+ */
 export class LineWriter {
   private chunks: string[] = [];
   private pendingBytes = 0;
   private waitingDrain = false;
+  private failed = false;
   private readonly dropped = metrics.counter('riptide_output_dropped_total', 'Lines not written to --output because it was too slow');
   constructor(
     private readonly stream: NodeJS.WritableStream,
     private readonly capBytes: number,
-  ) {}
+    onClosed?: (err: NodeJS.ErrnoException) => void,
+  ) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (this.failed) return;
+      this.failed = true;
+      this.chunks = [];
+      this.pendingBytes = 0;
+      onClosed?.(err);
+    });
+  }
+  /** True once the stream failed or its reader went away. */
+  get closed(): boolean {
+    return this.failed;
+  }
   push(line: string): void {
+    if (this.failed) return;
     if (this.pendingBytes > this.capBytes) {
       this.dropped.inc();
       return;
@@ -79,7 +98,7 @@ export class LineWriter {
     this.pendingBytes += line.length + 1;
   }
   flush(): void {
-    if (this.chunks.length === 0 || this.waitingDrain) return;
+    if (this.failed || this.chunks.length === 0 || this.waitingDrain) return;
     const text = this.chunks.join('\n') + '\n';
     this.chunks = [];
     this.pendingBytes = 0;
@@ -92,4 +111,3 @@ export class LineWriter {
     }
   }
 }
-

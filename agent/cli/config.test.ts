@@ -1,13 +1,17 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { UsageError } from './command.ts';
 import { commonOptions, loadConfig } from './config.ts';
 
 describe('loadConfig', () => {
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
   const yaml = (text: string): string => {
-    const f = join(mkdtempSync(join(tmpdir(), 'rt-cfg-')), 'c.yaml');
+    const dir = mkdtempSync(join(tmpdir(), 'rt-cfg-'));
+    dirs.push(dir);
+    const f = join(dir, 'c.yaml');
     writeFileSync(f, text);
     return f;
   };
@@ -38,5 +42,19 @@ describe('loadConfig', () => {
     expect(() => loadConfig(['--config', yaml('colour: blue\n')], commonOptions, {})).toThrow(/unknown key "colour"/);
     expect(() => loadConfig(['--config', yaml('port: [\n')], commonOptions, {})).toThrow(/not valid YAML/);
     expect(() => loadConfig(['--config', '/no/such/file.yaml'], commonOptions, {})).toThrow(/cannot read config file/);
+  });
+
+  it('takes --config on every command, and common keys of other roles in a shared file', () => {
+    const file = yaml('port: 9\nclickhouse-url: http://ch:8123\n');
+    const cfg = loadConfig(['--config', file, '--x', 'a'], [{ name: 'x', type: 'string', help: '' }, { name: 'port', type: 'number', help: '' }], {});
+    expect([cfg.string('x'), cfg.number('port'), cfg.get('clickhouse-url')]).toEqual(['a', 9, undefined]);
+    expect([...cfg.flagsGiven]).toEqual(['config', 'x']);
+    expect(() => loadConfig(['--config', yaml('colour: blue\n')], [], {})).toThrow(/unknown key "colour"/);
+  });
+
+  it('reads an option from its own variable when it names one', () => {
+    const specs = [{ name: 'token', type: 'string' as const, help: '', env: 'RIPTIDE_MARKETPLACE_TOKEN' }];
+    expect(loadConfig([], specs, { RIPTIDE_TOKEN: 'query' }).string('token')).toBeUndefined();
+    expect(loadConfig([], specs, { RIPTIDE_TOKEN: 'query', RIPTIDE_MARKETPLACE_TOKEN: 'market' }).string('token')).toBe('market');
   });
 });

@@ -11,7 +11,8 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse as parseYaml } from 'yaml';
-import { UsageError } from './command.ts';
+import { EXIT_CODES_HELP, UsageError } from './command.ts';
+import { redact } from './redact.ts';
 
 export interface OptionSpec {
   name: string;
@@ -20,12 +21,21 @@ export interface OptionSpec {
   default?: string | number | boolean | string[];
   /** Single-letter alias, e.g. 'o' for --output. */
   short?: string;
+  /** The environment variable, when not RIPTIDE_<NAME> (e.g. RIPTIDE_MARKETPLACE_TOKEN for `plugin --token`). */
+  env?: string;
 }
 
 export type OptionValue = string | number | boolean | string[] | undefined;
 
+/** `--config`: every command takes it, whether or not it lists it. */
+export const configOption: OptionSpec = { name: 'config', type: 'string', help: 'YAML file with any of these options (keys as the flag names)' };
+
+/**
+ * The options several roles share. A role lists only those it uses; a config file shared by all
+ * roles may still carry every one of them (a role ignores the ones it does not use).
+ */
 export const commonOptions: OptionSpec[] = [
-  { name: 'config', type: 'string', help: 'YAML file with any of these options (keys as the flag names)' },
+  configOption,
   { name: 'data-dir', type: 'string', help: 'Where local state lives (store folder, spool, embedded ClickHouse)', default: '.riptide' },
   { name: 'port', type: 'number', help: 'HTTP port for /healthz, /metrics and the API', default: 8686 },
   { name: 'store', type: 'string', help: 'Object store: file:///path or s3://bucket/prefix (default: <data-dir>/store)' },
@@ -37,10 +47,21 @@ export function envName(option: string): string {
   return 'RIPTIDE_' + option.toUpperCase().replace(/-/g, '_');
 }
 
+function envOf(spec: OptionSpec): string {
+  return spec.env ?? envName(spec.name);
+}
+
+/** The specs with `--config` first, whether the role listed it or not. */
+function withConfig(specs: OptionSpec[]): OptionSpec[] {
+  return specs.some((s) => s.name === 'config') ? specs : [configOption, ...specs];
+}
+
 export class Config {
   constructor(
     private readonly values: Map<string, OptionValue>,
     readonly positionals: string[],
+    /** The options given as flags on the command line (not from a variable or the file). */
+    readonly flagsGiven: ReadonlySet<string> = new Set(),
   ) {}
   get(name: string): OptionValue {
     return this.values.get(name);
@@ -84,7 +105,8 @@ function coerce(spec: OptionSpec, raw: unknown, source: string): OptionValue {
 }
 
 /** Parse argv against the specs, then fill from environment, YAML and defaults. */
-export function loadConfig(argv: string[], specs: OptionSpec[], env: NodeJS.ProcessEnv = process.env): Config {
+export function loadConfig(argv: string[], roleSpecs: OptionSpec[], env: NodeJS.ProcessEnv = process.env): Config {
+  const specs = withConfig(roleSpecs);
   const byName = new Map(specs.map((s) => [s.name, s]));
   const byShort = new Map(specs.filter((s) => s.short).map((s) => [s.short as string, s]));
   const fromFlags = new Map<string, OptionValue>();
@@ -146,33 +168,55 @@ export function loadConfig(argv: string[], specs: OptionSpec[], env: NodeJS.Proc
       throw new UsageError(`config file ${configPath} is not valid YAML: ${(err as Error).message}`);
     }
     for (const key of Object.keys(fromFile)) {
-      if (!byName.has(key)) throw new UsageError(`config file ${configPath}: unknown key "${key}"`);
+      if (!byName.has(key) && !commonOptions.some((o) => o.name === key)) throw new UsageError(`config file ${configPath}: unknown key "${key}"`);
     }
   }
 
   const values = new Map<string, OptionValue>();
   for (const spec of specs) {
     let v = fromFlags.get(spec.name);
-    if (v === undefined && env[envName(spec.name)] !== undefined) v = coerce(spec, env[envName(spec.name)], `$${envName(spec.name)}`);
+    if (v === undefined && env[envOf(spec)] !== undefined) v = coerce(spec, env[envOf(spec)], `$${envOf(spec)}`);
     if (v === undefined && fromFile[spec.name] !== undefined) v = coerce(spec, fromFile[spec.name], `the config file`);
     if (v === undefined) v = spec.default;
     values.set(spec.name, v);
   }
-  return new Config(values, positionals);
+  return new Config(values, positionals, new Set(fromFlags.keys()));
 }
 
-/** `--help` text for a command: its description, then one line per option. */
-export function renderHelp(usageLine: string, description: string, specs: OptionSpec[]): string {
+/** `--help` text for a command: its description, one line per option (`--config` included), the exit codes. */
+export function renderHelp(usageLine: string, description: string, roleSpecs: OptionSpec[]): string {
+  const specs = withConfig(roleSpecs);
   const rows = specs.map((s) => {
     const flag = `${s.short ? `-${s.short}, ` : ''}--${s.name}${s.type === 'boolean' ? '' : ' <' + s.type + '>'}`;
     const def = s.default !== undefined && s.default !== '' ? ` (default: ${Array.isArray(s.default) ? s.default.join(',') : String(s.default)})` : '';
-    return [flag, `${s.help}${def}  [${envName(s.name)}]`];
+    return [flag, `${s.help}${def}  [${envOf(s)}]`];
   });
   const width = Math.max(...rows.map((r) => r[0].length));
-  return [`Usage: ${usageLine}`, '', description, '', 'Flags:', ...rows.map(([f, h]) => `  ${f.padEnd(width)}  ${h}`), '  -h, --help'.padEnd(width + 2) + '  Show this help'].join('\n');
+  return [`Usage: ${usageLine}`, '', description, '', 'Flags:', ...rows.map(([f, h]) => `  ${f.padEnd(width)}  ${h}`), '  -h, --help'.padEnd(width + 2) + '  Show this help', '', EXIT_CODES_HELP].join('\n');
 }
 
 /** The object store URL: --store, or a folder under the data dir (the embedded default). */
 export function storeUrl(store: string | undefined, dataDir: string): string {
   return store ?? pathToFileURL(resolve(dataDir, 'store')).href;
+}
+
+/**
+ * `--clickhouse-url` checked before anything connects: an http(s) URL, or absent/empty for embedded
+ * chDB. A bad one is a usage error (exit 2), printed without its password.
+ */
+export function clickhouseUrl(url: string | undefined): string | undefined {
+  if (url === undefined || url === '') return undefined;
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UsageError(`--clickhouse-url "${redact(url)}" is not a URL (want http(s)://[user:password@]host:8123)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--clickhouse-url ${redact(url)}: want http:// or https://, not ${u.protocol}`);
+  return url;
+}
+
+/** How to name the ClickHouse a role uses in a message: the URL without its password, or the embedded path. */
+export function describeClickHouse(url: string | undefined, dataDir: string): string {
+  return url ? `at ${redact(url)}` : `(embedded chDB in ${resolve(dataDir, 'clickhouse')})`;
 }

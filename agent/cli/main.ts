@@ -1,5 +1,6 @@
 import type { Command } from './command.ts';
-import { FatalError, UsageError } from './command.ts';
+import { EXIT_CODES_HELP, toCliError } from './command.ts';
+import { redact } from './redact.ts';
 
 /** Subcommands, loaded lazily. Adding one is adding a file in commands/ and a line here. */
 const commands: Record<string, { summary: string; load: () => Promise<Command> }> = {
@@ -23,8 +24,12 @@ function usage(): string {
     'Commands:',
     ...Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`),
     '',
-    'Common flags (also RIPTIDE_* variables and --config FILE.yaml):',
-    '  --data-dir, --port, --store, --s3-endpoint, --clickhouse-url',
+    'Every command takes --config FILE.yaml and RIPTIDE_* variables for its flags.',
+    'Common flags (each role lists those it uses): --data-dir, --port, --store, --s3-endpoint, --clickhouse-url',
+    '',
+    'A failure is one line on stderr, "riptide <command>: <what went wrong>" (passwords shown as ***),',
+    'and one of these exit codes; RIPTIDE_DEBUG=1 adds the stack trace.',
+    EXIT_CODES_HELP,
   ].join('\n');
 }
 
@@ -44,21 +49,25 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const cmd = await entry.load();
-  if (rest.includes('--help') || rest.includes('-h')) {
-    process.stdout.write(cmd.help.trimEnd() + '\n');
+  const dashDash = rest.indexOf('--');
+  const flags = dashDash >= 0 ? rest.slice(0, dashDash) : rest;
+  if (flags.includes('--help') || flags.includes('-h')) {
+    process.stdout.write((cmd.helpFor?.(flags) ?? cmd.help).trimEnd() + '\n');
     return 0;
   }
   try {
     return await cmd.run(rest);
   } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`riptide ${name}: ${err.message}\n`);
-      return 2;
-    }
-    if (err instanceof FatalError) {
-      process.stderr.write(`riptide ${name}: ${err.message}\n`);
-      return 1;
-    }
-    throw err;
+    return reportFailure(name, err);
   }
+}
+
+/** One line on stderr, secrets redacted; returns the exit code for the kind of failure. */
+export function reportFailure(command: string | undefined, err: unknown): number {
+  const e = toCliError(err);
+  const prefix = command ? `riptide ${command}` : 'riptide';
+  const line = redact(e.message.split('\n')[0].trim());
+  process.stderr.write(`${line.startsWith(prefix + ': ') ? line : `${prefix}: ${line}`}\n`);
+  if (process.env.RIPTIDE_DEBUG && err instanceof Error && err.stack) process.stderr.write(redact(err.stack) + '\n');
+  return e.exitCode;
 }

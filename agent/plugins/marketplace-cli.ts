@@ -7,7 +7,7 @@ import { constants } from 'node:fs';
 import { access, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { FatalError, UsageError } from '../cli/command.ts';
+import { DeniedError, FatalError, ListenError, UnreachableError, UsageError, firstLine } from '../cli/command.ts';
 import { ManifestError, parseManifest } from '../../sdk-plugin/src/manifest.ts';
 import type { PluginManifest } from '../../sdk-plugin/src/manifest.ts';
 import { sha256Hex } from '../../sdk-plugin/src/hash.ts';
@@ -90,6 +90,11 @@ async function signWith(keyFile: string, p: BuiltPlugin): Promise<SignatureFile>
 
 function needMarketplace(o: MarketplaceCliOptions): string {
   if (!o.marketplace) throw new UsageError('--marketplace <url> is required (or RIPTIDE_MARKETPLACE)');
+  try {
+    new URL(o.marketplace);
+  } catch {
+    throw new UsageError(`--marketplace ${o.marketplace}: not a URL (want http(s)://host:port)`);
+  }
   if (!/^https?:\/\//.test(o.marketplace)) throw new UsageError(`--marketplace ${o.marketplace}: want an http(s) URL`);
   return o.marketplace;
 }
@@ -99,7 +104,12 @@ export async function runMarketplaceCommand(sub: string, target: string | undefi
     return await run(sub, target, o);
   } catch (err) {
     if (err instanceof MarketplaceRefused) throw new FatalError(`refused (${err.reason}): ${err.message}`);
-    if (err instanceof MarketplaceError) throw new FatalError(err.message);
+    if (err instanceof MarketplaceError) {
+      // No status: the request never got an answer. 401/403: the token was refused.
+      if (err.status === undefined) throw new UnreachableError(err.message);
+      if (err.status === 401 || err.status === 403) throw new DeniedError(err.message);
+      throw new FatalError(err.message);
+    }
     if (err instanceof KeyError || err instanceof VersionRangeError) throw new UsageError(err.message);
     throw err;
   }
@@ -225,7 +235,7 @@ async function run(sub: string, target: string | undefined, o: MarketplaceCliOpt
       const server = serve({ fetch: app.fetch, port, hostname: host });
       await new Promise<void>((ok, fail) => {
         server.once('listening', () => ok());
-        server.once('error', (e: Error) => fail(new FatalError(`cannot listen on ${host}:${port}: ${e.message}`)));
+        server.once('error', (e: Error) => fail(new ListenError(`cannot listen on ${host}:${port}: ${firstLine(e)}`)));
       });
       process.stderr.write(`riptide plugin serve: marketplace on http://${host}:${port}/marketplace; plugins in ${store.url}/plugins; publishing ${o.publishTokens?.length ? 'with a token' : 'off (no --publish-token)'}\n`);
       await new Promise<void>((done) => {

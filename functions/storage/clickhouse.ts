@@ -10,7 +10,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { createClient } from '@clickhouse/client';
+import { ClickHouseLogLevel, createClient } from '@clickhouse/client';
 import type { ClickHouseClient } from '@clickhouse/client';
 
 export interface ClickHouseOptions {
@@ -37,6 +37,13 @@ export interface ClickHouse {
  */
 const COMMON_SETTINGS = { output_format_json_quote_64bit_integers: 0 } as const;
 
+/**
+ * The client's own logger prints a multi-line record (with the query's arguments) for every failed
+ * request before the error reaches us; every failure already surfaces as an error we report in one
+ * line, so it stays silent.
+ */
+const CLIENT_LOG = { level: ClickHouseLogLevel.OFF } as const;
+
 type ClientConnection = NonNullable<NonNullable<Parameters<typeof createClient>[0]>['connection']>;
 
 /** chDB binds one data directory per process: share one client per path and refcount closes. */
@@ -51,6 +58,7 @@ export async function openClickHouse(options: ClickHouseOptions = {}): Promise<C
       password: decodeURIComponent(u.password) || undefined,
       request_timeout: 60_000,
       clickhouse_settings: COMMON_SETTINGS,
+      log: CLIENT_LOG,
     });
     return { client, mode: 'server', close: () => client.close() };
   }
@@ -67,7 +75,7 @@ export async function openClickHouse(options: ClickHouseOptions = {}): Promise<C
   // own copy of the same interface; they are the same shape at run time.
   const chdbConnection = createChdbConnection({ path });
   const connection = chdbConnection as unknown as ClientConnection;
-  const client = createClient({ connection, clickhouse_settings: COMMON_SETTINGS });
+  const client = createClient({ connection, clickhouse_settings: COMMON_SETTINGS, log: CLIENT_LOG });
   const ch: ClickHouse = { client, mode: 'chdb', path, close: () => client.close() };
   // ':memory:' lives in a directory chDB picks; a read-only session must open that same one.
   embedded.set(path, { ch, refs: 1, dir: chdbConnection.chdb.session.path, sessions: new Set() });

@@ -1,8 +1,9 @@
 import type { Command } from '../command.ts';
-import { FatalError, UsageError } from '../command.ts';
+import { DeniedError, FatalError, ListenError, UsageError, firstLine } from '../command.ts';
+import { redact } from '../redact.ts';
 import type { OptionSpec } from '../config.ts';
 import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Capture } from '../../capture/capture.ts';
 import { runPreflight } from '../../capture/preflight.ts';
@@ -18,7 +19,8 @@ import { openStore } from '../../shipping/store.ts';
 import { startStatusServer } from '../../status-server.ts';
 
 const options: OptionSpec[] = [
-  ...commonOptions.map((o) => (o.name === 'port' ? { ...o, default: 8687, help: 'HTTP port for /healthz and /metrics (0 picks a free port)' } : o)),
+  // The agent never talks to ClickHouse: it lists the common options it uses.
+  ...commonOptions.filter((o) => o.name !== 'clickhouse-url').map((o) => (o.name === 'port' ? { ...o, default: 8687, help: 'HTTP port for /healthz and /metrics (0 picks a free port)' } : o)),
   { name: 'bind', type: 'string', help: 'Address the /healthz and /metrics server listens on (0.0.0.0 to be scraped from outside)', default: '127.0.0.1' },
   { name: 'output', short: 'o', type: 'string', help: 'Write every captured message as one JSON line to this file; "-" is stdout (debugging: nothing is shipped)' },
   { name: 'capture-bytes', type: 'number', help: 'Payload bytes captured per message (max 8192)', default: 1024 },
@@ -108,99 +110,157 @@ const command: Command = {
     const extraHeaders = cfg.list('extra-headers').map((h) => h.toLowerCase());
 
     const pre = runPreflight();
-    if (!pre.ok) throw new FatalError(`cannot capture: ${pre.problem}`);
+    if (!pre.ok) throw new DeniedError(`cannot capture: ${pre.problem}`);
 
-    // The output: NDJSON lines for debugging, or batches to the object store.
-    let pipelineOutput: PipelineOutput;
-    let closeOutput: () => Promise<void>;
-    let destination: string;
-    if (output) {
-      const stream = output === '-' ? process.stdout : createWriteStream(output, { flags: 'a' });
-      const writer = new LineWriter(stream, (cfg.number('max-output-mb') ?? 64) << 20);
-      const flushTimer = setInterval(() => writer.flush(), 20);
-      pipelineOutput = ndjsonOutput(writer);
-      destination = `output to ${output === '-' ? 'stdout' : output}`;
-      closeOutput = async () => {
-        clearInterval(flushTimer);
-        writer.flush();
-        if (stream !== process.stdout) await new Promise<void>((r) => (stream as NodeJS.WritableStream).end(r));
-      };
-    } else {
-      const url = storeUrl(cfg.string('store'), dataDir);
-      let store;
-      try {
-        store = openStore(url, { s3Endpoint: cfg.string('s3-endpoint') });
-      } catch (err) {
-        throw new UsageError((err as Error).message);
-      }
-      let shipper: Shipper;
-      try {
-        shipper = await createShipper({
-          store,
-          dataDir,
-          agentId: cfg.string('agent-id'),
-          slotSeconds: cfg.number('slot-seconds'),
-          spoolMaxBytes: Math.round((cfg.number('spool-mb') ?? 1024) * 1024 * 1024),
-          maxMemoryBytes: Math.round((cfg.number('memory-mb') ?? 64) * 1024 * 1024),
-        });
-      } catch (err) {
-        throw new UsageError(`cannot ship: ${(err as Error).message}`);
-      }
-      pipelineOutput = shipperOutput(shipper, { keepPayload: cfg.bool('ship-payload') });
-      destination = `shipping to ${url.replace(/\/\/[^@/]*@/, '//')}`;
-      closeOutput = () => shipper.close();
-    }
-
-    let market: Awaited<ReturnType<typeof resolveAgentPlugins>>;
+    // Listen first: a busy port fails in milliseconds, before any BPF is loaded.
+    const port = cfg.number('port') ?? 8687;
+    const bind = cfg.string('bind') ?? '127.0.0.1';
+    let status: Awaited<ReturnType<typeof startStatusServer>>;
+    // Live while starting and while the ring keeps being drained (a hung agent answers 503, or not at
+    // all); ready only once capture is live.
+    const live: LiveCapture = {};
+    const checks = {
+      health: () => live.capture?.liveness() ?? null,
+      ready: () => (live.capture ? [live.capture.liveness()].filter((r): r is string => r !== null) : ['capture starting']),
+    };
     try {
-      market = await resolveAgentPlugins({ entries: cfg.list('plugin'), marketplace: cfg.string('marketplace'), trustedKeys: cfg.list('trusted-key'), dataDir, pollSeconds: cfg.number('marketplace-poll-seconds') ?? 60 });
+      status = await startStatusServer(port, bind, checks);
     } catch (err) {
-      await closeOutput();
-      throw new UsageError((err as Error).message);
+      const hint = (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? ' (pick another --port, or 0 for a free one)' : '';
+      throw new ListenError(`cannot listen on ${bind}:${port} for /metrics: ${firstLine(err)}${hint}`);
     }
-    const plugins = market.paths.length ? await loadPlugins({ paths: market.paths }) : undefined;
-    const registry = createDefaultRegistry({ extraHeaders });
-    if (plugins) {
-      const sync = (): void => plugins.parsers.forEach((p) => registry.register(p));
-      sync();
-      plugins.host.onChange(sync);
-    }
-    const pipeline = new AgentPipeline({ registry, output: pipelineOutput, extraHeaders, httpHooks: () => plugins?.httpHooks ?? [] });
-
-    let capture: Capture;
     try {
-      capture = Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter }, pipeline);
-    } catch (err) {
-      await closeOutput();
-      throw new FatalError(`cannot capture: ${(err as Error).message}`);
+      return await runAgent(cfg, filter, extraHeaders, output, dataDir, ringMb, status, live);
+    } finally {
+      await status.close();
     }
-    const profile = await startProfileIfAsked();
-    // Live (and ready) while the ring keeps being drained: a hung agent answers 503, or not at all.
-    const status = await startStatusServer(cfg.number('port') ?? 8687, cfg.string('bind'), { health: () => capture.liveness() });
-    const filters = [
-      filter.pids.length ? `pids ${filter.pids.join(',')}` : '',
-      filter.ports.length ? `ports ${filter.ports.join(',')}` : '',
-      filter.comms.length ? `names ${filter.comms.join(',')}` : '',
-    ].filter(Boolean);
-    process.stderr.write(
-      `riptide agent: capturing on ${capture.attachedPrograms} tracepoints${filters.length ? ` (${filters.join(' or ')})` : ' (all processes)'}; ` +
-        `metrics on http://${cfg.string('bind') ?? '127.0.0.1'}:${status.port}/metrics; ${destination}${plugins ? `; ${plugins.parsers.length + plugins.httpHooks.length} plugin hook(s)` : ''}\n`,
-    );
-
-    await new Promise<void>((resolve) => {
-      const stop = (): void => resolve();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
-    capture.stop();
-    await profile?.();
-    market.watcher?.close();
-    plugins?.close();
-    await closeOutput();
-    await status.close();
-    process.stderr.write('riptide agent: stopped; all BPF programs detached\n');
-    return 0;
   },
 };
+
+/** The running capture, once there is one (read by the status server's checks). */
+interface LiveCapture {
+  capture?: Capture;
+}
+
+interface Filter {
+  pids: number[];
+  ports: number[];
+  comms: string[];
+  excludePids: number[];
+}
+
+async function runAgent(
+  cfg: ReturnType<typeof loadConfig>,
+  filter: Filter,
+  extraHeaders: string[],
+  output: string | undefined,
+  dataDir: string,
+  ringMb: number,
+  status: Awaited<ReturnType<typeof startStatusServer>>,
+  live: LiveCapture,
+): Promise<number> {
+  // Resolves when the agent should stop: a signal, or the --output reader going away.
+  let stop: (why: 'signal' | 'output-closed' | Error) => void = () => undefined;
+  const stopped = new Promise<'signal' | 'output-closed' | Error>((res) => (stop = res));
+
+  // The output: NDJSON lines for debugging, or batches to the object store.
+  let pipelineOutput: PipelineOutput;
+  let closeOutput: () => Promise<void>;
+  let destination: string;
+  if (output) {
+    let stream: NodeJS.WritableStream;
+  try {
+    stream = output === '-' ? process.stdout : createWriteStream('', { fd: openSync(output, 'a') });
+  } catch (err) {
+    throw new UsageError(`cannot write --output ${output}: ${firstLine(err)}`);
+  }
+    // EPIPE (`--output - | head -1`) ends capture quietly with status 0; other write errors fail.
+    const writer = new LineWriter(stream, (cfg.number('max-output-mb') ?? 64) << 20, (err) =>
+      stop(err.code === 'EPIPE' ? 'output-closed' : new FatalError(`cannot write --output ${output}: ${firstLine(err)}`)),
+    );
+    const flushTimer = setInterval(() => writer.flush(), 20);
+    pipelineOutput = ndjsonOutput(writer);
+    destination = `output to ${output === '-' ? 'stdout' : output}`;
+    closeOutput = async () => {
+      clearInterval(flushTimer);
+      writer.flush();
+      if (stream !== process.stdout) await new Promise<void>((r) => stream.end(r));
+    };
+  } else {
+    const url = storeUrl(cfg.string('store'), dataDir);
+    let store;
+    try {
+      store = openStore(url, { s3Endpoint: cfg.string('s3-endpoint') });
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    let shipper: Shipper;
+    try {
+      shipper = await createShipper({
+        store,
+        dataDir,
+        agentId: cfg.string('agent-id'),
+        slotSeconds: cfg.number('slot-seconds'),
+        spoolMaxBytes: Math.round((cfg.number('spool-mb') ?? 1024) * 1024 * 1024),
+        maxMemoryBytes: Math.round((cfg.number('memory-mb') ?? 64) * 1024 * 1024),
+      });
+    } catch (err) {
+      throw new UsageError(`cannot ship: ${(err as Error).message}`);
+    }
+    pipelineOutput = shipperOutput(shipper, { keepPayload: cfg.bool('ship-payload') });
+    destination = `shipping to ${redact(url)}`;
+    closeOutput = () => shipper.close();
+  }
+
+  let market: Awaited<ReturnType<typeof resolveAgentPlugins>>;
+  try {
+    market = await resolveAgentPlugins({ entries: cfg.list('plugin'), marketplace: cfg.string('marketplace'), trustedKeys: cfg.list('trusted-key'), dataDir, pollSeconds: cfg.number('marketplace-poll-seconds') ?? 60 });
+  } catch (err) {
+    await closeOutput();
+    throw new UsageError((err as Error).message);
+  }
+  const plugins = market.paths.length ? await loadPlugins({ paths: market.paths }) : undefined;
+  const registry = createDefaultRegistry({ extraHeaders });
+  if (plugins) {
+    const sync = (): void => plugins.parsers.forEach((p) => registry.register(p));
+    sync();
+    plugins.host.onChange(sync);
+  }
+  const pipeline = new AgentPipeline({ registry, output: pipelineOutput, extraHeaders, httpHooks: () => plugins?.httpHooks ?? [] });
+
+  let capture: Capture;
+  try {
+    capture = Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter }, pipeline);
+  } catch (err) {
+    await closeOutput();
+    throw new FatalError(`cannot capture: ${(err as Error).message}`);
+  }
+  live.capture = capture;
+  const profile = await startProfileIfAsked();
+  const filters = [
+    filter.pids.length ? `pids ${filter.pids.join(',')}` : '',
+    filter.ports.length ? `ports ${filter.ports.join(',')}` : '',
+    filter.comms.length ? `names ${filter.comms.join(',')}` : '',
+  ].filter(Boolean);
+  process.stderr.write(
+    `riptide agent: capturing on ${capture.attachedPrograms} tracepoints${filters.length ? ` (${filters.join(' or ')})` : ' (all processes)'}; ` +
+      `metrics on http://${cfg.string('bind') ?? '127.0.0.1'}:${status.port}/metrics; ${destination}${plugins ? `; ${plugins.parsers.length + plugins.httpHooks.length} plugin hook(s)` : ''}\n`,
+  );
+
+  const onSignal = (): void => stop('signal');
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const why = await stopped;
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  capture.stop();
+  await profile?.();
+  market.watcher?.close();
+  plugins?.close();
+  await closeOutput();
+  if (why instanceof Error) throw why;
+  if (why === 'signal') process.stderr.write('riptide agent: stopped; all BPF programs detached\n');
+  return 0;
+}
 
 export default command;

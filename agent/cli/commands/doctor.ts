@@ -1,5 +1,5 @@
 import type { Command } from '../command.ts';
-import { UsageError } from '../command.ts';
+import { ExitCode, UsageError } from '../command.ts';
 import { loadConfig, renderHelp } from '../config.ts';
 import { probeFeatures, runPreflight } from '../../capture/preflight.ts';
 
@@ -8,7 +8,7 @@ const command: Command = {
   summary: 'Check this host for the agent',
   help: renderHelp(
     'riptide doctor',
-    'Checks what the capture agent needs (privileges, kernel BTF, tracefs, libbpf, BPF tracepoints),\nthen probes the optional hook kinds (raw tracepoints, kprobes, fentry, perf-event, TC, socket filters).\nExits non-zero when the agent cannot run here.',
+    'Checks what the capture agent needs (privileges, kernel BTF, tracefs, libbpf, BPF tracepoints),\nthen probes the optional hook kinds (raw tracepoints, kprobes, fentry, perf-event, TC, socket filters).\nExits 3 (not permitted) when the agent cannot run here.',
     [],
   ),
   async run(argv) {
@@ -17,8 +17,8 @@ const command: Command = {
     const pre = runPreflight();
     for (const c of pre.checks) process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'}  ${c.line}\n`);
     if (!pre.ok) {
-      process.stdout.write(`\nThe agent cannot run here: ${pre.problem}\n`);
-      return 1;
+      process.stderr.write(`riptide doctor: the agent cannot run here: ${pre.problem}\n`);
+      return ExitCode.denied;
     }
     process.stdout.write('\nOptional hooks (the agent needs none of them; syscall tracepoints are the baseline):\n');
     for (const f of probeFeatures()) process.stdout.write(`${f.available ? 'yes ' : 'no  '}  ${f.name}: ${f.detail}\n`);

@@ -1,12 +1,13 @@
 import { serve } from '@hono/node-server';
 import type { Command } from '../command.ts';
-import { UsageError } from '../command.ts';
+import { ListenError, UnreachableError, UsageError, firstLine } from '../command.ts';
 import type { OptionSpec } from '../config.ts';
-import { commonOptions, loadConfig, renderHelp } from '../config.ts';
+import { clickhouseUrl, commonOptions, describeClickHouse, loadConfig, renderHelp } from '../config.ts';
+import { redact } from '../redact.ts';
 
 const options: OptionSpec[] = [
   ...commonOptions.map((o) => (o.name === 'port' ? { ...o, default: 8688, help: 'HTTP port for /healthz, /metrics, the custom tags API and (--adapter http) POST /events' } : o)),
-  { name: 'bind', type: 'string', help: 'Address the HTTP server listens on', default: '0.0.0.0' },
+  { name: 'bind', type: 'string', help: 'Address the HTTP server listens on (0.0.0.0 to take events from other hosts)', default: '127.0.0.1' },
   { name: 'adapter', type: 'string', help: 'local: poll the store (embedded default); http: take CloudEvents / S3 notifications on POST /events', default: 'local' },
   { name: 'poll-ms', type: 'number', help: 'How often the local adapter lists the store', default: 1000 },
   { name: 'clickhouse-cluster', type: 'string', help: 'ClickHouse cluster for ON CLUSTER migrations (replicated tables); absent means one server or embedded chDB' },
@@ -49,14 +50,18 @@ const command: Command = {
     const ttlDays = cfg.number('ttl-days') ?? 7;
     if (!Number.isInteger(ttlDays) || ttlDays < 1 || ttlDays > 20000) throw new UsageError('--ttl-days must be an integer 1-20000');
     const port = cfg.number('port') ?? 8688;
+    const bind = cfg.string('bind') ?? '127.0.0.1';
+    const chUrl = clickhouseUrl(cfg.string('clickhouse-url'));
+    const dataDir = cfg.string('data-dir') ?? '.riptide';
 
     // Loaded here so `riptide functions --help` stays instant.
     const { startFunctions } = await import('../../../functions/runtime/functions-runtime.ts');
+    const { StoreConfigError } = await import('../../shipping/store.ts');
     const fx = await startFunctions({
-      dataDir: cfg.string('data-dir') ?? '.riptide',
+      dataDir,
       store: cfg.string('store'),
       s3Endpoint: cfg.string('s3-endpoint'),
-      clickhouseUrl: cfg.string('clickhouse-url'),
+      clickhouseUrl: chUrl,
       clickhouseCluster: cfg.string('clickhouse-cluster'),
       ttlDays,
       adapter,
@@ -64,18 +69,21 @@ const command: Command = {
       idStripe: stripe,
       kubernetes: k8s,
       skipMigrations: cfg.bool('skip-migrations'),
+    }).catch((err: unknown) => {
+      if (err instanceof StoreConfigError) throw new UsageError(err.message);
+      throw new UnreachableError(`cannot open ClickHouse ${describeClickHouse(chUrl, dataDir)}: ${firstLine(err)}`);
     });
-    const server = serve({ fetch: fx.app.fetch, port, hostname: cfg.string('bind') });
+    const server = serve({ fetch: fx.app.fetch, port, hostname: bind });
     await new Promise<void>((res, rej) => {
       server.once('listening', () => res());
       server.once('error', rej);
     }).catch(async (err: Error) => {
       await fx.close();
-      throw new UsageError(`cannot listen on port ${port}: ${err.message}`);
+      throw new ListenError(`cannot listen on ${bind}:${port}: ${firstLine(err)}`);
     });
     const addr = server.address();
     const shown = typeof addr === 'object' && addr ? addr.port : port;
-    process.stderr.write(`riptide functions: ${adapter === 'local' ? `polling ${fx.store.url}` : 'taking events on POST /events'}, ClickHouse ${fx.ch.mode === 'chdb' ? `embedded (${fx.ch.path})` : 'server'}, http://${cfg.string('bind')}:${shown}\n`);
+    process.stderr.write(`riptide functions: ${adapter === 'local' ? `polling ${redact(fx.store.url)}` : 'taking events on POST /events'}, ClickHouse ${fx.ch.mode === 'chdb' ? `embedded (${fx.ch.path})` : 'server'}, http://${bind}:${shown}\n`);
     void fx.runtime?.start();
     await new Promise<void>((res) => {
       const stop = () => res();

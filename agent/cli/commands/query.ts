@@ -1,7 +1,7 @@
 import { serve } from '@hono/node-server';
 import type { Command } from '../command.ts';
-import { FatalError } from '../command.ts';
-import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
+import { ListenError, UnreachableError, UsageError, firstLine } from '../command.ts';
+import { clickhouseUrl, commonOptions, describeClickHouse, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import type { OptionSpec } from '../config.ts';
 import { sqlOptions, sqlRunnerOptions } from '../sql-options.ts';
 
@@ -27,24 +27,28 @@ const command: Command = {
   async run(argv) {
     const cfg = loadConfig(argv, options);
     const sql = sqlRunnerOptions(cfg);
-    const { openClickHouse } = await import('../../../functions/storage/clickhouse.ts');
-    const { migrate } = await import('../../../functions/storage/migrations.ts');
-    const { createQueryApp } = await import('../../../functions/query/app.ts');
-    const url = cfg.string('clickhouse-url');
-    let clickhouse;
-    try {
-      clickhouse = await openClickHouse(url ? { url } : { dataDir: cfg.string('data-dir') });
-      await migrate(clickhouse, { ttlDays: cfg.number('ttl-days') });
-    } catch (err) {
-      throw new FatalError(`cannot open ClickHouse ${url ?? `(embedded, ${cfg.string('data-dir')})`}: ${(err as Error).message.split('\n')[0]}`);
-    }
+    if (cfg.positionals.length) throw new UsageError(`unexpected argument "${cfg.positionals[0]}"`);
+    const url = clickhouseUrl(cfg.string('clickhouse-url'));
+    const dataDir = cfg.string('data-dir') ?? '.riptide';
     const { openStore } = await import('../../shipping/store.ts');
     const { resolve } = await import('node:path');
     let store;
     try {
-      store = openStore(storeUrl(cfg.string('store'), resolve(cfg.string('data-dir') ?? '.riptide')), { s3Endpoint: cfg.string('s3-endpoint') });
+      store = openStore(storeUrl(cfg.string('store'), resolve(dataDir)), { s3Endpoint: cfg.string('s3-endpoint') });
     } catch (err) {
-      throw new FatalError((err as Error).message);
+      throw new UsageError(firstLine(err));
+    }
+    const { openClickHouse } = await import('../../../functions/storage/clickhouse.ts');
+    const { migrate } = await import('../../../functions/storage/migrations.ts');
+    const { createQueryApp } = await import('../../../functions/query/app.ts');
+    let clickhouse;
+    try {
+      clickhouse = await openClickHouse(url ? { url } : { dataDir });
+      await migrate(clickhouse, { ttlDays: cfg.number('ttl-days') });
+    } catch (err) {
+      await clickhouse?.close();
+      await store.close();
+      throw new UnreachableError(`cannot open ClickHouse ${describeClickHouse(url, dataDir)}: ${firstLine(err)}`);
     }
     const app = createQueryApp({
       clickhouse,
@@ -57,10 +61,16 @@ const command: Command = {
     const port = cfg.number('port') ?? 8686;
     const host = cfg.string('host') ?? '127.0.0.1';
     const server = serve({ fetch: app.fetch, port, hostname: host });
-    await new Promise<void>((resolve, reject) => {
-      server.once('listening', () => resolve());
-      server.once('error', (e: Error) => reject(new FatalError(`cannot listen on ${host}:${port}: ${e.message}`)));
-    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('listening', () => resolve());
+        server.once('error', (e: Error) => reject(new ListenError(`cannot listen on ${host}:${port}: ${firstLine(e)}`)));
+      });
+    } catch (err) {
+      await clickhouse.close();
+      await store.close();
+      throw err;
+    }
     process.stderr.write(`riptide query: listening on http://${host}:${port}/ (ClickHouse: ${url ? 'server' : 'embedded chDB'})\n`);
     await new Promise<void>((resolve) => {
       const stop = (): void => {
@@ -71,6 +81,7 @@ const command: Command = {
       process.once('SIGTERM', stop);
     });
     await clickhouse.close();
+    await store.close();
     return 0;
   },
 };

@@ -19,10 +19,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from '../command.ts';
-import { FatalError, UsageError } from '../command.ts';
+import { DeniedError, FatalError, ListenError, UnreachableError, UsageError } from '../command.ts';
 import type { OptionSpec } from '../config.ts';
 import { sqlOptions, sqlRunnerOptions } from '../sql-options.ts';
-import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
+import { clickhouseUrl, commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { runPreflight } from '../../capture/preflight.ts';
 import { metrics } from '../../metrics.ts';
 import { freePort } from '../../net.ts';
@@ -108,8 +108,9 @@ const command: Command = {
     const host = cfg.string('host') ?? '127.0.0.1';
     const url = storeUrl(cfg.string('store'), dataDir);
 
+    const chUrl = clickhouseUrl(cfg.string('clickhouse-url'));
     const pre = runPreflight();
-    if (!pre.ok) throw new FatalError(`cannot capture: ${pre.problem}`);
+    if (!pre.ok) throw new DeniedError(`cannot capture: ${pre.problem}`);
     step('host checks passed (privileges, BTF, tracefs, libbpf)');
     mkdirSync(dataDir, { recursive: true });
 
@@ -126,14 +127,14 @@ const command: Command = {
         dataDir,
         store: url,
         s3Endpoint: cfg.string('s3-endpoint'),
-        clickhouseUrl: cfg.string('clickhouse-url'),
+        clickhouseUrl: chUrl,
         ttlDays: cfg.number('ttl-days'),
         adapter: 'local',
         pollMs: 500,
         kubernetes: 'off',
       });
     } catch (err) {
-      throw new FatalError(`cannot start the functions: ${(err as Error).message.split('\n')[0]}`);
+      throw new UnreachableError(`cannot start the functions: ${(err as Error).message.split('\n')[0]}`);
     }
     step(`ClickHouse ready (${fx.ch.mode === 'chdb' ? `embedded chDB in ${fx.ch.path}` : 'server'}), schema migrated`);
     void fx.runtime?.start();
@@ -181,7 +182,7 @@ const command: Command = {
       });
     } catch (err) {
       await cleanup();
-      throw new FatalError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
+      throw new ListenError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
     }
     step(`query API, UI and plugin marketplace listening on http://${host}:${port}/`);
     if (cfg.bool('demo')) {
