@@ -1,5 +1,6 @@
 /**
- * The batch object format ("RTB", version 1): how a {@link Batch} is laid out in object storage.
+ * The batch object format ("RTB", version 2): how a {@link Batch} is laid out in object storage.
+ * Version 2 added two L7 fields (`oneWay`, `version`); readers still read version 1 objects.
  *
  * Chosen by measurement (see docs/SHIPPING.md and `npx tsx test/bench/batch-codec.bench.ts`):
  * a compact row format with an inline string dictionary, delta-coded timestamps and a socket
@@ -10,7 +11,7 @@
  *
  *   offset size
  *   0      4    magic "RPTB"
- *   4      1    format version (1)
+ *   4      1    format version (2; 1 still read)
  *   5      1    compression: 0 none, 1 deflate-raw, 2 gzip, 3 brotli
  *   6      2    flags (0; readers reject unknown bits)
  *   8      4    message count (lets a reader size work without decoding)
@@ -35,7 +36,9 @@ import type { L7Message, MsgType, ResponseStatus } from '../protocols/parser.ts'
 import type { Batch, ParsedMessage } from './batch.ts';
 
 export const BATCH_MAGIC = 'RPTB';
-export const BATCH_FORMAT_VERSION = 1;
+export const BATCH_FORMAT_VERSION = 2;
+/** Every format version this reader decodes (a writer only writes {@link BATCH_FORMAT_VERSION}). */
+export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2];
 export const BATCH_HEADER_BYTES = 24;
 /** Readers refuse bodies that claim to be larger than this unless told otherwise (allocation guard). */
 export const DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024;
@@ -132,7 +135,11 @@ const F_X_REQUEST_ID = 1 << 13;
 const F_ATTRIBUTES = 1 << 14;
 const F_TRUNCATED = 1 << 15;
 const F_RESPONSE = 1 << 16;
-const F_KNOWN = (1 << 17) - 1;
+// Format version 2.
+const F_ONE_WAY = 1 << 17;
+const F_VERSION = 1 << 18;
+/** The presence bits each format version knows (index = version). */
+const F_KNOWN: Readonly<Record<number, number>> = { 1: (1 << 17) - 1, 2: (1 << 19) - 1 };
 
 const TWO_52 = 2 ** 52;
 const BIG_TWO_64 = 2n ** 64n;
@@ -359,6 +366,8 @@ function writeL7(w: Writer, l: L7Message): void {
   if (l.xRequestId !== undefined) bits |= F_X_REQUEST_ID;
   if (l.attributes !== undefined) bits |= F_ATTRIBUTES;
   if (l.truncated) bits |= F_TRUNCATED;
+  if (l.oneWay) bits |= F_ONE_WAY;
+  if (l.version !== undefined) bits |= F_VERSION;
   if (l.msgType === 'response') bits |= F_RESPONSE;
   else if (l.msgType !== 'request') throw new BatchEncodeError(`msgType: unknown value ${JSON.stringify(l.msgType)}`);
   w.uint(bits, 'l7 flags');
@@ -385,6 +394,7 @@ function writeL7(w: Writer, l: L7Message): void {
       w.str(String(v));
     }
   }
+  if (bits & F_VERSION) w.str(l.version as string);
 }
 
 /** The uncompressed body. Exported for the benchmark; use {@link encodeBatch}. */
@@ -674,9 +684,9 @@ interface Tuple {
   remotePort: number;
 }
 
-function readL7(r: Reader): L7Message {
+function readL7(r: Reader, known: number): L7Message {
   const bits = r.uint();
-  if (bits & ~F_KNOWN) r.fail(`unknown l7 flags ${bits}`);
+  if (bits & ~known) r.fail(`unknown l7 flags ${bits}`);
   const msgType: MsgType = bits & F_RESPONSE ? 'response' : 'request';
   const l: L7Message = { l7Protocol: r.str(), msgType };
   if (bits & F_REQUEST_TYPE) l.requestType = r.str();
@@ -707,11 +717,15 @@ function readL7(r: Reader): L7Message {
     l.attributes = attrs;
   }
   if (bits & F_TRUNCATED) l.truncated = true;
+  if (bits & F_ONE_WAY) l.oneWay = true;
+  if (bits & F_VERSION) l.version = r.str();
   return l;
 }
 
 /** Parse an uncompressed body. Exported for the benchmark; use {@link decodeBatch}. */
 export function deserializeBatchBody(body: Uint8Array, version = BATCH_FORMAT_VERSION): Batch {
+  const known = F_KNOWN[version];
+  if (known === undefined) throw new BatchFormatError('unsupported_version', `format version ${version}, this reader knows ${READABLE_FORMAT_VERSIONS.join(', ')}`);
   const r = new Reader(body);
   const agentId = r.str();
   const host = r.str();
@@ -743,7 +757,7 @@ export function deserializeBatchBody(body: Uint8Array, version = BATCH_FORMAT_VE
     const payload = r.bytes();
     const nl7 = r.count(2, 'l7');
     const l7: L7Message[] = new Array<L7Message>(nl7);
-    for (let j = 0; j < nl7; j++) l7[j] = readL7(r);
+    for (let j = 0; j < nl7; j++) l7[j] = readL7(r, known);
     messages[i] = {
       tsNs,
       enterNs,
@@ -873,7 +887,7 @@ export function readBatchHeader(bytes: Uint8Array, options: DecodeOptions = {}):
   }
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = bytes[4];
-  if (version !== BATCH_FORMAT_VERSION) throw new BatchFormatError('unsupported_version', `format version ${version}, this reader knows ${BATCH_FORMAT_VERSION}`);
+  if (!READABLE_FORMAT_VERSIONS.includes(version)) throw new BatchFormatError('unsupported_version', `format version ${version}, this reader knows ${READABLE_FORMAT_VERSIONS.join(', ')}`);
   const compression = COMPRESSION_NAMES[bytes[5]];
   if (compression === undefined) throw new BatchFormatError('bad_header', `unknown compression id ${bytes[5]}`);
   const flags = v.getUint16(6, true);
