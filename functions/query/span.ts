@@ -106,6 +106,8 @@ export interface SpanJson {
   parent_rule: string | null;
   agent_id: string;
   pair_state: string;
+  /** Protocol version the messages said ('1.1', '2', Kafka api_version, MQTT '3.1.1' / '5'); '' when none. */
+  version: string;
   syscall_trace_id_req: number;
   syscall_trace_id_resp: number;
   app_span_id: string;
@@ -147,6 +149,7 @@ export function toSpanJson(r: SpanRecord, service: string | null, extra?: { pare
     parent_rule: extra ? extra.parent_rule : null,
     agent_id: r.agent_id,
     pair_state: r.pair_state,
+    version: r.version ?? '',
     syscall_trace_id_req: r.syscall_trace_id_req,
     syscall_trace_id_resp: r.syscall_trace_id_resp,
     app_span_id: r.app_span_id,
