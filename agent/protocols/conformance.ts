@@ -15,6 +15,7 @@
 
 import { describe, expect, it } from 'vitest';
 import type { L7Message, ProtocolParser } from './parser.ts';
+import { L7_FIELDS, RESPONSE_STATUSES, l7FieldsOfKind } from '../contract/fields.ts';
 import { ParserSession, loadAllFixtures, replay } from './fixtures.ts';
 import type { Fixture, FixtureChunk } from './fixtures.ts';
 
@@ -39,9 +40,12 @@ export interface ConformanceOptions {
 }
 
 const MSG_TYPES = new Set(['request', 'response']);
-const STATUSES = new Set(['ok', 'client_error', 'server_error', 'timeout', 'unknown']);
-const STRING_FIELDS = ['l7Protocol', 'requestType', 'requestDomain', 'requestResource', 'endpoint', 'responseException', 'traceId', 'spanId', 'parentSpanId', 'xRequestId', 'version'] as const;
-const NUMBER_FIELDS = ['requestId', 'responseCode', 'requestLength', 'responseLength'] as const;
+const STATUSES = new Set<string>(RESPONSE_STATUSES);
+// The field lists come from the catalogue (agent/contract/fields.ts).
+const STRING_FIELDS = l7FieldsOfKind('string');
+const NUMBER_FIELDS = l7FieldsOfKind('number');
+const FLAG_FIELDS = l7FieldsOfKind('flag');
+const KNOWN_FIELDS = new Set<string>(L7_FIELDS.map((f) => f.key));
 
 /** Fixtures of every protocol a parser does not handle. */
 export function otherFixtures(...mine: string[]): Fixture[] {
@@ -62,6 +66,12 @@ export function assertWellFormed(m: L7Message): void {
     const v = m[f];
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v))) throw new Error(`bad ${f}: ${String(v)}`);
   }
+  for (const f of FLAG_FIELDS) {
+    const v = m[f];
+    if (v !== undefined && typeof v !== 'boolean') throw new Error(`bad ${f}: ${String(v)}`);
+  }
+  // A property outside the catalogue would be dropped by the batch format without a word.
+  for (const k of Object.keys(m)) if (!KNOWN_FIELDS.has(k)) throw new Error(`unknown field ${k} (not in agent/contract/fields.ts)`);
   if (m.attributes !== undefined) {
     const keys = Object.keys(m.attributes);
     if (keys.length > 64) throw new Error('too many attributes');

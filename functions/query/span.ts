@@ -3,6 +3,8 @@
  * returns it ({@link SpanJson}, the "Stable contract" of DESIGN.md plus a few extra fields).
  */
 
+import { SPAN_COLUMNS_CATALOGUE } from '../../agent/contract/fields.ts';
+
 /** What trace assembly looks at. Every field is a column of `riptide.spans` (times in µs). */
 export interface AsmSpan {
   span_id: string;
@@ -62,16 +64,8 @@ export interface SpanRecord extends AsmSpan {
   _deleted: number;
 }
 
-/** The select list that yields a {@link SpanRecord}. */
-export const SPAN_COLUMNS = [
-  'span_id', 'trace_id', 'app_span_id', 'app_parent_span_id', 'signal_source', 'agent_id',
-  'toUnixTimestamp64Micro(start_time) AS start_time_us', 'toUnixTimestamp64Micro(end_time) AS end_time_us', 'duration_us',
-  'side', 'pair_state', 'l7_protocol', 'version', 'request_type', 'request_domain', 'request_resource', 'endpoint',
-  'request_id', 'response_code', 'response_status', 'response_exception', 'request_bytes', 'response_bytes',
-  'process_name', 'pid', 'tid', 'resp_tid', 'coroutine_id', 'l4_protocol', 'client_ip', 'client_port', 'server_ip', 'server_port',
-  'req_tcp_seq', 'resp_tcp_seq', 'syscall_trace_id_req', 'syscall_trace_id_resp', 'x_request_id_req', 'x_request_id_resp',
-  'attributes', 'host_id', 'process_id', 'service_id', 'peer_service_id', 'pod_id', '_version', '_deleted',
-].join(', ');
+/** The select list that yields a {@link SpanRecord}: the catalogue's queried columns (agent/contract/fields.ts). */
+export const SPAN_COLUMNS = SPAN_COLUMNS_CATALOGUE.filter((c) => c.queried).map((c) => c.select ?? c.column).join(', ');
 
 /** A span in the HTTP API. */
 export interface SpanJson {
