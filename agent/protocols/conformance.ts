@@ -16,6 +16,7 @@
 import { describe, expect, it } from 'vitest';
 import type { L7Message, ProtocolParser } from './parser.ts';
 import { L7_FIELDS, RESPONSE_STATUSES, l7FieldsOfKind } from '../contract/fields.ts';
+import { descriptorOf } from './descriptors.ts';
 import { ParserSession, loadAllFixtures, replay } from './fixtures.ts';
 import type { Fixture, FixtureChunk } from './fixtures.ts';
 
@@ -164,6 +165,22 @@ export function describeConformance(parser: ProtocolParser, opts: ConformanceOpt
           for (const m of msgs) assertWellFormed(m);
           // Both ends of one socket see the same conversation.
           if (perspective === 'server') expect(msgs).toEqual(replay(parser, f.chunks, { perspective: 'client', l4: f.transport }));
+        }
+      }
+    });
+
+    it('keeps to its protocol descriptor: names, pairing, one-way requests', () => {
+      const d = descriptorOf(parser);
+      expect(d.name).toBe(parser.name);
+      expect(parser.parallel, 'parallel must say what descriptor.pairing says').toBe(d.pairing === 'by-id');
+      const names = new Set([d.name, ...d.aliases]);
+      const oneWay = new Set(d.oneWay.map((r) => r.requestType));
+      for (const f of opts.own) {
+        for (const m of replay(parser, f.chunks, { l4: f.transport })) {
+          expect(names.has(m.l7Protocol), `${f.name}: l7Protocol ${m.l7Protocol} is not ${[...names].join(' or ')}`).toBe(true);
+          if (!m.oneWay) continue;
+          expect(m.msgType, `${f.name}: a one-way ${m.requestType} must be a request`).toBe('request');
+          expect(oneWay.has(m.requestType ?? ''), `${f.name}: one-way ${m.requestType} is not among the descriptor's oneWay rules`).toBe(true);
         }
       }
     });

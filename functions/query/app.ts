@@ -31,6 +31,7 @@ import { checkReadOnlySql } from './sql-guard.ts';
 import { uiHtml } from './ui.ts';
 import { createMarketplaceApp } from '../marketplace/app.ts';
 import type { MarketplaceAppOptions } from '../marketplace/app.ts';
+import { BUILTIN_DESCRIPTORS } from '../../agent/protocols/descriptors.ts';
 
 export interface QueryAppOptions {
   clickhouse: ClickHouse;
@@ -239,6 +240,9 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     });
     return c.json({ spans });
   });
+
+  // How each protocol pairs into spans (agent/protocols/<name>/descriptor.ts; DESIGN.md contract).
+  app.get('/api/v1/protocols', (c) => c.json({ protocols: BUILTIN_DESCRIPTORS }));
 
   app.get('/api/v1/traces/:span_id', async (c) => {
     const id = c.req.param('span_id');

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Hono } from 'hono';
 import { L7_FIELDS, SPAN_COLUMNS_CATALOGUE, spanRowKey } from '../../agent/contract/fields.ts';
 import { l7ToJson } from '../../agent/ndjson-output.ts';
-import type { L7Message } from '../../agent/protocols/parser.ts';
+import type { L7Message, ProtocolDescriptor } from '../../agent/protocols/parser.ts';
+import { BUILTIN_DESCRIPTORS } from '../../agent/protocols/descriptors.ts';
 import type { Batch, ParsedMessage } from '../../agent/shipping/batch.ts';
 import { BATCH_FORMAT_VERSION, decodeBatch, encodeBatch } from '../../agent/shipping/codec.ts';
 import { createQueryApp } from '../../functions/query/app.ts';
@@ -200,5 +201,16 @@ describe('every catalogue field survives every hop', () => {
       expect(j!.response_code).toBe(span.response_code < 0 ? null : span.response_code);
       expect(j!.x_request_id).toBe(span.x_request_id_req || span.x_request_id_resp);
     }
+  });
+});
+
+describe('GET /api/v1/protocols', () => {
+  it('lists every built-in protocol descriptor: pairing, aliases, one-way rules', async () => {
+    const res = await app.request('/api/v1/protocols');
+    expect(res.status).toBe(200);
+    const { protocols } = (await res.json()) as { protocols: ProtocolDescriptor[] };
+    expect(protocols).toEqual(BUILTIN_DESCRIPTORS);
+    expect(protocols.find((p) => p.name === 'http2')).toMatchObject({ pairing: 'by-id', aliases: ['grpc'] });
+    expect(protocols.find((p) => p.name === 'mqtt')?.oneWay).toContainEqual({ requestType: 'PUBLISH', when: 'QoS 0' });
   });
 });
