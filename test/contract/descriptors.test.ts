@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { BUILTIN_PARSERS } from './builtins.ts';
-import { BUILTIN_DESCRIPTORS, descriptorFor, descriptorOf } from './descriptors.ts';
+import { BUILTIN_PARSERS } from '../../agent/protocols/builtins.ts';
+import { BUILTIN_DESCRIPTORS, descriptorFor, descriptorOf } from '../../agent/protocols/descriptors.ts';
 import { DEFAULT_TIMEOUTS_MS, SERIAL_PROTOCOLS } from '../../functions/span-builder/span-builder.ts';
 
 describe('protocol descriptors', () => {
