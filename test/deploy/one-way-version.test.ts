@@ -8,13 +8,16 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
-import type net from 'node:net';
+import { createRequire } from 'node:module';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO, RIPTIDE, freePort } from '../helpers/agent.ts';
 import type { RunningServer } from '../protocols/servers.ts';
 import { runAsync, startMosquitto } from '../protocols/servers.ts';
+
+const require = createRequire(import.meta.url);
 
 interface Span {
   span_id: string;
@@ -38,6 +41,7 @@ describe.skipIf(!canCapture)('oneWay and version reach riptide.spans under ripti
   let mqtt: RunningServer;
   let h1: http.Server;
   let h2: http2.Http2Server;
+  let kafka: net.Server;
   const dataDir = mkdtempSync(join(tmpdir(), 'rt-oneway-'));
 
   async function spans(protocol: string): Promise<Span[]> {
@@ -67,6 +71,12 @@ describe.skipIf(!canCapture)('oneWay and version reach riptide.spans under ripti
       stream.end('ok');
     });
     await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+    // A broker stand-in that reads and never answers: an acks=0 Produce expects no reply.
+    kafka = net.createServer((s) => {
+      s.on('data', () => undefined);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => kafka.listen(0, '127.0.0.1', r));
 
     port = await freePort();
     up = spawn(process.execPath, [RIPTIDE, 'up', '--data-dir', dataDir, '--port', String(port)], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -87,6 +97,7 @@ describe.skipIf(!canCapture)('oneWay and version reach riptide.spans under ripti
     }
     h1?.close();
     h2?.close();
+    kafka?.close();
     await mqtt?.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }, 60_000);
@@ -101,6 +112,21 @@ describe.skipIf(!canCapture)('oneWay and version reach riptide.spans under ripti
       expect(pubs.map((s) => s.side).sort(), `${topic}: ${stderr.slice(-500)}`).toEqual(['client', 'server']);
       for (const s of pubs) expect(s).toMatchObject({ pair_state: 'one_way', response_status: 'ok', version });
     }
+  }, 90_000);
+
+  it('a Kafka acks=0 Produce (kafkajs-encoded, v3) is one_way with status ok and api version 3', async () => {
+    const kafkaPort = (kafka.address() as net.AddressInfo).port;
+    const frame = require('kafkajs/src/protocol/request') as (o: { correlationId: number; clientId: string; request: object }) => Promise<{ buffer: Buffer }>;
+    const produce = require('kafkajs/src/protocol/requests/produce/v3/request') as (o: object) => object;
+    const req = await frame({ correlationId: 77, clientId: 'oneway-kafkajs', request: produce({ acks: 0, timeout: 1000, topicData: [{ topic: 'oneway', partitions: [{ partition: 0, messages: [{ key: 'k', value: 'v', timestamp: 1700000000000 }] }] }] }) });
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect({ port: kafkaPort, host: '127.0.0.1' }, () => s.end(req.buffer));
+      s.on('close', () => resolve());
+      s.on('error', reject);
+    });
+    const spansSeen = await waitSpans('kafka', (s) => s.server_port === kafkaPort && s.request_type === 'Produce', 2);
+    expect(spansSeen.map((s) => s.side).sort(), stderr.slice(-500)).toEqual(['client', 'server']);
+    for (const s of spansSeen) expect(s).toMatchObject({ pair_state: 'one_way', response_status: 'ok', version: '3', request_resource: expect.stringContaining('oneway') });
   }, 90_000);
 
   it('HTTP/1.1 and HTTP/2 spans carry their version', async () => {
