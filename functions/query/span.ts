@@ -3,7 +3,7 @@
  * returns it ({@link SpanJson}, the "Stable contract" of DESIGN.md plus a few extra fields).
  */
 
-import { SPAN_COLUMNS_CATALOGUE } from '../../agent/contract/fields.ts';
+import { SPAN_COLUMNS_CATALOGUE, spanRowKey } from '../../agent/contract/fields.ts';
 
 /** What trace assembly looks at. Every field is a column of `riptide.spans` (times in µs). */
 export interface AsmSpan {
@@ -111,45 +111,22 @@ export interface SpanJson {
   attributes: Record<string, string>;
 }
 
+/** Columns the span JSON passes through as they are: `[json name, SpanRecord key]`, from the catalogue. */
+const PASSTHROUGH: ReadonlyArray<readonly [string, keyof SpanRecord]> = SPAN_COLUMNS_CATALOGUE.filter((c) => c.json !== null && c.queried).map((c) => [c.json as string, spanRowKey(c) as keyof SpanRecord]);
+
 export function toSpanJson(r: SpanRecord, service: string | null, extra?: { parent_id: string | null; trace_id: string; parent_rule: string | null }): SpanJson {
-  return {
+  const out: Record<string, unknown> = {
     span_id: r.span_id,
     parent_id: extra ? extra.parent_id : null,
     trace_id: extra ? extra.trace_id : r.trace_id || null,
-    start_time_us: r.start_time_us,
-    end_time_us: r.end_time_us,
-    duration_us: r.duration_us,
-    side: r.side,
-    signal_source: r.signal_source,
-    l7_protocol: r.l7_protocol,
-    request_type: r.request_type,
-    request_domain: r.request_domain,
-    request_resource: r.request_resource,
-    endpoint: r.endpoint,
-    response_code: r.response_code < 0 ? null : r.response_code,
-    response_status: r.response_status,
-    response_exception: r.response_exception,
-    process_name: r.process_name,
-    pid: r.pid,
-    tid: r.tid,
-    client_ip: r.client_ip,
-    client_port: r.client_port,
-    server_ip: r.server_ip,
-    server_port: r.server_port,
-    req_tcp_seq: r.req_tcp_seq,
-    resp_tcp_seq: r.resp_tcp_seq,
-    x_request_id: r.x_request_id_req || r.x_request_id_resp || null,
-    service,
-    parent_rule: extra ? extra.parent_rule : null,
-    agent_id: r.agent_id,
-    pair_state: r.pair_state,
-    version: r.version ?? '',
-    syscall_trace_id_req: r.syscall_trace_id_req,
-    syscall_trace_id_resp: r.syscall_trace_id_resp,
-    app_span_id: r.app_span_id,
-    app_parent_span_id: r.app_parent_span_id,
-    request_bytes: r.request_bytes,
-    response_bytes: r.response_bytes,
-    attributes: r.attributes ?? {},
   };
+  for (const [json, key] of PASSTHROUGH) out[json] = r[key];
+  // The computed ones.
+  out.response_code = r.response_code < 0 ? null : r.response_code;
+  out.x_request_id = r.x_request_id_req || r.x_request_id_resp || null;
+  out.service = service;
+  out.parent_rule = extra ? extra.parent_rule : null;
+  out.version = r.version ?? '';
+  out.attributes = r.attributes ?? {};
+  return out as unknown as SpanJson;
 }
