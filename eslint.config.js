@@ -1,6 +1,7 @@
 // Lint: strict-ish TypeScript rules that catch real bugs (floating promises above all).
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import boundaries from './eslint.boundaries.js';
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '**/build/**', '**/dist/**', 'plugins/*/assembly/**', 'sdk-plugin/assembly/**', 'sdk-plugin/template/assembly/**', '**/*.generated.*'] },
@@ -16,6 +17,7 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  ...boundaries,
   {
     files: ['**/*.js', '**/*.mjs', '**/*.cjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', URL: 'readonly', setTimeout: 'readonly' } },

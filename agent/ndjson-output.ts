@@ -5,29 +5,10 @@
 import type { CapturedMessage, ProcessInfo } from './capture/message.ts';
 import { metrics } from './metrics.ts';
 import type { L7Message } from './protocols/parser.ts';
+import { L7_FIELDS } from './contract/fields.ts';
 
-const L7_KEYS: Array<[keyof L7Message, string]> = [
-  ['l7Protocol', 'l7_protocol'],
-  ['msgType', 'msg_type'],
-  ['requestType', 'request_type'],
-  ['requestDomain', 'request_domain'],
-  ['requestResource', 'request_resource'],
-  ['endpoint', 'endpoint'],
-  ['requestId', 'request_id'],
-  ['responseCode', 'response_code'],
-  ['responseStatus', 'response_status'],
-  ['responseException', 'response_exception'],
-  ['requestLength', 'request_length'],
-  ['responseLength', 'response_length'],
-  ['traceId', 'trace_id'],
-  ['spanId', 'span_id'],
-  ['parentSpanId', 'parent_span_id'],
-  ['xRequestId', 'x_request_id'],
-  ['attributes', 'attributes'],
-  ['truncated', 'truncated'],
-  ['oneWay', 'one_way'],
-  ['version', 'version'],
-];
+/** L7 property → NDJSON key, in catalogue order (agent/contract/fields.ts). */
+const L7_KEYS: ReadonlyArray<[keyof L7Message, string]> = L7_FIELDS.map((f) => [f.key, f.ndjson]);
 
 /** snake_case JSON object of one application message (absent fields left out). */
 export function l7ToJson(m: L7Message): Record<string, unknown> {

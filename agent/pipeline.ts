@@ -12,7 +12,6 @@
  *   Capture.start(options, pipeline);
  */
 import type { CaptureSink } from './capture/capture.ts';
-import type { ProcessEvent } from './capture/decoder.ts';
 import type { CapturedMessage, ProcessInfo, SocketClosed } from './capture/message.ts';
 import type { LineWriter } from './ndjson-output.ts';
 import { messageToJson } from './ndjson-output.ts';
@@ -95,8 +94,6 @@ export class AgentPipeline implements CaptureSink {
     this.options.registry.onSocketClosed(e.socketId);
     this.options.output.socketClosed(e);
   }
-
-  onProcessEvent(_e: ProcessEvent): void {}
 
   private hookContext(m: CapturedMessage): ParseContext {
     return {

@@ -15,6 +15,8 @@
 
 import { describe, expect, it } from 'vitest';
 import type { L7Message, ProtocolParser } from './parser.ts';
+import { L7_FIELDS, RESPONSE_STATUSES, l7FieldsOfKind } from '../contract/fields.ts';
+import { descriptorOf } from './descriptors.ts';
 import { ParserSession, loadAllFixtures, replay } from './fixtures.ts';
 import type { Fixture, FixtureChunk } from './fixtures.ts';
 
@@ -39,9 +41,12 @@ export interface ConformanceOptions {
 }
 
 const MSG_TYPES = new Set(['request', 'response']);
-const STATUSES = new Set(['ok', 'client_error', 'server_error', 'timeout', 'unknown']);
-const STRING_FIELDS = ['l7Protocol', 'requestType', 'requestDomain', 'requestResource', 'endpoint', 'responseException', 'traceId', 'spanId', 'parentSpanId', 'xRequestId', 'version'] as const;
-const NUMBER_FIELDS = ['requestId', 'responseCode', 'requestLength', 'responseLength'] as const;
+const STATUSES = new Set<string>(RESPONSE_STATUSES);
+// The field lists come from the catalogue (agent/contract/fields.ts).
+const STRING_FIELDS = l7FieldsOfKind('string');
+const NUMBER_FIELDS = l7FieldsOfKind('number');
+const FLAG_FIELDS = l7FieldsOfKind('flag');
+const KNOWN_FIELDS = new Set<string>(L7_FIELDS.map((f) => f.key));
 
 /** Fixtures of every protocol a parser does not handle. */
 export function otherFixtures(...mine: string[]): Fixture[] {
@@ -62,6 +67,12 @@ export function assertWellFormed(m: L7Message): void {
     const v = m[f];
     if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v))) throw new Error(`bad ${f}: ${String(v)}`);
   }
+  for (const f of FLAG_FIELDS) {
+    const v = m[f];
+    if (v !== undefined && typeof v !== 'boolean') throw new Error(`bad ${f}: ${String(v)}`);
+  }
+  // A property outside the catalogue would be dropped by the batch format without a word.
+  for (const k of Object.keys(m)) if (!KNOWN_FIELDS.has(k)) throw new Error(`unknown field ${k} (not in agent/contract/fields.ts)`);
   if (m.attributes !== undefined) {
     const keys = Object.keys(m.attributes);
     if (keys.length > 64) throw new Error('too many attributes');
@@ -154,6 +165,22 @@ export function describeConformance(parser: ProtocolParser, opts: ConformanceOpt
           for (const m of msgs) assertWellFormed(m);
           // Both ends of one socket see the same conversation.
           if (perspective === 'server') expect(msgs).toEqual(replay(parser, f.chunks, { perspective: 'client', l4: f.transport }));
+        }
+      }
+    });
+
+    it('keeps to its protocol descriptor: names, pairing, one-way requests', () => {
+      const d = descriptorOf(parser);
+      expect(d.name).toBe(parser.name);
+      expect(parser.parallel, 'parallel must say what descriptor.pairing says').toBe(d.pairing === 'by-id');
+      const names = new Set([d.name, ...d.aliases]);
+      const oneWay = new Set(d.oneWay.map((r) => r.requestType));
+      for (const f of opts.own) {
+        for (const m of replay(parser, f.chunks, { l4: f.transport })) {
+          expect(names.has(m.l7Protocol), `${f.name}: l7Protocol ${m.l7Protocol} is not ${[...names].join(' or ')}`).toBe(true);
+          if (!m.oneWay) continue;
+          expect(m.msgType, `${f.name}: a one-way ${m.requestType} must be a request`).toBe('request');
+          expect(oneWay.has(m.requestType ?? ''), `${f.name}: one-way ${m.requestType} is not among the descriptor's oneWay rules`).toBe(true);
         }
       }
     });

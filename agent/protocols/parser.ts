@@ -87,11 +87,49 @@ export interface ParseContext {
 /** Opaque per-socket state a parser keeps between calls; created by `newState`. */
 export type ParserState = Record<string, unknown>;
 
+/** A request a protocol never answers (the parser sets `oneWay` on it). */
+export interface OneWayRule {
+  /** The `requestType` the parser reports. */
+  readonly requestType: string;
+  /** When ('always', 'QoS 0', 'acks = 0'). */
+  readonly when: string;
+}
+
+/**
+ * How a protocol's messages become spans: declared once, beside its parser
+ * (`agent/protocols/<name>/descriptor.ts`), read by the span builder (pairing, timeouts), trace
+ * assembly (aliases, sequence slack), the conformance suite and `GET /api/v1/protocols`.
+ */
+export interface ProtocolDescriptor {
+  /** The `l7Protocol` value. */
+  readonly name: string;
+  /** Other `l7Protocol` values the same parser reports for the same exchanges (http2: grpc). */
+  readonly aliases: readonly string[];
+  /**
+   * `in-order`: responses answer requests first-in first-out per socket (HTTP/1, Redis, MySQL,
+   * PostgreSQL), even when a message carries an id. `by-id`: by `requestId` (HTTP/2 stream, DNS id,
+   * Kafka correlation id, MQTT packet id); messages without one pair in order.
+   */
+  readonly pairing: 'in-order' | 'by-id';
+  /** Requests the protocol never answers: their spans close at once (`pair_state = one_way`). */
+  readonly oneWay: readonly OneWayRule[];
+  /** How long a request waits for its answer before its span is a timeout (default 60 000 ms). */
+  readonly timeoutMs?: number;
+  /**
+   * Offsets at which the two ends of one exchange may see its request TCP sequence (default [0]):
+   * protocols framed by a 4-byte length are often read header first, so one side's message starts
+   * 4 bytes later.
+   */
+  readonly sequenceSlack?: readonly number[];
+}
+
 export interface ProtocolParser {
   /** The `l7_protocol` value this parser produces (gRPC is reported by the http2 parser). */
   readonly name: string;
-  /** True when responses pair with requests by `requestId` rather than in order. */
+  /** True when responses pair with requests by `requestId` rather than in order (= descriptor.pairing 'by-id'). */
   readonly parallel: boolean;
+  /** How its messages pair into spans; built-ins declare one, plugins get {@link ProtocolDescriptor} defaults from `parallel`. */
+  readonly descriptor?: ProtocolDescriptor;
   /** UDP, TCP or both. */
   readonly transports: readonly L4Protocol[];
   /** Cheap content check on the head of a payload. Must not throw. */

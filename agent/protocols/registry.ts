@@ -227,11 +227,6 @@ export class ProtocolRegistry {
     return [];
   }
 
-  /** Same as {@link parse}; the name the capture pipeline uses. */
-  parseMessage(msg: CapturedMessage): L7Message[] {
-    return this.parse(msg);
-  }
-
   /** The protocol cached for a socket, if any. */
   protocolOf(socketId: number): string | undefined {
     return this.sockets.get(socketId)?.parser?.name;

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { crc32 } from 'node:zlib';
 import type { Batch } from './batch.ts';
-import { BATCH_HEADER_BYTES, BatchBodyStream, BatchEncodeError, BatchFormatError, decodeBatch, deserializeBatchBody, encodeBatch, encodeBatchAsync, readBatchHeader, serializeBatchBody } from './codec.ts';
+import { readFileSync } from 'node:fs';
+import { BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES, BatchBodyStream, BatchEncodeError, BatchFormatError, decodeBatch, deserializeBatchBody, encodeBatch, encodeBatchAsync, readBatchHeader, serializeBatchBody } from './codec.ts';
 import type { Compression } from './codec.ts';
 import { rng, syntheticBatch } from '../../test/shipping/synthetic.ts';
 
@@ -28,7 +29,7 @@ describe('batch codec', () => {
     const batch = syntheticBatch(300);
     const bytes = encodeBatch(batch, { compression });
     const back = decodeBatch(bytes);
-    expect(back).toEqual({ ...batch, version: 1 });
+    expect(back).toEqual({ ...batch, version: BATCH_FORMAT_VERSION });
     expect(readBatchHeader(bytes).messageCount).toBe(300);
   });
 
@@ -38,7 +39,7 @@ describe('batch codec', () => {
   });
 
   it('keeps edge values exact: empty batch, extreme timestamps, odd numbers, unicode, attributes', () => {
-    const empty: Batch = { version: 1, agentId: 'a', host: '', slot: 0, slotSeconds: 1, part: 0, messages: [], processes: [], closed: [] };
+    const empty: Batch = { version: BATCH_FORMAT_VERSION, agentId: 'a', host: '', slot: 0, slotSeconds: 1, part: 0, messages: [], processes: [], closed: [] };
     expect(decodeBatch(encodeBatch(empty))).toEqual(empty);
 
     const b = syntheticBatch(3);
@@ -59,6 +60,8 @@ describe('batch codec', () => {
         spanId: 'abc',
         parentSpanId: 'def',
         truncated: true,
+        oneWay: true,
+        version: 'HTTP/1.1',
         attributes: { 'tx.id': 'T-1', 'ключ': 'значение', '': '' },
       },
     ];
@@ -69,7 +72,34 @@ describe('batch codec', () => {
     b.messages[2].socketId = Number.MAX_SAFE_INTEGER;
     b.messages[2].payload = new Uint8Array(0);
     b.closed = [{ tsNs: 5n, pid: 1, socketId: 2 }];
-    expect(decodeBatch(encodeBatch(b))).toEqual(b);
+    expect(decodeBatch(encodeBatch(b))).toEqual({ ...b, version: BATCH_FORMAT_VERSION });
+  });
+
+  it('carries oneWay and version (format 2): a QoS 0 publish stays one-way, the protocol version arrives', () => {
+    const b = syntheticBatch(2);
+    b.messages[0].l7 = [{ l7Protocol: 'mqtt', msgType: 'request', requestType: 'PUBLISH', requestResource: 't/1', oneWay: true, version: '5' }];
+    b.messages[1].l7 = [{ l7Protocol: 'kafka', msgType: 'response', requestId: 7, version: '9' }, { l7Protocol: 'http1', msgType: 'request', version: '' }];
+    const back = decodeBatch(encodeBatch(b));
+    expect(back.version).toBe(2);
+    expect(back.messages[0].l7).toEqual(b.messages[0].l7);
+    expect(back.messages[1].l7).toEqual(b.messages[1].l7);
+  });
+
+  it('still reads format 1 objects written by the previous release', () => {
+    // Written by the format-1 encoder (commit ef28be2): syntheticBatch(40, 7), message 3 carrying every format-1 L7 field.
+    const bytes = new Uint8Array(readFileSync(new URL('./fixtures/rtb-v1.bin', import.meta.url)));
+    expect(readBatchHeader(bytes).version).toBe(1);
+    const want = syntheticBatch(40, 7);
+    want.messages[3].l7 = [{ l7Protocol: 'mqtt', msgType: 'request', requestType: 'PUBLISH', requestDomain: 'c1', requestResource: 't/1', endpoint: 't/1', requestId: 9, responseCode: 0, responseStatus: 'ok', responseException: 'x', requestLength: 10, responseLength: 11, traceId: 'a'.repeat(32), spanId: 'b'.repeat(16), parentSpanId: 'c'.repeat(16), xRequestId: 'xr', attributes: { k: 'v' }, truncated: true }];
+    expect(decodeBatch(bytes)).toEqual({ ...want, version: 1 });
+  });
+
+  it('rejects format 2 presence bits inside a format 1 object', () => {
+    const b = syntheticBatch(1);
+    b.messages[0].l7 = [{ l7Protocol: 'mqtt', msgType: 'request', oneWay: true }];
+    const body = serializeBatchBody(b);
+    expect(deserializeBatchBody(body, 2).messages[0].l7[0].oneWay).toBe(true);
+    expect(() => deserializeBatchBody(body, 1)).toThrow(/unknown l7 flags/);
   });
 
   it('reads back batches of the smallest possible messages (count bounds are not too strict)', () => {
@@ -121,9 +151,11 @@ describe('batch codec', () => {
     const e = expectFormatError(() => decodeBatch(flipped), 'bad_checksum');
     expect(e.message).toMatch(/^batch: bad checksum: CRC-32/);
 
-    const v2 = bytes.slice();
-    v2[4] = 2;
-    expectFormatError(() => decodeBatch(v2), 'unsupported_version');
+    for (const unknown of [0, BATCH_FORMAT_VERSION + 1]) {
+      const other = bytes.slice();
+      other[4] = unknown;
+      expectFormatError(() => decodeBatch(reseal(other)), 'unsupported_version');
+    }
 
     expect(e.withKey('batches/x.rtb').message).toMatch(/^batch batches\/x\.rtb: bad checksum: CRC-32/);
   });

@@ -1,5 +1,6 @@
 /**
- * The batch object format ("RTB", version 1): how a {@link Batch} is laid out in object storage.
+ * The batch object format ("RTB", version 2): how a {@link Batch} is laid out in object storage.
+ * Version 2 added two L7 fields (`oneWay`, `version`); readers still read version 1 objects.
  *
  * Chosen by measurement (see docs/SHIPPING.md and `npx tsx test/bench/batch-codec.bench.ts`):
  * a compact row format with an inline string dictionary, delta-coded timestamps and a socket
@@ -10,7 +11,7 @@
  *
  *   offset size
  *   0      4    magic "RPTB"
- *   4      1    format version (1)
+ *   4      1    format version (2; 1 still read)
  *   5      1    compression: 0 none, 1 deflate-raw, 2 gzip, 3 brotli
  *   6      2    flags (0; readers reject unknown bits)
  *   8      4    message count (lets a reader size work without decoding)
@@ -33,9 +34,12 @@ import { promisify } from 'node:util';
 import type { AddressFamily, Direction, L4Protocol, ProcessInfo, SocketClosed, SocketRole, SyscallName } from '../capture/message.ts';
 import type { L7Message, MsgType, ResponseStatus } from '../protocols/parser.ts';
 import type { Batch, ParsedMessage } from './batch.ts';
+import { RESPONSE_STATUSES } from '../contract/fields.ts';
 
 export const BATCH_MAGIC = 'RPTB';
-export const BATCH_FORMAT_VERSION = 1;
+export const BATCH_FORMAT_VERSION = 2;
+/** Every format version this reader decodes (a writer only writes {@link BATCH_FORMAT_VERSION}). */
+export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2];
 export const BATCH_HEADER_BYTES = 24;
 /** Readers refuse bodies that claim to be larger than this unless told otherwise (allocation guard). */
 export const DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024;
@@ -106,33 +110,13 @@ const DIRECTIONS: Direction[] = ['egress', 'ingress'];
 const FAMILIES: AddressFamily[] = ['ipv4', 'ipv6'];
 const L4S: L4Protocol[] = ['tcp', 'udp'];
 const ROLES: SocketRole[] = ['unknown', 'client', 'server'];
-const STATUSES: ResponseStatus[] = ['ok', 'client_error', 'server_error', 'timeout', 'unknown'];
+const STATUSES: readonly ResponseStatus[] = RESPONSE_STATUSES;
 
 function enumId<T extends string>(values: readonly T[], v: T, field: string): number {
   const i = values.indexOf(v);
   if (i < 0) throw new BatchEncodeError(`${field}: unknown value ${JSON.stringify(v)}`);
   return i;
 }
-
-// L7 presence bits.
-const F_REQUEST_TYPE = 1 << 0;
-const F_DOMAIN = 1 << 1;
-const F_RESOURCE = 1 << 2;
-const F_ENDPOINT = 1 << 3;
-const F_REQUEST_ID = 1 << 4;
-const F_RESPONSE_CODE = 1 << 5;
-const F_RESPONSE_STATUS = 1 << 6;
-const F_EXCEPTION = 1 << 7;
-const F_REQUEST_LENGTH = 1 << 8;
-const F_RESPONSE_LENGTH = 1 << 9;
-const F_TRACE_ID = 1 << 10;
-const F_SPAN_ID = 1 << 11;
-const F_PARENT_SPAN_ID = 1 << 12;
-const F_X_REQUEST_ID = 1 << 13;
-const F_ATTRIBUTES = 1 << 14;
-const F_TRUNCATED = 1 << 15;
-const F_RESPONSE = 1 << 16;
-const F_KNOWN = (1 << 17) - 1;
 
 const TWO_52 = 2 ** 52;
 const BIG_TWO_64 = 2n ** 64n;
@@ -338,52 +322,6 @@ class Writer {
 
   finish(): Uint8Array {
     return this.buf.subarray(0, this.pos);
-  }
-}
-
-function writeL7(w: Writer, l: L7Message): void {
-  let bits = 0;
-  if (l.requestType !== undefined) bits |= F_REQUEST_TYPE;
-  if (l.requestDomain !== undefined) bits |= F_DOMAIN;
-  if (l.requestResource !== undefined) bits |= F_RESOURCE;
-  if (l.endpoint !== undefined) bits |= F_ENDPOINT;
-  if (l.requestId !== undefined) bits |= F_REQUEST_ID;
-  if (l.responseCode !== undefined) bits |= F_RESPONSE_CODE;
-  if (l.responseStatus !== undefined) bits |= F_RESPONSE_STATUS;
-  if (l.responseException !== undefined) bits |= F_EXCEPTION;
-  if (l.requestLength !== undefined) bits |= F_REQUEST_LENGTH;
-  if (l.responseLength !== undefined) bits |= F_RESPONSE_LENGTH;
-  if (l.traceId !== undefined) bits |= F_TRACE_ID;
-  if (l.spanId !== undefined) bits |= F_SPAN_ID;
-  if (l.parentSpanId !== undefined) bits |= F_PARENT_SPAN_ID;
-  if (l.xRequestId !== undefined) bits |= F_X_REQUEST_ID;
-  if (l.attributes !== undefined) bits |= F_ATTRIBUTES;
-  if (l.truncated) bits |= F_TRUNCATED;
-  if (l.msgType === 'response') bits |= F_RESPONSE;
-  else if (l.msgType !== 'request') throw new BatchEncodeError(`msgType: unknown value ${JSON.stringify(l.msgType)}`);
-  w.uint(bits, 'l7 flags');
-  w.str(l.l7Protocol);
-  if (bits & F_REQUEST_TYPE) w.str(l.requestType as string);
-  if (bits & F_DOMAIN) w.str(l.requestDomain as string);
-  if (bits & F_RESOURCE) w.str(l.requestResource as string);
-  if (bits & F_ENDPOINT) w.str(l.endpoint as string);
-  if (bits & F_REQUEST_ID) w.num(l.requestId as number);
-  if (bits & F_RESPONSE_CODE) w.num(l.responseCode as number);
-  if (bits & F_RESPONSE_STATUS) w.u8(enumId(STATUSES, l.responseStatus as ResponseStatus, 'responseStatus'));
-  if (bits & F_EXCEPTION) w.str(l.responseException as string);
-  if (bits & F_REQUEST_LENGTH) w.num(l.requestLength as number);
-  if (bits & F_RESPONSE_LENGTH) w.num(l.responseLength as number);
-  if (bits & F_TRACE_ID) w.str(l.traceId as string);
-  if (bits & F_SPAN_ID) w.str(l.spanId as string);
-  if (bits & F_PARENT_SPAN_ID) w.str(l.parentSpanId as string);
-  if (bits & F_X_REQUEST_ID) w.str(l.xRequestId as string);
-  if (bits & F_ATTRIBUTES) {
-    const entries = Object.entries(l.attributes as Record<string, string>);
-    w.uint(entries.length, 'attribute count');
-    for (const [k, v] of entries) {
-      w.str(k);
-      w.str(String(v));
-    }
   }
 }
 
@@ -674,14 +612,89 @@ interface Tuple {
   remotePort: number;
 }
 
-function readL7(r: Reader): L7Message {
+// <contract:rtb-l7>
+// GENERATED by agent/contract/gen-contract.ts from agent/contract/fields.ts. Do not edit.
+// The L7 record: presence bits (uint), the protocol name, then each present field in bit order.
+// Flags have no payload. Append only: a bit belongs to the format version that introduced it.
+const F_REQUEST_TYPE = 1 << 0; // requestType, since format 1
+const F_REQUEST_DOMAIN = 1 << 1; // requestDomain, since format 1
+const F_REQUEST_RESOURCE = 1 << 2; // requestResource, since format 1
+const F_ENDPOINT = 1 << 3; // endpoint, since format 1
+const F_REQUEST_ID = 1 << 4; // requestId, since format 1
+const F_RESPONSE_CODE = 1 << 5; // responseCode, since format 1
+const F_RESPONSE_STATUS = 1 << 6; // responseStatus, since format 1
+const F_RESPONSE_EXCEPTION = 1 << 7; // responseException, since format 1
+const F_REQUEST_LENGTH = 1 << 8; // requestLength, since format 1
+const F_RESPONSE_LENGTH = 1 << 9; // responseLength, since format 1
+const F_TRACE_ID = 1 << 10; // traceId, since format 1
+const F_SPAN_ID = 1 << 11; // spanId, since format 1
+const F_PARENT_SPAN_ID = 1 << 12; // parentSpanId, since format 1
+const F_X_REQUEST_ID = 1 << 13; // xRequestId, since format 1
+const F_ATTRIBUTES = 1 << 14; // attributes, since format 1
+const F_TRUNCATED = 1 << 15; // truncated, since format 1
+const F_MSG_TYPE = 1 << 16; // msgType, since format 1
+const F_ONE_WAY = 1 << 17; // oneWay, since format 2
+const F_VERSION = 1 << 18; // version, since format 2
+/** The presence bits each format version knows. */
+const F_KNOWN: Readonly<Record<number, number>> = { 1: 0x1ffff, 2: 0x7ffff };
+
+function writeL7(w: Writer, l: L7Message): void {
+  let bits = 0;
+  if (l.requestType !== undefined) bits |= F_REQUEST_TYPE;
+  if (l.requestDomain !== undefined) bits |= F_REQUEST_DOMAIN;
+  if (l.requestResource !== undefined) bits |= F_REQUEST_RESOURCE;
+  if (l.endpoint !== undefined) bits |= F_ENDPOINT;
+  if (l.requestId !== undefined) bits |= F_REQUEST_ID;
+  if (l.responseCode !== undefined) bits |= F_RESPONSE_CODE;
+  if (l.responseStatus !== undefined) bits |= F_RESPONSE_STATUS;
+  if (l.responseException !== undefined) bits |= F_RESPONSE_EXCEPTION;
+  if (l.requestLength !== undefined) bits |= F_REQUEST_LENGTH;
+  if (l.responseLength !== undefined) bits |= F_RESPONSE_LENGTH;
+  if (l.traceId !== undefined) bits |= F_TRACE_ID;
+  if (l.spanId !== undefined) bits |= F_SPAN_ID;
+  if (l.parentSpanId !== undefined) bits |= F_PARENT_SPAN_ID;
+  if (l.xRequestId !== undefined) bits |= F_X_REQUEST_ID;
+  if (l.attributes !== undefined) bits |= F_ATTRIBUTES;
+  if (l.truncated) bits |= F_TRUNCATED;
+  if (l.oneWay) bits |= F_ONE_WAY;
+  if (l.version !== undefined) bits |= F_VERSION;
+  if (l.msgType === 'response') bits |= F_MSG_TYPE;
+  else if (l.msgType !== 'request') throw new BatchEncodeError(`msgType: unknown value ${JSON.stringify(l.msgType)}`);
+  w.uint(bits, 'l7 flags');
+  w.str(l.l7Protocol);
+  if (bits & F_REQUEST_TYPE) w.str(l.requestType as string);
+  if (bits & F_REQUEST_DOMAIN) w.str(l.requestDomain as string);
+  if (bits & F_REQUEST_RESOURCE) w.str(l.requestResource as string);
+  if (bits & F_ENDPOINT) w.str(l.endpoint as string);
+  if (bits & F_REQUEST_ID) w.num(l.requestId as number);
+  if (bits & F_RESPONSE_CODE) w.num(l.responseCode as number);
+  if (bits & F_RESPONSE_STATUS) w.u8(enumId(STATUSES, l.responseStatus as ResponseStatus, 'responseStatus'));
+  if (bits & F_RESPONSE_EXCEPTION) w.str(l.responseException as string);
+  if (bits & F_REQUEST_LENGTH) w.num(l.requestLength as number);
+  if (bits & F_RESPONSE_LENGTH) w.num(l.responseLength as number);
+  if (bits & F_TRACE_ID) w.str(l.traceId as string);
+  if (bits & F_SPAN_ID) w.str(l.spanId as string);
+  if (bits & F_PARENT_SPAN_ID) w.str(l.parentSpanId as string);
+  if (bits & F_X_REQUEST_ID) w.str(l.xRequestId as string);
+  if (bits & F_ATTRIBUTES) {
+    const entries = Object.entries(l.attributes as Record<string, string>);
+    w.uint(entries.length, 'attribute count');
+    for (const [k, v] of entries) {
+      w.str(k);
+      w.str(String(v));
+    }
+  }
+  if (bits & F_VERSION) w.str(l.version as string);
+}
+
+function readL7(r: Reader, known: number): L7Message {
   const bits = r.uint();
-  if (bits & ~F_KNOWN) r.fail(`unknown l7 flags ${bits}`);
-  const msgType: MsgType = bits & F_RESPONSE ? 'response' : 'request';
+  if (bits & ~known) r.fail(`unknown l7 flags ${bits}`);
+  const msgType: MsgType = bits & F_MSG_TYPE ? 'response' : 'request';
   const l: L7Message = { l7Protocol: r.str(), msgType };
   if (bits & F_REQUEST_TYPE) l.requestType = r.str();
-  if (bits & F_DOMAIN) l.requestDomain = r.str();
-  if (bits & F_RESOURCE) l.requestResource = r.str();
+  if (bits & F_REQUEST_DOMAIN) l.requestDomain = r.str();
+  if (bits & F_REQUEST_RESOURCE) l.requestResource = r.str();
   if (bits & F_ENDPOINT) l.endpoint = r.str();
   if (bits & F_REQUEST_ID) l.requestId = r.num();
   if (bits & F_RESPONSE_CODE) l.responseCode = r.num();
@@ -690,7 +703,7 @@ function readL7(r: Reader): L7Message {
     if (s === undefined) r.fail('bad response status');
     l.responseStatus = s;
   }
-  if (bits & F_EXCEPTION) l.responseException = r.str();
+  if (bits & F_RESPONSE_EXCEPTION) l.responseException = r.str();
   if (bits & F_REQUEST_LENGTH) l.requestLength = r.num();
   if (bits & F_RESPONSE_LENGTH) l.responseLength = r.num();
   if (bits & F_TRACE_ID) l.traceId = r.str();
@@ -707,11 +720,16 @@ function readL7(r: Reader): L7Message {
     l.attributes = attrs;
   }
   if (bits & F_TRUNCATED) l.truncated = true;
+  if (bits & F_ONE_WAY) l.oneWay = true;
+  if (bits & F_VERSION) l.version = r.str();
   return l;
 }
+// </contract:rtb-l7>
 
 /** Parse an uncompressed body. Exported for the benchmark; use {@link decodeBatch}. */
 export function deserializeBatchBody(body: Uint8Array, version = BATCH_FORMAT_VERSION): Batch {
+  const known = F_KNOWN[version];
+  if (known === undefined) throw new BatchFormatError('unsupported_version', `format version ${version}, this reader knows ${READABLE_FORMAT_VERSIONS.join(', ')}`);
   const r = new Reader(body);
   const agentId = r.str();
   const host = r.str();
@@ -743,7 +761,7 @@ export function deserializeBatchBody(body: Uint8Array, version = BATCH_FORMAT_VE
     const payload = r.bytes();
     const nl7 = r.count(2, 'l7');
     const l7: L7Message[] = new Array<L7Message>(nl7);
-    for (let j = 0; j < nl7; j++) l7[j] = readL7(r);
+    for (let j = 0; j < nl7; j++) l7[j] = readL7(r, known);
     messages[i] = {
       tsNs,
       enterNs,
@@ -873,7 +891,7 @@ export function readBatchHeader(bytes: Uint8Array, options: DecodeOptions = {}):
   }
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const version = bytes[4];
-  if (version !== BATCH_FORMAT_VERSION) throw new BatchFormatError('unsupported_version', `format version ${version}, this reader knows ${BATCH_FORMAT_VERSION}`);
+  if (!READABLE_FORMAT_VERSIONS.includes(version)) throw new BatchFormatError('unsupported_version', `format version ${version}, this reader knows ${READABLE_FORMAT_VERSIONS.join(', ')}`);
   const compression = COMPRESSION_NAMES[bytes[5]];
   if (compression === undefined) throw new BatchFormatError('bad_header', `unknown compression id ${bytes[5]}`);
   const flags = v.getUint16(6, true);

@@ -40,6 +40,7 @@ import { bodyLimit, resolveLimits } from '../http/body-limit.ts';
 import type { BodyLimits } from '../http/body-limit.ts';
 import { createMarketplaceApp } from '../marketplace/app.ts';
 import type { MarketplaceAppOptions } from '../marketplace/app.ts';
+import { BUILTIN_DESCRIPTORS } from '../../agent/protocols/descriptors.ts';
 
 export interface QueryAppOptions {
   clickhouse: ClickHouse;
@@ -302,6 +303,9 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     const spans = await ctx.searchSpans(spanFilter(c, 100, 10_000));
     return c.json({ spans });
   });
+
+  // How each protocol pairs into spans (agent/protocols/<name>/descriptor.ts).
+  app.get('/api/v1/protocols', (c) => c.json({ protocols: BUILTIN_DESCRIPTORS }));
 
   // One row per trace (root, services, duration, status, span count): what the UI opens on.
   app.get('/api/v1/traces', async (c) => {

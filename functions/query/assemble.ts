@@ -17,6 +17,7 @@
  *   for (const s of trace?.spans ?? []) console.log(s.depth, s.span.span_id, s.parent_id, s.rule);
  */
 import type { AsmSpan } from './span.ts';
+import { descriptorFor } from '../../agent/protocols/descriptors.ts';
 
 export interface AssembleOptions {
   /**
@@ -245,21 +246,22 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
 }
 
 /**
- * Offsets at which the two ends of one exchange may see its sequence. Protocols framed by a 4-byte
- * length header (MySQL, Kafka) are often read header first, then payload: the message the parser
- * keeps starts 4 bytes later on that side.
+ * Offsets at which the two ends of one exchange may see its sequence: the descriptor's
+ * `sequenceSlack`. Protocols framed by a 4-byte length header (MySQL, Kafka) are often read header
+ * first, then payload: the message the parser keeps starts 4 bytes later on that side.
  */
 function seqSlack(protocol: string): readonly number[] {
-  return protocol === 'mysql' || protocol === 'kafka' ? [0, 4, -4] : [0];
+  return descriptorFor(protocol)?.sequenceSlack ?? NO_SLACK;
 }
+const NO_SLACK: readonly number[] = [0];
 
 const byStart = (a: AsmSpan, b: AsmSpan): number => a.start_time_us - b.start_time_us || (a.span_id < b.span_id ? -1 : a.span_id > b.span_id ? 1 : 0);
 
-/** HTTP/2 and gRPC are one exchange seen by parsers that may name it differently. */
+/** HTTP/2 and gRPC are one exchange seen by parsers that may name it differently (descriptor aliases). */
 function sameProtocol(a: string, b: string): boolean {
   if (a === b) return true;
-  const h2 = (p: string): boolean => p === 'http2' || p === 'grpc';
-  return h2(a) && h2(b);
+  const d = descriptorFor(a);
+  return d !== undefined && d === descriptorFor(b);
 }
 
 /** A client span without a response (timeout) has end == start: only its start can be checked. */

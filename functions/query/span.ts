@@ -3,6 +3,8 @@
  * returns it ({@link SpanJson}, the "Stable contract" of DESIGN.md plus a few extra fields).
  */
 
+import { SPAN_COLUMNS_CATALOGUE, spanRowKey } from '../../agent/contract/fields.ts';
+
 /** What trace assembly looks at. Every field is a column of `riptide.spans` (times in µs). */
 export interface AsmSpan {
   span_id: string;
@@ -62,16 +64,8 @@ export interface SpanRecord extends AsmSpan {
   _deleted: number;
 }
 
-/** The select list that yields a {@link SpanRecord}. */
-export const SPAN_COLUMNS = [
-  'span_id', 'trace_id', 'app_span_id', 'app_parent_span_id', 'signal_source', 'agent_id',
-  'toUnixTimestamp64Micro(start_time) AS start_time_us', 'toUnixTimestamp64Micro(end_time) AS end_time_us', 'duration_us',
-  'side', 'pair_state', 'l7_protocol', 'version', 'request_type', 'request_domain', 'request_resource', 'endpoint',
-  'request_id', 'response_code', 'response_status', 'response_exception', 'request_bytes', 'response_bytes',
-  'process_name', 'pid', 'tid', 'resp_tid', 'coroutine_id', 'l4_protocol', 'client_ip', 'client_port', 'server_ip', 'server_port',
-  'req_tcp_seq', 'resp_tcp_seq', 'syscall_trace_id_req', 'syscall_trace_id_resp', 'x_request_id_req', 'x_request_id_resp',
-  'attributes', 'host_id', 'process_id', 'service_id', 'peer_service_id', 'pod_id', '_version', '_deleted',
-].join(', ');
+/** The select list that yields a {@link SpanRecord}: the catalogue's queried columns (agent/contract/fields.ts). */
+export const SPAN_COLUMNS = SPAN_COLUMNS_CATALOGUE.filter((c) => c.queried).map((c) => c.select ?? c.column).join(', ');
 
 /** A span in the HTTP API. */
 export interface SpanJson {
@@ -106,6 +100,8 @@ export interface SpanJson {
   parent_rule: string | null;
   agent_id: string;
   pair_state: string;
+  /** Protocol version the messages said ('1.1', '2', Kafka api_version, MQTT '3.1.1' / '5'); '' when none. */
+  version: string;
   syscall_trace_id_req: number;
   syscall_trace_id_resp: number;
   app_span_id: string;
@@ -115,44 +111,22 @@ export interface SpanJson {
   attributes: Record<string, string>;
 }
 
+/** Columns the span JSON passes through as they are: `[json name, SpanRecord key]`, from the catalogue. */
+const PASSTHROUGH: ReadonlyArray<readonly [string, keyof SpanRecord]> = SPAN_COLUMNS_CATALOGUE.filter((c) => c.json !== null && c.queried).map((c) => [c.json as string, spanRowKey(c) as keyof SpanRecord]);
+
 export function toSpanJson(r: SpanRecord, service: string | null, extra?: { parent_id: string | null; trace_id: string; parent_rule: string | null }): SpanJson {
-  return {
+  const out: Record<string, unknown> = {
     span_id: r.span_id,
     parent_id: extra ? extra.parent_id : null,
     trace_id: extra ? extra.trace_id : r.trace_id || null,
-    start_time_us: r.start_time_us,
-    end_time_us: r.end_time_us,
-    duration_us: r.duration_us,
-    side: r.side,
-    signal_source: r.signal_source,
-    l7_protocol: r.l7_protocol,
-    request_type: r.request_type,
-    request_domain: r.request_domain,
-    request_resource: r.request_resource,
-    endpoint: r.endpoint,
-    response_code: r.response_code < 0 ? null : r.response_code,
-    response_status: r.response_status,
-    response_exception: r.response_exception,
-    process_name: r.process_name,
-    pid: r.pid,
-    tid: r.tid,
-    client_ip: r.client_ip,
-    client_port: r.client_port,
-    server_ip: r.server_ip,
-    server_port: r.server_port,
-    req_tcp_seq: r.req_tcp_seq,
-    resp_tcp_seq: r.resp_tcp_seq,
-    x_request_id: r.x_request_id_req || r.x_request_id_resp || null,
-    service,
-    parent_rule: extra ? extra.parent_rule : null,
-    agent_id: r.agent_id,
-    pair_state: r.pair_state,
-    syscall_trace_id_req: r.syscall_trace_id_req,
-    syscall_trace_id_resp: r.syscall_trace_id_resp,
-    app_span_id: r.app_span_id,
-    app_parent_span_id: r.app_parent_span_id,
-    request_bytes: r.request_bytes,
-    response_bytes: r.response_bytes,
-    attributes: r.attributes ?? {},
   };
+  for (const [json, key] of PASSTHROUGH) out[json] = r[key];
+  // The computed ones.
+  out.response_code = r.response_code < 0 ? null : r.response_code;
+  out.x_request_id = r.x_request_id_req || r.x_request_id_resp || null;
+  out.service = service;
+  out.parent_rule = extra ? extra.parent_rule : null;
+  out.version = r.version ?? '';
+  out.attributes = r.attributes ?? {};
+  return out as unknown as SpanJson;
 }

@@ -24,6 +24,7 @@
  */
 import type { ParsedMessage, Batch } from '../../agent/shipping/batch.ts';
 import type { L7Message } from '../../agent/protocols/parser.ts';
+import { BUILTIN_DESCRIPTORS } from '../../agent/protocols/descriptors.ts';
 import { spanIdHex, stringWords } from './hash.ts';
 import type { PairState, SpanRow } from './span-row.ts';
 
@@ -66,11 +67,16 @@ export interface SpanBuildResult {
   stats: SpanBuildStats;
 }
 
-/** Serial protocols pair in order even if a parser reports a request id (MySQL's is a statement id). */
-export const SERIAL_PROTOCOLS: ReadonlySet<string> = new Set(['http1', 'redis', 'mysql', 'postgresql']);
+/**
+ * Serial protocols pair in order even if a parser reports a request id (MySQL's is a statement id):
+ * the built-in descriptors with `pairing: 'in-order'` (agent/protocols/<name>/descriptor.ts).
+ */
+export const SERIAL_PROTOCOLS: ReadonlySet<string> = new Set(BUILTIN_DESCRIPTORS.filter((d) => d.pairing === 'in-order').flatMap((d) => [d.name, ...d.aliases]));
 
-/** DNS answers in milliseconds or never; everything else gets a minute (bounded by the window anyway). */
-export const DEFAULT_TIMEOUTS_MS: Readonly<Record<string, number>> = { dns: 5_000 };
+/** Per-protocol timeouts from the descriptors (DNS: 5 s); everything else gets a minute (bounded by the window anyway). */
+export const DEFAULT_TIMEOUTS_MS: Readonly<Record<string, number>> = Object.fromEntries(
+  BUILTIN_DESCRIPTORS.filter((d) => d.timeoutMs !== undefined).flatMap((d) => [d.name, ...d.aliases].map((n) => [n, d.timeoutMs as number])),
+);
 
 /**
  * How it runs (the hot path: hundreds of thousands of messages per window). No object is allocated

@@ -1,6 +1,7 @@
 /**
  * Versioned schema migrations from `infra/clickhouse/`: `single/NNNN_name.sql` for one node and
- * embedded chDB, `cluster/NNNN_name.sql` (Replicated* + Distributed, ON CLUSTER) alongside. Applied in
+ * embedded chDB, `cluster/NNNN_name.sql` (Replicated* + Distributed, ON CLUSTER) rendered from it by
+ * functions/storage/cluster-ddl.ts (never edited by hand; a test fails when stale). Applied in
  * version order; applied versions are recorded in `riptide.schema_migrations`. Statements are
  * idempotent (IF NOT EXISTS), so two replicas migrating at once is harmless.
  *

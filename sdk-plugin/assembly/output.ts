@@ -77,6 +77,12 @@ export class Output {
     this.record(Tag.TRUNCATED, 0);
     return this;
   }
+  /** A request the protocol never answers (the span closes at once instead of timing out). */
+  oneWay(): Output {
+    this.record(Tag.ONE_WAY, 0);
+    return this;
+  }
+  version(s: string): Output { return this.str(Tag.VERSION, s); }
   attribute(key: string, value: string): Output {
     const kn = String.UTF8.byteLength(key);
     const vn = String.UTF8.byteLength(value);

@@ -8,6 +8,7 @@
  */
 
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
+import { dnsDescriptor } from './descriptor.ts';
 import { u16be } from '../lib/bytes.ts';
 import { INVALID, NEED_MORE, UNKNOWN_LENGTH, parseStream } from '../lib/stream.ts';
 import type { StreamFramer } from '../lib/stream.ts';
@@ -169,7 +170,8 @@ const tcpFramer: StreamFramer = {
 
 export const dnsParser: ProtocolParser = {
   name: 'dns',
-  parallel: true,
+  parallel: dnsDescriptor.pairing === 'by-id',
+  descriptor: dnsDescriptor,
   transports: ['udp', 'tcp'],
   check(payload, ctx) {
     if (ctx.l4 === 'udp') return parseMessage(payload, 0, payload.length, true) !== undefined;

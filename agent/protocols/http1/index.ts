@@ -8,6 +8,7 @@
  */
 
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
+import { http1Descriptor } from './descriptor.ts';
 import { asciiBytes, indexOfCrlf, startsWithAscii, text } from '../lib/bytes.ts';
 import { socketState } from '../lib/direction.ts';
 import { httpStatusClass } from '../lib/status.ts';
@@ -550,7 +551,8 @@ function looksLikeText(buf: Uint8Array, off: number, end: number): boolean {
 
 export const http1Parser: ProtocolParser = {
   name: 'http1',
-  parallel: false,
+  parallel: http1Descriptor.pairing === 'by-id',
+  descriptor: http1Descriptor,
   transports: ['tcp'],
   check(payload, ctx) {
     const n = payload.length;

@@ -8,6 +8,7 @@
  */
 
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
+import { http2Descriptor } from './descriptor.ts';
 import { startsWithAscii, u24be } from '../lib/bytes.ts';
 import { grpcStatusClass, httpStatusClass } from '../lib/status.ts';
 import { INVALID, NEED_MORE, UNKNOWN_LENGTH, parseStream } from '../lib/stream.ts';
@@ -249,7 +250,8 @@ function checkFrames(p: Uint8Array): boolean {
 
 export const http2Parser: ProtocolParser = {
   name: 'http2',
-  parallel: true,
+  parallel: http2Descriptor.pairing === 'by-id',
+  descriptor: http2Descriptor,
   transports: ['tcp'],
   check(payload) {
     if (payload.length >= PREFACE.length && startsWithAscii(payload, 0, PREFACE)) return true;

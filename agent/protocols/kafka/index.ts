@@ -8,6 +8,7 @@
  */
 
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
+import { kafkaDescriptor } from './descriptor.ts';
 import { i16be, i32be, isPrintable, text, u32be } from '../lib/bytes.ts';
 import { requestSide, socketState } from '../lib/direction.ts';
 import { INVALID, NEED_MORE, parseStream } from '../lib/stream.ts';
@@ -309,7 +310,8 @@ const framer: StreamFramer = {
 
 export const kafkaParser: ProtocolParser = {
   name: 'kafka',
-  parallel: true,
+  parallel: kafkaDescriptor.pairing === 'by-id',
+  descriptor: kafkaDescriptor,
   transports: ['tcp'],
   check(payload, ctx) {
     const len = i32be(payload, 0);

@@ -10,6 +10,7 @@
  */
 
 import type { L7Message, ParseContext, ProtocolParser, ResponseStatus } from '../parser.ts';
+import { mqttDescriptor } from './descriptor.ts';
 import { startsWithAscii, text, u16be } from '../lib/bytes.ts';
 import { socketState } from '../lib/direction.ts';
 import { INVALID, NEED_MORE, parseStream } from '../lib/stream.ts';
@@ -206,7 +207,8 @@ const framer: StreamFramer = {
 
 export const mqttParser: ProtocolParser = {
   name: 'mqtt',
-  parallel: true,
+  parallel: mqttDescriptor.pairing === 'by-id',
+  descriptor: mqttDescriptor,
   transports: ['tcp'],
   check(payload, ctx) {
     if (payload.length < 12 || payload[0] !== 0x10) return false;

@@ -11,6 +11,7 @@
  */
 
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
+import { mysqlDescriptor } from './descriptor.ts';
 import { indexOfByte, isPrintable, text, u16le, u24le, u32le } from '../lib/bytes.ts';
 import { requestSide, socketState } from '../lib/direction.ts';
 import { sqlEndpoint } from '../lib/sql.ts';
@@ -206,7 +207,8 @@ const framer: StreamFramer = {
 
 export const mysqlParser: ProtocolParser = {
   name: 'mysql',
-  parallel: false,
+  parallel: mysqlDescriptor.pairing === 'by-id',
+  descriptor: mysqlDescriptor,
   transports: ['tcp'],
   check(payload, ctx) {
     if (payload.length < 5) return false;

@@ -9,6 +9,7 @@
  */
 
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
+import { postgresqlDescriptor } from './descriptor.ts';
 import { i32be, indexOfByte, isPrintable, text, u32be } from '../lib/bytes.ts';
 import { requestSide, socketState } from '../lib/direction.ts';
 import { sqlEndpoint } from '../lib/sql.ts';
@@ -309,7 +310,8 @@ function checkHead(p: Uint8Array, bytes: number): boolean {
 
 export const postgresqlParser: ProtocolParser = {
   name: 'postgresql',
-  parallel: false,
+  parallel: postgresqlDescriptor.pairing === 'by-id',
+  descriptor: postgresqlDescriptor,
   transports: ['tcp'],
   check: (payload, ctx) => checkHead(payload, Math.max(ctx.bytes, payload.length)),
   parse: (payload, ctx) => parseStream(payload, ctx, framer),

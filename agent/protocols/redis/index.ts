@@ -8,6 +8,7 @@
  */
 
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
+import { redisDescriptor } from './descriptor.ts';
 import { text } from '../lib/bytes.ts';
 import { requestSide } from '../lib/direction.ts';
 import { INVALID, NEED_MORE, UNKNOWN_LENGTH, parseStream } from '../lib/stream.ts';
@@ -251,7 +252,8 @@ function checkHead(p: Uint8Array): boolean {
 
 export const redisParser: ProtocolParser = {
   name: 'redis',
-  parallel: false,
+  parallel: redisDescriptor.pairing === 'by-id',
+  descriptor: redisDescriptor,
   transports: ['tcp'],
   check: (payload) => checkHead(payload),
   parse: (payload, ctx) => parseStream(payload, ctx, framer),

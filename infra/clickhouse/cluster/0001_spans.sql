@@ -1,6 +1,6 @@
--- Riptide schema v1, cluster variant of ../single/0001_spans.sql: Replicated* local tables on every
--- replica, Distributed tables under the names the code uses ({cluster} is substituted by the runner).
--- Spans are sharded by span_id so ReplacingMergeTree sees every version of a span on one shard.
+-- GENERATED from ../single/0001_spans.sql by functions/storage/cluster-ddl.ts. Do not edit: change the single-node file and regenerate.
+-- Replicated* local tables on every replica, Distributed tables under the names the code uses ({cluster} is substituted by the runner).
+-- Riptide schema v1 (single node / embedded chDB). The cluster variant is ../cluster/0001_spans.sql.
 -- Applied in order by functions/storage/migrations.ts; every statement is idempotent.
 -- {ttl_days} (spans, default 7) and {tag_ttl_days} (dictionaries, ttl_days + 1) are substituted by the runner.
 
@@ -88,6 +88,9 @@ ORDER BY (toStartOfMinute(start_time), host_id, process_id, span_id)
 TTL toDateTime(start_time) + INTERVAL {ttl_days} DAY
 SETTINGS index_granularity = 8192;
 
+CREATE TABLE IF NOT EXISTS riptide.spans ON CLUSTER '{cluster}' AS riptide.spans_local
+ENGINE = Distributed('{cluster}', 'riptide', 'spans_local', sipHash64(span_id));
+
 -- Tag dictionary: id -> name for hosts, processes, containers, pods, services, nodes, namespaces.
 -- Ids are 53-bit hashes of "kind:key" (functions/tag-encoder/tag-id.ts), so any replica computes the
 -- same id without coordination; rows are refreshed while in use so the TTL only drops dead entities.
@@ -107,6 +110,9 @@ PARTITION BY toYYYYMM(updated_at)
 ORDER BY id
 TTL updated_at + INTERVAL {tag_ttl_days} DAY;
 
+CREATE TABLE IF NOT EXISTS riptide.tag_names ON CLUSTER '{cluster}' AS riptide.tag_names_local
+ENGINE = Distributed('{cluster}', 'riptide', 'tag_names_local', id);
+
 -- Kubernetes labels and annotations of tagged entities (source 'label' | 'annotation' | 'host').
 CREATE TABLE IF NOT EXISTS riptide.tag_labels_local ON CLUSTER '{cluster}'
 (
@@ -121,6 +127,9 @@ ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/riptide/{table
 PARTITION BY toYYYYMM(updated_at)
 ORDER BY (id, source, key)
 TTL updated_at + INTERVAL {tag_ttl_days} DAY;
+
+CREATE TABLE IF NOT EXISTS riptide.tag_labels ON CLUSTER '{cluster}' AS riptide.tag_labels_local
+ENGINE = Distributed('{cluster}', 'riptide', 'tag_labels_local', id);
 
 -- Custom tags injected through the API (a CMDB: owner, team, cost centre…), never copied into spans.
 -- A deletion is a row with _deleted = 1. The TTL is long: these are curated, not observed.
@@ -139,6 +148,9 @@ PARTITION BY toYYYYMM(updated_at)
 ORDER BY (id, key)
 TTL toDateTime(updated_at) + INTERVAL 3650 DAY;
 
+CREATE TABLE IF NOT EXISTS riptide.custom_tags ON CLUSTER '{cluster}' AS riptide.custom_tags_local
+ENGINE = Distributed('{cluster}', 'riptide', 'custom_tags_local', id);
+
 -- Processed slot windows: lets a runtime skip work it has done and shows what was processed.
 CREATE TABLE IF NOT EXISTS riptide.processed_slots_local ON CLUSTER '{cluster}'
 (
@@ -153,19 +165,6 @@ ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/riptide/{table
 PARTITION BY toDate(processed_at)
 ORDER BY (agent_id, slot)
 TTL processed_at + INTERVAL {ttl_days} DAY;
-
--- Distributed tables under the names the code reads and writes.
-CREATE TABLE IF NOT EXISTS riptide.spans ON CLUSTER '{cluster}' AS riptide.spans_local
-ENGINE = Distributed('{cluster}', 'riptide', 'spans_local', sipHash64(span_id));
-
-CREATE TABLE IF NOT EXISTS riptide.tag_names ON CLUSTER '{cluster}' AS riptide.tag_names_local
-ENGINE = Distributed('{cluster}', 'riptide', 'tag_names_local', id);
-
-CREATE TABLE IF NOT EXISTS riptide.tag_labels ON CLUSTER '{cluster}' AS riptide.tag_labels_local
-ENGINE = Distributed('{cluster}', 'riptide', 'tag_labels_local', id);
-
-CREATE TABLE IF NOT EXISTS riptide.custom_tags ON CLUSTER '{cluster}' AS riptide.custom_tags_local
-ENGINE = Distributed('{cluster}', 'riptide', 'custom_tags_local', id);
 
 CREATE TABLE IF NOT EXISTS riptide.processed_slots ON CLUSTER '{cluster}' AS riptide.processed_slots_local
 ENGINE = Distributed('{cluster}', 'riptide', 'processed_slots_local', sipHash64(agent_id));

@@ -1,5 +1,9 @@
--- Riptide schema v4, cluster variant of ../single/0004_edge_rollups.sql: replicated local tables
--- and Distributed tables over them, sharded by minute.
+-- GENERATED from ../single/0004_edge_rollups.sql by functions/storage/cluster-ddl.ts. Do not edit: change the single-node file and regenerate.
+-- Replicated* local tables on every replica, Distributed tables under the names the code uses ({cluster} is substituted by the runner).
+-- Riptide schema v4: per-minute service-map rollups, so a map over hours reads rollup rows instead
+-- of every span. Computed read-through by the query side (functions/query/service-map.ts) for
+-- minutes that have settled, from `spans FINAL` (so re-run and tombstoned spans count once), and
+-- recomputed when spans of that minute are written again (a late batch, a re-run).
 
 -- Which minutes of spans were written, and when (the span writer adds a row per minute it touches).
 CREATE TABLE IF NOT EXISTS riptide.span_writes_local ON CLUSTER '{cluster}'
@@ -55,7 +59,6 @@ ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/riptide/{table}', '{rep
 PARTITION BY toDate(minute)
 ORDER BY (minute, computed_at, h, l7_protocol)
 TTL minute + INTERVAL {ttl_days} DAY;
-
 
 CREATE TABLE IF NOT EXISTS riptide.edge_minutes ON CLUSTER '{cluster}' AS riptide.edge_minutes_local
 ENGINE = Distributed('{cluster}', 'riptide', 'edge_minutes_local', toUInt32(minute));

@@ -1,0 +1,48 @@
+/**
+ * The protocol descriptors of the built-in parsers, as data (no parser code): what the functions
+ * (span builder, trace assembly) and the query API (`GET /api/v1/protocols`) read. Each one is
+ * declared beside its parser in `agent/protocols/<name>/descriptor.ts`; registry.test.ts holds
+ * this list to BUILTIN_PARSERS.
+ *
+ * @example
+ *   const d = descriptorFor('grpc');   // the http2 descriptor (grpc is its alias)
+ */
+import type { ProtocolDescriptor, ProtocolParser } from './parser.ts';
+import { dnsDescriptor } from './dns/descriptor.ts';
+import { http1Descriptor } from './http1/descriptor.ts';
+import { http2Descriptor } from './http2/descriptor.ts';
+import { kafkaDescriptor } from './kafka/descriptor.ts';
+import { mqttDescriptor } from './mqtt/descriptor.ts';
+import { mysqlDescriptor } from './mysql/descriptor.ts';
+import { postgresqlDescriptor } from './postgresql/descriptor.ts';
+import { redisDescriptor } from './redis/descriptor.ts';
+
+export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
+  http1Descriptor,
+  http2Descriptor,
+  dnsDescriptor,
+  mysqlDescriptor,
+  postgresqlDescriptor,
+  redisDescriptor,
+  kafkaDescriptor,
+  mqttDescriptor,
+];
+
+/** Descriptor by every `l7Protocol` name it covers (aliases included). */
+export function descriptorTable(descriptors: readonly ProtocolDescriptor[] = BUILTIN_DESCRIPTORS): ReadonlyMap<string, ProtocolDescriptor> {
+  const t = new Map<string, ProtocolDescriptor>();
+  for (const d of descriptors) for (const n of [d.name, ...d.aliases]) t.set(n, d);
+  return t;
+}
+
+const BUILTIN_TABLE = descriptorTable();
+
+/** The built-in descriptor covering `l7Protocol`, or undefined (a plugin's protocol). */
+export function descriptorFor(l7Protocol: string): ProtocolDescriptor | undefined {
+  return BUILTIN_TABLE.get(l7Protocol);
+}
+
+/** A parser's descriptor: its own, or the defaults its `parallel` flag implies (plugins). */
+export function descriptorOf(p: ProtocolParser): ProtocolDescriptor {
+  return p.descriptor ?? { name: p.name, aliases: [], pairing: p.parallel ? 'by-id' : 'in-order', oneWay: [] };
+}
