@@ -1,4 +1,9 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+
+// A plugin's test imports the SDK by its package name (sdk-plugin/README.md); in this repository
+// that name is the sdk-plugin/ folder (tsconfig.json "paths" says the same to tsc).
+const sdk = (file: string): string => fileURLToPath(new URL(`./sdk-plugin/${file}`, import.meta.url));
 
 // Tests that attach BPF see every process on the machine; each filters by the pids/ports it owns,
 // so most files may run in parallel (2 at a time: this is a 2-core box). The whole-system tests
@@ -7,6 +12,12 @@ import { defineConfig } from 'vitest/config';
 const SYSTEM = ['test/query/acceptance.test.ts', 'test/deploy/**/*.test.ts'];
 
 export default defineConfig({
+  resolve: {
+    alias: [
+      { find: /^@riptide\/sdk-plugin$/, replacement: sdk('index.ts') },
+      { find: /^@riptide\/sdk-plugin\/testing$/, replacement: sdk('testing.ts') },
+    ],
+  },
   test: {
     exclude: ['**/node_modules/**', 'test/bench/**'],
     pool: 'forks',

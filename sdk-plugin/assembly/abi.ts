@@ -1,5 +1,5 @@
 // Riptide plugin ABI v1, guest side. See ../ABI.md. Every plugin re-exports the two functions below:
-//   export { riptide_abi_v1, riptide_alloc } from "<path>/sdk-plugin/assembly/index";
+//   export { riptide_abi_v1, riptide_alloc } from "@riptide/sdk-plugin/assembly";
 
 /** Version marker: the host refuses a module without it. */
 export function riptide_abi_v1(): i32 {

@@ -18,10 +18,20 @@ export class Bytes {
   /** Offset of the first occurrence of `needle` (ASCII) at or after `from`, or -1. */
   indexOf(needle: string, from: i32 = 0): i32 {
     const n = needle.length;
-    for (let i = from; i + n <= this.length; i++) {
-      let j = 0;
-      while (j < n && load<u8>(this.ptr + <usize>(i + j)) == <u8>needle.charCodeAt(j)) j++;
+    let i = from < 0 ? 0 : from;
+    const last = this.length - n;
+    if (n == 0) return i <= this.length ? i : -1;
+    const np = changetype<usize>(needle);
+    const first = <u8>load<u16>(np);
+    const ptr = this.ptr;
+    while (i <= last) {
+      // a tight loop for the first byte (the host meters instructions), then compare the rest
+      while (i <= last && load<u8>(ptr + <usize>i) != first) i++;
+      if (i > last) return -1;
+      let j = 1;
+      while (j < n && load<u8>(ptr + <usize>(i + j)) == <u8>load<u16>(np + (<usize>j << 1))) j++;
       if (j == n) return i;
+      i++;
     }
     return -1;
   }

@@ -40,7 +40,8 @@ export interface PluginManifest {
 
 export type SourceManifest = Omit<PluginManifest, 'abi' | 'module' | 'sha256'> & { entry?: string };
 
-export const MANIFEST_DEFAULTS = { memoryPages: 16, timeBudgetMs: 2, maxOutputBytes: 65536 } as const;
+/** timeBudgetMs 5 = 2.5 M fuel: four jsonField lookups in a 16 KiB JSON body with room to spare (docs/BENCHMARKS.md, "JSON fields"). */
+export const MANIFEST_DEFAULTS = { memoryPages: 16, timeBudgetMs: 5, maxOutputBytes: 65536 } as const;
 /** Hard ceilings, whatever a manifest asks for. */
 export const HOST_CEILINGS = { memoryPages: 256, timeBudgetMs: 50, maxOutputBytes: 1 << 20 } as const;
 

@@ -203,7 +203,9 @@ export class PluginSandbox {
     if (!fn) return 0;
     return this.guard(() => {
       const ptr = this.writeInput(HOOK_CHECK, ctx, null, payload);
-      return fn(ptr, HEADER_SIZE + payload.length) | 0;
+      const r = fn(ptr, HEADER_SIZE + payload.length) | 0;
+      if (this.fuel) this.lastFuelUsed = this.fuelPerCall - this.fuel.value;
+      return r;
     });
   }
 

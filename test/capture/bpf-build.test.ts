@@ -1,24 +1,40 @@
 // The committed object and TypeScript layout are what the sources produce: rebuild both from
-// bpf/riptide.bpf.c with clang + bpftool and compare byte for byte.
+// bpf/riptide.bpf.c and the pinned bpf/vmlinux.h with clang + bpftool and compare byte for byte.
+// Nothing here reads the running kernel, so the result is the same on every machine with the
+// same compiler (Debian 12's clang 14, which test/run.sh installs).
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { REPO } from '../helpers/agent.ts';
 
 describe('bpf build', () => {
+  const out = mkdtempSync(join(tmpdir(), 'rt-bpf-'));
+  afterAll(() => rmSync(out, { recursive: true, force: true }));
+
   it('rebuilds bpf/riptide.bpf.o and agent/capture/layout.generated.ts identically from source', () => {
-    const out = mkdtempSync(join(tmpdir(), 'rt-bpf-'));
-    execFileSync('bash', [join(REPO, 'bpf', 'build.sh'), out], {
+    const log = execFileSync('bash', [join(REPO, 'bpf', 'build.sh'), out], {
       env: { ...process.env, LAYOUT_OUT: join(out, 'layout.generated.ts') },
-      stdio: 'pipe',
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 120_000,
     });
     const committed = readFileSync(join(REPO, 'bpf', 'riptide.bpf.o'));
     const rebuilt = readFileSync(join(out, 'riptide.bpf.o'));
-    expect(rebuilt.length).toBe(committed.length);
-    expect(rebuilt.equals(committed)).toBe(true);
+    // the build log names the compiler: the first thing to compare when the bytes differ
+    expect(rebuilt.length, log).toBe(committed.length);
+    expect(rebuilt.equals(committed), log).toBe(true);
     expect(readFileSync(join(out, 'layout.generated.ts'), 'utf8')).toBe(readFileSync(join(REPO, 'agent', 'capture', 'layout.generated.ts'), 'utf8'));
+  });
+
+  it('builds from the pinned bpf/vmlinux.h, not from the running kernel', () => {
+    const header = readFileSync(join(REPO, 'bpf', 'vmlinux.h'), 'utf8');
+    expect(header.startsWith('/* bpf/vmlinux.h: kernel types')).toBe(true);
+    expect(header).toContain('struct inet_connection_sock {');
+    const script = readFileSync(join(REPO, 'bpf', 'build.sh'), 'utf8');
+    // the only read of /sys/kernel/btf is behind --regen-vmlinux
+    const build = script.slice(script.indexOf('[ -s "$here/vmlinux.h" ]'));
+    expect(build).not.toContain('/sys/kernel/btf');
   });
 });

@@ -1,8 +1,8 @@
 // A business transaction id in a JSON request body becomes the trace id, so two services that
 // pass the id along (but no tracing headers) end up in one trace.
 
-import { Input, NONE, Output } from "../../../sdk-plugin/assembly/index";
-export { riptide_abi_v1, riptide_alloc } from "../../../sdk-plugin/assembly/index";
+import { Input, NONE, Output } from "@riptide/sdk-plugin/assembly";
+export { riptide_abi_v1, riptide_alloc } from "@riptide/sdk-plugin/assembly";
 
 // Field names tried in order; a dot descends into nested objects.
 const FIELDS: string[] = ["txn_id", "transaction_id", "transactionId", "order.txn_id"];

@@ -1,8 +1,8 @@
 // An HTTP 2xx whose JSON body says {"error": …} is a failure the status code hides: mark the
 // response server_error and keep the message as the exception.
 
-import { Input, NONE, Output, Status } from "../../../sdk-plugin/assembly/index";
-export { riptide_abi_v1, riptide_alloc } from "../../../sdk-plugin/assembly/index";
+import { Input, NONE, Output, Status } from "@riptide/sdk-plugin/assembly";
+export { riptide_abi_v1, riptide_alloc } from "@riptide/sdk-plugin/assembly";
 
 const MAX_MESSAGE: i32 = 256;
 

@@ -7,8 +7,8 @@
 //
 // One read can hold several frames (pipelining); the last one may be cut by the capture limit.
 
-import { Input, Output, Reader, Status } from "../../../sdk-plugin/assembly/index";
-export { riptide_abi_v1, riptide_alloc } from "../../../sdk-plugin/assembly/index";
+import { Input, Output, Reader, Status } from "@riptide/sdk-plugin/assembly";
+export { riptide_abi_v1, riptide_alloc } from "@riptide/sdk-plugin/assembly";
 
 const MAGIC0: u32 = 0x54; // 'T'
 const MAGIC1: u32 = 0x52; // 'R'

@@ -1,10 +1,10 @@
-// @ts-nocheck — AssemblyScript, not TypeScript: the root tsconfig covers sdk-plugin/**/*.ts but only excludes sdk-plugin/assembly.
 // Template plugin: copy this folder, rename it in plugin.json, keep the hooks you need (and list
-// them in plugin.json). Build with `npx riptide plugin build <folder>`.
-// Outside this repository, import from "@riptide/sdk-plugin/assembly" instead of the relative path.
+// them in plugin.json). Build with `npx riptide plugin build <folder>` (sdk-plugin/README.md).
+// "@riptide/sdk-plugin/assembly" resolves from node_modules if the SDK is installed there, else to
+// the SDK that runs the build — so this import works as is wherever the folder is copied.
 
-import { Input, NONE, Output, Status } from "../../assembly/index";
-export { riptide_abi_v1, riptide_alloc } from "../../assembly/index";
+import { Input, NONE, Output, Status } from "@riptide/sdk-plugin/assembly";
+export { riptide_abi_v1, riptide_alloc } from "@riptide/sdk-plugin/assembly";
 
 // After the built-in HTTP parser has parsed a request: add a business id from a header.
 export function riptide_on_http_request(ptr: usize, len: i32): usize {
