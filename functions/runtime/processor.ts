@@ -397,7 +397,10 @@ export class BatchProcessor {
       }
       // The token names the exact input (slot + window size): a retried insert is dropped by ClickHouse.
       await insertRecentSpans(this.o.ch, changed, `${rows.agentId}/${rows.slot}/${rows.objects}`);
-      await recordProcessedSlot(this.o.ch, { agent_id: rows.agentId, slot: rows.slot, slot_seconds: rows.slotSeconds, objects: rows.objects, spans: rows.spans.length, processed_at: Math.floor(Date.now() / 1000) });
+      // The ledger (what the settle sweep of a restarted replica reads) already lists a slot this replica wrote.
+      if (changed.length > 0 || before === undefined) {
+        await recordProcessedSlot(this.o.ch, { agent_id: rows.agentId, slot: rows.slot, slot_seconds: rows.slotSeconds, objects: rows.objects, spans: rows.spans.length, processed_at: Math.floor(Date.now() / 1000) });
+      }
       this.open.delete(k);
       this.open.set(k, { agentId: rows.agentId, slot: rows.slot, slotSeconds: rows.slotSeconds });
       this.written.set(k, after);
