@@ -179,7 +179,7 @@ export class BatchProcessor {
   }
 
   /**
-   * Settle every slot whose window has closed: those this replica left open, and every hour or so
+   * Settle every slot whose window has closed: those this replica left open, and once a minute
    * (and on the first call) those the ledger shows processed and not settled (left by a replica
    * that stopped). Returns the slots settled. The runtimes call it on a timer; one call at a time.
    */

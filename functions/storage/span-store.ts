@@ -187,6 +187,9 @@ export interface LiveSpansOptions {
  * span id.
  */
 export function liveSpans(where = '1', o: LiveSpansOptions = {}): string {
+  const settled = `(SELECT * FROM riptide.spans${o.final ? ' FINAL' : ''} WHERE ${where})`;
+  // A range that ended before the recent horizon has nothing unsettled to read.
+  if (o.toUs !== undefined && o.toUs < (Date.now() - RECENT_HOURS * 3600e3) * 1000) return settled;
   const settledRange = [`slot_start >= now() - INTERVAL ${RECENT_HOURS + 1} HOUR`];
   // A span starts inside its slot; 3600 s covers the longest slot the agent takes.
   if (o.fromUs !== undefined) settledRange.push(`slot_start >= toDateTime(${Math.max(0, Math.floor(o.fromUs / 1e6) - 3600)}, 'UTC')`);
