@@ -104,6 +104,9 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
     const handle = (key: string) => processor.processBatch(key);
     const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, processMany: (keys) => processor.processKeys(keys), settle: () => processor.settleDue(), store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
     const rollups = runtime ? startRollups(ch, cfg.rollupMs ?? 30_000, log) : undefined;
+    // The polling runtime settles after every poll; an event-driven instance settles on a timer, so an
+    // agent's last slots reach riptide.spans even when no later event comes.
+    const settler = runtime ? undefined : startSettler(processor, cfg.pollMs ?? 1000, log);
     const app = createFunctionsApp({
       // Events are taken only by the HTTP adapter; the polling runtime finds objects itself.
       process: cfg.adapter === 'http' ? handle : async (key) => ({ key, status: 'ignored', reason: 'this instance polls the store (--adapter local)', slots: [] }),
@@ -119,6 +122,7 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
       app,
       close: async () => {
         await rollups?.stop();
+        await settler?.stop();
         await runtime?.stop();
         await watcher?.stop();
         await store.close();
@@ -158,6 +162,34 @@ function startRollups(ch: ClickHouse, everyMs: number, log: (line: string) => vo
       });
   };
   const timer = setInterval(tick, everyMs);
+  timer.unref();
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+/** Settle what is due every `everyMs` (one pass at a time; a failed pass is logged once and retried). */
+function startSettler(processor: BatchProcessor, everyMs: number, log: (line: string) => void): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  let failing = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = processor
+      .settleDue()
+      .then(() => {
+        failing = false;
+      })
+      .catch((err: unknown) => {
+        if (!failing) log(`riptide functions: settling slots failed (retrying every ${everyMs / 1000} s): ${err instanceof Error ? err.message : String(err)}`);
+        failing = true;
+      })
+      .finally(() => {
+        running = undefined;
+      });
+  }, everyMs);
   timer.unref();
   return {
     stop: async () => {
