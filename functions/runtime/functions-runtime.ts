@@ -50,6 +50,8 @@ export interface FunctionsConfig {
   builder?: SpanBuilderOptions;
   /** Seconds after a slot's pairing window ends before it settles into riptide.spans (default 5). */
   settleGraceSeconds?: number;
+  /** At most this many seconds more while no later batch of the agent has come (default 60). */
+  settleMaxWaitSeconds?: number;
   /** How often the local runtime refreshes the service-map rollups of the last two hours (ms, default 30 s; 0 = never). */
   rollupMs?: number;
   /** Skip migrations (a Job runs them). */
@@ -100,7 +102,7 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
       await watcher.start();
     }
     const encoder = new TagEncoder({ ids, source: index });
-    const processor = new BatchProcessor({ ch, store: storePort(store), keys: shippingKeys, decode: shippingDecoder, encoder, builder: cfg.builder, settleGraceSeconds: cfg.settleGraceSeconds, log });
+    const processor = new BatchProcessor({ ch, store: storePort(store), keys: shippingKeys, decode: shippingDecoder, encoder, builder: cfg.builder, settleGraceSeconds: cfg.settleGraceSeconds, settleMaxWaitSeconds: cfg.settleMaxWaitSeconds, log });
     const handle = (key: string) => processor.processBatch(key);
     const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, processMany: (keys) => processor.processKeys(keys), settle: () => processor.settleDue(), store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
     const rollups = runtime ? startRollups(ch, cfg.rollupMs ?? 30_000, log) : undefined;

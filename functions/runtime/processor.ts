@@ -95,6 +95,12 @@ export interface BatchProcessorOptions {
    * that slot's batches to be uploaded and listed. Objects arriving later no longer change it.
    */
   settleGraceSeconds?: number;
+  /**
+   * A slot also waits until this replica has processed a batch of the same agent from after its
+   * window (proof that the window's batches were uploaded, when the agent or this runtime lags),
+   * but at most this many seconds more (default 60): an agent that went quiet uploads nothing later.
+   */
+  settleMaxWaitSeconds?: number;
   /** The clock (unix ms; default Date.now): decides which windows have closed. */
   now?: () => number;
   log?: (line: string) => void;
@@ -145,6 +151,8 @@ export class BatchProcessor {
   private readonly open = new Map<string, OpenSlot>();
   /** Per open slot, the fingerprint of each row last written to spans_recent by this replica. */
   private readonly written = new Map<string, Map<string, string>>();
+  /** Per `agent|seconds`, the newest slot this replica has processed a batch of. */
+  private readonly newest = new Map<string, number>();
   private lastLedgerSweep = -Infinity;
   private sweeping?: Promise<number>;
 
@@ -155,8 +163,17 @@ export class BatchProcessor {
     this.now = o.now ?? Date.now;
   }
 
-  private closed(slot: number, slotSeconds: number): boolean {
-    return this.now() >= settlesAtMs(slot, slotSeconds, this.o.windowSeconds, this.o.settleGraceSeconds);
+  private closed(agentId: string, slot: number, slotSeconds: number): boolean {
+    const at = settlesAtMs(slot, slotSeconds, this.o.windowSeconds, this.o.settleGraceSeconds);
+    const now = this.now();
+    if (now < at) return false;
+    if (now >= at + (this.o.settleMaxWaitSeconds ?? 60) * 1000) return true;
+    return (this.newest.get(`${agentId}|${slotSeconds}`) ?? -Infinity) > slot + windowRadius(slotSeconds, this.o.windowSeconds);
+  }
+
+  private saw(agentId: string, slot: number, slotSeconds: number): void {
+    const k = `${agentId}|${slotSeconds}`;
+    if (slot > (this.newest.get(k) ?? -Infinity)) this.newest.set(k, slot);
   }
 
   /**
@@ -166,7 +183,7 @@ export class BatchProcessor {
   private async handleSlot(agentId: string, slot: number, slotSeconds: number, cache: Map<number, LoadedSlot>, settled: Set<number>): Promise<SlotResult | null> {
     if (settled.has(slot)) return null;
     const rows = await this.slotRows(agentId, slot, slotSeconds, cache);
-    if (this.closed(slot, slotSeconds)) {
+    if (this.closed(agentId, slot, slotSeconds)) {
       // No readable batch: nothing to settle, unless this replica wrote recent rows of it (gone since).
       if (rows === null && !this.open.has(openKey(agentId, slotSeconds, slot))) return null;
       await this.settle(agentId, slot, slotSeconds, rows);
@@ -192,7 +209,7 @@ export class BatchProcessor {
 
   private async settleDueNow(): Promise<number> {
     const due = new Map<string, OpenSlot>();
-    for (const [k, s] of this.open) if (this.closed(s.slot, s.slotSeconds)) due.set(k, s);
+    for (const [k, s] of this.open) if (this.closed(s.agentId, s.slot, s.slotSeconds)) due.set(k, s);
     const t = this.now();
     if (t - this.lastLedgerSweep >= 60_000) {
       this.lastLedgerSweep = t;
@@ -202,7 +219,7 @@ export class BatchProcessor {
       );
       for (const r of rows) {
         const s = { agentId: r.agent_id, slot: Number(r.slot), slotSeconds: Number(r.slot_seconds) };
-        if (this.closed(s.slot, s.slotSeconds)) due.set(openKey(s.agentId, s.slotSeconds, s.slot), s);
+        if (this.closed(s.agentId, s.slot, s.slotSeconds)) due.set(openKey(s.agentId, s.slotSeconds, s.slot), s);
       }
     }
     if (due.size === 0) return 0;
@@ -273,6 +290,7 @@ export class BatchProcessor {
       return { key, status: 'ignored', reason: 'object not found', slots: [] };
     }
     const result: ProcessResult = { key, status: 'processed', slots: [] };
+    this.saw(info.agentId, info.slot, info.slotSeconds);
     const cache = new Map<number, LoadedSlot>([[info.slot, own]]);
     // The owner slot first, then every slot whose window holds this one (their windows just grew).
     const r = windowRadius(info.slotSeconds, this.o.windowSeconds);
@@ -323,6 +341,7 @@ export class BatchProcessor {
         }
         if (own.keys.includes(key)) {
           results.set(key, { key, status: 'processed', slots: [] });
+          this.saw(agentId, slot, slotSeconds);
           for (let d = -r; d <= r; d++) affected.add(slot + d);
         } else {
           const q = own.quarantined.find((x) => x.key === key);

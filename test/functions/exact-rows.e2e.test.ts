@@ -131,7 +131,7 @@ describe('riptide.spans holds each span once (merges stopped)', () => {
       await put(store, b);
       expect((await rt.tick()).failed).toBe(0);
     }
-    clock.now = slotMs(3) + 60_000; // every window closed
+    clock.now = slotMs(3) + 120_000; // every window closed, and the longest wait for a later batch over
     await rt.tick();
     expect(await counts()).toEqual(exact);
     expect(await perRequest()).toEqual(everyRequestOnce);
@@ -180,7 +180,7 @@ describe('riptide.spans holds each span once (merges stopped)', () => {
     clock.now = slotMs(3) + 500;
     const k2 = await put(store, s2);
     await b.p.processBatch(k2);
-    clock.now = slotMs(3) + 60_000;
+    clock.now = slotMs(3) + 120_000;
     await Promise.all([a.p.settleDue(), b.p.settleDue(), a.rt.tick(), b.rt.tick()]);
     expect(await counts()).toEqual(exact);
     expect(await perRequest()).toEqual(everyRequestOnce);
@@ -197,9 +197,31 @@ describe('riptide.spans holds each span once (merges stopped)', () => {
     // Slot 0's window is closed at this time: it settled; 1 and 2 wait in spans_recent.
     expect((await counts()).rows).toBeGreaterThan(0);
     expect((await counts()).rows).toBeLessThan(2 * REQUESTS);
-    clock.now = slotMs(3) + 60_000;
+    clock.now = slotMs(3) + 120_000; // past the longest wait: nothing says the agent went on
     const second = replica(store, clock, 5); // the first one is gone, with its memory
     await second.p.settleDue();
+    expect(await counts()).toEqual(exact);
+  });
+
+  it('a slot whose window closed by the clock waits for a later batch while the agent lags (at most a minute)', async () => {
+    const [s0, s1, s2] = stream();
+    const store = new MemoryStore();
+    const clock = { now: slotMs(1) + 500 };
+    const { rt } = replica(store, clock, 5);
+    await put(store, s0);
+    await rt.tick();
+    clock.now = slotMs(2) + 500;
+    await put(store, s1);
+    await rt.tick();
+    clock.now = slotMs(3) + 25_000; // slot 0's window closed 20 s ago, but slot 2 has not come
+    await rt.tick();
+    expect((await counts()).rows).toBe(0);
+    await put(store, s2);
+    await rt.tick(); // slot 2 shows the agent went on: slot 0 settles, with slot 1 in its window
+    const paired = await queryRows<{ st: string }>(ch, "SELECT toString(pair_state) AS st FROM riptide.spans WHERE request_resource = '/r/4'");
+    expect(paired).toEqual([{ st: 'paired' }, { st: 'paired' }]);
+    clock.now = slotMs(3) + 120_000;
+    await rt.tick();
     expect(await counts()).toEqual(exact);
   });
 
@@ -216,7 +238,7 @@ describe('riptide.spans holds each span once (merges stopped)', () => {
     clock.now = slotMs(3) + 1500;
     await put(store, s1);
     await rt.tick();
-    clock.now = slotMs(3) + 60_000;
+    clock.now = slotMs(3) + 120_000;
     await rt.tick();
     expect(await counts()).toEqual(exact);
     expect(await perRequest()).toEqual(everyRequestOnce);
