@@ -187,14 +187,14 @@ export interface LiveSpansOptions {
  * span id.
  */
 export function liveSpans(where = '1', o: LiveSpansOptions = {}): string {
-  const settled = `(SELECT * FROM riptide.spans${o.final ? ' FINAL' : ''} WHERE ${where})`;
+  const settled = `SELECT * FROM riptide.spans${o.final ? ' FINAL' : ''} WHERE (${where})`;
   // A range that ended before the recent horizon has nothing unsettled to read.
-  if (o.toUs !== undefined && o.toUs < (Date.now() - RECENT_HOURS * 3600e3) * 1000) return settled;
+  if (o.toUs !== undefined && o.toUs < (Date.now() - RECENT_HOURS * 3600e3) * 1000) return `(${settled})`;
   const settledRange = [`slot_start >= now() - INTERVAL ${RECENT_HOURS + 1} HOUR`];
   // A span starts inside its slot; 3600 s covers the longest slot the agent takes.
   if (o.fromUs !== undefined) settledRange.push(`slot_start >= toDateTime(${Math.max(0, Math.floor(o.fromUs / 1e6) - 3600)}, 'UTC')`);
   if (o.toUs !== undefined) settledRange.push(`slot_start <= toDateTime(${Math.max(0, Math.ceil(o.toUs / 1e6))}, 'UTC')`);
-  return `(SELECT * FROM riptide.spans${o.final ? ' FINAL' : ''} WHERE ${where}
+  return `(${settled}
     UNION ALL
     SELECT * FROM riptide.spans_recent FINAL
     WHERE (${where}) AND _deleted = 0 AND start_time >= now64(6) - INTERVAL ${RECENT_HOURS} HOUR
