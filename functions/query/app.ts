@@ -23,6 +23,7 @@ import { readyBody } from '../../agent/status-server.ts';
 import { clickhousePing } from '../storage/ping.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
+import { liveSpans } from '../storage/span-store.ts';
 import type { AssembleOptions } from './assemble.ts';
 import { ClickHouseSpanSource, assembleRecords, latestVersions, usTime } from './clickhouse-source.ts';
 import { mountJaeger } from './jaeger.ts';
@@ -201,7 +202,8 @@ export function createQueryApp(o: QueryAppOptions): Hono {
       if (f.minDurationUs !== undefined) where.push(`duration_us >= ${Math.trunc(f.minDurationUs)}`);
       if (f.maxDurationUs !== undefined) where.push(`duration_us <= ${Math.trunc(f.maxDurationUs)}`);
       const rows = latestVersions(
-        await queryRows<SpanRecord>(ch, `SELECT ${SPAN_COLUMNS} FROM riptide.spans FINAL WHERE ${where.join(' AND ')} ORDER BY start_time DESC, span_id LIMIT ${Math.trunc(f.limit)}`, params),
+        // Settled spans and the freshest, not yet settled ones (each once; see liveSpans).
+        await queryRows<SpanRecord>(ch, `SELECT ${SPAN_COLUMNS} FROM ${liveSpans(where.join(' AND '), { final: true, fromUs: f.fromUs, toUs: f.toUs })} ORDER BY start_time DESC, span_id LIMIT ${Math.trunc(f.limit)}`, params),
       );
       const n = await withNames(rows);
       return rows.map((r) => toSpanJson(r, n.get(r.service_id) ?? null));

@@ -7,11 +7,14 @@
  * a UNION ALL of per-index branches by ~5x, and the light select list halves a round.
  *
  * Numbers are validated integers written into the SQL; strings always go through query parameters.
- * Duplicates of ReplacingMergeTree are resolved here (highest `_version` wins, tombstones hide), which
- * is cheaper than FINAL for the handful of rows a round returns.
+ * Rounds read {@link liveSpans}: the settled spans of `riptide.spans` and the not yet settled ones of
+ * `riptide.spans_recent`. Any duplicate left (rows written before migration 0005, a slot settling
+ * between the two reads) is resolved here (highest `_version` wins, tombstones hide), which is
+ * cheaper than FINAL for the handful of rows a round returns.
  */
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
+import { liveSpans } from '../storage/span-store.ts';
 import { assembleTrace } from './assemble.ts';
 import type { AssembleOptions, AssembledTrace, SearchKeys, SpanSource, TimeWindow } from './assemble.ts';
 import type { AsmSpan, SpanRecord } from './span.ts';
@@ -51,14 +54,11 @@ export function latestVersions<R extends { span_id: string; _version: number; _d
 export class ClickHouseSpanSource implements SpanSource<AsmRecord> {
   /** Queries issued (for metrics and benchmarks). */
   queries = 0;
-  constructor(
-    private readonly ch: ClickHouse,
-    private readonly table = 'riptide.spans',
-  ) {}
+  constructor(private readonly ch: ClickHouse) {}
 
   async bySpanId(spanId: string): Promise<AsmRecord | undefined> {
     this.queries++;
-    const rows = await queryRows<AsmRecord>(this.ch, `SELECT ${ASM_COLUMNS} FROM ${this.table} WHERE span_id = {id:String}`, { id: spanId });
+    const rows = await queryRows<AsmRecord>(this.ch, `SELECT ${ASM_COLUMNS} FROM ${liveSpans('span_id = {id:String}')}`, { id: spanId });
     return latestVersions(rows)[0];
   }
 
@@ -68,7 +68,7 @@ export class ClickHouseSpanSource implements SpanSource<AsmRecord> {
     this.queries++;
     const rows = await queryRows<SpanRecord>(
       this.ch,
-      `SELECT ${SPAN_COLUMNS} FROM ${this.table} WHERE start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)} AND span_id IN {ids:Array(String)}`,
+      `SELECT ${SPAN_COLUMNS} FROM ${liveSpans(`start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)} AND span_id IN {ids:Array(String)}`, { fromUs: w.from, toUs: w.to })}`,
       { ids },
     );
     return latestVersions(rows);
@@ -118,8 +118,7 @@ export class ClickHouseSpanSource implements SpanSource<AsmRecord> {
     }
     if (or.length === 0) return [];
     this.queries++;
-    const sql = `SELECT ${ASM_COLUMNS} FROM ${this.table}
-      WHERE start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)} AND (${or.join(' OR ')})
+    const sql = `SELECT ${ASM_COLUMNS} FROM ${liveSpans(`start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)} AND (${or.join(' OR ')})`, { fromUs: w.from, toUs: w.to })}
       LIMIT ${int(limit)}`;
     return latestVersions(await queryRows<AsmRecord>(this.ch, sql, params));
   }

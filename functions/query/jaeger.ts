@@ -13,6 +13,7 @@
  */
 import type { Hono } from 'hono';
 import { queryRows } from '../storage/clickhouse.ts';
+import { liveSpans } from '../storage/span-store.ts';
 import type { QueryContext } from './app.ts';
 import { BadRequest, MAX_TIME_US, parseLimit } from './app.ts';
 import { seedOfTraceOrSpanId } from './trace-list.ts';
@@ -138,7 +139,7 @@ export function mountJaeger(app: Hono, ctx: QueryContext): void {
   app.get('/api/services', async (c) => {
     const rows = await queryRows<{ service_id: number; process_name: string }>(
       ctx.ch,
-      `SELECT DISTINCT service_id, if(service_id = 0, process_name, '') AS process_name FROM riptide.spans WHERE ${recentRange()} LIMIT 10000`,
+      `SELECT DISTINCT service_id, if(service_id = 0, process_name, '') AS process_name FROM ${liveSpans(recentRange())} LIMIT 10000`,
     );
     const names = await ctx.names.resolve(rows.map((r) => Number(r.service_id)));
     const set = new Set<string>();
@@ -159,7 +160,7 @@ export function mountJaeger(app: Hono, ctx: QueryContext): void {
     }
     const rows = await queryRows<{ name: string; kind: string }>(
       ctx.ch,
-      `SELECT DISTINCT ${OPERATION_SQL} AS name, toString(side) AS kind FROM riptide.spans WHERE ${recentRange()} AND ${SERVICE_SQL} ${kindSql} ORDER BY name LIMIT 10000`,
+      `SELECT DISTINCT ${OPERATION_SQL} AS name, toString(side) AS kind FROM ${liveSpans(recentRange())} WHERE ${SERVICE_SQL} ${kindSql} ORDER BY name LIMIT 10000`,
       params,
     );
     return rows.map((r) => ({ name: r.name, spanKind: r.kind }));
@@ -276,7 +277,7 @@ export function mountJaeger(app: Hono, ctx: QueryContext): void {
     // Server spans first: they are the entry points a user searching a service means.
     const rows = await queryRows<{ span_id: string }>(
       ctx.ch,
-      `SELECT span_id FROM riptide.spans WHERE ${where.join(' AND ')} ORDER BY side = 'server' DESC, start_time DESC LIMIT ${limit * 4}`,
+      `SELECT span_id FROM ${liveSpans(where.join(' AND '), { fromUs: startUs, toUs: endUs })} ORDER BY side = 'server' DESC, start_time DESC LIMIT ${limit * 4}`,
       params,
     );
     const traces: JaegerTrace[] = [];

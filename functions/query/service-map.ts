@@ -15,6 +15,7 @@
  */
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
+import { liveSpans } from '../storage/span-store.ts';
 import { usTime } from './clickhouse-source.ts';
 import type { TagNames } from './names.ts';
 
@@ -166,7 +167,7 @@ export async function serviceMap(ch: ClickHouse, names: TagNames, fromUs: number
   const groups = await queryRows<RawGroup>(
     ch,
     `SELECT toString(h) AS h, ${GROUP_COLUMNS} FROM (
-       SELECT ${RAW_KEY} AS h, ${GROUP_COLUMNS} FROM riptide.spans FINAL WHERE (${p.raw}) AND signal_source = 'ebpf'
+       SELECT ${RAW_KEY} AS h, ${GROUP_COLUMNS} FROM ${liveSpans(`(${p.raw}) AND signal_source = 'ebpf'`, { final: true, fromUs, toUs })}
        UNION ALL
        SELECT h, ${GROUP_COLUMNS} FROM riptide.edge_minutes WHERE ${p.rolled}
      ) GROUP BY h, ${GROUP_COLUMNS} LIMIT 200000`,
@@ -214,7 +215,7 @@ export async function serviceMap(ch: ClickHouse, names: TagNames, fromUs: number
      FROM (
        SELECT ${RAW_KEY} AS h, l7_protocol AS protocol, count() AS n, ${ERRORS} AS err,
               quantilesState(0.5, 0.99)(duration_us) AS qs, argMaxState(span_id, duration_us) AS slow
-       FROM riptide.spans FINAL WHERE (${p.raw}) AND signal_source = 'ebpf' GROUP BY h, protocol
+       FROM ${liveSpans(`(${p.raw}) AND signal_source = 'ebpf'`, { final: true, fromUs, toUs })} GROUP BY h, protocol
        UNION ALL
        SELECT h, l7_protocol, requests, errors, q, slowest FROM riptide.edge_minutes WHERE ${p.rolled}
      )

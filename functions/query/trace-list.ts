@@ -15,6 +15,7 @@
  */
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
+import { liveSpans } from '../storage/span-store.ts';
 import { spanIdOfDerivedTraceId } from './assemble.ts';
 import type { SpanJson } from './span.ts';
 
@@ -142,6 +143,6 @@ export async function seedOfTraceOrSpanId(ch: ClickHouse, id: string): Promise<s
   if (!/^[0-9a-f]{32}$/.test(lower)) return id;
   const derived = spanIdOfDerivedTraceId(lower);
   if (derived) return derived;
-  const rows = await queryRows<{ span_id: string }>(ch, 'SELECT span_id FROM riptide.spans WHERE trace_id = {t:String} AND _deleted = 0 ORDER BY start_time LIMIT 1', { t: lower });
+  const rows = await queryRows<{ span_id: string }>(ch, `SELECT span_id FROM ${liveSpans('trace_id = {t:String} AND _deleted = 0')} ORDER BY start_time LIMIT 1`, { t: lower });
   return rows[0]?.span_id;
 }

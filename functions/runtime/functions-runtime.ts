@@ -49,6 +49,10 @@ export interface FunctionsConfig {
   /** 'auto' watches Kubernetes when running in a pod. */
   kubernetes?: 'auto' | 'on' | 'off';
   builder?: SpanBuilderOptions;
+  /** Seconds after a slot's pairing window ends before it settles into riptide.spans (default 5). */
+  settleGraceSeconds?: number;
+  /** At most this many seconds more while no later batch of the agent has come (default 60). */
+  settleMaxWaitSeconds?: number;
   /** How often the local runtime refreshes the service-map rollups of the last two hours (ms, default 30 s; 0 = never). */
   rollupMs?: number;
   /** Skip migrations (a Job runs them). */
@@ -101,12 +105,15 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
       await watcher.start();
     }
     const encoder = new TagEncoder({ ids, source: index });
-    const processor = new BatchProcessor({ ch, store: storePort(store), keys: shippingKeys, decode: shippingDecoder, encoder, builder: cfg.builder, log });
+    const processor = new BatchProcessor({ ch, store: storePort(store), keys: shippingKeys, decode: shippingDecoder, encoder, builder: cfg.builder, settleGraceSeconds: cfg.settleGraceSeconds, settleMaxWaitSeconds: cfg.settleMaxWaitSeconds, log });
     const handle = (key: string) => processor.processBatch(key);
-    const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, processMany: (keys) => processor.processKeys(keys), store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
+    const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, processMany: (keys) => processor.processKeys(keys), settle: () => processor.settleDue(), store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
     const rollups = runtime ? startRollups(ch, cfg.rollupMs ?? 30_000, log) : undefined;
     const ping = clickhousePing(ch);
     const ready = async (): Promise<string[]> => [runtime?.readiness() ?? null, await ping()].filter((r): r is string => r !== null);
+    // The polling runtime settles after every poll; an event-driven instance settles on a timer, so an
+    // agent's last slots reach riptide.spans even when no later event comes.
+    const settler = runtime ? undefined : startSettler(processor, cfg.pollMs ?? 1000, log);
     const app = createFunctionsApp({
       // Events are taken only by the HTTP adapter; the polling runtime finds objects itself.
       process: cfg.adapter === 'http' ? handle : async (key) => ({ key, status: 'ignored', reason: 'this instance polls the store (--adapter local)', slots: [] }),
@@ -124,6 +131,7 @@ export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
       ready,
       close: async () => {
         await rollups?.stop();
+        await settler?.stop();
         await runtime?.stop();
         await watcher?.stop();
         await store.close();
@@ -163,6 +171,34 @@ function startRollups(ch: ClickHouse, everyMs: number, log: (line: string) => vo
       });
   };
   const timer = setInterval(tick, everyMs);
+  timer.unref();
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}
+
+/** Settle what is due every `everyMs` (one pass at a time; a failed pass is logged once and retried). */
+function startSettler(processor: BatchProcessor, everyMs: number, log: (line: string) => void): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  let failing = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = processor
+      .settleDue()
+      .then(() => {
+        failing = false;
+      })
+      .catch((err: unknown) => {
+        if (!failing) log(`riptide functions: settling slots failed (retrying every ${everyMs / 1000} s): ${err instanceof Error ? err.message : String(err)}`);
+        failing = true;
+      })
+      .finally(() => {
+        running = undefined;
+      });
+  }, everyMs);
   timer.unref();
   return {
     stop: async () => {

@@ -49,6 +49,8 @@ export interface LocalRuntimeOptions {
   process: (key: string) => Promise<ProcessResult>;
   /** Several keys at once (BatchProcessor.processKeys): each affected slot built once per poll. */
   processMany?: (keys: string[]) => Promise<ProcessResult[]>;
+  /** Settle the slots whose pairing window has closed (BatchProcessor.settleDue); run after every poll. */
+  settle?: () => Promise<number>;
   store: ObjectStorePort;
   keys: BatchKeyScheme;
   ledger?: BatchLedger;
@@ -62,6 +64,8 @@ export interface TickResult {
   processed: number;
   quarantined: number;
   failed: number;
+  /** Slots settled by this poll's settle pass (their rows written to riptide.spans). */
+  settled: number;
 }
 
 export class LocalRuntime {
@@ -117,7 +121,7 @@ export class LocalRuntime {
 
   /** One poll: list, process what is new in (agent, slot, part) order, record it. */
   async tick(): Promise<TickResult> {
-    const r: TickResult = { seen: 0, processed: 0, quarantined: 0, failed: 0 };
+    const r: TickResult = { seen: 0, processed: 0, quarantined: 0, failed: 0, settled: 0 };
     try {
       this.done ??= await this.ledger.load();
       // The first poll lists everything (catch up); later ones only the recent prefixes when the key
@@ -164,6 +168,16 @@ export class LocalRuntime {
           } catch (err) {
             fail(key, err);
           }
+        }
+      }
+      // Slots whose window closed since the last poll (a quiet agent's last slots too) settle now.
+      if (this.o.settle && !this.stopping) {
+        try {
+          r.settled = await this.o.settle();
+        } catch (err) {
+          r.failed++;
+          pollErrors.inc();
+          this.log(`riptide functions: settling slots failed, will retry: ${(err as Error).message}`);
         }
       }
       this.lastOk = Date.now();

@@ -34,6 +34,8 @@ export const SHARD_KEYS: Readonly<Record<string, string>> = {
   span_writes: 'toUInt32(minute)',
   rollup_minutes: 'toUInt32(minute)',
   edge_minutes: 'toUInt32(minute)',
+  spans_recent: 'sipHash64(span_id)',
+  settled_slots: 'sipHash64(agent_id)',
 };
 
 const ON = "ON CLUSTER '{cluster}'";
@@ -74,12 +76,13 @@ function chunks(sql: string): { header: string[]; chunks: Chunk[] } {
 }
 
 function renderCreateTable(s: string, file: string): string[] {
-  const m = /^CREATE TABLE IF NOT EXISTS riptide\.(\w+)\n/.exec(s);
+  // `CREATE TABLE riptide.x (columns…)` or `CREATE TABLE riptide.x AS riptide.y` (y's columns).
+  const m = /^CREATE TABLE IF NOT EXISTS riptide\.(\w+)(?: AS riptide\.(\w+))?\n/.exec(s);
   if (!m) throw new Error(`${file}: unexpected CREATE TABLE form: ${s.split('\n')[0]}`);
   const table = m[1];
   const shard = SHARD_KEYS[table];
   if (shard === undefined) throw new Error(`${file}: no sharding key for riptide.${table} (add it to SHARD_KEYS in functions/storage/cluster-ddl.ts)`);
-  let local = s.replace(m[0], `CREATE TABLE IF NOT EXISTS riptide.${table}_local ${ON}\n`);
+  let local = s.replace(m[0], `CREATE TABLE IF NOT EXISTS riptide.${table}_local ${ON}${m[2] ? ` AS riptide.${m[2]}_local` : ''}\n`);
   local = local.replace(/^ENGINE = (\w*MergeTree)(?:\((.*)\))?$/m, (_all, engine: string, args?: string) => `ENGINE = Replicated${engine}(${ZK}${args ? `, ${args}` : ''})`);
   if (!/ENGINE = Replicated/.test(local)) throw new Error(`${file}: riptide.${table} has no MergeTree engine line to replicate`);
   local = local.replace(/^SETTINGS (.*);$/m, (_all, list: string) => {

@@ -1,8 +1,13 @@
 /**
- * Writes span rows and tag dictionary rows. Inserts carry a deduplication token derived from their
- * content's identity (agent, slot, window version, kind), so a retried insert is dropped by
- * ClickHouse itself; ReplacingMergeTree(_version, _deleted) makes anything that slips through
- * (a re-run with a different token) collapse on merge and under FINAL.
+ * Writes span rows and tag dictionary rows, and says how to read spans back.
+ *
+ * `riptide.spans` gets every span once: the span builder's rows of a slot whose pairing window has
+ * closed (`insertSpans` with the token `settled/<agent>/<slot>`, then `recordSettledSlot`), and
+ * OTLP spans. Until a slot settles its rows go to `riptide.spans_recent` (`insertRecentSpans`),
+ * rewritten as neighbours arrive and collapsed by ReplacingMergeTree(_version, _deleted) under
+ * FINAL. {@link liveSpans} is the union a reader wants: settled rows, plus the recent rows of slots
+ * not settled yet. Inserts carry a deduplication token, so a retried insert is dropped by
+ * ClickHouse itself.
  */
 import type { SpanRow } from '../span-builder/span-row.ts';
 import type { ClickHouse } from './clickhouse.ts';
@@ -58,15 +63,26 @@ export interface CustomTagRow {
 
 const INSERT_SETTINGS = { date_time_input_format: 'best_effort' } as const;
 
+/** Rows into `riptide.spans` (settled slots, OTLP): each span once; marks their minutes written. */
 export async function insertSpans(ch: ClickHouse, rows: readonly SpanRow[], dedupToken?: string): Promise<void> {
   if (rows.length === 0) return;
+  await insertInto(ch, 'riptide.spans', rows, dedupToken);
+  await recordSpanWrites(ch, rows);
+}
+
+/** Rows of a slot not settled yet into `riptide.spans_recent` (versions and tombstones allowed). */
+export async function insertRecentSpans(ch: ClickHouse, rows: readonly SpanRow[], dedupToken?: string): Promise<void> {
+  if (rows.length === 0) return;
+  await insertInto(ch, 'riptide.spans_recent', rows, dedupToken);
+}
+
+async function insertInto(ch: ClickHouse, table: string, rows: readonly SpanRow[], dedupToken: string | undefined): Promise<void> {
   await ch.client.insert({
-    table: 'riptide.spans',
+    table,
     values: rows.map(toInsertRow),
     format: 'JSONEachRow',
     clickhouse_settings: dedupToken ? { ...INSERT_SETTINGS, insert_deduplication_token: dedupToken } : INSERT_SETTINGS,
   });
-  await recordSpanWrites(ch, rows);
 }
 
 /**
@@ -114,4 +130,73 @@ export interface ProcessedSlotRow {
 
 export async function recordProcessedSlot(ch: ClickHouse, row: ProcessedSlotRow): Promise<void> {
   await ch.client.insert({ table: 'riptide.processed_slots', values: [row], format: 'JSONEachRow' });
+}
+
+export interface SettledSlotRow {
+  agent_id: string;
+  slot: number;
+  slot_seconds: number;
+  objects: number;
+  spans: number;
+  /** Unix seconds. */
+  settled_at: number;
+}
+
+/** After its rows are in `riptide.spans`: the slot is settled (never written again, hidden in spans_recent). */
+export async function recordSettledSlot(ch: ClickHouse, row: SettledSlotRow): Promise<void> {
+  await ch.client.insert({ table: 'riptide.settled_slots', values: [{ ...row, slot_start: row.slot * row.slot_seconds }], format: 'JSONEachRow' });
+}
+
+/** Which of `slots` (one agent, one slot length) are settled. */
+export async function settledSlots(ch: ClickHouse, agentId: string, slotSeconds: number, slots: readonly number[]): Promise<Set<number>> {
+  if (slots.length === 0) return new Set();
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const s of slots) {
+    lo = Math.min(lo, s);
+    hi = Math.max(hi, s);
+  }
+  const rows = await ch.client.query({
+    // slot_start leads the sorting key: the range reads a few granules.
+    query: `SELECT DISTINCT slot FROM riptide.settled_slots
+            WHERE slot_start >= toDateTime({lo:UInt64}, 'UTC') AND slot_start <= toDateTime({hi:UInt64}, 'UTC')
+              AND agent_id = {agent:String} AND slot IN {slots:Array(UInt64)}`,
+    query_params: { lo: lo * slotSeconds, hi: hi * slotSeconds, agent: agentId, slots: [...new Set(slots)] },
+    format: 'JSONEachRow',
+  });
+  return new Set(((await rows.json()) as Array<{ slot: number | string }>).map((r) => Number(r.slot)));
+}
+
+/** How far back readers look in `riptide.spans_recent` (its TTL): a slot settles seconds after its window closes. */
+export const RECENT_HOURS = 1;
+
+export interface LiveSpansOptions {
+  /** Read the settled rows with FINAL (a backstop for rows written before migration 0005; default false). */
+  final?: boolean;
+  /** Microseconds: bounds the lookup of settled slots to the caller's range (recommended). */
+  fromUs?: number;
+  toUs?: number;
+}
+
+/**
+ * A table expression (`FROM ${liveSpans(where)}`) with every span once, in its latest version: the
+ * settled rows of `riptide.spans`, plus the rows of `riptide.spans_recent` (FINAL, tombstones
+ * dropped) of slots that have not settled. `where` is a predicate over span columns applied to both
+ * (typically the time range), so each side prunes by its own sorting key. A slot settling between
+ * the two reads can show a span twice for that instant; readers that return spans keep one row per
+ * span id.
+ */
+export function liveSpans(where = '1', o: LiveSpansOptions = {}): string {
+  const settled = `SELECT * FROM riptide.spans${o.final ? ' FINAL' : ''} WHERE (${where})`;
+  // A range that ended before the recent horizon has nothing unsettled to read.
+  if (o.toUs !== undefined && o.toUs < (Date.now() - RECENT_HOURS * 3600e3) * 1000) return `(${settled})`;
+  const settledRange = [`slot_start >= now() - INTERVAL ${RECENT_HOURS + 1} HOUR`];
+  // A span starts inside its slot; 3600 s covers the longest slot the agent takes.
+  if (o.fromUs !== undefined) settledRange.push(`slot_start >= toDateTime(${Math.max(0, Math.floor(o.fromUs / 1e6) - 3600)}, 'UTC')`);
+  if (o.toUs !== undefined) settledRange.push(`slot_start <= toDateTime(${Math.max(0, Math.ceil(o.toUs / 1e6))}, 'UTC')`);
+  return `(${settled}
+    UNION ALL
+    SELECT * FROM riptide.spans_recent FINAL
+    WHERE (${where}) AND _deleted = 0 AND start_time >= now64(6) - INTERVAL ${RECENT_HOURS} HOUR
+      AND (agent_id, slot) GLOBAL NOT IN (SELECT agent_id, slot FROM riptide.settled_slots WHERE ${settledRange.join(' AND ')}))`;
 }

@@ -10,6 +10,10 @@
  * 300 ms (random phase inside the slot), and a poller asks the API every 100 ms for the spans of
  * the requests not yet seen. Latency = first time the server-side span is returned − the time the
  * client had the response. The poll interval bounds the resolution (±100 ms).
+ *
+ * Also, as a user of plain SQL sees it (`POST /api/v1/sql`, polled every 500 ms): when each server span
+ * first appears in `riptide.spans` ("sql" columns), and, once every span has appeared (or 60 s),
+ * how many rows plain `count()` finds for the run's spans against how many distinct spans there are.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -29,6 +33,31 @@ const pct = (xs: number[], p: number): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 };
+
+function post(url: string, json: unknown): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(json));
+  });
+}
+
+async function sql<T>(port: number, query: string): Promise<T[]> {
+  const { status, body } = await post(`http://127.0.0.1:${port}/api/v1/sql`, { sql: query });
+  if (status !== 200) throw new Error(`POST /api/v1/sql: ${status} ${body.slice(0, 300)}`);
+  return (JSON.parse(body) as { rows: T[] }).rows;
+}
+
+interface RunResult {
+  api: number[];
+  sql: number[];
+  rows: number;
+  spans: number;
+}
 
 function get(url: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -59,7 +88,7 @@ async function startUp(dataDir: string, port: number, slot: number): Promise<Chi
   return up;
 }
 
-async function run(slot: number): Promise<number[]> {
+async function run(slot: number): Promise<RunResult> {
   const dataDir = mkdtempSync(join(tmpdir(), 'riptide-bench-fresh-'));
   const apiPort = await freePort();
   const up = await startUp(dataDir, apiPort, slot);
@@ -83,31 +112,50 @@ async function run(slot: number): Promise<number[]> {
       await sleep(100);
     }
   })();
+  const inSql = new Map<number, number>();
+  const sqlPoller = (async () => {
+    while (polling) {
+      try {
+        const rows = await sql<{ r: string }>(apiPort, `SELECT request_resource AS r FROM riptide.spans WHERE side = 'server' AND position(request_resource, '/${tag}/') > 0`);
+        const now = performance.now();
+        for (const { r } of rows) {
+          const m = new RegExp(`/${tag}/(\\d+)$`).exec(r);
+          if (m && done.has(Number(m[1])) && !inSql.has(Number(m[1]))) inSql.set(Number(m[1]), now - (done.get(Number(m[1])) as number));
+        }
+      } catch {
+        // not ready yet
+      }
+      await sleep(500);
+    }
+  })();
   for (let i = 0; i < REQUESTS; i++) {
     await get(`http://127.0.0.1:${appPort}/${tag}/${i}`);
     done.set(i, performance.now());
     await sleep(250 + Math.random() * 100);
   }
-  const deadline = performance.now() + 30_000;
-  while (seen.size < REQUESTS && performance.now() < deadline) await sleep(200);
+  const deadline = performance.now() + 60_000;
+  while ((seen.size < REQUESTS || inSql.size < REQUESTS) && performance.now() < deadline) await sleep(200);
   polling = false;
   await poller;
+  await sqlPoller;
+  // What plain SQL counts for this run's spans (client and server), against the distinct spans.
+  const [c] = await sql<{ rows: number; spans: number }>(apiPort, `SELECT count() AS rows, uniqExact(span_id) AS spans FROM riptide.spans WHERE position(request_resource, '/${tag}/') > 0`);
   server.close();
   up.kill('SIGINT');
   await new Promise((r) => up.once('exit', r));
   rmSync(dataDir, { recursive: true, force: true });
-  if (seen.size < REQUESTS) console.log(`slot ${slot}s: ${REQUESTS - seen.size} of ${REQUESTS} requests never showed up within 30 s`);
-  return [...seen.values()];
+  if (seen.size < REQUESTS) console.log(`slot ${slot}s: ${REQUESTS - seen.size} of ${REQUESTS} requests never showed up in the API within 60 s`);
+  if (inSql.size < REQUESTS) console.log(`slot ${slot}s: ${REQUESTS - inSql.size} of ${REQUESTS} requests never showed up in riptide.spans within 60 s`);
+  return { api: [...seen.values()], sql: [...inSql.values()], rows: Number(c.rows), spans: Number(c.spans) };
 }
 
-const results: Array<[number, number[]]> = [];
+const results: Array<[number, RunResult]> = [];
 for (const slot of SLOTS) results.push([slot, await run(slot)]);
 console.log(`\nfreshness on the embedded default (riptide up), ${REQUESTS} requests per row, load average ${loadavg()[0].toFixed(1)}`);
-console.log('slot     found   median ms   p90 ms   max ms');
-for (const [slot, l] of results) {
-  if (l.length === 0) {
-    console.log(`${`${slot} s`.padEnd(8)} 0`);
-    continue;
-  }
-  console.log(`${`${slot} s`.padEnd(8)} ${String(l.length).padStart(5)}   ${pct(l, 50).toFixed(0).padStart(9)}   ${pct(l, 90).toFixed(0).padStart(6)}   ${Math.max(...l).toFixed(0).padStart(6)}`);
+console.log('                 GET /api/v1/spans              plain SQL on riptide.spans');
+console.log('slot     found   median ms   p90 ms   max ms   found   median ms   rows  spans');
+const cols = (l: number[]): string => (l.length === 0 ? `${'0'.padStart(5)}   ${'-'.padStart(9)}` : `${String(l.length).padStart(5)}   ${pct(l, 50).toFixed(0).padStart(9)}`);
+for (const [slot, r] of results) {
+  const api = r.api.length === 0 ? `${'0'.padStart(5)}   ${'-'.padStart(9)}   ${'-'.padStart(6)}   ${'-'.padStart(6)}` : `${cols(r.api)}   ${pct(r.api, 90).toFixed(0).padStart(6)}   ${Math.max(...r.api).toFixed(0).padStart(6)}`;
+  console.log(`${`${slot} s`.padEnd(8)} ${api}   ${cols(r.sql)}   ${String(r.rows).padStart(4)}   ${String(r.spans).padStart(4)}`);
 }

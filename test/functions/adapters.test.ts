@@ -31,7 +31,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 beforeEach(async () => {
-  for (const t of ['spans', 'tag_names', 'tag_labels', 'processed_slots', 'processed_batches', 'custom_tags']) await ch.client.command({ query: `TRUNCATE TABLE riptide.${t}` });
+  for (const t of ['spans', 'spans_recent', 'settled_slots', 'tag_names', 'tag_labels', 'processed_slots', 'processed_batches', 'custom_tags']) await ch.client.command({ query: `TRUNCATE TABLE riptide.${t}` });
 });
 
 function batches(agent = 'node-b'): Batch[] {
@@ -61,15 +61,15 @@ describe('polling runtime', () => {
     for (const b of bs) await store.put(testKey(b), encodeJson(b));
     const logs: string[] = [];
     const rt = new LocalRuntime({ process, store, keys: testKeys, ledger: new ClickHouseLedger(ch), log: (l) => logs.push(l) });
-    expect(await rt.tick()).toEqual({ seen: 3, processed: 3, quarantined: 0, failed: 0 });
+    expect(await rt.tick()).toEqual({ seen: 3, processed: 3, quarantined: 0, failed: 0, settled: 0 });
     expect(await spanCount()).toBe(12);
-    expect(await rt.tick()).toEqual({ seen: 0, processed: 0, quarantined: 0, failed: 0 });
+    expect(await rt.tick()).toEqual({ seen: 0, processed: 0, quarantined: 0, failed: 0, settled: 0 });
 
     const restarted = new LocalRuntime({ process, store, keys: testKeys, ledger: new ClickHouseLedger(ch), log: (l) => logs.push(l) });
     await store.put('batches/node-b/000340000009/0000.json', new TextEncoder().encode('garbage'));
     const extra = batches('node-c')[0];
     await store.put(testKey(extra), encodeJson(extra));
-    expect(await restarted.tick()).toEqual({ seen: 2, processed: 1, quarantined: 1, failed: 0 });
+    expect(await restarted.tick()).toEqual({ seen: 2, processed: 1, quarantined: 1, failed: 0, settled: 0 });
     expect(await store.list('quarantine/')).toHaveLength(2);
     expect(await spanCount()).toBe(12 + 5);
   });
@@ -80,7 +80,7 @@ describe('polling runtime', () => {
     for (const b of bs) await store.put(testKey(b), encodeJson(b));
     await store.put('batches/node-many/000340000007/0000.json', new TextEncoder().encode('bad'));
     const rt = new LocalRuntime({ process: (k) => processor.processBatch(k), processMany: (ks) => processor.processKeys(ks), store, keys: testKeys, log: () => {} });
-    expect(await rt.tick()).toEqual({ seen: 4, processed: 3, quarantined: 1, failed: 0 });
+    expect(await rt.tick()).toEqual({ seen: 4, processed: 3, quarantined: 1, failed: 0, settled: 0 });
     expect(await spanCount()).toBe(12);
   });
 
@@ -92,7 +92,7 @@ describe('polling runtime', () => {
     const rt = new LocalRuntime({ process: async (k) => (fail ? Promise.reject(new Error('ClickHouse unavailable')) : processor.processBatch(k)), store, keys: testKeys, log: () => {} });
     expect((await rt.tick()).failed).toBe(1);
     fail = false;
-    expect(await rt.tick()).toEqual({ seen: 1, processed: 1, quarantined: 0, failed: 0 });
+    expect(await rt.tick()).toEqual({ seen: 1, processed: 1, quarantined: 0, failed: 0, settled: 0 });
     expect(await spanCount()).toBe(5);
   });
 

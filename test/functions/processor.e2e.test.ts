@@ -1,7 +1,8 @@
 /**
  * store → functions → chDB: batches in an object store, processed by BatchProcessor into
  * riptide.spans; re-processing and out-of-order delivery leave exactly the same rows; malformed
- * batches are quarantined and processing carries on.
+ * batches are quarantined and processing carries on. Batches arrive while their windows are open
+ * (a test clock just after the stream, a long settle grace); a snapshot settles every slot first.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,7 @@ import { migrate } from '../../functions/storage/migrations.ts';
 import { BatchProcessor } from '../../functions/runtime/processor.ts';
 import { TagEncoder } from '../../functions/tag-encoder/tag-encoder.ts';
 import { DenseTagIds } from '../../functions/tag-encoder/tag-ids.ts';
-import { BASE_SLOT, cutBatches, httpReq, httpResp, msg, proc } from './fixtures.ts';
+import { BASE_SLOT, SLOT_SECONDS, cutBatches, httpReq, httpResp, msg, proc } from './fixtures.ts';
 import { decodeJson, encodeJson, MemoryStore, testKey, testKeys } from './memory-store.ts';
 
 let dir: string;
@@ -50,7 +51,17 @@ function stream(): Batch[] {
   return [...cutBatches('node-a', msgs, [proc(100, 'curl'), proc(200, 'nginx')], 'host-a').values()];
 }
 
+/** Just after the stream's last slot ended: every window still open (the grace is an hour). */
+const LIVE_MS = (BASE_SLOT + 4) * SLOT_SECONDS * 1000 + 500;
+const clock = { now: LIVE_MS };
+let current: BatchProcessor | undefined;
+
+/** Let every window close, settle, and read what plain SQL sees in riptide.spans. */
 async function snapshot(): Promise<unknown[]> {
+  clock.now = 1e15;
+  await current?.settleDue();
+  const [c] = await queryRows<{ rows: number; ids: number }>(ch, 'SELECT count() AS rows, uniqExact(span_id) AS ids FROM riptide.spans');
+  expect(Number(c.rows)).toBe(Number(c.ids)); // each span once, before any merge
   return queryRows(ch, 'SELECT * FROM riptide.spans FINAL ORDER BY span_id');
 }
 
@@ -58,8 +69,9 @@ let registry: DenseTagIds;
 
 async function reset(): Promise<void> {
   // The id registry survives (as in production); only the derived tables are emptied.
-  for (const t of ['spans', 'tag_names', 'tag_labels', 'processed_slots']) await ch.client.command({ query: `TRUNCATE TABLE riptide.${t}` });
+  for (const t of ['spans', 'spans_recent', 'settled_slots', 'tag_names', 'tag_labels', 'processed_slots']) await ch.client.command({ query: `TRUNCATE TABLE riptide.${t}` });
   registry = await DenseTagIds.load(ch);
+  clock.now = LIVE_MS;
 }
 
 function storeWith(batches: Batch[]): { store: MemoryStore; keys: string[]; p: BatchProcessor } {
@@ -72,7 +84,8 @@ function storeWith(batches: Batch[]): { store: MemoryStore; keys: string[]; p: B
   // Dense ids from the registry in ClickHouse, as `riptide functions` runs: a fresh registry per
   // processor stands for a restarted (or another) replica.
   const ids = registry;
-  return { store, keys, p: new BatchProcessor({ ch, store, keys: testKeys, decode: decodeJson, log: () => {}, encoder: new TagEncoder({ ids }) }) };
+  current = new BatchProcessor({ ch, store, keys: testKeys, decode: decodeJson, log: () => {}, encoder: new TagEncoder({ ids }), now: () => clock.now, settleGraceSeconds: 3600 });
+  return { store, keys, p: current };
 }
 
 describe('store → functions → chDB', () => {
@@ -162,6 +175,7 @@ describe('store → functions → chDB', () => {
         await store.put(testKey(one[i]), encodeJson(one[i]));
         await p.processBatch(testKey(one[i]));
       }
+      await snapshot();
       expect(await rows()).toEqual([
         { r: '/slow', st: 'paired', d: 2_500_000 },
         { r: '/fast', st: 'paired', d: 1000 },
