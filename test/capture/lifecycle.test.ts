@@ -32,7 +32,7 @@ describe('agent lifecycle', () => {
       env: { ...process.env, HOME: '/tmp', TSX_TSCONFIG_PATH: undefined },
       timeout: 30_000,
     });
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(3); // exit 3: not permitted (README, exit codes)
     const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^riptide agent: cannot capture: privileges: not root and missing CAP_BPF \+ CAP_PERFMON/);
