@@ -16,7 +16,7 @@ import { queryRows } from '../storage/clickhouse.ts';
 import { liveSpans } from '../storage/span-store.ts';
 import type { QueryContext } from './app.ts';
 import { BadRequest, MAX_TIME_US, parseLimit } from './app.ts';
-import { seedOfTraceOrSpanId } from './trace-list.ts';
+import { distinctTraces, seedOfTraceOrSpanId } from './trace-list.ts';
 import { usTime } from './clickhouse-source.ts';
 import { serviceMap } from './service-map.ts';
 import type { SpanJson } from './span.ts';
@@ -280,19 +280,12 @@ export function mountJaeger(app: Hono, ctx: QueryContext): void {
       `SELECT span_id FROM ${liveSpans(where.join(' AND '), { fromUs: startUs, toUs: endUs })} ORDER BY side = 'server' DESC, start_time DESC LIMIT ${limit * 4}`,
       params,
     );
-    const traces: JaegerTrace[] = [];
-    const seenTrace = new Set<string>();
-    const seenSpan = new Set<string>();
-    for (const r of rows) {
-      if (traces.length >= limit) break;
-      if (seenSpan.has(r.span_id)) continue;
-      const t = await ctx.trace(r.span_id);
-      if (!t) continue;
-      for (const s of t.spans) seenSpan.add(s.span_id);
-      if (seenTrace.has(t.trace_id)) continue;
-      seenTrace.add(t.trace_id);
-      traces.push(toJaegerTrace(t.trace_id, t.spans));
-    }
+    const found = await distinctTraces(
+      rows.map((r) => r.span_id),
+      (id) => ctx.trace(id),
+      { limit },
+    );
+    const traces = found.traces.map((t) => toJaegerTrace(t.trace_id, t.spans));
     return c.json(envelope(traces, traces.length));
   });
 }

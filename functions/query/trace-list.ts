@@ -50,7 +50,7 @@ export interface TraceListDeps {
   /** Candidate spans, newest first (the same search as `/api/v1/spans`). */
   search(limit: number): Promise<SpanJson[]>;
   /** The trace holding a span. */
-  trace(spanId: string): Promise<{ trace_id: string; spans: SpanJson[] } | undefined>;
+  trace(spanId: string): Promise<FoundTrace | undefined>;
 }
 
 export interface TraceListOptions {
@@ -104,33 +104,54 @@ export function summarizeTrace(traceId: string, spans: readonly SpanJson[]): Tra
   };
 }
 
-/** Up to `limit` distinct traces among the newest candidate spans. */
-export async function listTraces(deps: TraceListDeps, o: TraceListOptions): Promise<{ traces: TraceSummary[]; truncated: boolean }> {
-  const deadline = performance.now() + (o.budgetMs ?? 3000);
-  // A trace has several spans among the candidates: ask for more than the traces wanted.
-  const candidates = await deps.search(Math.min(10_000, o.limit * 8));
-  // Server spans first (a request entering a service), newest first within each side.
-  candidates.sort((a, b) => Number(b.side === 'server') - Number(a.side === 'server') || b.start_time_us - a.start_time_us);
-  const traces: TraceSummary[] = [];
+/** An assembled trace, as `QueryContext.trace` answers. */
+export interface FoundTrace {
+  trace_id: string;
+  spans: SpanJson[];
+}
+
+/**
+ * Up to `limit` distinct traces from candidate span ids, in the candidates' order: each candidate is
+ * assembled unless a trace found before already holds it, and a trace found twice counts once.
+ * Stops at the time budget (default: none) with `truncated` set.
+ */
+export async function distinctTraces(
+  candidates: Iterable<string>,
+  trace: (spanId: string) => Promise<FoundTrace | undefined>,
+  o: { limit: number; budgetMs?: number },
+): Promise<{ traces: FoundTrace[]; truncated: boolean }> {
+  const deadline = o.budgetMs === undefined ? Infinity : performance.now() + o.budgetMs;
+  const traces: FoundTrace[] = [];
   const inTrace = new Set<string>();
   const seenTrace = new Set<string>();
-  let truncated = false;
-  for (const c of candidates) {
+  for (const id of candidates) {
     if (traces.length >= o.limit) break;
-    if (inTrace.has(c.span_id)) continue;
-    if (performance.now() > deadline) {
-      truncated = true;
-      break;
-    }
-    const t = await deps.trace(c.span_id);
+    if (inTrace.has(id)) continue;
+    if (performance.now() > deadline) return { traces, truncated: true };
+    const t = await trace(id);
     if (!t) continue;
     for (const s of t.spans) inTrace.add(s.span_id);
     if (seenTrace.has(t.trace_id)) continue;
     seenTrace.add(t.trace_id);
-    traces.push(summarizeTrace(t.trace_id, t.spans));
+    traces.push(t);
   }
+  return { traces, truncated: false };
+}
+
+/** Up to `limit` distinct traces among the newest candidate spans, summarised. */
+export async function listTraces(deps: TraceListDeps, o: TraceListOptions): Promise<{ traces: TraceSummary[]; truncated: boolean }> {
+  // A trace has several spans among the candidates: ask for more than the traces wanted.
+  const candidates = await deps.search(Math.min(10_000, o.limit * 8));
+  // Server spans first (a request entering a service), newest first within each side.
+  candidates.sort((a, b) => Number(b.side === 'server') - Number(a.side === 'server') || b.start_time_us - a.start_time_us);
+  const found = await distinctTraces(
+    candidates.map((c) => c.span_id),
+    (id) => deps.trace(id),
+    { limit: o.limit, budgetMs: o.budgetMs ?? 3000 },
+  );
+  const traces = found.traces.map((t) => summarizeTrace(t.trace_id, t.spans));
   traces.sort((a, b) => b.start_time_us - a.start_time_us);
-  return { traces, truncated };
+  return { traces, truncated: found.truncated };
 }
 
 /**
