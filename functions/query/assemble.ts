@@ -36,6 +36,11 @@ export interface AssembleOptions {
   networkDelayUs: number;
   /** Extra tolerance between two agents' clocks (µs). */
   clockOffsetUs: number;
+  /**
+   * Links whose confidence ({@link RULE_CONFIDENCE}) is below this stay unattached: a wrong parent is
+   * worse than a missing one. 0 takes every rule's link; 1 only exact evidence (sequence, headers).
+   */
+  minConfidence: number;
 }
 
 export const DEFAULT_ASSEMBLE_OPTIONS: AssembleOptions = {
@@ -45,6 +50,7 @@ export const DEFAULT_ASSEMBLE_OPTIONS: AssembleOptions = {
   maxSpans: 2000,
   networkDelayUs: 50_000,
   clockOffsetUs: 10_000,
+  minConfidence: 0.5,
 };
 
 /** "Spans inside this server span, made by its threads" (parent → children search). */
@@ -117,15 +123,37 @@ export type ParentRule =
   | 'syscall_chain'
   | 'thread';
 
+/**
+ * How likely each rule's link is right (0–1), from what the evidence can and cannot rule out; the
+ * reasons are in docs/TRACE-ASSEMBLY.md. `tcp_seq` with an equal response sequence too is
+ * {@link TCP_SEQ_EXACT}.
+ */
+export const RULE_CONFIDENCE: Readonly<Record<ParentRule, number>> = {
+  tcp_seq: 0.95,
+  udp_request_id: 0.9,
+  traceparent: 1,
+  otel_parent: 1,
+  x_request_id: 0.95,
+  syscall_response: 0.9,
+  syscall_chain: 0.8,
+  thread: 0.6,
+};
+/** Request and response sequences both equal: the two ends of one exchange, 64 bits of evidence. */
+export const TCP_SEQ_EXACT = 1;
+
 export interface Link {
   parent: string;
   rule: ParentRule;
+  /** 0–1: {@link RULE_CONFIDENCE} of the rule (or {@link TCP_SEQ_EXACT}). */
+  confidence: number;
 }
 
 export interface AssembledSpan<T extends AsmSpan> {
   span: T;
   parent_id: string | null;
   rule: ParentRule | null;
+  /** The link's confidence; null for a root. */
+  confidence: number | null;
   depth: number;
 }
 
@@ -358,14 +386,15 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     return srv.start_time_us <= (answered(c) ? c.end_time_us : c.start_time_us) + tol;
   };
 
-  const candidates = (s: T): Array<[T | undefined, ParentRule]> => {
+  type Candidate = [T | undefined, ParentRule, number?];
+  const candidates = (s: T): Candidate[] => {
     if (s.signal_source === 'otel') {
       const p = s.app_parent_span_id;
       if (!p) return [];
       const carriers = (ebpfServersByAppId.get(p) ?? []).filter((e) => e.trace_id === s.trace_id);
       return [[nearest(carriers, s.start_time_us) ?? otelById.get(p), 'otel_parent']];
     }
-    const out: Array<[T | undefined, ParentRule]> = [];
+    const out: Candidate[] = [];
     const app = s.app_span_id ? otelById.get(s.app_span_id) : undefined;
     const appParent = app && app.trace_id === s.trace_id ? app : undefined;
     if (s.side === 'server') {
@@ -380,7 +409,7 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
           .flatMap((d) => clientsBySeq.get((s.req_tcp_seq + d) >>> 0) ?? [])
           .filter((c) => networkPeer(s, c));
         const exact = l.filter((c) => c.resp_tcp_seq !== 0 && c.resp_tcp_seq === s.resp_tcp_seq);
-        out.push([nearest(exact.length ? exact : l, s.start_time_us), 'tcp_seq']);
+        out.push([nearest(exact.length ? exact : l, s.start_time_us), 'tcp_seq', exact.length ? TCP_SEQ_EXACT : RULE_CONFIDENCE.tcp_seq]);
       }
       out.push([appParent, 'traceparent']);
       return out;
@@ -403,9 +432,11 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
   };
 
   for (const s of [...spans].sort(byStart)) {
-    for (const [p, rule] of candidates(s)) {
-      if (p && p !== s && !wouldCycle(s.span_id, p.span_id)) {
-        links.set(s.span_id, { parent: p.span_id, rule });
+    for (const [p, rule, c] of candidates(s)) {
+      const confidence = c ?? RULE_CONFIDENCE[rule];
+      // Too weak: try the next rule (they are in falling order, so this mostly leaves it unattached).
+      if (p && p !== s && confidence >= o.minConfidence && !wouldCycle(s.span_id, p.span_id)) {
+        links.set(s.span_id, { parent: p.span_id, rule, confidence });
         break;
       }
     }
@@ -544,7 +575,7 @@ function order<T extends AsmSpan>(ids: Set<string>, links: ReadonlyMap<string, L
   const visit = (s: T, depth: number): void => {
     const l = links.get(s.span_id);
     const linked = l && ids.has(l.parent) ? l : undefined;
-    out.push({ span: s, parent_id: linked?.parent ?? null, rule: linked?.rule ?? null, depth });
+    out.push({ span: s, parent_id: linked?.parent ?? null, rule: linked?.rule ?? null, confidence: linked?.confidence ?? null, depth });
     for (const c of children.get(s.span_id) ?? []) visit(c, depth + 1);
   };
   for (const r of roots) visit(r, 0);
