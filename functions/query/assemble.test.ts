@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ArraySpanSource, RULE_CONFIDENCE, TCP_SEQ_EXACT, assembleTrace, derivedTraceId, linkParents } from './assemble.ts';
+import { ArraySpanSource, RULE_CONFIDENCE, TCP_SEQ_EXACT, assembleTrace, derivedTraceId, idTokens, linkParents } from './assemble.ts';
 import type { ParentRule } from './assemble.ts';
 import type { AsmSpan } from './span.ts';
 
@@ -203,6 +203,37 @@ describe('trace assembly rules', () => {
     expect([full[ua.span_id], full[ub.span_id], full[uc.span_id]]).toEqual([sa.span_id, sb.span_id, sc.span_id]);
   });
 
+  it('content: on an event loop, an id of exactly one open request that reappears in the call links it', () => {
+    // A Node.js gateway (one thread) serves /orders/1001 and /orders/1002 at once; both requests' calls
+    // carry no usable syscall id (the loop read the other request in between).
+    const s1 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 0, end_time_us: 1000, request_resource: '/orders/1001', syscall_trace_id_req: 1, syscall_trace_id_resp: 9 });
+    const s2 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 50, end_time_us: 900, request_resource: '/orders/1002', syscall_trace_id_req: 2, syscall_trace_id_resp: 8 });
+    const c1 = span({ side: 'client', pid: 20, tid: 20, start_time_us: 100, end_time_us: 300, request_resource: '/stock/1001/a', syscall_trace_id_req: 2, syscall_trace_id_resp: 5, req_tcp_seq: 3 });
+    const c2 = span({ side: 'client', pid: 20, tid: 20, start_time_us: 110, end_time_us: 320, request_resource: '/stock/v1?order=1002', syscall_trace_id_req: 2, syscall_trace_id_resp: 6, req_tcp_seq: 4 });
+    const l = linkParents([s1, s2, c1, c2]);
+    expect(l.get(c1.span_id)).toEqual({ parent: s1.span_id, rule: 'content', confidence: RULE_CONFIDENCE.content });
+    expect(l.get(c2.span_id)).toMatchObject({ parent: s2.span_id, rule: 'content' });
+    // No guess: an id both open requests hold, ids pointing at two requests, no id at all, or a
+    // threshold above the rule's confidence.
+    const both = { ...s2, request_resource: '/orders/1001/again' };
+    expect(linkParents([s1, both, c1]).has(c1.span_id)).toBe(false);
+    const twoWays = { ...c1, request_resource: '/stock/1001/1002' };
+    expect(linkParents([s1, s2, twoWays]).has(c1.span_id)).toBe(false);
+    const bare = { ...c1, request_resource: '/stock/a' };
+    expect(linkParents([s1, s2, bare]).has(c1.span_id)).toBe(false);
+    expect(linkParents([s1, s2, c1], { minConfidence: 0.75 }).has(c1.span_id)).toBe(false);
+    // A stronger rule still wins: the response-side syscall id.
+    expect(linkParents([s1, s2, { ...c1, syscall_trace_id_resp: 8 }]).get(c1.span_id)).toMatchObject({ parent: s2.span_id, rule: 'syscall_response' });
+  });
+
+  it('idTokens: ids, not words or versions', () => {
+    expect(idTokens('/down/1001/a')).toEqual(['1001']);
+    expect(idTokens('/api/v1/users/42?session=a3f9c2d1e&page=7')).toEqual(['42', 'a3f9c2d1e']);
+    expect(idTokens('GET user:17')).toEqual(['17']);
+    expect(idTokens('/health')).toEqual([]);
+    expect(idTokens(undefined)).toEqual([]);
+  });
+
   it('thread: one server span of the thread contains the call and nothing else says otherwise', () => {
     const s = span({ side: 'server', pid: 5, tid: 6, start_time_us: 0, end_time_us: 100 });
     const c = span({ side: 'client', pid: 5, tid: 6, start_time_us: 10, end_time_us: 20, req_tcp_seq: 9 });
@@ -272,8 +303,8 @@ describe('parent confidence', () => {
     const early = { ...s, resp_tcp_seq: 0 };
     expect(linkParents([c, early]).get(s.span_id)).toEqual({ parent: c.span_id, rule: 'tcp_seq', confidence: RULE_CONFIDENCE.tcp_seq });
     // The order of the rules is the order of their confidence: a rule tried later never outranks one tried first.
-    const { tcp_seq, udp_request_id, traceparent, x_request_id, syscall_response, syscall_chain, thread } = RULE_CONFIDENCE;
-    expect([traceparent, x_request_id, syscall_response, syscall_chain, thread]).toEqual([traceparent, x_request_id, syscall_response, syscall_chain, thread].sort((a, b) => b - a));
+    const { tcp_seq, udp_request_id, traceparent, x_request_id, syscall_response, syscall_chain, content, thread } = RULE_CONFIDENCE;
+    expect([traceparent, x_request_id, syscall_response, syscall_chain, content, thread]).toEqual([traceparent, x_request_id, syscall_response, syscall_chain, content, thread].sort((a, b) => b - a));
     expect(tcp_seq).toBeGreaterThanOrEqual(udp_request_id);
     for (const v of Object.values(RULE_CONFIDENCE)) expect(v > 0 && v <= 1).toBe(true);
   });

@@ -121,6 +121,7 @@ export type ParentRule =
   | 'x_request_id'
   | 'syscall_response'
   | 'syscall_chain'
+  | 'content'
   | 'thread';
 
 /**
@@ -136,6 +137,7 @@ export const RULE_CONFIDENCE: Readonly<Record<ParentRule, number>> = {
   x_request_id: 0.95,
   syscall_response: 0.9,
   syscall_chain: 0.8,
+  content: 0.7,
   thread: 0.6,
 };
 /** Request and response sequences both equal: the two ends of one exchange, 64 bits of evidence. */
@@ -283,6 +285,22 @@ function seqSlack(protocol: string): readonly number[] {
 }
 const NO_SLACK: readonly number[] = [0];
 
+/**
+ * The id-like tokens of a request resource (path segments, query values, words of a command): those
+ * with two digits or more, or eight characters or more with a digit — `17`, `a3f9c2d1`, a UUID — and
+ * not `v1`, `api`, `a`, which many unrelated requests share.
+ */
+export function idTokens(resource: string | undefined): string[] {
+  if (!resource) return [];
+  const out: string[] = [];
+  for (const t of resource.split(/[\s/?&=;,:#]+/)) {
+    if (t.length > 128) continue;
+    const digits = t.replace(/\D/g, '').length;
+    if ((digits >= 2 || (digits >= 1 && t.length >= 8)) && !out.includes(t)) out.push(t);
+  }
+  return out;
+}
+
 const byStart = (a: AsmSpan, b: AsmSpan): number => a.start_time_us - b.start_time_us || (a.span_id < b.span_id ? -1 : a.span_id > b.span_id ? 1 : 0);
 
 /** HTTP/2 and gRPC are one exchange seen by parsers that may name it differently (descriptor aliases). */
@@ -365,6 +383,27 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     return chain;
   };
 
+  const tokenCache = new Map<string, readonly string[]>();
+  const tokens = (x: T): readonly string[] => {
+    let t = tokenCache.get(x.span_id);
+    if (!t) tokenCache.set(x.span_id, (t = idTokens(x.request_resource)));
+    return t;
+  };
+  const byContent = (c: T, servers: T[]): T | undefined => {
+    const mine = tokens(c);
+    if (mine.length === 0) return undefined;
+    let found: T | undefined;
+    for (const tok of mine) {
+      const holders = servers.filter((srv) => tokens(srv).includes(tok));
+      if (holders.length > 1) continue;
+      if (holders.length === 1) {
+        if (found && found !== holders[0]) return undefined; // two tokens point at two requests
+        found = holders[0];
+      }
+    }
+    return found;
+  };
+
   const links = new Map<string, Link>();
   const wouldCycle = (child: string, parent: string): boolean => {
     let cur: string | undefined = parent;
@@ -425,7 +464,12 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     // request's upstream call right after reading another's request or reply), so neither the chain
     // of request-side ids nor the thread says which one made the call: no guess.
     const same = s.tid !== 0 ? servers.filter((srv) => srv.tid === s.tid || srv.resp_tid === s.tid) : [];
-    if (same.length > 1) return out;
+    if (same.length > 1) {
+      // What the request said: an id of exactly one open request reappears in the call (`/orders/17`
+      // → `/stock/17`). An id two open requests share says nothing.
+      out.push([byContent(s, servers), 'content']);
+      return out;
+    }
     if (s.syscall_trace_id_req !== 0) out.push([latest(servers.filter((srv) => chainOf(srv).has(s.syscall_trace_id_req))), 'syscall_chain']);
     if (same.length === 1) out.push([same[0], 'thread']);
     return out;

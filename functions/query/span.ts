@@ -33,6 +33,8 @@ export interface AsmSpan {
   syscall_trace_id_resp: number;
   x_request_id_req: string;
   x_request_id_resp: string;
+  /** URL path, Redis command, SQL…: only the `content` rule reads it (ids that reappear in a call). */
+  request_resource?: string;
   /** Smart-encoded host and process: with the minute, the table's sorting key (thread probes use it). */
   host_id: number;
   process_id: number;
