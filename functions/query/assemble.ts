@@ -331,7 +331,10 @@ function inside(c: AsmSpan, s: AsmSpan): boolean {
  *   spans of the same process that contain it in time: `x_request_id`, `syscall_response` (the server
  *   answered right after this call returned), `syscall_chain` (the thread went from receiving the
  *   server's request to sending this call, possibly through earlier calls such as a DNS lookup),
- *   `thread` (same thread, and only one server span of that thread contains it).
+ *   `content` (several server spans of the thread contain it: the one whose resource holds an id
+ *   that reappears in the call's), `thread` (same thread, and only one server span of that thread
+ *   contains it).
+ * Each link carries its {@link RULE_CONFIDENCE}; one below `minConfidence` is not made.
  * - OTel span: `otel_parent` (its parent id: the eBPF server span that carried it in, else the OTel
  *   span with that id).
  * A link that would close a cycle is skipped and the next rule is tried.
