@@ -165,7 +165,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
       const n = await withNames(t.spans.map((s) => s.span));
       return {
         trace_id: t.trace_id,
-        spans: t.spans.map((s) => toSpanJson(s.span, n.get(s.span.service_id) ?? null, { parent_id: s.parent_id, trace_id: t.trace_id, parent_rule: s.rule })),
+        spans: t.spans.map((s) => toSpanJson(s.span, n.get(s.span.service_id) ?? null, { parent_id: s.parent_id, trace_id: t.trace_id, parent_rule: s.rule, parent_confidence: s.confidence })),
       };
     },
     async searchSpans(f) {

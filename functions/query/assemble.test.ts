@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ArraySpanSource, assembleTrace, derivedTraceId, linkParents } from './assemble.ts';
+import { ArraySpanSource, RULE_CONFIDENCE, TCP_SEQ_EXACT, assembleTrace, derivedTraceId, idTokens, linkParents } from './assemble.ts';
+import type { ParentRule } from './assemble.ts';
 import type { AsmSpan } from './span.ts';
 
 // Synthetic spans with the fields the capture path fills. Times in µs.
@@ -114,7 +115,7 @@ describe('trace assembly rules', () => {
   it('tcp_seq: a server span is the child of the client span of the same exchange', () => {
     const [c, s] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 2 }, start: 1000, end: 2000 });
     const l = linkParents([s, c]);
-    expect(l.get(s.span_id)).toEqual({ parent: c.span_id, rule: 'tcp_seq' });
+    expect(l.get(s.span_id)).toMatchObject({ parent: c.span_id, rule: 'tcp_seq' });
     expect(l.has(c.span_id)).toBe(false);
   });
 
@@ -134,7 +135,7 @@ describe('trace assembly rules', () => {
   it('tcp_seq, header-first protocols: a MySQL server reading the 4-byte header first sees the sequence 4 bytes on', () => {
     const [c, s] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 2 }, start: 0, end: 100, proto: 'mysql' });
     const shifted = { ...s, req_tcp_seq: s.req_tcp_seq + 4, resp_tcp_seq: s.resp_tcp_seq - 4 };
-    expect(linkParents([c, shifted]).get(s.span_id)).toEqual({ parent: c.span_id, rule: 'tcp_seq' });
+    expect(linkParents([c, shifted]).get(s.span_id)).toMatchObject({ parent: c.span_id, rule: 'tcp_seq' });
     expect(linkParents([c, { ...shifted, l7_protocol: 'http1' }, { ...c, l7_protocol: 'http1' }]).has(s.span_id)).toBe(false);
   });
 
@@ -142,7 +143,7 @@ describe('trace assembly rules', () => {
     const [c0, s1] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 20, tid: 20, sys: [7, 8] }, start: 0, end: 1000, sport: 80 });
     const [c1, s2] = exchange({ c: { pid: 20, tid: 20, sys: [7, 8] }, s: { pid: 30, tid: 30 }, start: 100, end: 900, sport: 8080 });
     const l = linkParents([c0, s1, c1, s2]);
-    expect(l.get(c1.span_id)).toEqual({ parent: s1.span_id, rule: 'syscall_response' });
+    expect(l.get(c1.span_id)).toMatchObject({ parent: s1.span_id, rule: 'syscall_response' });
     expect(l.get(s2.span_id)?.parent).toBe(c1.span_id);
     expect(l.get(s1.span_id)?.parent).toBe(c0.span_id);
   });
@@ -156,10 +157,10 @@ describe('trace assembly rules', () => {
     const redis = span({ side: 'client', pid: 30, tid: 31, l7_protocol: 'redis', start_time_us: 300, end_time_us: 400, syscall_trace_id_req: 2, syscall_trace_id_resp: 9, req_tcp_seq: 77, resp_tcp_seq: 78 });
     const pg = span({ side: 'client', pid: 30, tid: 31, l7_protocol: 'postgresql', start_time_us: 500, end_time_us: 900, syscall_trace_id_req: 9, syscall_trace_id_resp: 3, req_tcp_seq: 87, resp_tcp_seq: 88 });
     const l = linkParents([srv, dnsC, dnsS, redis, pg]);
-    expect(l.get(dnsC.span_id)).toEqual({ parent: srv.span_id, rule: 'syscall_chain' });
-    expect(l.get(dnsS.span_id)).toEqual({ parent: dnsC.span_id, rule: 'udp_request_id' });
-    expect(l.get(redis.span_id)).toEqual({ parent: srv.span_id, rule: 'syscall_chain' });
-    expect(l.get(pg.span_id)).toEqual({ parent: srv.span_id, rule: 'syscall_response' });
+    expect(l.get(dnsC.span_id)).toMatchObject({ parent: srv.span_id, rule: 'syscall_chain' });
+    expect(l.get(dnsS.span_id)).toMatchObject({ parent: dnsC.span_id, rule: 'udp_request_id' });
+    expect(l.get(redis.span_id)).toMatchObject({ parent: srv.span_id, rule: 'syscall_chain' });
+    expect(l.get(pg.span_id)).toMatchObject({ parent: srv.span_id, rule: 'syscall_response' });
     // A DNS reply with another id (a retry, another lookup) is not this exchange.
     expect(linkParents([dnsC, { ...dnsS, request_id: 4243 }]).get(dnsS.span_id)).toBeUndefined();
   });
@@ -202,12 +203,43 @@ describe('trace assembly rules', () => {
     expect([full[ua.span_id], full[ub.span_id], full[uc.span_id]]).toEqual([sa.span_id, sb.span_id, sc.span_id]);
   });
 
+  it('content: on an event loop, an id of exactly one open request that reappears in the call links it', () => {
+    // A Node.js gateway (one thread) serves /orders/1001 and /orders/1002 at once; both requests' calls
+    // carry no usable syscall id (the loop read the other request in between).
+    const s1 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 0, end_time_us: 1000, request_resource: '/orders/1001', syscall_trace_id_req: 1, syscall_trace_id_resp: 9 });
+    const s2 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 50, end_time_us: 900, request_resource: '/orders/1002', syscall_trace_id_req: 2, syscall_trace_id_resp: 8 });
+    const c1 = span({ side: 'client', pid: 20, tid: 20, start_time_us: 100, end_time_us: 300, request_resource: '/stock/1001/a', syscall_trace_id_req: 2, syscall_trace_id_resp: 5, req_tcp_seq: 3 });
+    const c2 = span({ side: 'client', pid: 20, tid: 20, start_time_us: 110, end_time_us: 320, request_resource: '/stock/v1?order=1002', syscall_trace_id_req: 2, syscall_trace_id_resp: 6, req_tcp_seq: 4 });
+    const l = linkParents([s1, s2, c1, c2]);
+    expect(l.get(c1.span_id)).toEqual({ parent: s1.span_id, rule: 'content', confidence: RULE_CONFIDENCE.content });
+    expect(l.get(c2.span_id)).toMatchObject({ parent: s2.span_id, rule: 'content' });
+    // No guess: an id both open requests hold, ids pointing at two requests, no id at all, or a
+    // threshold above the rule's confidence.
+    const both = { ...s2, request_resource: '/orders/1001/again' };
+    expect(linkParents([s1, both, c1]).has(c1.span_id)).toBe(false);
+    const twoWays = { ...c1, request_resource: '/stock/1001/1002' };
+    expect(linkParents([s1, s2, twoWays]).has(c1.span_id)).toBe(false);
+    const bare = { ...c1, request_resource: '/stock/a' };
+    expect(linkParents([s1, s2, bare]).has(c1.span_id)).toBe(false);
+    expect(linkParents([s1, s2, c1], { minConfidence: 0.75 }).has(c1.span_id)).toBe(false);
+    // A stronger rule still wins: the response-side syscall id.
+    expect(linkParents([s1, s2, { ...c1, syscall_trace_id_resp: 8 }]).get(c1.span_id)).toMatchObject({ parent: s2.span_id, rule: 'syscall_response' });
+  });
+
+  it('idTokens: ids, not words or versions', () => {
+    expect(idTokens('/down/1001/a')).toEqual(['1001']);
+    expect(idTokens('/api/v1/users/42?session=a3f9c2d1e&page=7')).toEqual(['42', 'a3f9c2d1e']);
+    expect(idTokens('GET user:17')).toEqual(['17']);
+    expect(idTokens('/health')).toEqual([]);
+    expect(idTokens(undefined)).toEqual([]);
+  });
+
   it('thread: one server span of the thread contains the call and nothing else says otherwise', () => {
     const s = span({ side: 'server', pid: 5, tid: 6, start_time_us: 0, end_time_us: 100 });
     const c = span({ side: 'client', pid: 5, tid: 6, start_time_us: 10, end_time_us: 20, req_tcp_seq: 9 });
     const other = span({ side: 'client', pid: 5, tid: 7, start_time_us: 10, end_time_us: 20, req_tcp_seq: 10 });
     const l = linkParents([s, c, other]);
-    expect(l.get(c.span_id)).toEqual({ parent: s.span_id, rule: 'thread' });
+    expect(l.get(c.span_id)).toMatchObject({ parent: s.span_id, rule: 'thread' });
     expect(l.has(other.span_id)).toBe(false);
   });
 
@@ -223,7 +255,7 @@ describe('trace assembly rules', () => {
 
   it('hosts apart: spans seen by two agents link through the TCP sequence within the clock tolerance', () => {
     const [c, s] = exchange({ c: { agent: 'h1', pid: 1, tid: 1 }, s: { agent: 'h2', pid: 1, tid: 1 }, start: 10_000, end: 20_000, skew: -8_000 });
-    expect(linkParents([c, s]).get(s.span_id)).toEqual({ parent: c.span_id, rule: 'tcp_seq' });
+    expect(linkParents([c, s]).get(s.span_id)).toMatchObject({ parent: c.span_id, rule: 'tcp_seq' });
     // The same sequence a minute later is a wrapped-around or unrelated exchange.
     const late = { ...s, start_time_us: s.start_time_us + 60_000_000, end_time_us: s.end_time_us + 60_000_000 };
     expect(linkParents([c, late]).has(s.span_id)).toBe(false);
@@ -233,7 +265,7 @@ describe('trace assembly rules', () => {
     const s1 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 0, end_time_us: 1000, x_request_id_req: 'abc' });
     const s2 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 10, end_time_us: 990, x_request_id_req: 'def' });
     const c = span({ side: 'client', pid: 20, tid: 20, start_time_us: 100, end_time_us: 900, x_request_id_req: 'abc', req_tcp_seq: 3 });
-    expect(linkParents([s1, s2, c]).get(c.span_id)).toEqual({ parent: s1.span_id, rule: 'x_request_id' });
+    expect(linkParents([s1, s2, c]).get(c.span_id)).toMatchObject({ parent: s1.span_id, rule: 'x_request_id' });
   });
 
   it('OTel spans join eBPF spans through the traceparent they carried', () => {
@@ -247,11 +279,11 @@ describe('trace assembly rules', () => {
     ec.app_span_id = es.app_span_id = '1'.repeat(16);
     const os = span({ signal_source: 'otel', side: 'server', trace_id: trace, app_span_id: '2'.repeat(16), span_id: '2'.repeat(16), app_parent_span_id: '1'.repeat(16), start_time_us: 30, end_time_us: 900 });
     const l = linkParents([oc, ec, es, os]);
-    expect(l.get(ec.span_id)).toEqual({ parent: oc.span_id, rule: 'traceparent' });
-    expect(l.get(es.span_id)).toEqual({ parent: ec.span_id, rule: 'tcp_seq' });
-    expect(l.get(os.span_id)).toEqual({ parent: es.span_id, rule: 'otel_parent' });
+    expect(l.get(ec.span_id)).toMatchObject({ parent: oc.span_id, rule: 'traceparent' });
+    expect(l.get(es.span_id)).toMatchObject({ parent: ec.span_id, rule: 'tcp_seq' });
+    expect(l.get(os.span_id)).toMatchObject({ parent: es.span_id, rule: 'otel_parent' });
     // Without the eBPF side, OTel spans link to each other.
-    expect(linkParents([oc, os]).get(os.span_id)).toEqual({ parent: oc.span_id, rule: 'otel_parent' });
+    expect(linkParents([oc, os]).get(os.span_id)).toMatchObject({ parent: oc.span_id, rule: 'otel_parent' });
   });
 
   it('never makes a cycle', () => {
@@ -261,6 +293,45 @@ describe('trace assembly rules', () => {
     const l = linkParents([a, b]);
     expect(l.get(a.span_id)?.parent).toBe(b.span_id);
     expect(l.has(b.span_id)).toBe(false);
+  });
+});
+
+describe('parent confidence', () => {
+  it('every link carries its rule\'s confidence; an exact sequence pair is certain, a request-only one is not', () => {
+    const [c, s] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 2 }, start: 1000, end: 2000 });
+    expect(linkParents([c, s]).get(s.span_id)).toEqual({ parent: c.span_id, rule: 'tcp_seq', confidence: TCP_SEQ_EXACT });
+    const early = { ...s, resp_tcp_seq: 0 };
+    expect(linkParents([c, early]).get(s.span_id)).toEqual({ parent: c.span_id, rule: 'tcp_seq', confidence: RULE_CONFIDENCE.tcp_seq });
+    // The order of the rules is the order of their confidence: a rule tried later never outranks one tried first.
+    const { tcp_seq, udp_request_id, traceparent, x_request_id, syscall_response, syscall_chain, content, thread } = RULE_CONFIDENCE;
+    expect([traceparent, x_request_id, syscall_response, syscall_chain, content, thread]).toEqual([traceparent, x_request_id, syscall_response, syscall_chain, content, thread].sort((a, b) => b - a));
+    expect(tcp_seq).toBeGreaterThanOrEqual(udp_request_id);
+    for (const v of Object.values(RULE_CONFIDENCE)) expect(v > 0 && v <= 1).toBe(true);
+  });
+
+  it('a link below minConfidence is left unattached, not guessed; the default keeps every rule', () => {
+    const s = span({ side: 'server', pid: 5, tid: 6, start_time_us: 0, end_time_us: 100 });
+    const c = span({ side: 'client', pid: 5, tid: 6, start_time_us: 10, end_time_us: 20, req_tcp_seq: 9 });
+    expect(linkParents([s, c]).get(c.span_id)).toEqual({ parent: s.span_id, rule: 'thread', confidence: RULE_CONFIDENCE.thread });
+    expect(linkParents([s, c], { minConfidence: RULE_CONFIDENCE.thread + 0.01 }).has(c.span_id)).toBe(false);
+    // A weak rule's failure does not stop a stronger one: the syscall response id still links.
+    const s2 = { ...s, syscall_trace_id_req: 1, syscall_trace_id_resp: 2 };
+    const c2 = { ...c, syscall_trace_id_req: 1, syscall_trace_id_resp: 2 };
+    expect(linkParents([s2, c2], { minConfidence: 0.85 }).get(c.span_id)).toMatchObject({ parent: s.span_id, rule: 'syscall_response' });
+    expect(linkParents([s2, c2], { minConfidence: 0.95 }).has(c.span_id)).toBe(false);
+  });
+
+  it('the assembled trace reports each span\'s confidence, null for the root', async () => {
+    const { spans } = request(1, 10_000, { conns: 1 });
+    const t = await assembleTrace(new ArraySpanSource(spans), spans[0].span_id);
+    expect(t?.spans).toHaveLength(12);
+    for (const m of t?.spans ?? []) {
+      if (m.parent_id === null) expect(m.confidence).toBeNull();
+      else expect(m.confidence).toBe(m.rule === 'tcp_seq' ? TCP_SEQ_EXACT : RULE_CONFIDENCE[m.rule as ParentRule]);
+    }
+    // With only exact evidence allowed, the tree breaks where a rule was weaker: fewer spans, no wrong ones.
+    const strict = await assembleTrace(new ArraySpanSource(spans), spans[0].span_id, { minConfidence: 1 });
+    expect(strict?.spans.map((m) => m.span.span_id)).toEqual([spans[0].span_id, spans[1].span_id]);
   });
 });
 

@@ -36,6 +36,11 @@ export interface AssembleOptions {
   networkDelayUs: number;
   /** Extra tolerance between two agents' clocks (µs). */
   clockOffsetUs: number;
+  /**
+   * Links whose confidence ({@link RULE_CONFIDENCE}) is below this stay unattached: a wrong parent is
+   * worse than a missing one. 0 takes every rule's link; 1 only exact evidence (sequence, headers).
+   */
+  minConfidence: number;
 }
 
 export const DEFAULT_ASSEMBLE_OPTIONS: AssembleOptions = {
@@ -45,6 +50,7 @@ export const DEFAULT_ASSEMBLE_OPTIONS: AssembleOptions = {
   maxSpans: 2000,
   networkDelayUs: 50_000,
   clockOffsetUs: 10_000,
+  minConfidence: 0.5,
 };
 
 /** "Spans inside this server span, made by its threads" (parent → children search). */
@@ -115,17 +121,41 @@ export type ParentRule =
   | 'x_request_id'
   | 'syscall_response'
   | 'syscall_chain'
+  | 'content'
   | 'thread';
+
+/**
+ * How likely each rule's link is right (0–1), from what the evidence can and cannot rule out; the
+ * reasons are in docs/TRACE-ASSEMBLY.md. `tcp_seq` with an equal response sequence too is
+ * {@link TCP_SEQ_EXACT}.
+ */
+export const RULE_CONFIDENCE: Readonly<Record<ParentRule, number>> = {
+  tcp_seq: 0.95,
+  udp_request_id: 0.9,
+  traceparent: 1,
+  otel_parent: 1,
+  x_request_id: 0.95,
+  syscall_response: 0.9,
+  syscall_chain: 0.8,
+  content: 0.7,
+  thread: 0.6,
+};
+/** Request and response sequences both equal: the two ends of one exchange, 64 bits of evidence. */
+export const TCP_SEQ_EXACT = 1;
 
 export interface Link {
   parent: string;
   rule: ParentRule;
+  /** 0–1: {@link RULE_CONFIDENCE} of the rule (or {@link TCP_SEQ_EXACT}). */
+  confidence: number;
 }
 
 export interface AssembledSpan<T extends AsmSpan> {
   span: T;
   parent_id: string | null;
   rule: ParentRule | null;
+  /** The link's confidence; null for a root. */
+  confidence: number | null;
   depth: number;
 }
 
@@ -255,6 +285,22 @@ function seqSlack(protocol: string): readonly number[] {
 }
 const NO_SLACK: readonly number[] = [0];
 
+/**
+ * The id-like tokens of a request resource (path segments, query values, words of a command): those
+ * with two digits or more, or eight characters or more with a digit — `17`, `a3f9c2d1`, a UUID — and
+ * not `v1`, `api`, `a`, which many unrelated requests share.
+ */
+export function idTokens(resource: string | undefined): string[] {
+  if (!resource) return [];
+  const out: string[] = [];
+  for (const t of resource.split(/[\s/?&=;,:#]+/)) {
+    if (t.length > 128) continue;
+    const digits = t.replace(/\D/g, '').length;
+    if ((digits >= 2 || (digits >= 1 && t.length >= 8)) && !out.includes(t)) out.push(t);
+  }
+  return out;
+}
+
 const byStart = (a: AsmSpan, b: AsmSpan): number => a.start_time_us - b.start_time_us || (a.span_id < b.span_id ? -1 : a.span_id > b.span_id ? 1 : 0);
 
 /** HTTP/2 and gRPC are one exchange seen by parsers that may name it differently (descriptor aliases). */
@@ -285,7 +331,10 @@ function inside(c: AsmSpan, s: AsmSpan): boolean {
  *   spans of the same process that contain it in time: `x_request_id`, `syscall_response` (the server
  *   answered right after this call returned), `syscall_chain` (the thread went from receiving the
  *   server's request to sending this call, possibly through earlier calls such as a DNS lookup),
- *   `thread` (same thread, and only one server span of that thread contains it).
+ *   `content` (several server spans of the thread contain it: the one whose resource holds an id
+ *   that reappears in the call's), `thread` (same thread, and only one server span of that thread
+ *   contains it).
+ * Each link carries its {@link RULE_CONFIDENCE}; one below `minConfidence` is not made.
  * - OTel span: `otel_parent` (its parent id: the eBPF server span that carried it in, else the OTel
  *   span with that id).
  * A link that would close a cycle is skipped and the next rule is tried.
@@ -337,6 +386,27 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     return chain;
   };
 
+  const tokenCache = new Map<string, readonly string[]>();
+  const tokens = (x: T): readonly string[] => {
+    let t = tokenCache.get(x.span_id);
+    if (!t) tokenCache.set(x.span_id, (t = idTokens(x.request_resource)));
+    return t;
+  };
+  const byContent = (c: T, servers: T[]): T | undefined => {
+    const mine = tokens(c);
+    if (mine.length === 0) return undefined;
+    let found: T | undefined;
+    for (const tok of mine) {
+      const holders = servers.filter((srv) => tokens(srv).includes(tok));
+      if (holders.length > 1) continue;
+      if (holders.length === 1) {
+        if (found && found !== holders[0]) return undefined; // two tokens point at two requests
+        found = holders[0];
+      }
+    }
+    return found;
+  };
+
   const links = new Map<string, Link>();
   const wouldCycle = (child: string, parent: string): boolean => {
     let cur: string | undefined = parent;
@@ -358,14 +428,15 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     return srv.start_time_us <= (answered(c) ? c.end_time_us : c.start_time_us) + tol;
   };
 
-  const candidates = (s: T): Array<[T | undefined, ParentRule]> => {
+  type Candidate = [T | undefined, ParentRule, number?];
+  const candidates = (s: T): Candidate[] => {
     if (s.signal_source === 'otel') {
       const p = s.app_parent_span_id;
       if (!p) return [];
       const carriers = (ebpfServersByAppId.get(p) ?? []).filter((e) => e.trace_id === s.trace_id);
       return [[nearest(carriers, s.start_time_us) ?? otelById.get(p), 'otel_parent']];
     }
-    const out: Array<[T | undefined, ParentRule]> = [];
+    const out: Candidate[] = [];
     const app = s.app_span_id ? otelById.get(s.app_span_id) : undefined;
     const appParent = app && app.trace_id === s.trace_id ? app : undefined;
     if (s.side === 'server') {
@@ -380,7 +451,7 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
           .flatMap((d) => clientsBySeq.get((s.req_tcp_seq + d) >>> 0) ?? [])
           .filter((c) => networkPeer(s, c));
         const exact = l.filter((c) => c.resp_tcp_seq !== 0 && c.resp_tcp_seq === s.resp_tcp_seq);
-        out.push([nearest(exact.length ? exact : l, s.start_time_us), 'tcp_seq']);
+        out.push([nearest(exact.length ? exact : l, s.start_time_us), 'tcp_seq', exact.length ? TCP_SEQ_EXACT : RULE_CONFIDENCE.tcp_seq]);
       }
       out.push([appParent, 'traceparent']);
       return out;
@@ -396,16 +467,23 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     // request's upstream call right after reading another's request or reply), so neither the chain
     // of request-side ids nor the thread says which one made the call: no guess.
     const same = s.tid !== 0 ? servers.filter((srv) => srv.tid === s.tid || srv.resp_tid === s.tid) : [];
-    if (same.length > 1) return out;
+    if (same.length > 1) {
+      // What the request said: an id of exactly one open request reappears in the call (`/orders/17`
+      // → `/stock/17`). An id two open requests share says nothing.
+      out.push([byContent(s, servers), 'content']);
+      return out;
+    }
     if (s.syscall_trace_id_req !== 0) out.push([latest(servers.filter((srv) => chainOf(srv).has(s.syscall_trace_id_req))), 'syscall_chain']);
     if (same.length === 1) out.push([same[0], 'thread']);
     return out;
   };
 
   for (const s of [...spans].sort(byStart)) {
-    for (const [p, rule] of candidates(s)) {
-      if (p && p !== s && !wouldCycle(s.span_id, p.span_id)) {
-        links.set(s.span_id, { parent: p.span_id, rule });
+    for (const [p, rule, c] of candidates(s)) {
+      const confidence = c ?? RULE_CONFIDENCE[rule];
+      // Too weak: try the next rule (they are in falling order, so this mostly leaves it unattached).
+      if (p && p !== s && confidence >= o.minConfidence && !wouldCycle(s.span_id, p.span_id)) {
+        links.set(s.span_id, { parent: p.span_id, rule, confidence });
         break;
       }
     }
@@ -544,7 +622,7 @@ function order<T extends AsmSpan>(ids: Set<string>, links: ReadonlyMap<string, L
   const visit = (s: T, depth: number): void => {
     const l = links.get(s.span_id);
     const linked = l && ids.has(l.parent) ? l : undefined;
-    out.push({ span: s, parent_id: linked?.parent ?? null, rule: linked?.rule ?? null, depth });
+    out.push({ span: s, parent_id: linked?.parent ?? null, rule: linked?.rule ?? null, confidence: linked?.confidence ?? null, depth });
     for (const c of children.get(s.span_id) ?? []) visit(c, depth + 1);
   };
   for (const r of roots) visit(r, 0);

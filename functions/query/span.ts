@@ -33,6 +33,8 @@ export interface AsmSpan {
   syscall_trace_id_resp: number;
   x_request_id_req: string;
   x_request_id_resp: string;
+  /** URL path, Redis command, SQL…: only the `content` rule reads it (ids that reappear in a call). */
+  request_resource?: string;
   /** Smart-encoded host and process: with the minute, the table's sorting key (thread probes use it). */
   host_id: number;
   process_id: number;
@@ -98,6 +100,8 @@ export interface SpanJson {
   service: string | null;
   /** Extra: which assembly rule chose the parent (docs/TRACE-ASSEMBLY.md); null for a root or a search hit. */
   parent_rule: string | null;
+  /** Extra: how likely that parent is right, 0–1 (docs/TRACE-ASSEMBLY.md); null with `parent_rule`. */
+  parent_confidence: number | null;
   agent_id: string;
   pair_state: string;
   /** Protocol version the messages said ('1.1', '2', Kafka api_version, MQTT '3.1.1' / '5'); '' when none. */
@@ -114,7 +118,7 @@ export interface SpanJson {
 /** Columns the span JSON passes through as they are: `[json name, SpanRecord key]`, from the catalogue. */
 const PASSTHROUGH: ReadonlyArray<readonly [string, keyof SpanRecord]> = SPAN_COLUMNS_CATALOGUE.filter((c) => c.json !== null && c.queried).map((c) => [c.json as string, spanRowKey(c) as keyof SpanRecord]);
 
-export function toSpanJson(r: SpanRecord, service: string | null, extra?: { parent_id: string | null; trace_id: string; parent_rule: string | null }): SpanJson {
+export function toSpanJson(r: SpanRecord, service: string | null, extra?: { parent_id: string | null; trace_id: string; parent_rule: string | null; parent_confidence: number | null }): SpanJson {
   const out: Record<string, unknown> = {
     span_id: r.span_id,
     parent_id: extra ? extra.parent_id : null,
@@ -126,6 +130,7 @@ export function toSpanJson(r: SpanRecord, service: string | null, extra?: { pare
   out.x_request_id = r.x_request_id_req || r.x_request_id_resp || null;
   out.service = service;
   out.parent_rule = extra ? extra.parent_rule : null;
+  out.parent_confidence = extra ? extra.parent_confidence : null;
   out.version = r.version ?? '';
   out.attributes = r.attributes ?? {};
   return out as unknown as SpanJson;

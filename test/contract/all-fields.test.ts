@@ -197,7 +197,7 @@ describe('every catalogue field survives every hop', () => {
       const row = span as unknown as Record<string, unknown>;
       for (const c of SPAN_COLUMNS_CATALOGUE) if (c.json) expect(j![c.json], `${c.json}`).toEqual(row[spanRowKey(c)]);
       // Nothing but the catalogue's names and the computed ones.
-      const computed = ['parent_id', 'trace_id', 'response_code', 'x_request_id', 'service', 'parent_rule'];
+      const computed = ['parent_id', 'trace_id', 'response_code', 'x_request_id', 'service', 'parent_rule', 'parent_confidence'];
       expect(Object.keys(j!).sort()).toEqual([...SPAN_COLUMNS_CATALOGUE.flatMap((c) => (c.json ? [c.json] : [])), ...computed].sort());
       expect(j!.trace_id).toBe(span.trace_id);
       expect(j!.response_code).toBe(span.response_code < 0 ? null : span.response_code);
