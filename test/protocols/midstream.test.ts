@@ -92,3 +92,10 @@ describe('mysql 8 query attributes, first seen mid-stream', () => {
     });
   }
 });
+
+describe('dns over TCP, two queries in one read', () => {
+  it('emits both of glibc’s queries and both answers through inference', () => {
+    const msgs = infer(chunksOf('dns', 'glibc-tcp-a-aaaa'));
+    expect(msgs.map((m) => `${m.l7Protocol}:${m.msgType}:${m.requestType}`)).toEqual(['dns:request:A', 'dns:request:AAAA', 'dns:response:A', 'dns:response:AAAA']);
+  });
+});
