@@ -8,7 +8,8 @@
 import { describe, expect, it } from 'vitest';
 import type { CapturedMessage } from '../../agent/capture/message.ts';
 import { MetricsRegistry } from '../../agent/metrics.ts';
-import { loadFixtures } from '../../agent/protocols/fixtures.ts';
+import { BUILTIN_PARSERS } from '../../agent/protocols/builtins.ts';
+import { ParserSession, loadAllFixtures, loadFixtures } from '../../agent/protocols/fixtures.ts';
 import type { FixtureChunk } from '../../agent/protocols/fixtures.ts';
 import type { L7Message } from '../../agent/protocols/parser.ts';
 import { createDefaultRegistry } from '../../agent/protocols/registry.ts';
@@ -38,7 +39,6 @@ function infer(chunks: readonly FixtureChunk[], l4: 'tcp' | 'udp' = 'tcp'): L7Me
 }
 
 const concat = (...parts: Uint8Array[]): Uint8Array => new Uint8Array(Buffer.concat(parts));
-const ascii = (dir: 'c2s' | 's2c', s: string): FixtureChunk => ({ dir, data: new TextEncoder().encode(s) });
 
 describe('postgresql first seen mid-stream', () => {
   it('recognises an extended-query connection (Parse/Bind/Describe/Execute/Sync) from its next batch', () => {
@@ -97,5 +97,28 @@ describe('dns over TCP, two queries in one read', () => {
   it('emits both of glibc’s queries and both answers through inference', () => {
     const msgs = infer(chunksOf('dns', 'glibc-tcp-a-aaaa'));
     expect(msgs.map((m) => `${m.l7Protocol}:${m.msgType}:${m.requestType}`)).toEqual(['dns:request:A', 'dns:request:AAAA', 'dns:response:A', 'dns:response:AAAA']);
+  });
+});
+
+describe('inference claims no other protocol, at any point of a stream', () => {
+  it('no built-in parser recognises any read of another protocol’s recorded conversation', () => {
+    const claimed: string[] = [];
+    const fixtures = loadAllFixtures();
+    expect(fixtures.some((f) => f.protocol === 'memcached') && fixtures.some((f) => f.protocol === 'nats')).toBe(true);
+    for (const p of BUILTIN_PARSERS) {
+      for (const f of fixtures) {
+        if (f.protocol === p.name || (p.name === 'http2' && f.protocol === 'grpc') || !p.transports.includes(f.transport)) continue;
+        f.chunks.forEach((c, i) => {
+          const s = new ParserSession(p, 'client', f.transport);
+          if (p.check(c.data, s.context(c.dir, c.data.length))) claimed.push(`${p.name} claimed ${f.protocol}/${f.name} read ${i}`);
+        });
+      }
+    }
+    expect(claimed).toEqual([]);
+  });
+
+  it('memcached and NATS conversations produce no spans (they used to end as bogus Redis timeouts)', () => {
+    expect(infer(chunksOf('memcached', 'text-set-get-quit'))).toEqual([]);
+    expect(infer(chunksOf('nats', 'raw-verbose-pub-sub'))).toEqual([]);
   });
 });
