@@ -122,3 +122,12 @@ describe('inference claims no other protocol, at any point of a stream', () => {
     expect(infer(chunksOf('nats', 'raw-verbose-pub-sub'))).toEqual([]);
   });
 });
+
+describe('mqtt first seen mid-stream', () => {
+  it('a long-lived subscriber is recognised from its next SUBSCRIBE, a publisher from its next PUBLISH', () => {
+    const sub = infer(chunksOf('mqtt', 'mqttv311-subscriber-three-filters').slice(2));
+    expect(sub.map((m) => `${m.l7Protocol}:${m.requestType}`)).toEqual(['mqtt:SUBSCRIBE', 'mqtt:SUBACK', 'mqtt:PUBLISH', 'mqtt:PUBACK', 'mqtt:DISCONNECT']);
+    const pub = infer(chunksOf('mqtt', 'mqttv5-publisher-qos1').slice(2));
+    expect(pub.filter((m) => m.requestType === 'PUBLISH' || m.requestType === 'PUBACK').map((m) => m.requestId)).toEqual([1, 1]);
+  });
+});

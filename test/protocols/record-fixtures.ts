@@ -288,6 +288,23 @@ async function recordMqtt(): Promise<void> {
   await mosquitto.stop();
 }
 
+/** One SUBSCRIBE with three topic filters, then a delivered PUBLISH (`mqtt-filters`: kept apart so the older fixtures keep their bytes). */
+async function recordMqttFilters(): Promise<void> {
+  const mosquitto = await startMosquitto();
+  for (const v of ['mqttv311', 'mqttv5']) {
+    const proxy = await tcpProxy(mosquitto.port);
+    const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(proxy.port), '-V', v, '-q', '1', '-t', 'riptide/orders/#', '-t', 'riptide/+/status', '-t', 'riptide/alerts', '-C', '1', '-W', '5', '-i', `multi-${v}`]);
+    const subExited = new Promise<void>((r) => sub.on('exit', () => r()));
+    await sleep(400);
+    await runAsync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mosquitto.port), '-V', v, '-q', '1', '-t', 'riptide/alerts', '-m', 'disk full', '-i', `pub-multi-${v}`]);
+    await subExited;
+    await proxy.settle();
+    save('mqtt', 'tcp', `${v}-subscriber-three-filters`, `${v}: CONNECT, one SUBSCRIBE with three topic filters, SUBACK, a delivered PUBLISH, PUBACK, DISCONNECT`, 'mosquitto_sub', 'mosquitto', proxy.conversations[0]);
+    await proxy.close();
+  }
+  await mosquitto.stop();
+}
+
 // ---------------------------------------------------------------------------------------------- PostgreSQL
 
 async function recordPostgres(): Promise<void> {
@@ -459,6 +476,7 @@ const RECORDERS: Record<string, () => Promise<void>> = {
   redis: recordRedis,
   dns: recordDns,
   mqtt: recordMqtt,
+  'mqtt-filters': recordMqttFilters,
   postgresql: recordPostgres,
   mysql: recordMysql,
   kafka: recordKafka,
