@@ -19,7 +19,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep, tcpProxy, udpProxy, writeFixture } from './recorder.ts';
-import { runAsync, startDnsmasq, startMariadb, startMosquitto, startNginx, startPostgres, startRedis } from './servers.ts';
+import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startRedis } from './servers.ts';
 import type { Conversation, FixtureFile } from './recorder.ts';
 import type * as GrpcJs from '@grpc/grpc-js';
 import type * as ProtoLoader from '@grpc/proto-loader';
@@ -288,6 +288,23 @@ async function recordMqtt(): Promise<void> {
   await mosquitto.stop();
 }
 
+/** One SUBSCRIBE with three topic filters, then a delivered PUBLISH (`mqtt-filters`: kept apart so the older fixtures keep their bytes). */
+async function recordMqttFilters(): Promise<void> {
+  const mosquitto = await startMosquitto();
+  for (const v of ['mqttv311', 'mqttv5']) {
+    const proxy = await tcpProxy(mosquitto.port);
+    const sub = spawn('mosquitto_sub', ['-h', '127.0.0.1', '-p', String(proxy.port), '-V', v, '-q', '1', '-t', 'riptide/orders/#', '-t', 'riptide/+/status', '-t', 'riptide/alerts', '-C', '1', '-W', '5', '-i', `multi-${v}`]);
+    const subExited = new Promise<void>((r) => sub.on('exit', () => r()));
+    await sleep(400);
+    await runAsync('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(mosquitto.port), '-V', v, '-q', '1', '-t', 'riptide/alerts', '-m', 'disk full', '-i', `pub-multi-${v}`]);
+    await subExited;
+    await proxy.settle();
+    save('mqtt', 'tcp', `${v}-subscriber-three-filters`, `${v}: CONNECT, one SUBSCRIBE with three topic filters, SUBACK, a delivered PUBLISH, PUBACK, DISCONNECT`, 'mosquitto_sub', 'mosquitto', proxy.conversations[0]);
+    await proxy.close();
+  }
+  await mosquitto.stop();
+}
+
 // ---------------------------------------------------------------------------------------------- PostgreSQL
 
 async function recordPostgres(): Promise<void> {
@@ -391,6 +408,67 @@ async function recordKafka(): Promise<void> {
 
 // ----------------------------------------------------------------------------------------------
 
+/** One raw client socket: send each line, wait until the replies so far match `until`, then the next. */
+function scripted(port: number, steps: ReadonlyArray<{ send: string; until: RegExp }>, greeting?: RegExp): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1' });
+    let got = '';
+    let sent = 0;
+    const send = (): void => {
+      got = '';
+      if (sent < steps.length) s.write(steps[sent++].send);
+      else s.end();
+    };
+    s.on('connect', () => {
+      if (!greeting) send();
+    });
+    s.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      const waitFor = sent === 0 ? greeting : steps[sent - 1].until;
+      if (waitFor?.test(got)) send();
+    });
+    s.on('close', () => resolve());
+    s.on('error', reject);
+    setTimeout(() => s.destroy(), 5000).unref();
+  });
+}
+
+/** Memcached's text protocol (not parsed by Riptide yet): for the false-positive suite, which Redis once failed. */
+async function recordMemcached(): Promise<void> {
+  const mc = await startMemcached();
+  const proxy = await tcpProxy(mc.port);
+  await scripted(proxy.port, [
+    { send: 'set foo 0 0 3\r\nbar\r\n', until: /STORED\r\n/ },
+    { send: 'get foo\r\n', until: /END\r\n/ },
+    { send: 'incr counter 1\r\n', until: /\r\n/ },
+    { send: 'delete foo\r\n', until: /\r\n/ },
+    { send: 'quit\r\n', until: /^$/ },
+  ]);
+  await proxy.settle();
+  save('memcached', 'tcp', 'text-set-get-quit', 'text protocol: set, get hit, incr miss, delete, quit', 'raw socket', 'memcached', proxy.conversations[0]);
+  await mc.stop();
+}
+
+/** NATS (not parsed by Riptide yet): for the false-positive suite, which Redis once failed on +OK, PING and -ERR. */
+async function recordNats(): Promise<void> {
+  const nats = await startNats();
+  const proxy = await tcpProxy(nats.port);
+  await scripted(
+    proxy.port,
+    [
+      { send: 'CONNECT {"verbose":true,"pedantic":false,"name":"riptide","lang":"raw","version":"1","protocol":1}\r\n', until: /\+OK\r\n/ },
+      { send: 'PING\r\n', until: /PONG\r\n/ },
+      { send: 'SUB orders.created 1\r\n', until: /\+OK\r\n/ },
+      { send: 'PUB orders.created 5\r\nhello\r\n', until: /MSG orders\.created 1 5\r\nhello\r\n/ },
+      { send: 'BOGUS\r\n', until: /-ERR/ },
+    ],
+    /INFO \{.*\} ?\r\n/,
+  );
+  await proxy.settle();
+  save('nats', 'tcp', 'raw-verbose-pub-sub', "INFO, CONNECT (verbose: +OK), PING/PONG, SUB, PUB and its MSG, an unknown verb: -ERR 'Unknown Protocol Operation'", 'raw socket', 'nats-server', proxy.conversations[0]);
+  await nats.stop();
+}
+
 const RECORDERS: Record<string, () => Promise<void>> = {
   http1: recordHttp1,
   http2: recordHttp2,
@@ -398,9 +476,12 @@ const RECORDERS: Record<string, () => Promise<void>> = {
   redis: recordRedis,
   dns: recordDns,
   mqtt: recordMqtt,
+  'mqtt-filters': recordMqttFilters,
   postgresql: recordPostgres,
   mysql: recordMysql,
   kafka: recordKafka,
+  memcached: recordMemcached,
+  nats: recordNats,
 };
 
 async function main(): Promise<void> {

@@ -99,6 +99,22 @@ export async function startRedis(): Promise<RunningServer> {
   return { port, dir, stop: () => stopChild(c, dir) };
 }
 
+export async function startMemcached(): Promise<RunningServer> {
+  const dir = tmp('memcached');
+  const port = await freePort();
+  const c = launch('memcached', ['-l', '127.0.0.1', '-p', String(port), '-U', '0', '-u', 'nobody', '-m', '16']);
+  await waitForPort(port);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+export async function startNats(): Promise<RunningServer> {
+  const dir = tmp('nats');
+  const port = await freePort();
+  const c = launch('nats-server', ['-a', '127.0.0.1', '-p', String(port), '-m', '0']);
+  await waitForPort(port);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
 export async function startDnsmasq(): Promise<RunningServer> {
   const dir = tmp('dnsmasq');
   const port = await freePort();

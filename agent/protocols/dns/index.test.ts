@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { describeConformance, otherFixtures } from '../conformance.ts';
-import { loadFixtures, replay } from '../fixtures.ts';
+import { ParserSession, loadFixtures, replay } from '../fixtures.ts';
 import { dnsParser } from './index.ts';
 
 const own = loadFixtures('dns');
@@ -39,5 +39,28 @@ describe('dns against dnsmasq', () => {
       ['request', id, 'MX', undefined],
       ['response', id, 'MX', 3],
     ]);
+  });
+});
+
+describe('dns over TCP, several messages per read', () => {
+  it('recognises and reads the A and AAAA queries glibc sends in one write, and both answers in one read', () => {
+    const f = fixture('glibc-tcp-a-aaaa');
+    const s = new ParserSession(dnsParser, 'client', 'tcp');
+    for (const c of f.chunks) expect(dnsParser.check(c.data, s.context(c.dir, c.data.length)), c.dir).toBe(true);
+    const msgs = replay(dnsParser, f.chunks, { l4: 'tcp' });
+    expect(msgs.map((m) => [m.msgType, m.requestType, m.requestDomain])).toEqual([
+      ['request', 'A', 'db.riptide.test'],
+      ['request', 'AAAA', 'db.riptide.test'],
+      ['response', 'A', 'db.riptide.test'],
+      ['response', 'AAAA', 'db.riptide.test'],
+    ]);
+    expect(msgs[2]).toMatchObject({ requestId: msgs[0].requestId, attributes: { 'dns.answers': '10.0.0.8' } });
+    expect(msgs[3]).toMatchObject({ requestId: msgs[1].requestId, attributes: { 'dns.answers': 'fd00::8' } });
+  });
+
+  it('still refuses a read whose second message is not DNS', () => {
+    const q = fixture('dig-tcp-a').chunks[0].data;
+    const junk = new Uint8Array(Buffer.concat([q, Buffer.from('\x00\x20GET / HTTP/1.1\r\nHost: x\r\n\r\n12345', 'latin1')]));
+    expect(dnsParser.check(junk, new ParserSession(dnsParser, 'client', 'tcp').context('c2s', junk.length))).toBe(false);
   });
 });

@@ -168,6 +168,29 @@ const tcpFramer: StreamFramer = {
   },
 };
 
+const MAX_CHECKED = 8;
+
+/**
+ * DNS over TCP: one or more length-prefixed messages (glibc writes the A and AAAA queries in one
+ * send), each a well-formed message with one question, ending exactly at the end of the read — or
+ * the last one cut by the capture limit.
+ */
+function tcpMessages(p: Uint8Array): boolean {
+  let off = 0;
+  let n = 0;
+  while (off < p.length) {
+    if (n === MAX_CHECKED) return true;
+    if (off + 2 > p.length) return false;
+    const len = u16be(p, off);
+    if (len < 17) return false;
+    const end = Math.min(p.length, off + 2 + len);
+    if (parseMessage(p, off + 2, end, true) === undefined) return false;
+    n++;
+    off += 2 + len;
+  }
+  return n > 0;
+}
+
 export const dnsParser: ProtocolParser = {
   name: 'dns',
   parallel: dnsDescriptor.pairing === 'by-id',
@@ -175,8 +198,7 @@ export const dnsParser: ProtocolParser = {
   transports: ['udp', 'tcp'],
   check(payload, ctx) {
     if (ctx.l4 === 'udp') return parseMessage(payload, 0, payload.length, true) !== undefined;
-    const len = u16be(payload, 0);
-    return len >= 17 && len + 2 >= payload.length && parseMessage(payload, 2, Math.min(payload.length, len + 2), true) !== undefined;
+    return tcpMessages(payload);
   },
   parse(payload, ctx: ParseContext) {
     if (ctx.l4 === 'tcp') return parseStream(payload, ctx, tcpFramer);

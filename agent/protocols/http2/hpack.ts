@@ -49,50 +49,61 @@ export class HpackDecoder {
   }
 
   /**
-   * Decode a header block. Returns the headers decoded before any error, and whether the whole block
-   * decoded cleanly (a cut block leaves the table as far as it got).
+   * Decode a header block. Returns the headers decoded before any error, whether the whole block
+   * decoded cleanly (a cut block leaves the table as far as it got), and how many fields referred to
+   * dynamic-table entries this decoder never saw (a connection open before the agent): those are
+   * skipped, the rest of the block still decodes.
    */
-  decode(buf: Uint8Array, start: number, end: number): { headers: HeaderList; ok: boolean } {
+  decode(buf: Uint8Array, start: number, end: number): { headers: HeaderList; ok: boolean; unresolved: number } {
     const headers: HeaderList = [];
+    let unresolved = 0;
     let p = start;
     while (p < end) {
       const b = buf[p];
       if (b & 0x80) {
         const r = readInt(buf, p, end, 7);
-        if (!r) return { headers, ok: false };
+        if (!r || r[0] === 0) return { headers, ok: false, unresolved };
         const e = this.lookup(r[0]);
-        if (!e) return { headers, ok: false };
         p = r[1];
-        if (headers.length < this.maxHeaders) headers.push([e[0], e[1]]);
+        // An entry the encoder added before we saw the connection: skip the field, decode the rest.
+        if (!e || e[0] === '') unresolved++;
+        else if (headers.length < this.maxHeaders) headers.push([e[0], e[1]]);
       } else if ((b & 0xe0) === 0x20) {
         const r = readInt(buf, p, end, 5);
-        if (!r || r[0] > this.maxTableSize) return { headers, ok: false };
+        if (!r || r[0] > this.maxTableSize) return { headers, ok: false, unresolved };
         this.maxSize = r[0];
         this.evict(0);
         p = r[1];
       } else {
         const indexing = (b & 0xc0) === 0x40;
         const r = readInt(buf, p, end, indexing ? 6 : 4);
-        if (!r) return { headers, ok: false };
+        if (!r) return { headers, ok: false, unresolved };
         p = r[1];
         let name: string | undefined;
         if (r[0] === 0) {
           const s = readString(buf, p, end);
-          if (!s) return { headers, ok: false };
+          if (!s) return { headers, ok: false, unresolved };
           name = s[0].toLowerCase();
           p = s[1];
         } else {
           name = this.lookup(r[0])?.[0];
-          if (name === undefined) return { headers, ok: false };
+          if (name === '') name = undefined;
         }
         const v = readString(buf, p, end);
-        if (!v) return { headers, ok: false };
+        if (!v) return { headers, ok: false, unresolved };
         p = v[1];
+        if (name === undefined) {
+          // Named by an entry we never saw: the value is here but not what it is. An indexed one
+          // still takes its place in the table, so later indices stay right.
+          unresolved++;
+          if (indexing) this.insert('', v[0]);
+          continue;
+        }
         if (indexing) this.insert(name, v[0]);
         if (headers.length < this.maxHeaders) headers.push([name, v[0]]);
       }
     }
-    return { headers, ok: true };
+    return { headers, ok: true, unresolved };
   }
 
   private lookup(index: number): readonly [string, string] | undefined {

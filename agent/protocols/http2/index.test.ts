@@ -26,7 +26,7 @@ describe('HPACK', () => {
   it('decodes the RFC 7541 C.4 examples with a shared dynamic table', () => {
     const d = new HpackDecoder();
     const r1 = d.decode(hex('8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff'), 0, 17);
-    expect(r1).toEqual({ ok: true, headers: [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com']] });
+    expect(r1).toEqual({ ok: true, unresolved: 0, headers: [[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com']] });
     const b2 = hex('8286 84be 5886 a8eb 1064 9cbf');
     expect(d.decode(b2, 0, b2.length).headers).toEqual([[':method', 'GET'], [':scheme', 'http'], [':path', '/'], [':authority', 'www.example.com'], ['cache-control', 'no-cache']]);
     const b3 = hex('8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf');
@@ -109,5 +109,31 @@ describe('http2 against node http2', () => {
     const s = new ParserSession(http2Parser);
     const msgs = chunksOf('node-h2c').flatMap((c) => s.feed(c.dir, c.data) ?? []);
     expect(msgs).toHaveLength(8);
+  });
+});
+
+describe('HTTP/2 connections first seen mid-stream (dynamic-table entries never seen)', () => {
+  it('HPACK skips a field indexed into an unseen dynamic-table entry and decodes the rest of the block', () => {
+    // 0xbe: dynamic index 62 (never seen); 0x82: :method GET; 0x44 + "/x": literal :path with indexing;
+    // 0x7f 0x00 "v": literal with indexing, name from dynamic index 63+… (unseen).
+    const d = new HpackDecoder();
+    const block = new Uint8Array([0xbe, 0x82, 0x44, 0x02, 0x2f, 0x78, 0x7f, 0x01, 0x01, 0x76, 0x87]);
+    const r = d.decode(block, 0, block.length);
+    expect(r).toEqual({ headers: [[':method', 'GET'], [':path', '/x'], [':scheme', 'https']], ok: true, unresolved: 2 });
+    // The two indexed literals took their places in the table: index 62 is the newest (the unnamed one).
+    const again = d.decode(new Uint8Array([0xbf]), 0, 1);
+    expect(again.headers).toEqual([[':path', '/x']]);
+  });
+
+  it('a grpc-js channel first seen after its first call: later calls are gRPC with their path, paired by stream', () => {
+    const chunks = chunksOf('grpc-js-unary').slice(6);
+    const s = new ParserSession(http2Parser);
+    expect(http2Parser.check(chunks[0].data, s.context(chunks[0].dir, chunks[0].data.length))).toBe(true);
+    const msgs = replay(http2Parser, chunks);
+    expect(msgs.map((m) => `${m.l7Protocol}:${m.msgType}:${m.requestId}`)).toEqual(['grpc:request:3', 'grpc:response:3', 'grpc:request:5', 'grpc:response:5', 'grpc:request:7', 'grpc:response:7']);
+    expect(msgs[0]).toMatchObject({ requestType: 'POST', requestResource: '/riptide.Greeter/SayHello', attributes: { 'rpc.service': 'riptide.Greeter' } });
+    // What only the unseen table could say is marked, not guessed.
+    expect(msgs[1]).toMatchObject({ responseStatus: 'unknown' });
+    expect(msgs[1].attributes?.['hpack.unresolved']).toMatch(/^\d+$/);
   });
 });

@@ -10,6 +10,7 @@
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
 import { http2Descriptor } from './descriptor.ts';
 import { startsWithAscii, u24be } from '../lib/bytes.ts';
+import { socketState } from '../lib/direction.ts';
 import { grpcStatusClass, httpStatusClass } from '../lib/status.ts';
 import { INVALID, NEED_MORE, UNKNOWN_LENGTH, parseStream } from '../lib/stream.ts';
 import type { StreamFramer } from '../lib/stream.ts';
@@ -65,12 +66,23 @@ function percentDecode(s: string): string {
   }
 }
 
+const GRPC_PATH = /^\/[A-Za-z_][\w.]*\.[A-Za-z_]\w*\/[A-Za-z_]\w*$/;
+
 /** Turn one decoded header block into a message (or nothing, for a gRPC response awaiting trailers). */
-function onHeaders(st: H2State, stream: number, flags: number, headers: HeaderList, ctx: ParseContext, out: L7Message[]): void {
+function onHeaders(st: H2State, stream: number, flags: number, headers: HeaderList, unresolved: number, ctx: ParseContext, out: L7Message[]): void {
   const h = new Headers(headers);
   const method = h.get(':method');
   const status = h.get(':status');
-  const grpc = (h.get('content-type') ?? '').startsWith('application/grpc');
+  const ct = h.get('content-type');
+  // Without a content-type (it may be a dynamic-table entry we never saw), gRPC shows in its shape:
+  // POST to /package.Service/Method with `te: trailers`, or a path of that shape when fields are missing.
+  const calls = grpcCalls(ctx);
+  const grpc =
+    ct !== undefined
+      ? ct.startsWith('application/grpc')
+      : method !== undefined
+        ? method === 'POST' && (h.get('te') === 'trailers' || unresolved > 0) && GRPC_PATH.test(h.get(':path') ?? '')
+        : h.get('grpc-status') !== undefined || calls.has(stream);
   const endStream = (flags & FLAG_END_STREAM) !== 0;
   if (method !== undefined) {
     const p = h.get(':path') ?? '';
@@ -90,6 +102,11 @@ function onHeaders(st: H2State, stream: number, flags: number, headers: HeaderLi
       const slash = p.lastIndexOf('/');
       if (slash > 1) (m.attributes ??= {})['rpc.service'] = p.slice(1, slash).slice(0, 256);
     }
+    if (unresolved > 0) (m.attributes ??= {})['hpack.unresolved'] = String(unresolved);
+    if (grpc && unresolved > 0) {
+      if (calls.size >= MAX_PENDING_STREAMS) calls.delete(calls.values().next().value ?? 0);
+      calls.add(stream);
+    }
     applyTraceContext(m, h, ctx.extraHeaders);
     out.push(m);
     return;
@@ -101,7 +118,8 @@ function onHeaders(st: H2State, stream: number, flags: number, headers: HeaderLi
     if (grpc) {
       const gs = h.get('grpc-status');
       if (endStream || gs !== undefined) {
-        out.push(grpcResponse(stream, h));
+        calls.delete(stream);
+        out.push(grpcResponse(stream, h, unresolved));
         return;
       }
       if (st.grpcPending.size >= MAX_PENDING_STREAMS) {
@@ -120,16 +138,35 @@ function onHeaders(st: H2State, stream: number, flags: number, headers: HeaderLi
   }
   // Trailers: the end of a gRPC response.
   const gs = h.get('grpc-status');
-  if (st.grpcPending.has(stream) || gs !== undefined) {
+  if (st.grpcPending.has(stream) || gs !== undefined || (endStream && calls.has(stream))) {
     st.grpcPending.delete(stream);
-    out.push(grpcResponse(stream, h));
+    calls.delete(stream);
+    out.push(grpcResponse(stream, h, unresolved));
   }
 }
 
-function grpcResponse(stream: number, h: Headers): L7Message {
+/**
+ * gRPC calls (stream ids) recognised by their request's shape while some of its fields were
+ * dynamic-table entries never seen: their responses may lack a readable content-type too.
+ */
+function grpcCalls(ctx: ParseContext): Set<number> {
+  const ss = socketState(ctx);
+  let s = ss.h2GrpcCalls as Set<number> | undefined;
+  if (!s) ss.h2GrpcCalls = s = new Set();
+  return s;
+}
+
+function grpcResponse(stream: number, h: Headers, unresolved = 0): L7Message {
   const gs = h.get('grpc-status');
-  const code = gs !== undefined && /^\d{1,3}$/.test(gs) ? Number(gs) : 2; // a missing status is UNKNOWN
+  const known = gs !== undefined && /^\d{1,3}$/.test(gs);
+  // A missing status is UNKNOWN (2) — unless it may be one of the fields we could not resolve.
+  const code = known ? Number(gs) : 2;
   const m: L7Message = { l7Protocol: 'grpc', msgType: 'response', requestId: stream, responseCode: code, responseStatus: grpcStatusClass(code), version: '2' };
+  if (!known && unresolved > 0) {
+    delete m.responseCode;
+    m.responseStatus = 'unknown';
+    m.attributes = { 'hpack.unresolved': String(unresolved) };
+  }
   const msg = h.get('grpc-message');
   if (code !== 0 && msg) m.responseException = percentDecode(msg).slice(0, 512);
   return m;
@@ -196,8 +233,8 @@ const framer: StreamFramer = {
       }
       block = buf.subarray(fStart, fEnd);
     }
-    const { headers } = st.hpack.decode(block, 0, block.length);
-    onHeaders(st, blockStream, blockFlags, headers, ctx, out);
+    const { headers, unresolved } = st.hpack.decode(block, 0, block.length);
+    onHeaders(st, blockStream, blockFlags, headers, unresolved, ctx, out);
     return bodyEnd > end ? UNKNOWN_LENGTH : FRAME_HEADER + len;
   },
 };

@@ -24,6 +24,8 @@ const SERVER_REASONS = new Set([0x80, 0x83, 0x88, 0x89, 0x97, 0x9c, 0x9d, 0x9f])
 
 interface MqttSocket {
   version: number;
+  /** The version was read from CONNECT (else it is 3.1.1 until a packet shows 5.0's shape). */
+  known?: boolean;
   clientId?: string;
 }
 
@@ -72,7 +74,155 @@ function reasonStatus(code: number, v5: boolean): ResponseStatus {
   return code === 0 ? 'ok' : code === 3 ? 'server_error' : 'client_error';
 }
 
-function packet(type: number, flags: number, buf: Uint8Array, p: number, end: number, ms: MqttSocket): L7Message | undefined {
+const MAX_FILTERS = 32;
+
+/** A subscription option byte (3.1.1: the QoS; 5.0: QoS, no-local, retain-as-published, retain handling). */
+function validOptions(o: number): boolean {
+  return (o & 3) !== 3 && ((o >> 4) & 3) !== 3 && (o & 0xc0) === 0;
+}
+
+/**
+ * Every topic filter of a SUBSCRIBE (each followed by its options) or UNSUBSCRIBE whose body is
+ * buf[p, end) (packet id first). A complete packet's filters must fill it exactly.
+ */
+function filtersAt(buf: Uint8Array, q: number, end: number, options: boolean, complete: boolean): string[] | undefined {
+  const out: string[] = [];
+  while (q < end && out.length < MAX_FILTERS) {
+    const s = mqttString(buf, q, end, 256);
+    if (!s) {
+      if (complete) return undefined;
+      break;
+    }
+    if (s[0] === '') return undefined;
+    q = s[1];
+    if (options) {
+      if (q >= end) {
+        if (complete) return undefined;
+      } else if (!validOptions(buf[q++])) return undefined;
+    }
+    out.push(s[0]);
+  }
+  if (complete && q !== end && out.length < MAX_FILTERS) return undefined;
+  return out.length > 0 ? out : undefined;
+}
+
+/**
+ * The filters of a SUBSCRIBE/UNSUBSCRIBE. When the connection was first seen mid-stream (no
+ * CONNECT), 3.1.1's layout is tried first, then 5.0's (properties after the packet id); a fit
+ * only as 5.0 makes the socket 5.0.
+ */
+function subscription(buf: Uint8Array, p: number, end: number, options: boolean, complete: boolean, ms: MqttSocket): string[] | undefined {
+  const asV5 = (): string[] | undefined => {
+    const q = skipProperties(buf, p + 2, end);
+    return q === undefined ? undefined : filtersAt(buf, q, end, options, complete);
+  };
+  if (ms.known) return ms.version === 5 ? asV5() : filtersAt(buf, p + 2, end, options, complete);
+  const v3 = filtersAt(buf, p + 2, end, options, complete);
+  if (v3) return v3;
+  const v5 = asV5();
+  if (v5 && complete) ms.version = 5;
+  return v5;
+}
+
+/** Topic name of a PUBLISH: not empty, no wildcard, no control bytes (UTF-8 beyond ASCII is fine). */
+function validTopic(buf: Uint8Array, start: number, end: number): boolean {
+  if (end <= start) return false;
+  for (let i = start; i < end; i++) {
+    const c = buf[i];
+    if (c < 0x20 || c === 0x7f || c === 0x23 || c === 0x2b) return false;
+  }
+  return true;
+}
+
+const REASONS_V5 = new Set([0x00, 0x01, 0x02, 0x10, 0x11, 0x80, 0x83, 0x87, 0x8f, 0x91, 0x92, 0x97, 0x9e, 0xa1, 0xa2]);
+
+/**
+ * A connection first seen mid-stream (no CONNECT): the read is a run of control packets whose
+ * fixed headers, flags and minimal remaining lengths tile it exactly (or up to the capture limit),
+ * each valid for its type. Evidence: a PUBLISH with a clean topic, a SUBSCRIBE/UNSUBSCRIBE whose
+ * filters fill it, a SUBACK with valid return codes — or a read that is exactly one PINGREQ /
+ * PINGRESP (2 bytes) or one PUBACK/PUBREC/PUBREL/PUBCOMP (4 bytes), or a run of several.
+ */
+function midstream(b: Uint8Array, bytes: number): boolean {
+  let off = 0;
+  let n = 0;
+  let strong = false;
+  while (off < b.length && n < 64) {
+    const type = b[off] >> 4;
+    const flags = b[off] & 0x0f;
+    if (type < 2 || type > 14 || (type !== 3 && FLAGS[type] !== flags)) return false;
+    const r = remainingLength(b, off + 1, b.length);
+    if (typeof r === 'number') return r === NEED_MORE && b.length < bytes && strong;
+    const [len, used] = r;
+    if (used > 1 && b[off + used] === 0) return false; // not the minimal encoding
+    const body = off + 1 + used;
+    const pend = body + len;
+    if (pend > bytes) return false;
+    const complete = pend <= b.length;
+    const e = Math.min(pend, b.length);
+    switch (type) {
+      case 3: {
+        const qos = (flags >> 1) & 3;
+        if (qos === 3) return false;
+        const tl = u16be(b, body);
+        if (tl < 1 || 2 + tl + (qos > 0 ? 2 : 0) > len) return false;
+        if (!validTopic(b, body + 2, Math.min(e, body + 2 + tl))) return false;
+        if (qos > 0 && body + 4 + tl <= e && u16be(b, body + 2 + tl) === 0) return false;
+        strong = true;
+        break;
+      }
+      case 8:
+      case 10: {
+        if (len < 5 || u16be(b, body) === 0) return false;
+        if (!subscription(b, body, e, type === 8, complete, { version: 4 })) return false;
+        strong = true;
+        break;
+      }
+      case 9: {
+        if (len < 3 || u16be(b, body) === 0) return false;
+        let ok = true;
+        for (let i = body + 2; i < e; i++) if (b[i] > 2 && b[i] !== 0x80) ok = false;
+        if (!ok) {
+          // 5.0: properties, then reason codes
+          const q = skipProperties(b, body + 2, e);
+          if (q === undefined || q >= e) return false;
+          for (let i = q; i < e; i++) if (!REASONS_V5.has(b[i])) return false;
+        }
+        strong = true;
+        break;
+      }
+      case 4:
+      case 5:
+      case 6:
+      case 7:
+      case 11:
+        if (len < 2 || u16be(b, body) === 0) return false;
+        if (len > 2 && (len > 64 || (body + 2 < e && !REASONS_V5.has(b[body + 2])))) return false;
+        break;
+      case 12:
+      case 13:
+        if (len !== 0) return false;
+        break;
+      case 2:
+        if (len < 2 || b[body] > 1 || (len === 2 && b[body + 1] > 5)) return false;
+        break;
+      case 14:
+        if (len > 64) return false;
+        break;
+      default:
+        return false;
+    }
+    n++;
+    off = pend;
+  }
+  if (n === 0 || (off < b.length && n === 64)) return strong && n > 0;
+  if (strong || n >= 2) return true;
+  // One weak packet alone: only the ones an idle or acknowledging connection sends, at their exact size.
+  const t = b[0] >> 4;
+  return b.length === bytes && ((b.length === 2 && (t === 12 || t === 13)) || (b.length === 4 && t >= 4 && t <= 7));
+}
+
+function packet(type: number, flags: number, buf: Uint8Array, p: number, end: number, complete: boolean, ms: MqttSocket): L7Message | undefined {
   const name = TYPES[type];
   const v5 = ms.version === 5;
   const m: L7Message = { l7Protocol: 'mqtt', msgType: REQUESTS.has(type) ? 'request' : 'response', requestType: name, version: versionName(ms.version) };
@@ -84,6 +234,7 @@ function packet(type: number, flags: number, buf: Uint8Array, p: number, end: nu
       const level = buf[proto[1]];
       if (level === undefined || level < 3 || level > 5) return undefined;
       ms.version = level;
+      ms.known = true;
       m.version = versionName(level);
       let q: number | undefined = proto[1] + 4;
       if (level === 5) q = skipProperties(buf, q, end);
@@ -143,9 +294,11 @@ function packet(type: number, flags: number, buf: Uint8Array, p: number, end: nu
     case 10: {
       const id = u16be(buf, p);
       if (id >= 0) m.requestId = id;
-      const q = v5 ? skipProperties(buf, p + 2, end) : p + 2;
-      const topic = q !== undefined ? mqttString(buf, q, end, 512) : undefined;
-      if (topic) m.requestResource = m.endpoint = topic[0];
+      const f = subscription(buf, p, end, type === 8, complete, ms);
+      if (f) {
+        m.requestResource = m.endpoint = f.join(',');
+        m.version = versionName(ms.version);
+      }
       break;
     }
     case 9: {
@@ -197,7 +350,7 @@ const framer: StreamFramer = {
     // Heads are what we read; wait for a split short packet rather than read half a topic.
     if (off + whole > end && !cut && len <= 1024) return NEED_MORE;
     if ((type === 12 || type === 13) && len !== 0) return INVALID;
-    const m = packet(type, flags, buf, p, Math.min(end, p + len), mqttSocket(ctx));
+    const m = packet(type, flags, buf, p, Math.min(end, p + len), p + len <= end, mqttSocket(ctx));
     if (!m) return INVALID;
     if (type === 3) m.requestLength = len;
     out.push(m);
@@ -211,6 +364,7 @@ export const mqttParser: ProtocolParser = {
   descriptor: mqttDescriptor,
   transports: ['tcp'],
   check(payload, ctx) {
+    if (payload.length >= 2 && payload[0] !== 0x10) return midstream(payload, Math.max(ctx.bytes, payload.length));
     if (payload.length < 12 || payload[0] !== 0x10) return false;
     const r = remainingLength(payload, 1, payload.length);
     if (typeof r === 'number') return false;

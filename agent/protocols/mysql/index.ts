@@ -61,8 +61,9 @@ function command(buf: Uint8Array, p: number, end: number, wireLen: number, ms: M
   const m: L7Message = { l7Protocol: 'mysql', msgType: 'request', requestType: name, requestLength: wireLen };
   let sql: string | undefined;
   if (cmd === 0x03 || cmd === 0x16) {
-    sql = text(buf, p + 1, end, 512);
-    // MariaDB/MySQL 8 query attributes would precede the text; plain clients send text straight.
+    // MySQL 8 clients may put query attributes before a COM_QUERY's text; plain clients send text straight.
+    const at = cmd === 0x03 ? queryStart(buf, p + 1, end) : p + 1;
+    sql = text(buf, at < 0 ? p + 1 : at, end, 512);
     m.requestResource = sql;
     const ep = sqlEndpoint(sql);
     if (ep) m.endpoint = ep;
@@ -85,6 +86,61 @@ function command(buf: Uint8Array, p: number, end: number, wireLen: number, ms: M
   if (NO_REPLY.has(cmd)) m.oneWay = true;
   else if (ms.outstanding.length < MAX_OUTSTANDING) ms.outstanding.push({ cmd, sql });
   return m;
+}
+
+/** Bytes of a binary-protocol value by MYSQL_TYPE_* (fixed sizes; 0 = length-encoded string; -1 = 1-byte length). */
+function binaryValueSize(type: number): number | undefined {
+  switch (type) {
+    case 0x01: return 1; // TINY
+    case 0x02: case 0x0d: return 2; // SHORT, YEAR
+    case 0x03: case 0x09: case 0x04: return 4; // LONG, INT24, FLOAT
+    case 0x05: case 0x08: return 8; // DOUBLE, LONGLONG
+    case 0x07: case 0x0a: case 0x0b: case 0x0c: return -1; // TIMESTAMP, DATE, TIME, DATETIME
+    case 0x0f: case 0x10: case 0xf5: case 0xf6: case 0xf7: case 0xf8: case 0xf9: case 0xfa: case 0xfb: case 0xfc: case 0xfd: case 0xfe: case 0xff:
+      return 0;
+    default: return undefined;
+  }
+}
+
+/**
+ * Where a COM_QUERY's statement starts (`p` is just after the command byte). With
+ * CLIENT_QUERY_ATTRIBUTES (MySQL 8 clients) the text follows a parameter count, a parameter set
+ * count (always 1) and, when there are parameters, a null bitmap, a bind flag, their types and
+ * names, and their values. A statement never starts with a control byte followed by 0x01, so the
+ * shape is told apart without the handshake. -1 when the attributes cannot be walked.
+ */
+function queryStart(buf: Uint8Array, p: number, end: number): number {
+  if (p + 2 > end) return p;
+  const n = buf[p];
+  if (n >= 0x20 || buf[p + 1] !== 0x01 || (n === 0x09 || n === 0x0a || n === 0x0d)) return p;
+  let q = p + 2;
+  if (n === 0) return q;
+  const bitmap = q;
+  q += (n + 7) >> 3;
+  if (q >= end || buf[q] !== 1) return -1; // types not sent: cannot size the values
+  q++;
+  const types: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (q + 3 > end) return -1;
+    types.push(buf[q]);
+    q += 2;
+    const l = buf[q];
+    if (l >= 0xfb) return -1;
+    q += 1 + l;
+  }
+  for (let i = 0; i < n; i++) {
+    if ((buf[bitmap + (i >> 3)] >> (i & 7)) & 1) continue;
+    const size = binaryValueSize(types[i]);
+    if (size === undefined || q >= end) return -1;
+    if (size > 0) q += size;
+    else if (size < 0) q += 1 + buf[q];
+    else {
+      const l = lenenc(buf, q, end);
+      if (l === undefined || l > end) return -1;
+      q += (buf[q] < 0xfb ? 1 : buf[q] === 0xfc ? 3 : buf[q] === 0xfd ? 4 : 9) + l;
+    }
+  }
+  return q <= end ? q : -1;
 }
 
 /** The client's HandshakeResponse41: pick up the default database. */
@@ -223,7 +279,10 @@ export const mysqlParser: ProtocolParser = {
       return z > 6 && isPrintable(payload, 5, z) && payload[5] >= 0x30 && payload[5] <= 0x39 && z + 5 <= payload.length;
     }
     if (len + 4 !== Math.max(ctx.bytes, payload.length)) return false;
-    if (first === 0x03 || first === 0x16) return len >= 2 && /^\s*[A-Za-z(/]/.test(text(payload, 5, Math.min(payload.length, 5 + 32)));
+    if (first === 0x03 || first === 0x16) {
+      const at = first === 0x03 ? queryStart(payload, 5, payload.length) : 5;
+      return len >= 2 && at >= 0 && /^\s*[A-Za-z(/]/.test(text(payload, at, Math.min(payload.length, at + 32)));
+    }
     if (first === 0x0e || first === 0x01) return len === 1;
     if (first === 0x17) return len >= 10;
     if (first === 0x19) return len === 5;

@@ -286,6 +286,130 @@ const framer: StreamFramer = {
   },
 };
 
+const EXTENDED_FRONTEND = new Set('PBDESCH'.split('').map((c) => c.charCodeAt(0)));
+const BACKEND_REPLY = new Set('123TDCZEnts'.split('').map((c) => c.charCodeAt(0)));
+const MAX_CHECKED = 64;
+
+/**
+ * A connection first seen mid-stream under the extended query protocol (every JDBC pool, most
+ * drivers): the read is a run of Parse/Bind/Describe/Execute/Sync/Close/Flush messages, each with a
+ * length its body fits, that ends exactly where the read ends (or at the capture limit). Guard:
+ * at least two messages, one of them Parse, Bind or Execute, and the run closed by Sync or Flush
+ * unless the capture limit cut it; fixed-size messages must have their exact size.
+ */
+/** Statement text: no control bytes but tab, CR and LF (UTF-8 beyond ASCII is fine). */
+function sqlText(p: Uint8Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = p[i];
+    if (c < 0x20 && c !== 9 && c !== 10 && c !== 13) return false;
+    if (c === 0x7f) return false;
+  }
+  return true;
+}
+
+function extendedBatch(p: Uint8Array, bytes: number): boolean {
+  let off = 0;
+  let n = 0;
+  let work = false;
+  let last = 0;
+  while (off < p.length && n < MAX_CHECKED) {
+    if (off + 5 > p.length) return p.length < bytes && n >= 2 && work;
+    const t = p[off];
+    if (!EXTENDED_FRONTEND.has(t)) return false;
+    const len = u32be(p, off + 1);
+    if (len < 4 || len > 0x3fffffff || off + 1 + len > bytes) return false;
+    const body = off + 5;
+    const stop = Math.min(p.length, off + 1 + len);
+    switch (t) {
+      case 0x53: // S
+      case 0x48: // H
+        if (len !== 4) return false;
+        break;
+      case 0x44: // D
+      case 0x43: // C: 'S'tatement or 'P'ortal, then a name
+        if (len < 6 || (body < stop && p[body] !== 0x53 && p[body] !== 0x50)) return false;
+        if (off + 1 + len <= p.length && p[off + len] !== 0) return false;
+        break;
+      case 0x45: // E: portal name, row limit
+        if (len < 9) return false;
+        if (off + 1 + len <= p.length && p[off + len - 4] !== 0) return false;
+        work = true;
+        break;
+      case 0x50: {
+        // P: name, query text, parameter types
+        if (len < 8) return false;
+        const name = indexOfByte(p, 0, body, stop);
+        if (name < 0 ? stop === off + 1 + len : name - body > 128) return false;
+        if (name >= 0 && name + 1 < stop && !sqlText(p, name + 1, Math.min(stop, name + 9))) return false;
+        work = true;
+        break;
+      }
+      case 0x42: // B: portal, statement, formats, parameters, result formats
+        if (len < 10) return false;
+        work = true;
+        break;
+      default:
+        break;
+    }
+    n++;
+    last = t;
+    off += 1 + len;
+  }
+  if (n < 2 || !work) return false;
+  return off >= p.length ? last === 0x53 || last === 0x48 || p.length < bytes : false;
+}
+
+/**
+ * The backend's side of a connection first seen mid-stream: a run of ParseComplete,
+ * BindComplete, CloseComplete, RowDescription, DataRow, CommandComplete, ErrorResponse, NoData,
+ * ParameterDescription, PortalSuspended, ReadyForQuery with valid lengths that ends at the end of
+ * the read — fixed-size ones at their exact size, ReadyForQuery with a transaction status — and
+ * holds ReadyForQuery or ParseComplete/BindComplete (a lone DataRow is too weak).
+ */
+function backendReplies(p: Uint8Array, bytes: number): boolean {
+  let off = 0;
+  let n = 0;
+  let strong = false;
+  while (off < p.length && n < MAX_CHECKED) {
+    if (off + 5 > p.length) return p.length < bytes && n >= 2 && strong;
+    const t = p[off];
+    if (!BACKEND_REPLY.has(t)) return false;
+    const len = u32be(p, off + 1);
+    if (len < 4 || len > 0x3fffffff || off + 1 + len > bytes) return false;
+    switch (t) {
+      case 0x31: // 1
+      case 0x32: // 2
+      case 0x33: // 3
+      case 0x6e: // n
+      case 0x73: // s
+        if (len !== 4) return false;
+        if (t !== 0x73) strong = true;
+        break;
+      case 0x5a: // Z
+        if (len !== 5) return false;
+        if (off + 5 < p.length && p[off + 5] !== 0x49 && p[off + 5] !== 0x54 && p[off + 5] !== 0x45) return false;
+        strong = true;
+        break;
+      case 0x54: // T: field count
+      case 0x44: // D: column count
+      case 0x74: // t: parameter count
+        if (len < 6) return false;
+        break;
+      case 0x43: // C: command tag
+        if (len < 5 || (off + 5 < p.length && !isPrintable(p, off + 5, Math.min(p.length, off + 1 + len - 1, off + 13)))) return false;
+        break;
+      case 0x45: // E: fields start with a known code
+        if (len < 5 || (off + 5 < p.length && !/[SVCMDHPpqWstcdnFLR]/.test(String.fromCharCode(p[off + 5])))) return false;
+        break;
+      default:
+        break;
+    }
+    n++;
+    off += 1 + len;
+  }
+  return n >= 2 && strong && off >= p.length;
+}
+
 function checkHead(p: Uint8Array, bytes: number): boolean {
   if (p.length < 8) return false;
   const len = u32be(p, 0);
@@ -300,6 +424,8 @@ function checkHead(p: Uint8Array, bytes: number): boolean {
   const type = p[0];
   const mlen = u32be(p, 1);
   if (mlen < 4 || mlen + 1 > bytes) return false;
+  if (EXTENDED_FRONTEND.has(type) && extendedBatch(p, bytes)) return true;
+  if (BACKEND_REPLY.has(type) && backendReplies(p, bytes)) return true;
   if (type === 0x51 /* Q */) return mlen + 1 === bytes && isPrintable(p, 5, Math.min(p.length, 5 + 8)) && p[Math.min(p.length, mlen + 1) - 1] === 0;
   if (type === 0x52 /* R */) {
     const c = i32be(p, 5);

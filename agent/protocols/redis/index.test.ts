@@ -49,3 +49,27 @@ describe('redis against redis-server', () => {
     expect(s.feed('s2c', enc.encode('>3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$2\r\nhi\r\n'))).toEqual([]);
   });
 });
+
+describe('redis inference claims only RESP-specific evidence', () => {
+  const s = new ParserSession(redisParser, 'client');
+  const claims = (bytes: string, dir: 'c2s' | 's2c' = 'c2s') => redisParser.check(new TextEncoder().encode(bytes), s.context(dir, bytes.length));
+
+  it('does not take memcached text commands or NATS control lines for Redis (recorded from the real servers)', () => {
+    for (const f of [...loadFixtures('memcached'), ...loadFixtures('nats')]) {
+      expect(f.chunks.length, f.name).toBeGreaterThan(4);
+      for (const c of f.chunks) expect(redisParser.check(c.data, s.context(c.dir, c.data.length)), `${f.protocol}/${f.name}: ${Buffer.from(c.data.subarray(0, 24)).toString('latin1')}`).toBe(false);
+    }
+  });
+
+  it('still claims command arrays, distinctive replies and upper-case inline commands of known arity', () => {
+    expect(claims('*2\r\n$3\r\nGET\r\n$3\r\nfoo\r\n')).toBe(true);
+    expect(claims('+PONG\r\n', 's2c')).toBe(true);
+    expect(claims('-ERR unknown command \'FOO\'\r\n', 's2c')).toBe(true);
+    expect(claims('GET foo\r\n')).toBe(true);
+    expect(claims('SET foo bar EX 10\r\n')).toBe(true);
+    expect(claims('SET foo 0 0 3\r\n')).toBe(false);
+    expect(claims('get foo\r\n')).toBe(false);
+    expect(claims('PING\r\n')).toBe(false);
+    expect(claims('+OK\r\n', 's2c')).toBe(false);
+  });
+});

@@ -233,21 +233,56 @@ const framer: StreamFramer = {
   },
 };
 
+/**
+ * Inline commands inference accepts: [min, max] arguments. Upper case only (memcached's text
+ * protocol is lower case and case-sensitive: `get foo`, `set foo 0 0 3`, `quit`), and none NATS
+ * shares (PING, INFO {…}) or that carry no evidence (QUIT).
+ */
+const INLINE_ARITY: Record<string, readonly [number, number]> = {
+  GET: [1, 1], SET: [2, 7], DEL: [1, 64], EXISTS: [1, 64], TYPE: [1, 1], TTL: [1, 1], INCR: [1, 1], KEYS: [1, 1],
+  ECHO: [1, 1], SELECT: [1, 1], DBSIZE: [0, 0], FLUSHALL: [0, 1], FLUSHDB: [0, 1], AUTH: [1, 2], HELLO: [0, 6],
+  CLIENT: [1, 8], CONFIG: [1, 8], COMMAND: [0, 8], MONITOR: [0, 0], SUBSCRIBE: [1, 64],
+};
+const SET_OPTIONS = /^(NX|XX|GET|KEEPTTL|EX|PX|EXAT|PXAT)$/i;
+
+/** An inline command line `line` (no CRLF) that is Redis beyond doubt. */
+function inlineEvidence(line: string): boolean {
+  const words = line.split(' ').filter((w) => w !== '');
+  const cmd = words[0];
+  const arity = INLINE_ARITY[cmd];
+  if (!arity) return false;
+  const args = words.length - 1;
+  if (args < arity[0] || args > arity[1]) return false;
+  if (cmd === 'SELECT') return /^\d{1,2}$/.test(words[1]);
+  if (cmd === 'SET') {
+    for (let i = 3; i < words.length; i++) {
+      if (!SET_OPTIONS.test(words[i])) return false;
+      if (/^(EX|PX|EXAT|PXAT)$/i.test(words[i]) && !/^\d+$/.test(words[++i] ?? '')) return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Claims a stream only on evidence specific to RESP: a command array (`*<n>\r\n$<len>\r\n<name>`),
+ * a whole RESP reply, a Redis error prefix, or an upper-case inline command of known arity. Not
+ * `+OK`, `PING` or `-ERR '…'`, which NATS sends too.
+ */
 function checkHead(p: Uint8Array): boolean {
   if (p.length < 3) return false;
   const t = p[0];
   if (t === 0x2a) return commandHead(p, 0, p.length) !== undefined || (skipValue(p, 0, p.length, 0) === p.length && p.length <= 4096);
-  if (t === 0x2b) return lineEnd(p, 1, p.length, 256) === p.length && /^[A-Z]/.test(String.fromCharCode(p[1]));
+  if (t === 0x2b) return lineEnd(p, 1, p.length, 256) === p.length && /^[A-Z]/.test(String.fromCharCode(p[1])) && !(p.length === 5 && p[1] === 0x4f && p[2] === 0x4b);
   if (t === 0x2d) {
     const e = lineEnd(p, 1, p.length, 1024);
-    return e === p.length && /^-(ERR|WRONGTYPE|NOAUTH|MOVED|ASK|LOADING|BUSY|NOSCRIPT|READONLY|EXECABORT|NOPERM|OOM|MISCONF|CROSSSLOT|CLUSTERDOWN|NOPROTO) /.test(text(p, 0, Math.min(e, 16)));
+    return e === p.length && /^-(ERR|WRONGTYPE|NOAUTH|MOVED|ASK|LOADING|BUSY|NOSCRIPT|READONLY|EXECABORT|NOPERM|OOM|MISCONF|CROSSSLOT|CLUSTERDOWN|NOPROTO) (?!')/.test(text(p, 0, Math.min(e, 16)));
   }
   if (t === 0x24 || t === 0x3a || t === 0x25 || t === 0x7e) return skipValue(p, 0, p.length, 0) === p.length;
-  if (!isCommandByte(t)) return false;
+  if (t < 0x41 || t > 0x5a) return false;
   const head = inlineHead(p, 0, p.length);
   if (!head) return false;
   const e = lineEnd(p, 0, p.length, 512);
-  return e === p.length && !/HTTP\//.test(text(p, 0, e));
+  return e === p.length && inlineEvidence(text(p, 0, e - 2, 512));
 }
 
 export const redisParser: ProtocolParser = {
