@@ -35,6 +35,8 @@ let appNoContent: Hono;
 let gw = 0;
 let down = 0;
 let agentErr = '';
+/** When the test began (ms): the span search starts a minute before it. */
+const startedAt = Date.now();
 
 function launch(cmd: string, args: string[], opts: { cwd?: string } = {}): ChildProcess {
   const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
@@ -103,15 +105,16 @@ interface Stored {
   process_name: string;
 }
 
-/** Every HTTP span of the run, by what it is: `${side} ${port} ${resource}`. */
+/**
+ * Every HTTP span of the run, by what it is: `${side} ${port} ${resource}`. Read through the span API,
+ * which sees the slots still in their pairing window too (riptide.spans only gets a slot once it has
+ * settled, seconds to a minute later).
+ */
 async function storedSpans(): Promise<Map<string, Stored>> {
-  const { rows } = await api<{ rows: Stored[] }>('/api/v1/sql', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ sql: `SELECT DISTINCT span_id, side, server_port, request_resource, process_name FROM riptide.spans WHERE server_port IN (${gw}, ${down}) AND l7_protocol = 'http1' AND _deleted = 0` }),
-  });
+  const start = Math.floor(startedAt / 1000) - 60;
+  const { spans } = await api<{ spans: Stored[] }>(`/api/v1/spans?protocol=http1&start=${start}&limit=10000`);
   const out = new Map<string, Stored>();
-  for (const r of rows) out.set(`${r.side} ${r.server_port} ${r.request_resource}`, r);
+  for (const r of spans) if (r.server_port === gw || r.server_port === down) out.set(`${r.side} ${r.server_port} ${r.request_resource}`, r);
   return out;
 }
 
