@@ -89,6 +89,8 @@ http {
     });
     agent.once('exit', (code) => reject(new Error(`agent exited ${code}: ${agentErr}`)));
   });
+  // The first request after start-up (issue 15): sent the moment the agent says it is capturing.
+  expect(await curl(['-s', `http://127.0.0.1:${nginxPort}/checkout?i=2`])).toContain('price 2');
   fx = await startFunctions({ dataDir: path.join(dir, 'fx'), store, pollMs: 500, kubernetes: 'off', log: () => {} });
   await fx.runtime?.start();
   app = createQueryApp({ clickhouse: fx.ch });
@@ -187,6 +189,18 @@ describe.skipIf(!ready)('acceptance: curl → nginx → A → (DNS, Redis, Postg
     for (const seed of t.spans) {
       const again = await api<{ spans: SpanJson[] }>(`/api/v1/traces/${seed.span_id}`);
       expect(again.spans.map((s) => s.span_id).sort(), `from ${seed.process_name} ${seed.side} ${seed.server_port}`).toEqual([...ids].sort());
+    }
+  }, 180_000);
+
+  it('the first request after start-up (sent the moment the agent captures) is traced like any other', async () => {
+    const root = await rootOf(2, Date.now() + 60_000);
+    await new Promise((r) => setTimeout(r, 3000));
+    const t = await api<{ spans: SpanJson[] }>(`/api/v1/traces/${root.span_id}`);
+    try {
+      checkTrace(2, t.spans);
+    } catch (e) {
+      await dumpForDiagnosis(2, t.spans);
+      throw e;
     }
   }, 180_000);
 
