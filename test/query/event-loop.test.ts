@@ -21,6 +21,8 @@ import type { SpanJson } from '../../functions/query/span.ts';
 import { RULE_CONFIDENCE } from '../../functions/query/assemble.ts';
 import { REPO, RIPTIDE } from '../helpers/agent.ts';
 import { freePort, waitForPort } from '../protocols/recorder.ts';
+import { expectConcurrent as expectConcurrentFloors, score as judge, wrongShare } from './judge.ts';
+import type { Case, Score } from './judge.ts';
 
 const isRoot = process.getuid?.() === 0;
 const hasCurl = fs.existsSync('/usr/bin/curl');
@@ -96,7 +98,6 @@ afterAll(async () => {
 }, 120_000);
 
 type Variant = 'seq' | 'par';
-type Outcome = 'right' | 'unattached' | 'wrong' | 'missing';
 interface Stored {
   span_id: string;
   side: string;
@@ -140,14 +141,6 @@ function truth(v: Variant, n: number): { spans: Array<[string, string]>; links: 
   };
 }
 
-interface Score {
-  traces: number;
-  strict: number;
-  links: Record<Outcome, number>;
-  /** `${variant} ${hop} [rule]` → outcome counts. */
-  breakdown: Map<string, Record<Outcome, number>>;
-}
-
 /** Drive the traffic, wait for its spans, then score it with the full rules and without `content`. */
 async function run(concurrency: number, count: number, first: number): Promise<{ s: Score; base: Score }> {
   const batches: Array<[Variant, number[]]> = (['seq', 'par'] as const).map((v, k) => [v, Array.from({ length: count }, (_, i) => first + k * count + i)]);
@@ -167,61 +160,9 @@ async function run(concurrency: number, count: number, first: number): Promise<{
 }
 
 async function score(label: string, batches: Array<[Variant, number[]]>, stored: Map<string, Stored>, via: Hono): Promise<Score> {
-  const score: Score = { traces: 0, strict: 0, links: { right: 0, unattached: 0, wrong: 0, missing: 0 }, breakdown: new Map() };
-  const traceCache = new Map<string, SpanJson[]>();
-  const traceOf = async (spanId: string): Promise<SpanJson[]> => {
-    let t = traceCache.get(spanId);
-    if (!t) {
-      t = (await api<{ spans: SpanJson[] }>(`/api/v1/traces/${spanId}`, undefined, via)).spans;
-      for (const s of t) traceCache.set(s.span_id, t);
-    }
-    return t;
-  };
-  for (const [v, ns] of batches) {
-    for (const n of ns) {
-      score.traces++;
-      const tr = truth(v, n);
-      const ids = new Map(tr.spans.map(([name, key]) => [name, stored.get(key)?.span_id]));
-      const root = ids.get('curl');
-      const trace = root ? await traceOf(root) : [];
-      const inTrace = new Map(trace.map((s) => [s.span_id, s]));
-      let strict = root !== undefined && trace.length === 6 && tr.spans.every(([name]) => inTrace.has(ids.get(name) ?? ''));
-      for (const [hop, child, parent] of tr.links) {
-        const c = ids.get(child);
-        const p = ids.get(parent);
-        let outcome: Outcome;
-        let rule = '-';
-        if (!c || !p) outcome = 'missing';
-        else {
-          // The child's parent as assembly decided it: in the root's trace, or in its own.
-          const cs = inTrace.get(c) ?? (await traceOf(c)).find((s) => s.span_id === c);
-          rule = cs?.parent_rule ?? '-';
-          outcome = !cs?.parent_id ? 'unattached' : cs.parent_id === p ? 'right' : 'wrong';
-          const ps = inTrace.get(p);
-          if (cs && ps && outcome === 'right' && (cs.start_time_us < ps.start_time_us - 1000 || cs.end_time_us > ps.end_time_us + 1000)) strict = false;
-          if (outcome === 'wrong') process.stderr.write(`event-loop (${label}): WRONG ${v}/${n} ${hop}: parent ${cs?.parent_id} [${rule} ${cs?.parent_confidence}] instead of ${p}\n`);
-        }
-        if (outcome !== 'right') strict = false;
-        score.links[outcome]++;
-        const key = `${v} ${hop} [${rule}]`;
-        const b = score.breakdown.get(key) ?? { right: 0, unattached: 0, wrong: 0, missing: 0 };
-        b[outcome]++;
-        score.breakdown.set(key, b);
-      }
-      if (strict) score.strict++;
-    }
-  }
-  const lines = [...score.breakdown].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, b]) => `  ${k.padEnd(40)} right ${b.right}  unattached ${b.unattached}  wrong ${b.wrong}  missing ${b.missing}`);
-  const total = Object.values(score.links).reduce((a, b) => a + b, 0);
-  process.stderr.write(
-    `event-loop, ${label}: ${score.strict}/${score.traces} traces strictly right (${((100 * score.strict) / score.traces).toFixed(1)}%); ` +
-      `links: ${score.links.right} right, ${score.links.unattached} unattached, ${score.links.wrong} wrong (${((100 * score.links.wrong) / total).toFixed(2)}%), ${score.links.missing} missing of ${total}\n${lines.join('\n')}\n`,
-  );
-  return score;
+  const cases: Case[] = batches.flatMap(([v, ns]) => ns.map((n) => ({ label: `${v}/${n}`, variant: v, truth: truth(v, n), root: 'curl' })));
+  return judge('event-loop', label, cases, stored, async (id) => (await api<{ spans: SpanJson[] }>(`/api/v1/traces/${id}`, undefined, via)).spans);
 }
-
-const linkCount = (s: Score): number => Object.values(s.links).reduce((a, b) => a + b, 0);
-const wrongShare = (s: Score): number => s.links.wrong / linkCount(s);
 
 /**
  * What every concurrent run must show: no wrong parent links with or without the content rule, no
@@ -230,11 +171,7 @@ const wrongShare = (s: Score): number => s.links.wrong / linkCount(s);
  * 80–81% of links right).
  */
 function expectConcurrent(s: Score, base: Score): void {
-  expect(wrongShare(s), 'wrong links').toBeLessThanOrEqual(0.001);
-  expect(wrongShare(base), 'wrong links without content').toBeLessThanOrEqual(0.001);
-  expect(s.links.missing, 'spans never stored').toBe(0);
-  expect(s.strict / s.traces, 'strict traces').toBeGreaterThanOrEqual(0.9);
-  expect(base.links.right / linkCount(base), 'right links without content').toBeGreaterThanOrEqual(0.7);
+  expectConcurrentFloors(s, base, 0.9, 0.7);
 }
 
 describe.skipIf(!isRoot || !hasCurl)('acceptance: curl → Node.js gateway (event loop, keep-alive pool) → Node.js service, no headers', () => {
