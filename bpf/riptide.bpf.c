@@ -468,11 +468,51 @@ static __always_inline void emit_mmsg(struct rt_scratch *s, struct rt_data_event
 	}
 }
 
+/*
+ * ---- syscalls already under way when capture began (issue 15: the first request after start-up) ----
+ * A thread that was blocked in recv() when the programs attached -- a thread-per-connection server
+ * on a keep-alive connection opened earlier (nginx's upstream pool, a pooled client) -- never ran
+ * enter for that call, so its exit had nothing to finish and the first request on the connection
+ * was lost. At the first exit a thread shows without any slot, run enter from the syscall's
+ * arguments, still in its saved registers (only ax is the return value), and take the TCP sequence
+ * back by the bytes the call moved (enter reads it before they move). The slot created here marks
+ * the thread as seen, whatever this syscall was: from then on every syscall of the thread began
+ * after attach, an exit without an in-flight enter is one enter turned down, and stays as cheap as
+ * before. Kernels without bpf_task_pt_regs (before 5.15) skip this and lose that one call, as before.
+ */
+static __always_inline struct rt_args *enter_missed(__u8 sys, long ret)
+{
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_task_pt_regs))
+		return NULL;
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (tgid == self_tgid || (!filter_ports && !task_selected(tgid)))
+		return NULL;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct rt_args *slot = bpf_task_storage_get(&active, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!slot || ret <= 0)
+		return slot;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	if (!regs)
+		return slot;
+	__u32 fd = PT_REGS_PARM1_CORE_SYSCALL(regs);
+	__u64 buf = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	__u32 n = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	__u64 addr = PT_REGS_PARM5_CORE_SYSCALL(regs);
+	bool vec = sys == RT_SYS_WRITEV || sys == RT_SYS_READV || sys == RT_SYS_SENDMMSG || sys == RT_SYS_RECVMMSG;
+	bool mmsg = sys == RT_SYS_SENDMMSG || sys == RT_SYS_RECVMMSG;
+	on_enter(sys, fd, buf, vec ? n : 0, sys == RT_SYS_SENDTO || sys == RT_SYS_RECVFROM ? addr : 0);
+	if (slot->in_flight && slot->l4 == IPPROTO_TCP && !mmsg)
+		slot->tcp_seq -= (__u32)ret;
+	return slot;
+}
+
 /* Exit of a data syscall: build the record and write it to the ring buffer. */
 static __always_inline int on_exit(__u8 sys, long ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct rt_args *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, 0);
+	if (!a)
+		a = enter_missed(sys, ret);
 	if (!a || !a->in_flight)
 		return 0;
 	if (a->syscall != sys || ret <= 0)
