@@ -222,8 +222,30 @@ describe('trace assembly rules', () => {
     const bare = { ...c1, request_resource: '/stock/a' };
     expect(linkParents([s1, s2, bare]).has(c1.span_id)).toBe(false);
     expect(linkParents([s1, s2, c1], { minConfidence: 0.75 }).has(c1.span_id)).toBe(false);
-    // A stronger rule still wins: the response-side syscall id.
-    expect(linkParents([s1, s2, { ...c1, syscall_trace_id_resp: 8 }]).get(c1.span_id)).toMatchObject({ parent: s2.span_id, rule: 'syscall_response' });
+    // The response-side syscall id, when the content agrees or says nothing, is the stronger link.
+    expect(linkParents([s1, s2, { ...c1, syscall_trace_id_resp: 9 }]).get(c1.span_id)).toMatchObject({ parent: s1.span_id, rule: 'syscall_response' });
+    expect(linkParents([s1, s2, { ...bare, syscall_trace_id_resp: 8 }]).get(c1.span_id)).toMatchObject({ parent: s2.span_id, rule: 'syscall_response' });
+  });
+
+  it('shared loop: when the response-side id and the content name two open requests, the content links the call (recorded shape of Python asyncio)', () => {
+    // An asyncio gateway (one thread) serves /seq/3016 and /seq/3017. One select() returns the reply
+    // to 3017's /down/3017/b (read: id 5) and then the reply to 3016's /down/3016/a (id 6): both
+    // reads run before either task. Then 3017's task writes its response — with id 6, the last read
+    // — and 3016's task writes /down/3016/b, also with id 6.
+    const s16 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 0, end_time_us: 2000, request_resource: '/seq/3016', syscall_trace_id_req: 1, syscall_trace_id_resp: 7 });
+    const s17 = span({ side: 'server', pid: 20, tid: 20, start_time_us: 10, end_time_us: 1200, request_resource: '/seq/3017', syscall_trace_id_req: 2, syscall_trace_id_resp: 6 });
+    const a16 = span({ side: 'client', pid: 20, tid: 20, start_time_us: 100, end_time_us: 1100, request_resource: '/down/3016/a', syscall_trace_id_req: 2, syscall_trace_id_resp: 6, req_tcp_seq: 3 });
+    const b17 = span({ side: 'client', pid: 20, tid: 20, start_time_us: 200, end_time_us: 1090, request_resource: '/down/3017/b', syscall_trace_id_req: 3, syscall_trace_id_resp: 5, req_tcp_seq: 4 });
+    const b16 = span({ side: 'client', pid: 20, tid: 20, start_time_us: 1150, end_time_us: 1900, request_resource: '/down/3016/b', syscall_trace_id_req: 6, syscall_trace_id_resp: 7, req_tcp_seq: 5 });
+    const l = linkParents([s16, s17, a16, b17, b16]);
+    // The response id alone would give /down/3016/a to 3017 (whose response went out with id 6).
+    expect(l.get(a16.span_id)).toEqual({ parent: s16.span_id, rule: 'content', confidence: RULE_CONFIDENCE.content });
+    expect(l.get(b17.span_id)).toMatchObject({ parent: s17.span_id, rule: 'content' });
+    expect(l.get(b16.span_id)).toMatchObject({ parent: s16.span_id, rule: 'syscall_response' });
+    // Without content (a threshold above it) the conflicting call stays unattached, not wrong.
+    const strict = linkParents([s16, s17, a16, b17, b16], { minConfidence: RULE_CONFIDENCE.content + 0.01 });
+    expect(strict.has(a16.span_id)).toBe(false);
+    expect(strict.get(b16.span_id)?.parent).toBe(s16.span_id);
   });
 
   it('idTokens: ids, not words or versions', () => {

@@ -461,22 +461,37 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     if (servers.length === 0) return out;
     const x = s.x_request_id_req;
     if (x) out.push([latest(servers.filter((srv) => srv.x_request_id_req === x || srv.x_request_id_resp === x)), 'x_request_id']);
-    if (s.syscall_trace_id_resp !== 0) out.push([latest(servers.filter((srv) => srv.syscall_trace_id_resp === s.syscall_trace_id_resp)), 'syscall_response']);
+    const byResponse = s.syscall_trace_id_resp !== 0 ? latest(servers.filter((srv) => srv.syscall_trace_id_resp === s.syscall_trace_id_resp)) : undefined;
     // Two server spans of one thread both containing the call: an event loop serving requests
     // concurrently. What such a thread last received may belong to any of them (nginx writes one
     // request's upstream call right after reading another's request or reply), so neither the chain
     // of request-side ids nor the thread says which one made the call: no guess.
     const same = s.tid !== 0 ? servers.filter((srv) => srv.tid === s.tid || srv.resp_tid === s.tid) : [];
     if (same.length > 1) {
-      // What the request said: an id of exactly one open request reappears in the call (`/orders/17`
-      // → `/stock/17`). An id two open requests share says nothing.
-      out.push([byContent(s, servers), 'content']);
+      out.push(...sharedLoop(byResponse, byContent(s, servers)));
       return out;
     }
+    out.push([byResponse, 'syscall_response']);
     if (s.syscall_trace_id_req !== 0) out.push([latest(servers.filter((srv) => chainOf(srv).has(s.syscall_trace_id_req))), 'syscall_chain']);
     if (same.length === 1) out.push([same[0], 'thread']);
     return out;
   };
+
+  /**
+   * A call on a thread serving several requests at once: the response-side id, then what the request
+   * said (an id of exactly one open request reappears in the call: `/orders/17` → `/stock/17`; an id
+   * two open requests share says nothing). When the two name different requests, the content wins:
+   * a loop that reads every ready socket before running the tasks they woke (Python asyncio's
+   * selector loop) writes one request's response right after reading another request's reply, so
+   * the response id then names the wrong request, while the call's own resource still names its own.
+   */
+  const sharedLoop = (response: T | undefined, content: T | undefined): Candidate[] =>
+    response && content && response !== content
+      ? [[content, 'content']]
+      : [
+          [response, 'syscall_response'],
+          [content, 'content'],
+        ];
 
   for (const s of [...spans].sort(byStart)) {
     for (const [p, rule, c] of candidates(s)) {
