@@ -3,7 +3,9 @@
 // their paths (the request number), never evidence assembly is given.
 // Strict: a trace counts only if it holds exactly the request's spans (every hop's client and server
 // side), every parent is right and every child lies inside its parent. Each link is scored
-// right / unattached / wrong / missing (span never stored) per hop and rule, and printed.
+// right / unattached / wrong / missing (span never stored) per hop and rule, and printed; a trace whose
+// links are all right but that still fails is printed with why (spans of other requests in it, a child
+// outside its parent).
 import { expect } from 'vitest';
 import type { SpanJson } from '../../functions/query/span.ts';
 
@@ -58,6 +60,14 @@ export async function score(prefix: string, label: string, cases: readonly Case[
     const spans = root ? await trace(root) : [];
     const inTrace = new Map(spans.map((s) => [s.span_id, s]));
     let strict = root !== undefined && spans.length === tr.spans.length && tr.spans.every(([name]) => inTrace.has(ids.get(name) ?? ''));
+    // Why a trace whose links are all right still is not strict: other spans in it, or a child outside its parent.
+    const why: string[] = [];
+    let allRight = true;
+    if (root !== undefined && !strict) {
+      const mine = new Set(tr.spans.map(([name]) => ids.get(name)));
+      const foreign = spans.filter((x) => !mine.has(x.span_id));
+      why.push(`${spans.length} spans of ${tr.spans.length} expected${foreign.length ? `; not of this request: ${foreign.map((x) => `${x.side} :${x.server_port} ${x.request_resource} [${x.parent_rule}]`).join(', ')}` : ''}`);
+    }
     for (const [hop, child, parent] of tr.links) {
       const c = ids.get(child);
       const p = ids.get(parent);
@@ -70,10 +80,16 @@ export async function score(prefix: string, label: string, cases: readonly Case[
         rule = cs?.parent_rule ?? '-';
         outcome = !cs?.parent_id ? 'unattached' : cs.parent_id === p ? 'right' : 'wrong';
         const ps = inTrace.get(p);
-        if (cs && ps && outcome === 'right' && (cs.start_time_us < ps.start_time_us - 1000 || cs.end_time_us > ps.end_time_us + 1000)) strict = false;
+        if (cs && ps && outcome === 'right' && (cs.start_time_us < ps.start_time_us - 1000 || cs.end_time_us > ps.end_time_us + 1000)) {
+          strict = false;
+          why.push(`${hop} outside its parent: ${cs.start_time_us - ps.start_time_us} µs after its start, ${cs.end_time_us - ps.end_time_us} µs after its end`);
+        }
         if (outcome === 'wrong') process.stderr.write(`${prefix} (${label}): WRONG ${k.label} ${hop}: parent ${cs?.parent_id} [${rule} ${cs?.parent_confidence}] instead of ${p}\n`);
       }
-      if (outcome !== 'right') strict = false;
+      if (outcome !== 'right') {
+        strict = false;
+        allRight = false;
+      }
       out.links[outcome]++;
       const key = `${k.variant} ${hop} [${rule}]`;
       const b = out.breakdown.get(key) ?? { right: 0, unattached: 0, wrong: 0, missing: 0 };
@@ -81,6 +97,7 @@ export async function score(prefix: string, label: string, cases: readonly Case[
       out.breakdown.set(key, b);
     }
     if (strict) out.strict++;
+    else if (allRight) process.stderr.write(`${prefix} (${label}): NOT STRICT ${k.label}: ${why.join('; ')}\n`);
   }
   const lines = [...out.breakdown].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, b]) => `  ${k.padEnd(40)} right ${b.right}  unattached ${b.unattached}  wrong ${b.wrong}  missing ${b.missing}`);
   const total = linkCount(out);
