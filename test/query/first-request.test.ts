@@ -3,6 +3,10 @@
 // pooled keep-alive HTTP/1.1 client), the first request sent the moment the agent says it is
 // capturing must be traced like any other.
 //   curl → nginx (upstream keepalive) → A (Python threads) → Redis, B (Python threads)
+// It failed before capture finished a syscall whose enter predates the agent (bpf/riptide.bpf.c,
+// enter_missed): A's and B's threads were already blocked in recv() on their pooled connections
+// when the probes attached, so request 1's server spans on A and B were never stored and the trace
+// ended at nginx's upstream call. Request 2 (threads back in recv() after attach) was always whole.
 import { execFile, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
