@@ -13,7 +13,7 @@
  * slot, and in {@link BatchProcessor.settleDue}, which the runtimes call on a timer.
  *
  * Malformed objects are moved to `quarantine/<key>` with a `<key>.reason.json` note, counted, and
- * left out of every window; processing carries on.
+ * left out of every window (quarantine.ts, the one quarantine path); processing carries on.
  *
  * @example
  *   const p = new BatchProcessor({ ch, store, keys, decode });
@@ -30,6 +30,7 @@ import { queryRows } from '../storage/clickhouse.ts';
 import { insertRecentSpans, insertSpans, insertTagLabels, insertTagNames, recordProcessedSlot, recordSettledSlot, settledSlots } from '../storage/span-store.ts';
 import { stringWords } from '../span-builder/hash.ts';
 import type { BatchDecoder, BatchKeyScheme, ObjectStorePort } from './ports.ts';
+import { quarantine } from './quarantine.ts';
 
 const received = metrics.counter('riptide_functions_received_total', 'Batch objects handed to the functions');
 const sent = metrics.counter('riptide_functions_sent_total', 'Span rows written to riptide.spans (settled slots: each span once)');
@@ -37,10 +38,7 @@ const recentRows = metrics.counter('riptide_functions_recent_rows_total', 'Rows 
 const recentSkipped = metrics.counter('riptide_functions_recent_unchanged_total', 'Rows of a rebuilt unsettled slot not rewritten because this replica already wrote them unchanged');
 const settledTotal = metrics.counter('riptide_functions_settled_slots_total', 'Slots settled (their rows written to riptide.spans)');
 const errorsTotal = metrics.counter('riptide_functions_errors_total', 'Slot windows that failed to process (retried later)');
-const dropped = metrics.counter('riptide_functions_dropped_total', 'Batch objects dropped, by reason (quarantined = malformed)');
 const slotsTotal = metrics.counter('riptide_functions_slots_processed_total', 'Slot windows processed (a batch touches up to three)');
-
-export const QUARANTINE_PREFIX = 'quarantine/';
 
 export interface SlotRows {
   agentId: string;
@@ -130,14 +128,6 @@ interface OpenSlot {
   agentId: string;
   slot: number;
   slotSeconds: number;
-}
-
-/** One quarantine note, stored beside the moved object. */
-export interface QuarantineReason {
-  key: string;
-  reason: string;
-  error: string;
-  at: string;
 }
 
 export class BatchProcessor {
@@ -490,11 +480,7 @@ export class BatchProcessor {
   }
 
   private async quarantine(key: string, bytes: Uint8Array, reason: string, err: unknown): Promise<void> {
-    const note: QuarantineReason = { key, reason, error: err instanceof Error ? err.message : String(err), at: new Date().toISOString() };
-    await this.o.store.put(QUARANTINE_PREFIX + key, bytes);
-    await this.o.store.put(QUARANTINE_PREFIX + key + '.reason.json', new TextEncoder().encode(JSON.stringify(note, null, 2) + '\n'));
-    await this.o.store.delete(key);
-    dropped.inc({ reason: 'quarantined' });
+    const note = await quarantine(this.o.store, key, bytes, reason, err);
     this.log(`riptide functions: quarantined ${key}: ${note.error}`);
   }
 }
