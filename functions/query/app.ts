@@ -24,6 +24,9 @@ import { clickhousePing } from '../storage/ping.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
 import { liveSpans } from '../storage/span-store.ts';
+import { SpanWriter } from '../storage/span-writer.ts';
+import { TagEncoder } from '../tag-encoder/tag-encoder.ts';
+import { DenseTagIds } from '../tag-encoder/tag-ids.ts';
 import type { AssembleOptions } from './assemble.ts';
 import { ClickHouseSpanSource, assembleRecords, latestVersions, usTime } from './clickhouse-source.ts';
 import { mountJaeger } from './jaeger.ts';
@@ -65,6 +68,13 @@ export interface QueryAppOptions {
   marketplace?: MarketplaceAppOptions;
   /** Request body caps (defaults: DEFAULT_LIMITS in functions/http/body-limit.ts; the marketplace has its own). */
   limits?: Partial<BodyLimits>;
+  /**
+   * Where OTLP spans go: the tag encoder and storage writer of captured spans, so a service has one
+   * id (`riptide up` passes the functions' writer; `riptide query` its own on the dense id registry).
+   * Default: a writer of its own on the id registry in ClickHouse, minting hash ids for what no
+   * writer has claimed (no stripe, so query replicas need no coordination).
+   */
+  writer?: SpanWriter;
   /** OTLP spans outside [now - retention, now + future] are refused; defaults: 7 days (the default TTL), 1 hour. */
   otlpWindow?: Partial<OtlpTimeWindow>;
   /** `GET /api/v1/traces` stops assembling after this long and answers `truncated: true` (default 3000 ms). */
@@ -304,7 +314,8 @@ export function createQueryApp(o: QueryAppOptions): Hono {
   });
 
   mountJaeger(app, ctx);
-  mountOtlp(app, { ch, metrics: m, maxBodyBytes: limits.otlpBytes, window: o.otlpWindow });
+  const writer = o.writer ?? new SpanWriter({ ch, encoder: new TagEncoder({ ids: new DenseTagIds({ mint: 'hash' }) }) });
+  mountOtlp(app, { writer, metrics: m, maxBodyBytes: limits.otlpBytes, window: o.otlpWindow });
 
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
   return app;

@@ -170,6 +170,8 @@ const command: Command = {
         // The marketplace keeps plugins in the same object store, under plugins/.
         marketplace: { store: fx.store, publishTokens: cfg.list('publish-token') },
         otlpWindow: { maxAgeMs: (cfg.number('ttl-days') ?? 7) * 86400e3 },
+        // OTLP spans through the functions' tag encoder and writer: one id per service.
+        writer: fx.processor.writer,
         // The demo's services first on the map (the browser, curl and test tools of the host behind a toggle).
         ui: cfg.bool('demo') ? { focus: { label: 'the demo services', prefixes: ['demo-'] } } : undefined,
       }),
