@@ -13,6 +13,7 @@ import type { ClickHouse } from '../../functions/storage/clickhouse.ts';
 import { migrate } from '../../functions/storage/migrations.ts';
 import type { SpanWriter } from '../../functions/storage/span-writer.ts';
 import { TagEncoder } from '../../functions/tag-encoder/tag-encoder.ts';
+import { MetadataIndex } from '../../functions/tag-encoder/metadata.ts';
 import { DenseTagIds, STRIPE_SIZE } from '../../functions/tag-encoder/tag-ids.ts';
 import { tagId } from '../../functions/tag-encoder/tag-id.ts';
 import { cutBatches, httpReq, httpResp, msg, proc } from '../functions/fixtures.ts';
@@ -35,15 +36,15 @@ beforeEach(async () => {
 });
 
 /** The functions: a dense registry loaded from ClickHouse now, as `riptide functions` starts. */
-async function functions(): Promise<BatchProcessor> {
+async function functions(source?: MetadataIndex): Promise<BatchProcessor> {
   const ids = await DenseTagIds.load(ch);
-  return new BatchProcessor({ ch, store: new MemoryStore(), keys: testKeys, decode: decodeJson, encoder: new TagEncoder({ ids }), log: () => {}, now: () => 1e15 });
+  return new BatchProcessor({ ch, store: new MemoryStore(), keys: testKeys, decode: decodeJson, encoder: new TagEncoder({ ids, source }), log: () => {}, now: () => 1e15 });
 }
 
-/** `checkout` (pid 200) on host node-1 answers one captured HTTP request; settled into riptide.spans. */
+/** `checkout` (pid 200, in container c0ffee) on host node-1 answers one captured HTTP request; settled into riptide.spans. */
 async function capture(p: BatchProcessor): Promise<void> {
   const server = { socketId: 2002, pid: 200, processName: 'checkout', role: 'server' as const, localIp: '10.1.0.2', localPort: 80, remoteIp: '10.1.0.1', remotePort: 50000 };
-  const batches = [...cutBatches('node-1', [msg(server, 100, 'ingress', [httpReq('/pay')], { tcpSeq: 10 }), msg(server, 103, 'egress', [httpResp(200)], { tcpSeq: 90 })], [proc(200, 'checkout')], 'node-1').values()];
+  const batches = [...cutBatches('node-1', [msg(server, 100, 'ingress', [httpReq('/pay')], { tcpSeq: 10 }), msg(server, 103, 'egress', [httpResp(200)], { tcpSeq: 90 })], [proc(200, 'checkout', 'c0ffee')], 'node-1').values()];
   const store = (p as unknown as { o: { store: MemoryStore } }).o.store;
   for (const b of batches) await store.put(testKey(b), encodeJson(b));
   for (const b of batches) expect((await p.processBatch(testKey(b))).status).toBe('processed');
@@ -51,14 +52,14 @@ async function capture(p: BatchProcessor): Promise<void> {
 }
 
 /** One OTLP/JSON span of service `checkout` on host node-1, through the query app's POST /v1/traces. */
-async function otlp(writer?: SpanWriter): Promise<void> {
+async function otlp(writer?: SpanWriter, namespace?: string): Promise<void> {
   const app = createQueryApp({ clickhouse: ch, writer });
   const now = BigInt(Date.now()) * 1_000_000n;
   const attr = (key: string, v: string) => ({ key, value: { stringValue: v } });
   const body = {
     resourceSpans: [
       {
-        resource: { attributes: [attr('service.name', 'checkout'), attr('host.name', 'node-1')] },
+        resource: { attributes: [attr('service.name', 'checkout'), attr('host.name', 'node-1'), ...(namespace ? [attr('k8s.namespace.name', namespace)] : [])] },
         scopeSpans: [{ spans: [{ traceId: 'ab'.repeat(16), spanId: 'cd'.repeat(8), name: 'POST /pay', kind: 2, startTimeUnixNano: String(now - 5_000_000n), endTimeUnixNano: String(now) }] }],
       },
     ],
@@ -121,5 +122,16 @@ describe('OTLP and captured spans: one tag encoder, one writer, one id per servi
     // And the registry says so to a replica that starts now.
     const again = await DenseTagIds.load(ch);
     expect(again.id('service', 'checkout')).toBe(got.otel.service_id);
+  });
+
+  it('in Kubernetes: the pod\'s workload and the resource\'s k8s.namespace.name + service.name are one service', async () => {
+    const index = new MetadataIndex();
+    index.upsertPod({ uid: 'u1', name: 'checkout-7d9f8c6b5-x2x4q', namespace: 'shop', nodeName: '', ips: ['10.1.0.2'], containerIds: ['c0ffee'], labels: {}, annotations: {}, ownerKind: 'ReplicaSet', ownerName: 'checkout-7d9f8c6b5', hostNetwork: false });
+    const p = await functions(index);
+    await capture(p);
+    await otlp(undefined, 'shop');
+    const got = await ids();
+    expect(got.otel.service_id).toBe(got.ebpf.service_id);
+    expect(await queryRows(ch, "SELECT key, name FROM riptide.tag_names WHERE kind = 'service' GROUP BY key, name")).toEqual([{ key: 'shop/checkout', name: 'checkout' }]);
   });
 });
