@@ -13,9 +13,9 @@ import type { PluginManifest } from '../../sdk-plugin/src/manifest.ts';
 import { sha256Hex } from '../../sdk-plugin/src/hash.ts';
 import { resolveManifestPath } from './host.ts';
 import { MarketplaceClient, MarketplaceError, MarketplaceRefused, loadTrustedKeys, parsePluginSpec } from './marketplace-client.ts';
-import { KeyError, generatePublisherKey, parsePrivateKey, signPlugin, verifyPluginSignature } from './marketplace-signing.ts';
-import type { SignatureFile } from './marketplace-signing.ts';
-import { VersionRangeError, parseVersion } from './marketplace-semver.ts';
+import { KeyError, generatePublisherKey, parsePrivateKey, signPlugin, verifyPluginSignature } from '../../lib/marketplace/signing.ts';
+import type { SignatureFile } from '../../lib/marketplace/signing.ts';
+import { VersionRangeError, parseVersion } from '../../lib/marketplace/semver.ts';
 
 export interface MarketplaceCliOptions {
   out?: string;

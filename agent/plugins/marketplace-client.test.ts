@@ -8,7 +8,7 @@ import { example, withVersion } from '../../test/marketplace/fixtures.ts';
 import { FileStore } from '../shipping/store.ts';
 import { TOKEN, publishBody, serveMarketplace } from '../../test/marketplace/fixtures.ts';
 import { MarketplaceClient, MarketplaceRefused, MarketplaceWatcher, installedVersion, parsePluginSpec } from './marketplace-client.ts';
-import { canonicalJson, generatePublisherKey, signPlugin, trustedKeys } from './marketplace-signing.ts';
+import { canonicalJson, generatePublisherKey, signPlugin, trustedKeys } from '../../lib/marketplace/signing.ts';
 
 const dirs: string[] = [];
 afterAll(async () => {

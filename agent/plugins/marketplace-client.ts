@@ -26,9 +26,9 @@ import type { Counter, MetricsRegistry } from '../metrics.ts';
 import { ManifestError, parseManifest } from '../../sdk-plugin/src/manifest.ts';
 import type { PluginManifest } from '../../sdk-plugin/src/manifest.ts';
 import { sha256Hex } from '../../sdk-plugin/src/hash.ts';
-import { KeyError, MARKETPLACE_NAME_RE, canonicalJson, trustedKeys, verifyPluginSignature } from './marketplace-signing.ts';
-import type { SignatureFile, TrustedKeys } from './marketplace-signing.ts';
-import { compareVersions, parseRange, parseVersion, satisfies, sortVersions } from './marketplace-semver.ts';
+import { KeyError, MARKETPLACE_NAME_RE, canonicalJson, trustedKeys, verifyPluginSignature } from '../../lib/marketplace/signing.ts';
+import type { SignatureFile, TrustedKeys } from '../../lib/marketplace/signing.ts';
+import { compareVersions, parseRange, parseVersion, satisfies, sortVersions } from '../../lib/marketplace/semver.ts';
 
 export interface PluginSpec {
   name: string;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BatchKeyError, batchKey, hourPrefix, neighbourPrefixes, parseBatchKey, quarantineKey, slotPrefix, toAgentId } from './keys.ts';
+import { BatchKeyError, batchKey, hourPrefix, neighbourPrefixes, parseBatchKey, quarantineKey, quarantineNoteKey, slotPrefix, toAgentId } from './keys.ts';
 
 describe('batch keys', () => {
   const parts = { agentId: 'node-a', slot: 566_666_666, slotSeconds: 3, run: 1_763_703_250_123, part: 2 };
@@ -20,6 +20,8 @@ describe('batch keys', () => {
     expect(parseBatchKey('batches/x.rtb')).toBeUndefined();
     expect(parseBatchKey(batchKey(parts).replace('2023-11-14', '2023-11-16'))).toBeUndefined();
     expect(parseBatchKey(batchKey(parts) + '.reason.txt')).toBeUndefined();
+    expect(quarantineNoteKey(batchKey(parts))).toBe(`${quarantineKey(batchKey(parts))}.reason.json`);
+    expect(parseBatchKey(quarantineNoteKey(batchKey(parts)))).toBeUndefined();
   });
 
   it('gives the prefixes of a slot and its neighbours, across an hour boundary', () => {

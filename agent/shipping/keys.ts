@@ -107,7 +107,27 @@ export function parseBatchKey(key: string): BatchKeyParts | undefined {
   return parts;
 }
 
-/** Where a batch that cannot be read is moved, next to a `.reason.txt` saying why. */
+/**
+ * Where the functions move a batch that cannot be used (functions/runtime/quarantine.ts, the one
+ * place that does), next to a {@link quarantineNoteKey} note saying why.
+ */
 export function quarantineKey(key: string): string {
   return `${QUARANTINE_PREFIX}${key}`;
+}
+
+/** The JSON {@link QuarantineNote} beside a quarantined object. */
+export function quarantineNoteKey(key: string): string {
+  return `${quarantineKey(key)}.reason.json`;
+}
+
+/** Why an object was quarantined (`quarantine/<key>.reason.json`). */
+export interface QuarantineNote {
+  /** The key it had. */
+  key: string;
+  /** A short label: malformed, key_mismatch, invalid, … (also the metric's label). */
+  reason: string;
+  /** The decoder's message. */
+  error: string;
+  /** ISO time it was moved. */
+  at: string;
 }

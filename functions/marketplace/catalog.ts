@@ -18,9 +18,9 @@ import { classifyStoreError } from '../../agent/shipping/store.ts';
 import type { ObjectStore } from '../../agent/shipping/store.ts';
 import type { PluginManifest, ProtocolDecl } from '../../sdk-plugin/src/manifest.ts';
 import type { HookName } from '../../sdk-plugin/src/abi.ts';
-import type { SignatureFile } from '../../agent/plugins/marketplace-signing.ts';
-import { canonicalJson } from '../../agent/plugins/marketplace-signing.ts';
-import { maxSatisfying, sortVersions } from '../../agent/plugins/marketplace-semver.ts';
+import type { SignatureFile } from '../../lib/marketplace/signing.ts';
+import { canonicalJson } from '../../lib/marketplace/signing.ts';
+import { maxSatisfying, sortVersions } from '../../lib/marketplace/semver.ts';
 
 export interface VersionEntry {
   version: string;

@@ -14,7 +14,7 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MetricsRegistry } from '../../agent/metrics.ts';
-import { generatePublisherKey, keyIdOf, parsePrivateKey, signPlugin } from '../../agent/plugins/marketplace-signing.ts';
+import { generatePublisherKey, keyIdOf, parsePrivateKey, signPlugin } from '../../lib/marketplace/signing.ts';
 import type { ObjectStore } from '../../agent/shipping/store.ts';
 import { parseManifest } from '../../sdk-plugin/src/manifest.ts';
 import { API, createMarketplaceApp } from './app.ts';

@@ -24,6 +24,9 @@ import { clickhousePing } from '../storage/ping.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
 import { liveSpans } from '../storage/span-store.ts';
+import { SpanWriter } from '../storage/span-writer.ts';
+import { TagEncoder } from '../tag-encoder/tag-encoder.ts';
+import { DenseTagIds } from '../tag-encoder/tag-ids.ts';
 import type { AssembleOptions } from './assemble.ts';
 import { ClickHouseSpanSource, assembleRecords, latestVersions, usTime } from './clickhouse-source.ts';
 import { mountJaeger } from './jaeger.ts';
@@ -31,11 +34,13 @@ import { TagNames } from './names.ts';
 import { OTLP_PATH, mountOtlp } from './otlp.ts';
 import type { OtlpTimeWindow } from './otlp.ts';
 import { serviceMap } from './service-map.ts';
-import type { SpanJson, SpanRecord } from './span.ts';
+import type { SpanRecord } from './span.ts';
 import { SPAN_COLUMNS, toSpanJson } from './span.ts';
 import { ReadOnlySql, SqlError } from './sql-guard.ts';
 import type { SqlRunnerOptions } from './sql-guard.ts';
 import { listTraces, seedOfTraceOrSpanId } from './trace-list.ts';
+import { BadRequest, parseLimit, parseUnixSeconds } from './request.ts';
+import type { QueryContext, SpanFilter } from './request.ts';
 import { uiHtml } from './ui.ts';
 import { bodyLimit, resolveLimits } from '../http/body-limit.ts';
 import type { BodyLimits } from '../http/body-limit.ts';
@@ -63,6 +68,13 @@ export interface QueryAppOptions {
   marketplace?: MarketplaceAppOptions;
   /** Request body caps (defaults: DEFAULT_LIMITS in functions/http/body-limit.ts; the marketplace has its own). */
   limits?: Partial<BodyLimits>;
+  /**
+   * Where OTLP spans go: the tag encoder and storage writer of captured spans, so a service has one
+   * id (`riptide up` passes the functions' writer; `riptide query` its own on the dense id registry).
+   * Default: a writer of its own on the id registry in ClickHouse, minting hash ids for what no
+   * writer has claimed (no stripe, so query replicas need no coordination).
+   */
+  writer?: SpanWriter;
   /** OTLP spans outside [now - retention, now + future] are refused; defaults: 7 days (the default TTL), 1 hour. */
   otlpWindow?: Partial<OtlpTimeWindow>;
   /** `GET /api/v1/traces` stops assembling after this long and answers `truncated: true` (default 3000 ms). */
@@ -78,56 +90,6 @@ export interface UiOptions {
    * the demo's services so the browser, curl and test tools on the host do not crowd it.
    */
   focus?: { label: string; prefixes: string[] };
-}
-
-/** A bad request: the message goes back to the caller with a 400. */
-export class BadRequest extends Error {}
-
-/**
- * The latest time a request may name, 2200-01-01 in µs: far past any real span, inside DateTime64's
- * range (to 2299) and exact as a double (µs past 2255 are not safe integers).
- */
-export const MAX_TIME_US = 7_258_118_400e6;
-
-/** Unix seconds (decimals allowed) → µs; undefined when absent. */
-export function parseUnixSeconds(v: string | undefined, name: string): number | undefined {
-  if (v === undefined || v === '') return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0 || n * 1e6 > MAX_TIME_US) throw new BadRequest(`${name} must be unix seconds in 0..${MAX_TIME_US / 1e6} (up to 2200-01-01), got "${v.slice(0, 40)}"`);
-  return Math.round(n * 1e6);
-}
-
-export function parseLimit(v: string | undefined, def: number, max: number): number {
-  if (v === undefined || v === '') return def;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new BadRequest(`limit must be an integer in 1..${max}, got "${v.slice(0, 40)}"`);
-  return n;
-}
-
-export interface QueryContext {
-  ch: ClickHouse;
-  names: TagNames;
-  source: ClickHouseSpanSource;
-  assemble: Partial<AssembleOptions>;
-  /** Assemble the trace holding a span, as API spans; undefined when the span does not exist. */
-  trace(spanId: string): Promise<{ trace_id: string; spans: SpanJson[] } | undefined>;
-  /** Search spans, newest first. */
-  searchSpans(f: SpanFilter): Promise<SpanJson[]>;
-}
-
-export interface SpanFilter {
-  fromUs: number;
-  toUs: number;
-  protocol?: string;
-  process?: string;
-  resource?: string;
-  traceId?: string;
-  service?: string;
-  side?: string;
-  minDurationUs?: number;
-  maxDurationUs?: number;
-  endpoint?: string;
-  limit: number;
 }
 
 function sameSecret(a: string, b: string): boolean {
@@ -352,7 +314,8 @@ export function createQueryApp(o: QueryAppOptions): Hono {
   });
 
   mountJaeger(app, ctx);
-  mountOtlp(app, { ch, metrics: m, maxBodyBytes: limits.otlpBytes, window: o.otlpWindow });
+  const writer = o.writer ?? new SpanWriter({ ch, encoder: new TagEncoder({ ids: new DenseTagIds({ mint: 'hash' }) }) });
+  mountOtlp(app, { writer, metrics: m, maxBodyBytes: limits.otlpBytes, window: o.otlpWindow });
 
   app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${c.req.path}` }, 404));
   return app;

@@ -14,8 +14,8 @@
 import type { Hono } from 'hono';
 import { queryRows } from '../storage/clickhouse.ts';
 import { liveSpans } from '../storage/span-store.ts';
-import type { QueryContext } from './app.ts';
-import { BadRequest, MAX_TIME_US, parseLimit } from './app.ts';
+import type { QueryContext } from './request.ts';
+import { BadRequest, MAX_TIME_US, parseLimit } from './request.ts';
 import { distinctTraces, seedOfTraceOrSpanId } from './trace-list.ts';
 import { usTime } from './clickhouse-source.ts';
 import { serviceMap } from './service-map.ts';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { OtlpSpan } from './otlp.ts';
-import { chunkByDay, otlpToRows, refuseSpan } from './otlp.ts';
+import { chunkByDay } from '../storage/span-writer.ts';
+import { otlpToRows, refuseSpan } from './otlp.ts';
 
 const NOW_MS = Date.UTC(2026, 5, 1, 12);
 const ns = (ms: number): bigint => BigInt(ms) * 1_000_000n;

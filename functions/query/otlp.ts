@@ -1,7 +1,8 @@
 /**
  * OTLP/HTTP trace ingest: `POST /v1/traces` with an ExportTraceServiceRequest, protobuf
  * (`application/x-protobuf`) or JSON (`application/json`), optionally gzip-compressed. Spans land in
- * `riptide.spans` with `signal_source = 'otel'`; their service name goes to the tag dictionary. They
+ * `riptide.spans` with `signal_source = 'otel'` through the same writer and tag encoder as captured
+ * spans (functions/storage/span-writer.ts): a service gets one id whichever way its spans came. They
  * join eBPF spans at assembly time through the trace context the instrumented request carried
  * (assemble.ts, rules `traceparent` and `otel_parent`).
  *
@@ -16,10 +17,8 @@ import type { Hono } from 'hono';
 import type { MetricsRegistry } from '../../agent/metrics.ts';
 import type { ResponseStatus } from '../../agent/protocols/parser.ts';
 import type { SpanRow } from '../span-builder/span-row.ts';
-import type { ClickHouse } from '../storage/clickhouse.ts';
-import { insertSpans, insertTagNames } from '../storage/span-store.ts';
-import type { TagNameRow } from '../storage/span-store.ts';
-import { tagId } from '../tag-encoder/tag-id.ts';
+import type { SpanWriter } from '../storage/span-writer.ts';
+import type { ReportedTags } from '../tag-encoder/tag-encoder.ts';
 import { DEFAULT_LIMITS, bodyLimit, formatBytes } from '../http/body-limit.ts';
 
 export type AttrValue = string | number | boolean | bigint | null | AttrValue[] | { [k: string]: AttrValue };
@@ -377,15 +376,18 @@ function responseCode(v: string): number {
   return Number.isInteger(n) && n >= -1 && n <= 0x7fffffff ? n : -1;
 }
 
-/** Map decoded OTLP spans to rows of `riptide.spans` and the service names to dictionary rows. */
+/**
+ * Map decoded OTLP spans to rows of `riptide.spans` (tag ids 0) and, for each row, who its resource
+ * says it is ({@link ReportedTags}: what the tag encoder turns into ids).
+ */
 export function otlpToRows(
   spans: readonly OtlpSpan[],
   nowSec = Math.floor(Date.now() / 1000),
   window: OtlpTimeWindow = DEFAULT_OTLP_WINDOW,
   nowMs = nowSec * 1000,
-): { rows: SpanRow[]; tags: TagNameRow[]; refused: OtlpRefused } {
+): { rows: SpanRow[]; reported: ReportedTags[]; refused: OtlpRefused } {
   const rows: SpanRow[] = [];
-  const tags = new Map<number, TagNameRow>();
+  const reported: ReportedTags[] = [];
   const refused: OtlpRefused = { counts: {}, total: 0 };
   for (const s of spans) {
     const no = refuseSpan(s, nowMs, window);
@@ -399,12 +401,8 @@ export function otlpToRows(
     const r = s.resource;
     const serviceName = (first(r, 'service.name') || 'unknown_service').slice(0, 256);
     const ns = first(r, 'k8s.namespace.name', 'service.namespace').slice(0, 256);
-    const serviceKey = ns ? `${ns}/${serviceName}` : serviceName;
-    const serviceId = tagId('service', serviceKey);
-    tags.set(serviceId, { id: serviceId, kind: 'service', key: serviceKey, name: serviceName, parent_ids: {}, updated_at: nowSec });
     const hostName = first(r, 'host.name').slice(0, 256);
-    const hostId = tagId('host', hostName);
-    if (hostId) tags.set(hostId, { id: hostId, kind: 'host', key: hostName, name: hostName, parent_ids: {}, updated_at: nowSec });
+    reported.push({ host: hostName, service: serviceName, namespace: ns });
     const startUs = Number(s.startNs / 1000n);
     const endUs = Math.max(startUs, Number(s.endNs / 1000n));
     const client = s.kind === 3 || s.kind === 4;
@@ -458,11 +456,11 @@ export function otlpToRows(
       x_request_id_req: '',
       x_request_id_resp: '',
       attributes,
-      host_id: hostId,
+      host_id: 0,
       process_id: 0,
       container_id: 0,
       pod_id: 0,
-      service_id: serviceId,
+      service_id: 0,
       node_id: 0,
       namespace_id: 0,
       peer_pod_id: 0,
@@ -471,38 +469,17 @@ export function otlpToRows(
       _deleted: 0,
     });
   }
-  return { rows, tags: [...tags.values()], refused };
+  return { rows, reported, refused };
 }
 
 export const OTLP_PATH = '/v1/traces';
-
-/**
- * ClickHouse refuses an insert touching more than 100 partitions (`max_partitions_per_insert_block`);
- * spans are partitioned by day, so one insert takes at most this many days (a long TTL lets a batch
- * span more).
- */
-export const MAX_DAYS_PER_INSERT = 50;
-
-/** Rows grouped into inserts of at most `maxDays` distinct days each, oldest first. */
-export function chunkByDay(rows: readonly SpanRow[], maxDays = MAX_DAYS_PER_INSERT): SpanRow[][] {
-  const byDay = new Map<number, SpanRow[]>();
-  for (const r of rows) {
-    const d = Math.floor(r.start_time_us / 86400e6);
-    let list = byDay.get(d);
-    if (!list) byDay.set(d, (list = []));
-    list.push(r);
-  }
-  const days = [...byDay.keys()].sort((x, y) => x - y);
-  const out: SpanRow[][] = [];
-  for (let i = 0; i < days.length; i += maxDays) out.push(days.slice(i, i + maxDays).flatMap((d) => byDay.get(d) ?? []));
-  return out;
-}
 
 /** 20000 days, the longest TTL migrations take. */
 const MAX_WINDOW_MS = 20_000 * 86400e3;
 
 export interface OtlpOptions {
-  ch: ClickHouse;
+  /** Encodes tags and writes the rows: the functions' writer under `riptide up`, one of the query server's own otherwise. */
+  writer: SpanWriter;
   metrics: MetricsRegistry;
   /** Cap on the body, on the wire and after gunzip (default DEFAULT_LIMITS.otlpBytes, 16 MiB). */
   maxBodyBytes?: number;
@@ -555,18 +532,14 @@ export function mountOtlp(app: Hono, o: OtlpOptions): void {
       return c.json({ error: `cannot decode ExportTraceServiceRequest: ${(err as Error).message}` }, 400);
     }
     received.inc(undefined, spans.length);
-    const { rows, tags, refused } = otlpToRows(spans, Math.floor(Date.now() / 1000), window, Date.now());
+    const { rows, reported, refused } = otlpToRows(spans, Math.floor(Date.now() / 1000), window, Date.now());
     for (const [reason, n] of Object.entries(refused.counts)) dropped.inc({ reason }, n);
     if (rows.length === 0 && refused.total > 0) {
       // Nothing to take: a bad request (OTLP: 400 is final, the exporter does not retry it).
       errors.inc({ reason: 'all_spans_refused' });
       return c.json({ error: `all ${refused.total} spans refused: ${refused.first ?? ''}` }, 400);
     }
-    await insertTagNames(o.ch, tags);
-    for (const chunk of chunkByDay(rows)) {
-      await insertSpans(o.ch, chunk);
-      stored.inc(undefined, chunk.length);
-    }
+    await o.writer.ingestReported(rows, reported, (n) => stored.inc(undefined, n));
     const rejected = refused.total;
     if (proto) {
       // ExportTraceServiceResponse: empty, or partial_success { rejected_spans = 1, error_message = 2 } at field 1.

@@ -4,10 +4,16 @@
  * metadata when running in a cluster, the store, the BatchProcessor, the polling runtime and the
  * HTTP app (healthz, readyz, metrics, custom tags, and CloudEvents when the HTTP adapter is chosen).
  *
+ * In two phases (lib/lifecycle.ts): {@link buildFunctions} opens and constructs every part and
+ * starts nothing; `start()` starts the Kubernetes watcher and the rollup and settle timers. A step
+ * that fails in either phase closes what was opened or started before it; `close()` stops it all.
+ * The polling runtime is started by the caller (`fx.runtime.start()`) once it is ready for load.
+ *
  * @example
- *   const fx = await startFunctions({ dataDir: '.riptide' });        // embedded defaults
- *   await fx.runtime?.start();                                        // poll the store
+ *   const fx = await buildFunctions({ dataDir: '.riptide' });        // embedded defaults
+ *   await fx.start();
  *   serve({ fetch: fx.app.fetch, port: 8686 });
+ *   void fx.runtime?.start();                                         // poll the store
  *   …; await fx.close();
  */
 import { mkdirSync } from 'node:fs';
@@ -15,6 +21,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { Hono } from 'hono';
+import { Lifecycle } from '../../lib/lifecycle.ts';
 import { openStore } from '../../agent/shipping/store.ts';
 import type { ObjectStore } from '../../agent/shipping/store.ts';
 import { openClickHouse } from '../storage/clickhouse.ts';
@@ -69,6 +76,9 @@ export interface Functions {
   app: Hono;
   /** Why this instance is not ready (the polling runtime has not polled, ClickHouse does not answer); empty when it is. */
   ready(): Promise<string[]>;
+  /** Phase 2: the Kubernetes watcher, the rollup and settle timers. On failure everything is closed. */
+  start(): Promise<void>;
+  /** Stops what started and closes what was opened (the polling runtime too), once. */
   close(): Promise<void>;
 }
 
@@ -86,64 +96,74 @@ export function keyFilterFor(storeUrl: string): KeyFilter {
   return { bucket: u.hostname, prefix: prefix || undefined };
 }
 
+/** Build, then start: what the runtimes without a separate start step want (AWS Lambda, tests). */
 export async function startFunctions(cfg: FunctionsConfig): Promise<Functions> {
+  const fx = await buildFunctions(cfg);
+  await fx.start();
+  return fx;
+}
+
+/** Phase 1: open and construct every part; nothing runs yet. A failing step closes what it opened. */
+export async function buildFunctions(cfg: FunctionsConfig): Promise<Functions> {
   const log = cfg.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const life = new Lifecycle({ log });
   const storeUrl = cfg.store ?? defaultStoreUrl(cfg.dataDir);
-  const store = openStore(storeUrl, { s3Endpoint: cfg.s3Endpoint });
-  const ch = await openClickHouse({ url: cfg.clickhouseUrl, dataDir: cfg.dataDir });
+  const store = await life.build('object store', () => openStore(storeUrl, { s3Endpoint: cfg.s3Endpoint }), (s) => s.close());
+  const ch = await life.build('ClickHouse', () => openClickHouse({ url: cfg.clickhouseUrl, dataDir: cfg.dataDir }), (c) => c.close());
+  if (!cfg.skipMigrations) await life.build('migrations', () => migrate(ch, { mode: cfg.clickhouseCluster ? 'cluster' : 'single', cluster: cfg.clickhouseCluster, ttlDays: cfg.ttlDays }));
+  const ids = await life.build('tag id registry', () => DenseTagIds.load(ch, { stripe: cfg.idStripe ?? 0 }));
+  const k8s = cfg.kubernetes ?? 'auto';
+  let index: MetadataIndex | undefined;
   let watcher: K8sWatcher | undefined;
-  try {
-    if (!cfg.skipMigrations) await migrate(ch, { mode: cfg.clickhouseCluster ? 'cluster' : 'single', cluster: cfg.clickhouseCluster, ttlDays: cfg.ttlDays });
-    const ids = await DenseTagIds.load(ch, { stripe: cfg.idStripe ?? 0 });
-    const k8s = cfg.kubernetes ?? 'auto';
-    let index: MetadataIndex | undefined;
-    if (k8s === 'on' || (k8s === 'auto' && process.env.KUBERNETES_SERVICE_HOST)) {
-      const kc = new KubeConfig();
-      kc.loadFromDefault();
-      index = new MetadataIndex();
-      watcher = new K8sWatcher(index, kc, { log });
-      await watcher.start();
-    }
-    const encoder = new TagEncoder({ ids, source: index });
-    const processor = new BatchProcessor({ ch, store: storePort(store), keys: shippingKeys, decode: shippingDecoder, encoder, builder: cfg.builder, settleGraceSeconds: cfg.settleGraceSeconds, settleMaxWaitSeconds: cfg.settleMaxWaitSeconds, log });
-    const handle = (key: string) => processor.processBatch(key);
-    const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, processMany: (keys) => processor.processKeys(keys), settle: () => processor.settleDue(), store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
-    const rollups = runtime ? startRollups(ch, cfg.rollupMs ?? 30_000, log) : undefined;
-    const ping = clickhousePing(ch);
-    const ready = async (): Promise<string[]> => [runtime?.readiness() ?? null, await ping()].filter((r): r is string => r !== null);
-    // The polling runtime settles after every poll; an event-driven instance settles on a timer, so an
-    // agent's last slots reach riptide.spans even when no later event comes.
-    const settler = runtime ? undefined : startSettler(processor, cfg.pollMs ?? 1000, log);
-    const app = createFunctionsApp({
-      // Events are taken only by the HTTP adapter; the polling runtime finds objects itself.
-      process: cfg.adapter === 'http' ? handle : async (key) => ({ key, status: 'ignored', reason: 'this instance polls the store (--adapter local)', slots: [] }),
-      ch,
-      filter: keyFilterFor(storeUrl),
-      healthy: () => runtime?.healthy() ?? true,
-      ready,
+  if (k8s === 'on' || (k8s === 'auto' && process.env.KUBERNETES_SERVICE_HOST)) {
+    const kc = await life.build('Kubernetes config', () => {
+      const c = new KubeConfig();
+      c.loadFromDefault();
+      return c;
     });
-    return {
-      ch,
-      store,
-      processor,
-      runtime,
-      app,
-      ready,
-      close: async () => {
-        await rollups?.stop();
-        await settler?.stop();
-        await runtime?.stop();
-        await watcher?.stop();
-        await store.close();
-        await ch.close();
-      },
-    };
-  } catch (err) {
-    await watcher?.stop();
-    await store.close();
-    await ch.close();
-    throw err;
+    index = new MetadataIndex();
+    watcher = new K8sWatcher(index, kc, { log });
   }
+  const encoder = new TagEncoder({ ids, source: index });
+  const processor = new BatchProcessor({ ch, store: storePort(store), keys: shippingKeys, decode: shippingDecoder, encoder, builder: cfg.builder, settleGraceSeconds: cfg.settleGraceSeconds, settleMaxWaitSeconds: cfg.settleMaxWaitSeconds, log });
+  const handle = (key: string) => processor.processBatch(key);
+  const runtime = (cfg.adapter ?? 'local') === 'local' ? new LocalRuntime({ process: handle, processMany: (keys) => processor.processKeys(keys), settle: () => processor.settleDue(), store: storePort(store), keys: shippingKeys, ledger: new ClickHouseLedger(ch), intervalMs: cfg.pollMs, log }) : undefined;
+  // The caller starts the polling; closing stops it (a no-op when it never started).
+  if (runtime) life.defer('polling runtime', () => runtime.stop());
+  const ping = clickhousePing(ch);
+  const ready = async (): Promise<string[]> => [runtime?.readiness() ?? null, await ping()].filter((r): r is string => r !== null);
+  const app = createFunctionsApp({
+    // Events are taken only by the HTTP adapter; the polling runtime finds objects itself.
+    process: cfg.adapter === 'http' ? handle : async (key) => ({ key, status: 'ignored', reason: 'this instance polls the store (--adapter local)', slots: [] }),
+    ch,
+    filter: keyFilterFor(storeUrl),
+    healthy: () => runtime?.healthy() ?? true,
+    ready,
+  });
+  life.startPhase();
+  let starting: Promise<void> | undefined;
+  return {
+    ch,
+    store,
+    processor,
+    runtime,
+    app,
+    ready,
+    start: () =>
+      (starting ??= (async () => {
+        if (watcher) {
+          const w = watcher;
+          // Registered first: a start that fails half-way leaves informers to stop.
+          life.defer('Kubernetes watcher', () => w.stop());
+          await life.start('Kubernetes watcher', () => w.start());
+        }
+        if (runtime) await life.start('service-map rollups', () => startRollups(ch, cfg.rollupMs ?? 30_000, log), (r) => r?.stop());
+        // The polling runtime settles after every poll; an event-driven instance settles on a timer, so an
+        // agent's last slots reach riptide.spans even when no later event comes.
+        else await life.start('settle timer', () => startSettler(processor, cfg.pollMs ?? 1000, log), (t) => t.stop());
+      })()),
+    close: () => life.close(),
+  };
 }
 
 /**

@@ -13,7 +13,7 @@
  * slot, and in {@link BatchProcessor.settleDue}, which the runtimes call on a timer.
  *
  * Malformed objects are moved to `quarantine/<key>` with a `<key>.reason.json` note, counted, and
- * left out of every window; processing carries on.
+ * left out of every window (quarantine.ts, the one quarantine path); processing carries on.
  *
  * @example
  *   const p = new BatchProcessor({ ch, store, keys, decode });
@@ -27,9 +27,11 @@ import type { SpanRow } from '../span-builder/span-row.ts';
 import { TagEncoder } from '../tag-encoder/tag-encoder.ts';
 import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
-import { insertRecentSpans, insertSpans, insertTagLabels, insertTagNames, recordProcessedSlot, recordSettledSlot, settledSlots } from '../storage/span-store.ts';
+import { recordProcessedSlot, recordSettledSlot, settledSlots } from '../storage/span-store.ts';
+import { SpanWriter } from '../storage/span-writer.ts';
 import { stringWords } from '../span-builder/hash.ts';
 import type { BatchDecoder, BatchKeyScheme, ObjectStorePort } from './ports.ts';
+import { quarantine } from './quarantine.ts';
 
 const received = metrics.counter('riptide_functions_received_total', 'Batch objects handed to the functions');
 const sent = metrics.counter('riptide_functions_sent_total', 'Span rows written to riptide.spans (settled slots: each span once)');
@@ -37,10 +39,7 @@ const recentRows = metrics.counter('riptide_functions_recent_rows_total', 'Rows 
 const recentSkipped = metrics.counter('riptide_functions_recent_unchanged_total', 'Rows of a rebuilt unsettled slot not rewritten because this replica already wrote them unchanged');
 const settledTotal = metrics.counter('riptide_functions_settled_slots_total', 'Slots settled (their rows written to riptide.spans)');
 const errorsTotal = metrics.counter('riptide_functions_errors_total', 'Slot windows that failed to process (retried later)');
-const dropped = metrics.counter('riptide_functions_dropped_total', 'Batch objects dropped, by reason (quarantined = malformed)');
 const slotsTotal = metrics.counter('riptide_functions_slots_processed_total', 'Slot windows processed (a batch touches up to three)');
-
-export const QUARANTINE_PREFIX = 'quarantine/';
 
 export interface SlotRows {
   agentId: string;
@@ -79,6 +78,8 @@ export interface BatchProcessorOptions {
   decode: BatchDecoder;
   builder?: SpanBuilderOptions;
   encoder?: TagEncoder;
+  /** Where rows go (default: a SpanWriter on `ch` with `encoder`); OTLP ingest shares it under `riptide up`. */
+  writer?: SpanWriter;
   /**
    * How far around a slot a request looks for its response, in seconds (default 5): the window
    * spans max(1, ceil(windowSeconds / slotSeconds)) slots on each side, so short slots (1 s for
@@ -132,17 +133,10 @@ interface OpenSlot {
   slotSeconds: number;
 }
 
-/** One quarantine note, stored beside the moved object. */
-export interface QuarantineReason {
-  key: string;
-  reason: string;
-  error: string;
-  at: string;
-}
-
 export class BatchProcessor {
   readonly builder: SpanBuilder;
   readonly encoder: TagEncoder;
+  readonly writer: SpanWriter;
   private readonly log: (line: string) => void;
   private readonly decoded = new Map<string, Batch>();
   private decodedMessages = 0;
@@ -158,7 +152,8 @@ export class BatchProcessor {
 
   constructor(private readonly o: BatchProcessorOptions) {
     this.builder = new SpanBuilder(o.builder);
-    this.encoder = o.encoder ?? new TagEncoder();
+    this.writer = o.writer ?? new SpanWriter({ ch: o.ch, encoder: o.encoder ?? new TagEncoder() });
+    this.encoder = this.writer.encoder;
     this.log = o.log ?? ((l) => process.stderr.write(l + '\n'));
     this.now = o.now ?? Date.now;
   }
@@ -259,7 +254,7 @@ export class BatchProcessor {
     try {
       if (rows !== null && rows.spans.length > 0) {
         await this.encode(rows, rows.spans);
-        await insertSpans(this.o.ch, rows.spans, `settled/${agentId}/${slot}`);
+        await this.writer.settled(rows.spans, `settled/${agentId}/${slot}`);
       }
       await recordSettledSlot(this.o.ch, { agent_id: agentId, slot, slot_seconds: slotSeconds, objects: rows?.objects ?? 0, spans: rows?.spans.length ?? 0, settled_at: Math.floor(Date.now() / 1000) });
     } catch (err) {
@@ -390,10 +385,7 @@ export class BatchProcessor {
 
   /** Tag ids on the rows, and the dictionary rows they need, recorded before any row uses them. */
   private async encode(rows: SlotRows, all: SpanRow[]): Promise<void> {
-    const { names, labels } = this.encoder.encode(all, rows.hostName, rows.processes);
-    await this.encoder.ids.flush?.(this.o.ch);
-    await insertTagNames(this.o.ch, names);
-    await insertTagLabels(this.o.ch, labels);
+    await this.writer.encodeCaptured(all, rows.hostName, rows.processes);
   }
 
   /**
@@ -415,7 +407,7 @@ export class BatchProcessor {
         if (before?.get(r.span_id) !== f) changed.push(r);
       }
       // The token names the exact input (slot + window size): a retried insert is dropped by ClickHouse.
-      await insertRecentSpans(this.o.ch, changed, `${rows.agentId}/${rows.slot}/${rows.objects}`);
+      await this.writer.recent(changed, `${rows.agentId}/${rows.slot}/${rows.objects}`);
       // The ledger (what the settle sweep of a restarted replica reads) already lists a slot this replica wrote.
       if (changed.length > 0 || before === undefined) {
         await recordProcessedSlot(this.o.ch, { agent_id: rows.agentId, slot: rows.slot, slot_seconds: rows.slotSeconds, objects: rows.objects, spans: rows.spans.length, processed_at: Math.floor(Date.now() / 1000) });
@@ -490,11 +482,7 @@ export class BatchProcessor {
   }
 
   private async quarantine(key: string, bytes: Uint8Array, reason: string, err: unknown): Promise<void> {
-    const note: QuarantineReason = { key, reason, error: err instanceof Error ? err.message : String(err), at: new Date().toISOString() };
-    await this.o.store.put(QUARANTINE_PREFIX + key, bytes);
-    await this.o.store.put(QUARANTINE_PREFIX + key + '.reason.json', new TextEncoder().encode(JSON.stringify(note, null, 2) + '\n'));
-    await this.o.store.delete(key);
-    dropped.inc({ reason: 'quarantined' });
+    const note = await quarantine(this.o.store, key, bytes, reason, err);
     this.log(`riptide functions: quarantined ${key}: ${note.error}`);
   }
 }

@@ -47,6 +47,16 @@ interface OwnTags {
   namespace_id: number;
 }
 
+/**
+ * Who a span says it is when it names itself (OTLP resource attributes) instead of being captured:
+ * host name, service name, and the Kubernetes namespace when there is one.
+ */
+export interface ReportedTags {
+  host: string;
+  service: string;
+  namespace: string;
+}
+
 interface PeerTags {
   peer_pod_id: number;
   peer_service_id: number;
@@ -105,6 +115,36 @@ export class TagEncoder {
         s.peer_service_id = p.peer_service_id;
       }
     }
+    return out;
+  }
+
+  /**
+   * Fill host, service and namespace ids of spans that name their service themselves (OTLP:
+   * `reported[i]` is who `spans[i]` says it is), with the same ids and dictionary rows as captured
+   * spans of that service: the same id source, the same keys (a plain host's service by name, a
+   * Kubernetes one as "namespace/name", as {@link TagEncoder.encode} keys them). A service
+   * named like the process the agent sees on a plain host, or like the Kubernetes Service (or
+   * workload) in the same namespace, gets the captured spans' id.
+   */
+  encodeReported(spans: SpanRow[], reported: readonly ReportedTags[]): TagRows {
+    const out: TagRows = { names: [], labels: [] };
+    const now = this.now();
+    const ids = new Map<string, { host_id: number; service_id: number; namespace_id: number }>();
+    spans.forEach((s, i) => {
+      const r = reported[i];
+      const k = `${r.host}\n${r.namespace}\n${r.service}`;
+      let t = ids.get(k);
+      if (t === undefined) {
+        const host_id = this.name(out, now, 'host', r.host, r.host, {});
+        const namespace_id = r.namespace ? this.name(out, now, 'namespace', r.namespace, r.namespace, {}) : 0;
+        const service_id = r.namespace ? this.name(out, now, 'service', `${r.namespace}/${r.service}`, r.service, { namespace: namespace_id }) : this.name(out, now, 'service', r.service, r.service, {});
+        t = { host_id, service_id, namespace_id };
+        ids.set(k, t);
+      }
+      s.host_id = t.host_id;
+      s.service_id = t.service_id;
+      s.namespace_id = t.namespace_id;
+    });
     return out;
   }
 

@@ -38,8 +38,16 @@ describe('agent ↔ functions import boundary', () => {
     }
   });
 
+  it('keeps lib/ (shared by both, e.g. marketplace signing) free of either side', async () => {
+    expect(await errors("import { metrics } from '../../agent/metrics.ts';\n", 'lib/marketplace/new.ts')).toEqual([expect.stringMatching(/imports neither/)]);
+    expect(await errors("import { queryRows } from '../../functions/storage/clickhouse.ts';\n", 'lib/marketplace/new.ts')).toEqual([expect.stringMatching(/imports neither/)]);
+    expect(await errors("import type { PluginManifest } from '../../sdk-plugin/src/manifest.ts';\n", 'lib/marketplace/new.ts')).toEqual([]);
+    // Marketplace code is no longer the agent's: the functions cannot reach it through agent/plugins.
+    expect(await errors("import { canonicalJson } from '../../agent/plugins/marketplace-client.ts';\n", 'functions/marketplace/new.ts')).toEqual([expect.stringMatching(/only through the contract/)]);
+  });
+
   it('the repository keeps to it today', async () => {
-    const results = await lint.lintFiles(['agent/**/*.ts', 'functions/**/*.ts']);
+    const results = await lint.lintFiles(['agent/**/*.ts', 'functions/**/*.ts', 'lib/**/*.ts']);
     const bad = results.flatMap((r) => r.messages.map((m) => `${r.filePath.slice(REPO.length + 1)}:${m.line} ${m.message.split('.')[0]}`));
     expect(bad).toEqual([]);
   }, 60_000);

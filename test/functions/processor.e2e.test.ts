@@ -14,6 +14,7 @@ import { openClickHouse, queryRows } from '../../functions/storage/clickhouse.ts
 import type { ClickHouse } from '../../functions/storage/clickhouse.ts';
 import { migrate } from '../../functions/storage/migrations.ts';
 import { BatchProcessor } from '../../functions/runtime/processor.ts';
+import { createFunctionsApp } from '../../functions/runtime/http-adapter.ts';
 import { TagEncoder } from '../../functions/tag-encoder/tag-encoder.ts';
 import { DenseTagIds } from '../../functions/tag-encoder/tag-ids.ts';
 import { BASE_SLOT, SLOT_SECONDS, cutBatches, httpReq, httpResp, msg, proc } from './fixtures.ts';
@@ -190,6 +191,7 @@ describe('store → functions → chDB', () => {
     const bad = testKeys.slotPrefix('node-a', BASE_SLOT + 1, 5) + '0001.json';
     await store.put(bad, new TextEncoder().encode('{"not": "a batch"'));
     const before = metrics.counter('riptide_functions_dropped_total', '').get({ reason: 'quarantined' });
+    const beforeMalformed = metrics.counter('riptide_functions_quarantined_total', '').get({ reason: 'malformed' });
     const r = await p.processBatch(bad);
     expect(r.status).toBe('quarantined');
     expect(await store.list(bad)).toEqual([]);
@@ -198,6 +200,11 @@ describe('store → functions → chDB', () => {
     expect(note.key).toBe(bad);
     expect(note.reason).toBe('malformed');
     expect(metrics.counter('riptide_functions_dropped_total', '').get({ reason: 'quarantined' })).toBe(before + 1);
+    // On the functions' /metrics, by reason.
+    const app = createFunctionsApp({ process: (k) => p.processBatch(k), ch });
+    const text = await (await app.request('/metrics')).text();
+    expect(text).toContain(`riptide_functions_quarantined_total{reason="malformed"} ${beforeMalformed + 1}`);
+    expect(text).toContain(`riptide_functions_dropped_total{reason="quarantined"} ${before + 1}`);
     for (const k of keys) expect((await p.processBatch(k)).status).toBe('processed');
     expect(await snapshot()).toEqual(inOrder);
   });

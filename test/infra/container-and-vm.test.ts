@@ -57,7 +57,7 @@ describe('infra/docker', () => {
     const ignore = readFileSync(join(ROOT, 'infra', 'docker', 'Dockerfile.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
     for (const p of ['.git', '**/node_modules', '.riptide']) expect(ignore).toContain(p);
     // What the image runs must not be filtered out.
-    for (const p of ['bpf', 'agent', 'functions', 'infra', 'plugins', 'bpf/riptide.bpf.o']) expect(ignore).not.toContain(p);
+    for (const p of ['bpf', 'agent', 'functions', 'lib', 'infra', 'plugins', 'bpf/riptide.bpf.o']) expect(ignore).not.toContain(p);
   });
 });
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileStore } from '../../agent/shipping/store.ts';
-import { generatePublisherKey, parsePrivateKey } from '../../agent/plugins/marketplace-signing.ts';
+import { generatePublisherKey, parsePrivateKey } from '../../lib/marketplace/signing.ts';
 import { TinyRpcClient } from '../../plugins/tinyrpc/demo/client.ts';
 import { startServer } from '../../plugins/tinyrpc/demo/server.ts';
 import type { RunningAgent } from '../helpers/agent.ts';

@@ -7,7 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Hono } from 'hono';
 import type { ObjectStore } from '../../agent/shipping/store.ts';
 import { MetricsRegistry } from '../../agent/metrics.ts';
-import { generatePublisherKey } from '../../agent/plugins/marketplace-signing.ts';
+import { generatePublisherKey } from '../../lib/marketplace/signing.ts';
 import { sha256Hex } from '../../sdk-plugin/src/hash.ts';
 import { createMarketplaceApp } from '../../functions/marketplace/app.ts';
 import { EXAMPLES, TOKEN, example, publishBody, withVersion } from './fixtures.ts';

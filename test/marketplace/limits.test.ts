@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileStore } from '../../agent/shipping/store.ts';
-import { generatePublisherKey } from '../../agent/plugins/marketplace-signing.ts';
+import { generatePublisherKey } from '../../lib/marketplace/signing.ts';
 import { TOKEN, example, publishBody, serveMarketplace, withVersion } from './fixtures.ts';
 import type { Served } from './fixtures.ts';
 import { ABSURD_VALUES, fuzzNo5xx, fuzzUrls, postChunked } from '../helpers/http-limits.ts';

@@ -12,7 +12,7 @@ import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MetricsRegistry } from '../../agent/metrics.ts';
 import { FileStore } from '../../agent/shipping/store.ts';
-import { generatePublisherKey } from '../../agent/plugins/marketplace-signing.ts';
+import { generatePublisherKey } from '../../lib/marketplace/signing.ts';
 import { createQueryApp } from '../../functions/query/app.ts';
 import type { ClickHouse } from '../../functions/storage/clickhouse.ts';
 import { EXAMPLES, TOKEN, example, publishBody, withVersion } from './fixtures.ts';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MetricsRegistry } from '../../agent/metrics.ts';
 import { MarketplaceClient, MarketplaceWatcher, installedVersion } from '../../agent/plugins/marketplace-client.ts';
-import { generatePublisherKey, trustedKeys } from '../../agent/plugins/marketplace-signing.ts';
+import { generatePublisherKey, trustedKeys } from '../../lib/marketplace/signing.ts';
 import { FileStore } from '../../agent/shipping/store.ts';
 import { TOKEN, example, publishBody, serveMarketplace, withVersion } from '../marketplace/fixtures.ts';
 import type { Served } from '../marketplace/fixtures.ts';

@@ -1,3 +1,4 @@
+import { Lifecycle } from '../../../lib/lifecycle.ts';
 import type { Command } from '../command.ts';
 import { DeniedError, FatalError, ListenError, UsageError, firstLine } from '../command.ts';
 import { redact } from '../redact.ts';
@@ -111,29 +112,7 @@ const command: Command = {
 
     const pre = runPreflight();
     if (!pre.ok) throw new DeniedError(`cannot capture: ${pre.problem}`);
-
-    // Listen first: a busy port fails in milliseconds, before any BPF is loaded.
-    const port = cfg.number('port') ?? 8687;
-    const bind = cfg.string('bind') ?? '127.0.0.1';
-    let status: Awaited<ReturnType<typeof startStatusServer>>;
-    // Live while starting and while the ring keeps being drained (a hung agent answers 503, or not at
-    // all); ready only once capture is live.
-    const live: LiveCapture = {};
-    const checks = {
-      health: () => live.capture?.liveness() ?? null,
-      ready: () => (live.capture ? [live.capture.liveness()].filter((r): r is string => r !== null) : ['capture starting']),
-    };
-    try {
-      status = await startStatusServer(port, bind, checks);
-    } catch (err) {
-      const hint = (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? ' (pick another --port, or 0 for a free one)' : '';
-      throw new ListenError(`cannot listen on ${bind}:${port} for /metrics: ${firstLine(err)}${hint}`);
-    }
-    try {
-      return await runAgent(cfg, filter, extraHeaders, output, dataDir, ringMb, status, live);
-    } finally {
-      await status.close();
-    }
+    return runAgent(cfg, filter, extraHeaders, output, dataDir, ringMb);
   },
 };
 
@@ -149,77 +128,75 @@ interface Filter {
   excludePids: number[];
 }
 
-async function runAgent(
-  cfg: ReturnType<typeof loadConfig>,
-  filter: Filter,
-  extraHeaders: string[],
-  output: string | undefined,
-  dataDir: string,
-  ringMb: number,
-  status: Awaited<ReturnType<typeof startStatusServer>>,
-  live: LiveCapture,
-): Promise<number> {
+/**
+ * Two phases (lib/lifecycle.ts): build the output (NDJSON writer or shipper with its spool), the
+ * plugins and the pipeline; then start the status server (a busy port fails before any BPF is
+ * loaded), capture, the profiler and the signal handlers. A step that fails stops and closes every
+ * part before it, so a failed start leaves no timer, watcher or attached program behind.
+ */
+async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extraHeaders: string[], output: string | undefined, dataDir: string, ringMb: number): Promise<number> {
   // Resolves when the agent should stop: a signal, or the --output reader going away.
   let stop: (why: 'signal' | 'output-closed' | Error) => void = () => undefined;
   const stopped = new Promise<'signal' | 'output-closed' | Error>((res) => (stop = res));
+  const life = new Lifecycle();
 
-  // The output: NDJSON lines for debugging, or batches to the object store.
+  // Phase 1, build. The output: NDJSON lines for debugging, or batches to the object store.
   let pipelineOutput: PipelineOutput;
-  let closeOutput: () => Promise<void>;
   let destination: string;
+  let writer: LineWriter | undefined;
   if (output) {
-    let stream: NodeJS.WritableStream;
-  try {
-    stream = output === '-' ? process.stdout : createWriteStream('', { fd: openSync(output, 'a') });
-  } catch (err) {
-    throw new UsageError(`cannot write --output ${output}: ${firstLine(err)}`);
-  }
+    const stream = await life
+      .build(
+        'output file',
+        (): NodeJS.WritableStream => (output === '-' ? process.stdout : createWriteStream('', { fd: openSync(output, 'a') })),
+        (st) => (st === process.stdout ? undefined : new Promise<void>((r) => st.end(r))),
+      )
+      .catch((err: unknown) => {
+        throw new UsageError(`cannot write --output ${output}: ${firstLine(err)}`);
+      });
     // EPIPE (`--output - | head -1`) ends capture quietly with status 0; other write errors fail.
-    const writer = new LineWriter(stream, (cfg.number('max-output-mb') ?? 64) << 20, (err) =>
+    const w = new LineWriter(stream, (cfg.number('max-output-mb') ?? 64) << 20, (err) =>
       stop(err.code === 'EPIPE' ? 'output-closed' : new FatalError(`cannot write --output ${output}: ${firstLine(err)}`)),
     );
-    const flushTimer = setInterval(() => writer.flush(), 20);
-    pipelineOutput = ndjsonOutput(writer);
+    writer = w;
+    pipelineOutput = ndjsonOutput(w);
     destination = `output to ${output === '-' ? 'stdout' : output}`;
-    closeOutput = async () => {
-      clearInterval(flushTimer);
-      writer.flush();
-      if (stream !== process.stdout) await new Promise<void>((r) => stream.end(r));
-    };
   } else {
     const url = storeUrl(cfg.string('store'), dataDir);
-    let store;
-    try {
-      store = openStore(url, { s3Endpoint: cfg.string('s3-endpoint') });
-    } catch (err) {
+    const store = await life.build('object store', () => openStore(url, { s3Endpoint: cfg.string('s3-endpoint') })).catch((err: unknown) => {
       throw new UsageError((err as Error).message);
-    }
-    let shipper: Shipper;
-    try {
-      shipper = await createShipper({
-        store,
-        dataDir,
-        agentId: cfg.string('agent-id'),
-        slotSeconds: cfg.number('slot-seconds'),
-        spoolMaxBytes: Math.round((cfg.number('spool-mb') ?? 1024) * 1024 * 1024),
-        maxMemoryBytes: Math.round((cfg.number('memory-mb') ?? 64) * 1024 * 1024),
+    });
+    const shipper: Shipper = await life
+      .build(
+        'shipper',
+        () =>
+          createShipper({
+            store,
+            dataDir,
+            agentId: cfg.string('agent-id'),
+            slotSeconds: cfg.number('slot-seconds'),
+            spoolMaxBytes: Math.round((cfg.number('spool-mb') ?? 1024) * 1024 * 1024),
+            maxMemoryBytes: Math.round((cfg.number('memory-mb') ?? 64) * 1024 * 1024),
+          }),
+        (sh) => sh.close(),
+      )
+      .catch((err: unknown) => {
+        throw new UsageError(`cannot ship: ${(err as Error).message}`);
       });
-    } catch (err) {
-      throw new UsageError(`cannot ship: ${(err as Error).message}`);
-    }
     pipelineOutput = shipperOutput(shipper, { keepPayload: cfg.bool('ship-payload') });
     destination = `shipping to ${redact(url)}`;
-    closeOutput = () => shipper.close();
   }
 
-  let market: Awaited<ReturnType<typeof resolveAgentPlugins>>;
-  try {
-    market = await resolveAgentPlugins({ entries: cfg.list('plugin'), marketplace: cfg.string('marketplace'), trustedKeys: cfg.list('trusted-key'), dataDir, pollSeconds: cfg.number('marketplace-poll-seconds') ?? 60 });
-  } catch (err) {
-    await closeOutput();
-    throw new UsageError((err as Error).message);
-  }
-  const plugins = market.paths.length ? await loadPlugins({ paths: market.paths }) : undefined;
+  const market = await life
+    .build(
+      'marketplace plugins',
+      () => resolveAgentPlugins({ entries: cfg.list('plugin'), marketplace: cfg.string('marketplace'), trustedKeys: cfg.list('trusted-key'), dataDir, pollSeconds: cfg.number('marketplace-poll-seconds') ?? 60 }),
+      (m) => m.watcher?.close(),
+    )
+    .catch((err: unknown) => {
+      throw new UsageError((err as Error).message);
+    });
+  const plugins = market.paths.length ? await life.build('plugins', () => loadPlugins({ paths: market.paths }), (p) => p.close()) : undefined;
   const registry = createDefaultRegistry({ extraHeaders });
   if (plugins) {
     const sync = (): void => plugins.parsers.forEach((p) => registry.register(p));
@@ -228,15 +205,42 @@ async function runAgent(
   }
   const pipeline = new AgentPipeline({ registry, output: pipelineOutput, extraHeaders, httpHooks: () => plugins?.httpHooks ?? [] });
 
-  let capture: Capture;
-  try {
-    capture = Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter }, pipeline);
-  } catch (err) {
-    await closeOutput();
-    throw new FatalError(`cannot capture: ${(err as Error).message}`);
+  // Phase 2, start. The status server first: a busy port fails in milliseconds, before any BPF is
+  // loaded. Live while starting and while the ring keeps being drained (a hung agent answers 503, or
+  // not at all); ready only once capture is live.
+  const port = cfg.number('port') ?? 8687;
+  const bind = cfg.string('bind') ?? '127.0.0.1';
+  const live: LiveCapture = {};
+  const checks = {
+    health: () => live.capture?.liveness() ?? null,
+    ready: () => (live.capture ? [live.capture.liveness()].filter((r): r is string => r !== null) : ['capture starting']),
+  };
+  const status = await life.start('status server', () => startStatusServer(port, bind, checks), (st) => st.close()).catch((err: unknown) => {
+    const hint = (err as NodeJS.ErrnoException).code === 'EADDRINUSE' ? ' (pick another --port, or 0 for a free one)' : '';
+    throw new ListenError(`cannot listen on ${bind}:${port} for /metrics: ${firstLine(err)}${hint}`);
+  });
+  if (writer) {
+    const w = writer;
+    await life.start('output flush', () => setInterval(() => w.flush(), 20), (t) => {
+      clearInterval(t);
+      w.flush();
+    });
   }
+  const capture = await life
+    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter }, pipeline), (c) => c.stop())
+    .catch((err: unknown) => {
+      throw new FatalError(`cannot capture: ${(err as Error).message}`);
+    });
   live.capture = capture;
-  const profile = await startProfileIfAsked();
+  await life.start('CPU profile', () => startProfileIfAsked(), (finish) => finish?.());
+  const onSignal = (): void => stop('signal');
+  await life.start('signal handlers', () => {
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+  }, () => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  });
   const filters = [
     filter.pids.length ? `pids ${filter.pids.join(',')}` : '',
     filter.ports.length ? `ports ${filter.ports.join(',')}` : '',
@@ -244,20 +248,12 @@ async function runAgent(
   ].filter(Boolean);
   process.stderr.write(
     `riptide agent: capturing on ${capture.attachedPrograms} tracepoints${filters.length ? ` (${filters.join(' or ')})` : ' (all processes)'}; ` +
-      `metrics on http://${cfg.string('bind') ?? '127.0.0.1'}:${status.port}/metrics; ${destination}${plugins ? `; ${plugins.parsers.length + plugins.httpHooks.length} plugin hook(s)` : ''}\n`,
+      `metrics on http://${bind}:${status.port}/metrics; ${destination}${plugins ? `; ${plugins.parsers.length + plugins.httpHooks.length} plugin hook(s)` : ''}\n`,
   );
 
-  const onSignal = (): void => stop('signal');
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
   const why = await stopped;
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  capture.stop();
-  await profile?.();
-  market.watcher?.close();
-  plugins?.close();
-  await closeOutput();
+  // Latest first: signal handlers, profile, capture (BPF detached), flush, status server, plugins, output.
+  await life.close();
   if (why instanceof Error) throw why;
   if (why === 'signal') process.stderr.write('riptide agent: stopped; all BPF programs detached\n');
   return 0;

@@ -1,9 +1,10 @@
-import { serve } from '@hono/node-server';
+import { Lifecycle } from '../../../lib/lifecycle.ts';
 import type { Command } from '../command.ts';
 import { ListenError, UnreachableError, UsageError, firstLine } from '../command.ts';
 import type { OptionSpec } from '../config.ts';
 import { clickhouseUrl, commonOptions, describeClickHouse, loadConfig, renderHelp } from '../config.ts';
 import { redact } from '../redact.ts';
+import { serveApp } from '../serve.ts';
 
 const options: OptionSpec[] = [
   ...commonOptions.map((o) => (o.name === 'port' ? { ...o, default: 8688, help: 'HTTP port for /healthz, /metrics, the custom tags API and (--adapter http) POST /events' } : o)),
@@ -55,35 +56,39 @@ const command: Command = {
     const dataDir = cfg.string('data-dir') ?? '.riptide';
 
     // Loaded here so `riptide functions --help` stays instant.
-    const { startFunctions } = await import('../../../functions/runtime/functions-runtime.ts');
+    const { buildFunctions } = await import('../../../functions/runtime/functions-runtime.ts');
     const { StoreConfigError } = await import('../../shipping/store.ts');
-    const fx = await startFunctions({
-      dataDir,
-      store: cfg.string('store'),
-      s3Endpoint: cfg.string('s3-endpoint'),
-      clickhouseUrl: chUrl,
-      clickhouseCluster: cfg.string('clickhouse-cluster'),
-      ttlDays,
-      adapter,
-      pollMs: cfg.number('poll-ms'),
-      idStripe: stripe,
-      kubernetes: k8s,
-      skipMigrations: cfg.bool('skip-migrations'),
-    }).catch((err: unknown) => {
-      if (err instanceof StoreConfigError) throw new UsageError(err.message);
-      throw new UnreachableError(`cannot open ClickHouse ${describeClickHouse(chUrl, dataDir)}: ${firstLine(err)}`);
-    });
-    const server = serve({ fetch: fx.app.fetch, port, hostname: bind });
-    await new Promise<void>((res, rej) => {
-      server.once('listening', () => res());
-      server.once('error', rej);
-    }).catch(async (err: Error) => {
-      await fx.close();
+    // Build everything (store, ClickHouse, migrations, registry), then start: watchers and timers,
+    // the HTTP server, the polling. A part that fails closes what came before it.
+    const life = new Lifecycle();
+    const fx = await life
+      .build(
+        'functions',
+        () =>
+          buildFunctions({
+            dataDir,
+            store: cfg.string('store'),
+            s3Endpoint: cfg.string('s3-endpoint'),
+            clickhouseUrl: chUrl,
+            clickhouseCluster: cfg.string('clickhouse-cluster'),
+            ttlDays,
+            adapter,
+            pollMs: cfg.number('poll-ms'),
+            idStripe: stripe,
+            kubernetes: k8s,
+            skipMigrations: cfg.bool('skip-migrations'),
+          }),
+        (f) => f.close(),
+      )
+      .catch((err: unknown) => {
+        if (err instanceof StoreConfigError) throw new UsageError(err.message);
+        throw new UnreachableError(`cannot open ClickHouse ${describeClickHouse(chUrl, dataDir)}: ${firstLine(err)}`);
+      });
+    await life.start('functions', () => fx.start());
+    const http = await life.start('HTTP server', () => serveApp(fx.app.fetch, port, bind), (h) => h.close()).catch((err: unknown) => {
       throw new ListenError(`cannot listen on ${bind}:${port}: ${firstLine(err)}`);
     });
-    const addr = server.address();
-    const shown = typeof addr === 'object' && addr ? addr.port : port;
-    process.stderr.write(`riptide functions: ${adapter === 'local' ? `polling ${redact(fx.store.url)}` : 'taking events on POST /events'}, ClickHouse ${fx.ch.mode === 'chdb' ? `embedded (${fx.ch.path})` : 'server'}, http://${bind}:${shown}\n`);
+    process.stderr.write(`riptide functions: ${adapter === 'local' ? `polling ${redact(fx.store.url)}` : 'taking events on POST /events'}, ClickHouse ${fx.ch.mode === 'chdb' ? `embedded (${fx.ch.path})` : 'server'}, http://${bind}:${http.port}\n`);
     void fx.runtime?.start();
     await new Promise<void>((res) => {
       const stop = () => res();
@@ -91,8 +96,7 @@ const command: Command = {
       process.once('SIGTERM', stop);
     });
     process.stderr.write('riptide functions: stopping\n');
-    await new Promise<void>((res) => server.close(() => res()));
-    await fx.close();
+    await life.close();
     return 0;
   },
 };

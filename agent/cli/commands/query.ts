@@ -1,8 +1,9 @@
-import { serve } from '@hono/node-server';
+import { Lifecycle } from '../../../lib/lifecycle.ts';
 import type { Command } from '../command.ts';
 import { ListenError, UnreachableError, UsageError, firstLine } from '../command.ts';
 import { clickhouseUrl, commonOptions, describeClickHouse, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import type { OptionSpec } from '../config.ts';
+import { serveApp } from '../serve.ts';
 import { sqlOptions, sqlRunnerOptions } from '../sql-options.ts';
 
 const options: OptionSpec[] = [
@@ -32,24 +33,23 @@ const command: Command = {
     const dataDir = cfg.string('data-dir') ?? '.riptide';
     const { openStore } = await import('../../shipping/store.ts');
     const { resolve } = await import('node:path');
-    let store;
-    try {
-      store = openStore(storeUrl(cfg.string('store'), resolve(dataDir)), { s3Endpoint: cfg.string('s3-endpoint') });
-    } catch (err) {
-      throw new UsageError(firstLine(err));
-    }
     const { openClickHouse } = await import('../../../functions/storage/clickhouse.ts');
     const { migrate } = await import('../../../functions/storage/migrations.ts');
     const { createQueryApp } = await import('../../../functions/query/app.ts');
-    let clickhouse;
-    try {
-      clickhouse = await openClickHouse(url ? { url } : { dataDir });
-      await migrate(clickhouse, { ttlDays: cfg.number('ttl-days') });
-    } catch (err) {
-      await clickhouse?.close();
-      await store.close();
-      throw new UnreachableError(`cannot open ClickHouse ${describeClickHouse(url, dataDir)}: ${firstLine(err)}`);
-    }
+    // Build (store, ClickHouse, schema), then start (listen); a failing step closes what came before.
+    const life = new Lifecycle();
+    const store = await life.build('object store', () => openStore(storeUrl(cfg.string('store'), resolve(dataDir)), { s3Endpoint: cfg.string('s3-endpoint') }), (s) => s.close()).catch((err: unknown) => {
+      throw new UsageError(firstLine(err));
+    });
+    const clickhouse = await life
+      .build('ClickHouse', () => openClickHouse(url ? { url } : { dataDir }), (c) => c.close())
+      .then(async (ch) => {
+        await life.build('migrations', () => migrate(ch, { ttlDays: cfg.number('ttl-days') }));
+        return ch;
+      })
+      .catch((err: unknown) => {
+        throw new UnreachableError(`cannot open ClickHouse ${describeClickHouse(url, dataDir)}: ${firstLine(err)}`);
+      });
     const app = createQueryApp({
       clickhouse,
       token: cfg.string('token'),
@@ -60,28 +60,15 @@ const command: Command = {
     });
     const port = cfg.number('port') ?? 8686;
     const host = cfg.string('host') ?? '127.0.0.1';
-    const server = serve({ fetch: app.fetch, port, hostname: host });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('listening', () => resolve());
-        server.once('error', (e: Error) => reject(new ListenError(`cannot listen on ${host}:${port}: ${firstLine(e)}`)));
-      });
-    } catch (err) {
-      await clickhouse.close();
-      await store.close();
-      throw err;
-    }
+    await life.start('HTTP server', () => serveApp(app.fetch, port, host), (h) => h.close()).catch((err: unknown) => {
+      throw new ListenError(`cannot listen on ${host}:${port}: ${firstLine(err)}`);
+    });
     process.stderr.write(`riptide query: listening on http://${host}:${port}/ (ClickHouse: ${url ? 'server' : 'embedded chDB'})\n`);
     await new Promise<void>((resolve) => {
-      const stop = (): void => {
-        server.close();
-        resolve();
-      };
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
     });
-    await clickhouse.close();
-    await store.close();
+    await life.close();
     return 0;
   },
 };

@@ -12,15 +12,22 @@
  * readiness (200 only when capture is live, the functions poll and ClickHouse answers), and
  * `GET /metrics` carries the agent's counters beside ours. Ctrl-C stops the children, detaches
  * BPF, closes chDB.
+ *
+ * Start-up has two phases (lib/lifecycle.ts): build (the functions' store, ClickHouse, migrations
+ * and registry; the apps; the agent's supervisor), then start (the functions' timers and polling,
+ * the server, the demo's plugins, the agent, the demo). A part that fails stops and closes every
+ * part before it — no child, listener or timer outlives a failed `riptide up`.
  */
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Lifecycle } from '../../../lib/lifecycle.ts';
 import type { Command } from '../command.ts';
 import { DeniedError, FatalError, ListenError, UnreachableError, UsageError } from '../command.ts';
 import type { OptionSpec } from '../config.ts';
+import { serveApp } from '../serve.ts';
 import { sqlOptions, sqlRunnerOptions } from '../sql-options.ts';
 import { clickhouseUrl, commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { runPreflight } from '../../capture/preflight.ts';
@@ -116,29 +123,32 @@ const command: Command = {
 
     const children: ChildProcess[] = [];
     let stopping = false;
-    const { startFunctions } = await import('../../../functions/runtime/functions-runtime.ts');
+    const { buildFunctions } = await import('../../../functions/runtime/functions-runtime.ts');
     const { createQueryApp } = await import('../../../functions/query/app.ts');
-    const { serve } = await import('@hono/node-server');
     const { Hono } = await import('hono');
 
-    let fx;
-    try {
-      fx = await startFunctions({
-        dataDir,
-        store: url,
-        s3Endpoint: cfg.string('s3-endpoint'),
-        clickhouseUrl: chUrl,
-        ttlDays: cfg.number('ttl-days'),
-        adapter: 'local',
-        pollMs: 500,
-        kubernetes: 'off',
+    // Phase 1: build.
+    const life = new Lifecycle();
+    const fx = await life
+      .build(
+        'functions',
+        () =>
+          buildFunctions({
+            dataDir,
+            store: url,
+            s3Endpoint: cfg.string('s3-endpoint'),
+            clickhouseUrl: chUrl,
+            ttlDays: cfg.number('ttl-days'),
+            adapter: 'local',
+            pollMs: 500,
+            kubernetes: 'off',
+          }),
+        (f) => f.close(),
+      )
+      .catch((err: unknown) => {
+        throw new UnreachableError(`cannot start the functions: ${(err as Error).message.split('\n')[0]}`);
       });
-    } catch (err) {
-      throw new UnreachableError(`cannot start the functions: ${(err as Error).message.split('\n')[0]}`);
-    }
     step(`ClickHouse ready (${fx.ch.mode === 'chdb' ? `embedded chDB in ${fx.ch.path}` : 'server'}), schema migrated`);
-    void fx.runtime?.start();
-    step(`functions polling ${url}`);
 
     // The agent, in its own process, excluding this one (whose API and ClickHouse traffic is not the user's).
     const agentArgs = [RIPTIDE, 'agent', '--data-dir', dataDir, '--store', url, '--port', '0', '--exclude-pid', String(process.pid), '--slot-seconds', String(cfg.number('slot-seconds') ?? 1)];
@@ -146,13 +156,8 @@ const command: Command = {
     for (const p of cfg.list('plugin')) agentArgs.push('--plugin', p);
     if (cfg.list('plugin').some((p) => p.includes('@'))) agentArgs.push('--marketplace', `http://127.0.0.1:${port}`);
     for (const k of cfg.list('trusted-key')) agentArgs.push('--trusted-key', k);
-    const agent = new AgentSupervisor({ spawn: () => spawn(process.execPath, agentArgs, { stdio: ['ignore', 'inherit', 'pipe'] }), log: step });
-
-    const cleanup = async (): Promise<void> => {
-      stopping = true;
-      await Promise.all([agent.stop(), ...children.map((c) => stopChild(c))]);
-      await fx.close();
-    };
+    const agent = await life.build('agent supervisor', () => new AgentSupervisor({ spawn: () => spawn(process.execPath, agentArgs, { stdio: ['ignore', 'inherit', 'pipe'] }), log: step }), (a) => a.stop());
+    life.defer('demo', () => Promise.all(children.map((c) => stopChild(c))));
 
     // One server: the query API + UI, with the functions' routes (custom tags) beside it, and
     // /metrics with the agent's counters.
@@ -170,51 +175,49 @@ const command: Command = {
         // The marketplace keeps plugins in the same object store, under plugins/.
         marketplace: { store: fx.store, publishTokens: cfg.list('publish-token') },
         otlpWindow: { maxAgeMs: (cfg.number('ttl-days') ?? 7) * 86400e3 },
+        // OTLP spans through the functions' tag encoder and writer: one id per service.
+        writer: fx.processor.writer,
         // The demo's services first on the map (the browser, curl and test tools of the host behind a toggle).
         ui: cfg.bool('demo') ? { focus: { label: 'the demo services', prefixes: ['demo-'] } } : undefined,
       }),
     );
-    const server = serve({ fetch: app.fetch, port, hostname: host });
-    try {
-      await new Promise<void>((res, rej) => {
-        server.once('listening', () => res());
-        server.once('error', rej);
-      });
-    } catch (err) {
-      await cleanup();
+
+    // Phase 2: start, in order; any failure stops and closes everything above.
+    await life.start('functions', () => fx.start());
+    void fx.runtime?.start();
+    step(`functions polling ${url}`);
+    await life.start('API server', () => serveApp(app.fetch, port, host), (h) => h.close()).catch((err: unknown) => {
       throw new ListenError(`cannot listen on ${host}:${port}: ${(err as Error).message}`);
-    }
+    });
     step(`query API, UI and plugin marketplace listening on http://${host}:${port}/`);
     if (cfg.bool('demo')) {
       // Something to install on the marketplace page: the example plugins, signed by a demo key.
       const { seedExamplePlugins } = await import('../../../functions/marketplace/seed.ts');
-      const seeded = await seedExamplePlugins({ store: fx.store, keyPrefix: join(dataDir, 'demo-publisher') });
+      const seeded = await life.start('example plugins', () => seedExamplePlugins({ store: fx.store, keyPrefix: join(dataDir, 'demo-publisher') }));
       for (const r of seeded.refused) process.stderr.write(`riptide up: example plugin not published: ${r}\n`);
       step(`marketplace: ${seeded.published.length + seeded.present.length} example plugins (demo publisher key ${seeded.keyId}, public key ${seeded.publicKeyFile})`);
     }
 
-    try {
-      const line = await agent.start();
-      step(`agent ${line.replace(/^riptide agent: /, '')}`);
-    } catch (err) {
-      server.close();
-      await cleanup();
+    const line = await life.start('agent', () => agent.start()).catch((err: unknown) => {
       throw new FatalError(`the agent did not start: ${(err as Error).message}`);
-    }
+    });
+    step(`agent ${line.replace(/^riptide agent: /, '')}`);
 
     if (cfg.bool('demo')) {
-      const ports = { dns: await freePort(), gateway: await freePort(), orders: await freePort(), payments: await freePort(), inventory: await freePort() };
-      for (const role of ['dns', 'payments', 'inventory', 'orders', 'gateway'] as const) {
-        const c = spawn(process.execPath, [DEMO, role, JSON.stringify(ports)], { stdio: ['ignore', 'pipe', 'inherit'] });
-        children.push(c);
-        await waitForLine(c, /listening/, 10_000, 'stdout');
-      }
-      const load = spawn(process.execPath, [DEMO, 'loadgen', JSON.stringify(ports)], {
-        stdio: ['ignore', 'ignore', 'inherit'],
-        env: { ...process.env, RIPTIDE_DEMO_RPS: String(cfg.number('demo-rps') ?? 5) },
+      await life.start('demo', async () => {
+        const ports = { dns: await freePort(), gateway: await freePort(), orders: await freePort(), payments: await freePort(), inventory: await freePort() };
+        for (const role of ['dns', 'payments', 'inventory', 'orders', 'gateway'] as const) {
+          const c = spawn(process.execPath, [DEMO, role, JSON.stringify(ports)], { stdio: ['ignore', 'pipe', 'inherit'] });
+          children.push(c);
+          await waitForLine(c, /listening/, 10_000, 'stdout');
+        }
+        const load = spawn(process.execPath, [DEMO, 'loadgen', JSON.stringify(ports)], {
+          stdio: ['ignore', 'ignore', 'inherit'],
+          env: { ...process.env, RIPTIDE_DEMO_RPS: String(cfg.number('demo-rps') ?? 5) },
+        });
+        children.push(load);
+        step(`demo system up: gateway on 127.0.0.1:${ports.gateway} (→ orders over HTTP/2 → DNS + payments, → inventory), load ${cfg.number('demo-rps') ?? 5} req/s`);
       });
-      children.push(load);
-      step(`demo system up: gateway on 127.0.0.1:${ports.gateway} (→ orders over HTTP/2 → DNS + payments, → inventory), load ${cfg.number('demo-rps') ?? 5} req/s`);
     }
 
     process.stderr.write(`riptide up: ready — open http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}/ (Ctrl-C to stop; data in ${dataDir})\n`);
@@ -227,8 +230,7 @@ const command: Command = {
       process.once('SIGTERM', stop);
     });
     step('stopping');
-    await new Promise<void>((res) => server.close(() => res()));
-    await cleanup();
+    await life.close();
     step('stopped; BPF programs detached, children ended');
     return 0;
   },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { VersionRangeError, maxSatisfying, parseRange, satisfies, sortVersions } from './marketplace-semver.ts';
+import { VersionRangeError, maxSatisfying, parseRange, satisfies, sortVersions } from '../../lib/marketplace/semver.ts';
 
 describe('marketplace semver', () => {
   it('orders versions with pre-releases before their release', () => {
