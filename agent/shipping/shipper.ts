@@ -39,8 +39,6 @@ import type { ObjectStore } from './store.ts';
 import { RetryingUploader, StoreUploader } from './uploader.ts';
 import type { BatchUploader, RetryOptions } from './uploader.ts';
 
-export { readBatch, BatchNotFoundError, listNeighbourBatches, quarantineBatch } from './reader.ts';
-
 export interface ShipperOptions {
   store: ObjectStore;
   /** The spool lives in `<dataDir>/spool`. */

@@ -24,7 +24,7 @@ const dropped = metrics.counter('riptide_functions_dropped_total', 'Batch object
  * are written before the original is deleted: a crash in between leaves the object where a retry
  * quarantines it again (same keys, overwritten), never lost.
  */
-export async function quarantine(store: ObjectStorePort, key: string, bytes: Uint8Array, reason: string, err: unknown, now = new Date()): Promise<QuarantineNote> {
+export async function quarantine(store: Pick<ObjectStorePort, 'put' | 'delete'>, key: string, bytes: Uint8Array, reason: string, err: unknown, now = new Date()): Promise<QuarantineNote> {
   const note: QuarantineNote = { key, reason, error: err instanceof Error ? err.message : String(err), at: now.toISOString() };
   await store.put(quarantineKey(key), bytes);
   await store.put(quarantineNoteKey(key), new TextEncoder().encode(JSON.stringify(note, null, 2) + '\n'));

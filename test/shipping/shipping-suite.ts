@@ -10,12 +10,13 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MetricsRegistry } from '../../agent/metrics.ts';
 import type { Batch, ParsedMessage } from '../../agent/shipping/batch.ts';
-import { BatchFormatError } from '../../agent/shipping/codec.ts';
-import { BATCH_PREFIX, parseBatchKey, quarantineKey } from '../../agent/shipping/keys.ts';
-import { createShipper, listNeighbourBatches, quarantineBatch, readBatch } from '../../agent/shipping/shipper.ts';
+import { BatchFormatError, decodeBatch } from '../../agent/shipping/codec.ts';
+import { BATCH_PREFIX, neighbourPrefixes, parseBatchKey, quarantineKey, quarantineNoteKey } from '../../agent/shipping/keys.ts';
+import { createShipper } from '../../agent/shipping/shipper.ts';
 import type { Shipper, ShipperOptions } from '../../agent/shipping/shipper.ts';
 import type { ObjectStore } from '../../agent/shipping/store.ts';
 import { InvalidKeyError } from '../../agent/shipping/store.ts';
+import { quarantine } from '../../functions/runtime/quarantine.ts';
 import { MessageFactory } from './synthetic.ts';
 
 export interface StoreHarness {
@@ -33,6 +34,17 @@ export interface SuiteOptions {
 }
 
 const enc = new TextEncoder();
+
+/** One batch object decoded as the functions read it; a corrupt one throws a BatchFormatError naming the key. */
+async function readBatch(store: ObjectStore, key: string): Promise<Batch> {
+  const bytes = await store.get(key);
+  if (bytes === undefined) throw new Error(`batch ${key}: no such object`);
+  try {
+    return decodeBatch(bytes);
+  } catch (err) {
+    throw err instanceof BatchFormatError ? err.withKey(key) : err;
+  }
+}
 
 /** Every batch under batches/, decoded. */
 async function readAll(store: ObjectStore): Promise<{ keys: string[]; batches: Batch[] }> {
@@ -178,7 +190,7 @@ export function shippingSuite(name: string, makeHarness: () => Promise<StoreHarn
       }
       expect(batches.flatMap((b) => b.closed)).toHaveLength(1);
       const first = batches[0];
-      const around = await listNeighbourBatches(store, 'node-a', first.slot + 1, 1);
+      const around = (await Promise.all(neighbourPrefixes('node-a', first.slot + 1, 1).map((p) => store.list(p)))).flat();
       expect(around).toEqual(expect.arrayContaining(keys.filter((k) => Math.abs(parseBatchKey(k)!.slot - first.slot - 1) <= 1)));
       expect(sum(reg, 'riptide_shipping_received_total')).toBe(300);
       expect(sum(reg, 'riptide_shipping_sent_total')).toBe(300);
@@ -312,10 +324,12 @@ export function shippingSuite(name: string, makeHarness: () => Promise<StoreHarn
       await store.put(key, enc.encode('<Error>not a batch</Error>'));
       await expect(readBatch(store, key)).rejects.toMatchObject({ reason: 'bad_magic' });
 
-      const q = await quarantineBatch(store, key, 'bad magic');
-      expect(q).toBe(quarantineKey(key));
+      const bad = (await store.get(key))!;
+      const note = await quarantine(store, key, bad, 'malformed', await readBatch(store, key).catch((e: unknown) => e));
+      expect(note).toMatchObject({ key, reason: 'malformed', error: expect.stringContaining('bad magic') as unknown });
       expect(await store.get(key)).toBeUndefined();
-      expect(Buffer.from((await store.get(`${q}.reason.txt`))!).toString()).toContain('bad magic');
+      expect(Buffer.from((await store.get(quarantineKey(key)))!)).toEqual(Buffer.from(bad));
+      expect(JSON.parse(Buffer.from((await store.get(quarantineNoteKey(key)))!).toString())).toEqual(note);
       expect(await store.list(BATCH_PREFIX)).toEqual([]);
     });
   });
