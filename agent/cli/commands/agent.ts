@@ -25,6 +25,8 @@ const options: OptionSpec[] = [
   { name: 'output', short: 'o', type: 'string', help: 'Write every captured message as one JSON line to this file; "-" is stdout (debugging: nothing is shipped)' },
   { name: 'capture-bytes', type: 'number', help: 'Payload bytes captured per message (max 8192)', default: 1024 },
   { name: 'ring-mb', type: 'number', help: 'BPF ring buffer size in MiB (power of two)', default: 8 },
+  { name: 'handoff', type: 'boolean', help: 'Track hand-offs between threads (sched_waking): a thread that wakes another right after reading a request passes it that request (thread pools; docs/TRACE-ASSEMBLY.md)' },
+  { name: 'handoff-window-ms', type: 'number', help: 'With --handoff: how recent the waker\'s request must be', default: 50 },
   { name: 'filter-pid', type: 'list', help: 'Only capture these process ids (comma-separated; filters are OR-ed)' },
   { name: 'filter-port', type: 'list', help: 'Only capture sockets with these local or remote ports' },
   { name: 'filter-comm', type: 'list', help: 'Only capture processes with these names (/proc/pid/comm)' },
@@ -230,7 +232,10 @@ async function runAgent(
 
   let capture: Capture;
   try {
-    capture = Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter }, pipeline);
+    capture = Capture.start(
+      { captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms') },
+      pipeline,
+    );
   } catch (err) {
     await closeOutput();
     throw new FatalError(`cannot capture: ${(err as Error).message}`);
