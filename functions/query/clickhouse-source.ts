@@ -78,7 +78,10 @@ export class ClickHouseSpanSource implements SpanSource<AsmRecord> {
     const params: Record<string, unknown> = {};
     const or: string[] = [];
     const nums = (l: number[]): string => l.map(int).join(',');
-    if (keys.syscallIds.length) or.push(`syscall_trace_id_req IN (${nums(keys.syscallIds)})`, `syscall_trace_id_resp IN (${nums(keys.syscallIds)})`);
+    if (keys.syscallIds.length) {
+      const ids = nums(keys.syscallIds);
+      or.push(`syscall_trace_id_req IN (${ids})`, `syscall_trace_id_resp IN (${ids})`, `handoff_trace_id IN (${ids})`);
+    }
     if (keys.tcpSeqs.length) or.push(`req_tcp_seq IN (${nums(keys.tcpSeqs)})`);
     if (keys.xRequestIds.length) {
       params.xrid = keys.xRequestIds;

@@ -12,3 +12,9 @@ ALTER TABLE riptide.spans ON CLUSTER '{cluster}' ADD COLUMN IF NOT EXISTS handof
 ALTER TABLE riptide.spans_recent_local ON CLUSTER '{cluster}' ADD COLUMN IF NOT EXISTS handoff_trace_id UInt64 CODEC(T64, ZSTD(1));
 
 ALTER TABLE riptide.spans_recent ON CLUSTER '{cluster}' ADD COLUMN IF NOT EXISTS handoff_trace_id UInt64;
+
+-- Assembly asks for it with the syscall-trace ids (a server span's request id finds the calls
+-- handed off from it): the same bloom filter as the other id columns.
+ALTER TABLE riptide.spans_local ON CLUSTER '{cluster}' ADD INDEX IF NOT EXISTS idx_handoff handoff_trace_id TYPE bloom_filter(0.01) GRANULARITY 1;
+
+ALTER TABLE riptide.spans_recent_local ON CLUSTER '{cluster}' ADD INDEX IF NOT EXISTS idx_handoff handoff_trace_id TYPE bloom_filter(0.01) GRANULARITY 1;
