@@ -474,8 +474,8 @@ static __always_inline void emit_mmsg(struct rt_scratch *s, struct rt_data_event
  * carry the worker's own syscall-trace id, which says nothing of that request. On sched_waking, when
  * the waker has a live context (its last socket syscall received something, recently, and it is not
  * inside a socket syscall or interrupt), the wakee is given that context; its next sends carry it as
- * handoff_trace_id beside their own id. It ends when the wakee answers on a server socket or
- * receives a request of its own, or another wake-up replaces it. Trace assembly's `handoff` rule
+ * handoff_trace_id beside their own id. It ends when the wakee answers on a server socket, receives
+ * a request of its own or wakes the thread that handed it the work, or another wake-up replaces it. Trace assembly's `handoff` rule
  * decides whether to believe it (docs/TRACE-ASSEMBLY.md). Off unless the loader sets handoff_enabled
  * (the sched_waking program is then not even attached).
  */
@@ -844,7 +844,19 @@ int rt_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx)
 		return 0;
 	/* Early exit for every thread without a live context: no slot, or nothing received. */
 	struct rt_args *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, 0);
-	if (!a || !a->trace_id || a->trace_last_dir != RT_DIR_INGRESS)
+	if (!a)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 self = (__u32)pid_tgid;
+	__u32 wakee = ctx->pid;
+	/* A worker waking the thread that handed it work (completing the future a reader waits on): the
+	 * handed work is done, and what the worker sends next belongs to something else. */
+	struct rt_handoff *mine = bpf_map_lookup_elem(&handoffs, &self);
+	if (mine && mine->waker_tid == wakee) {
+		bpf_map_delete_elem(&handoffs, &self);
+		ho_count(RT_HO_ENDED);
+	}
+	if (!a->trace_id || a->trace_last_dir != RT_DIR_INGRESS)
 		return 0;
 	/* Inside a socket syscall: loopback delivery wakes the peer from the sender's context. (Wake-ups
 	 * from an interrupt that hit a thread in user space are not told apart: this kernel exposes no
@@ -858,7 +870,6 @@ int rt_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx)
 		ho_count(RT_HO_SKIP_STALE);
 		return 0;
 	}
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	/* Only a request is a context to hand on: the last socket the waker used is one it accepted
 	 * (a worker that just read a database reply and wakes the next waiter on a pool hands nothing). */
 	__u64 key = (pid_tgid & 0xffffffff00000000ULL) | a->fd;
@@ -867,8 +878,7 @@ int rt_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx)
 		ho_count(RT_HO_SKIP_NOT_REQUEST);
 		return 0;
 	}
-	__u32 wakee = ctx->pid;
-	if (wakee == (__u32)pid_tgid)
+	if (wakee == self)
 		return 0;
 	struct rt_handoff h = {};
 	h.trace_id = a->trace_id;

@@ -111,7 +111,7 @@ enum rt_handoff_counter {
 	RT_HO_SKIP_SOCKET = 3,   /* wake-ups from inside a socket syscall (loopback delivery) */
 	RT_HO_SKIP_STALE = 4,    /* the waker's context was older than the window */
 	RT_HO_OTHER_PROCESS = 5, /* the wakee belongs to another process: dropped at its next socket syscall */
-	RT_HO_ENDED = 6,         /* hand-offs ended by the wakee answering or receiving a request of its own */
+	RT_HO_ENDED = 6,         /* hand-offs ended: the wakee answered, read a request of its own or woke its waker */
 	RT_HO_SKIP_NOT_REQUEST = 7, /* the waker's last receive was not on a socket it accepted */
 	RT_HO_MAX = 8,
 };

@@ -438,6 +438,23 @@ describe('handoff: a request read on one thread, served on another (thread pools
     expect(l.get(callA[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'thread' });
   });
 
+  it('a woken worker may have taken another queued task: an open request nobody is seen working on makes it ambiguous', () => {
+    // Reader 10 read A and woke worker 21 (handoff 100); B (read by 11) is open too and no thread is
+    // seen working on it: 21 may have taken B from the queue. The reader answers both (futures).
+    const { a, callA } = pool();
+    const [, b] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 11, sys: [200, 902] }, start: 60, end: 1100 });
+    a.resp_tid = a.tid;
+    b.resp_tid = b.tid;
+    expect(linkParents([a, b, ...callA]).has(callA[0].span_id)).toBe(false);
+    // Someone else is seen working on B (a call of worker 22 handed off from B, sent earlier): A is the only candidate left.
+    const [b22, bdb] = exchange({ c: { pid: 2, tid: 22, sys: [600, 601] }, s: { pid: 3, tid: 5 }, start: 250, end: 350, proto: 'postgresql' });
+    b22.handoff_trace_id = 200;
+    expect(linkParents([a, b, ...callA, b22, bdb]).get(callA[0].span_id)).toMatchObject({ parent: a.span_id, rule: 'handoff' });
+    // So is a request a worker answered (resp_tid neither its reader nor the call's thread).
+    b.resp_tid = 22;
+    expect(linkParents([a, b, ...callA]).get(callA[0].span_id)).toMatchObject({ parent: a.span_id, rule: 'handoff' });
+  });
+
   it('an id that names no open request of the process links nothing (a request already answered, another process)', () => {
     const { a, b, callA, callB } = pool();
     a.end_time_us = 250; // answered before the call went out

@@ -331,16 +331,24 @@ function inside(c: AsmSpan, s: AsmSpan): boolean {
  * not which work it then took (a pool's queue may give a woken worker another request's task):
  * - exactly one containing server span read its request with that id;
  * - no other containing server span was read or answered by the call's own thread (the thread that
- *   makes a call and later answers a request is serving that request: the wake-up was for other work).
+ *   makes a call and later answers a request is serving that request: the wake-up was for other work);
+ * - every other containing server span is accounted for by another thread: answered by a worker
+ *   (`resp_tid` neither its reader nor the call's thread), or named by an earlier call of another
+ *   thread with its own hand-off. An open request nobody is seen working on may be the task the
+ *   woken worker took instead (the queue's head), so its presence leaves the call unattached.
+ * `others` are the process's client spans (to find those earlier calls).
  */
-export function byHandoff<T extends AsmSpan>(c: T, containing: readonly T[]): T | undefined {
+export function byHandoff<T extends AsmSpan>(c: T, containing: readonly T[], others: readonly T[]): T | undefined {
   const id = c.handoff_trace_id ?? 0;
   if (id === 0) return undefined;
   const named = containing.filter((srv) => srv.syscall_trace_id_req === id);
   if (named.length !== 1) return undefined;
   const [srv] = named;
   if (c.tid !== 0 && containing.some((o) => o !== srv && (o.tid === c.tid || o.resp_tid === c.tid))) return undefined;
-  return srv;
+  const accounted = (o: T): boolean =>
+    (o.resp_tid !== 0 && o.resp_tid !== o.tid && o.resp_tid !== c.tid) ||
+    others.some((x) => x !== c && x.tid !== c.tid && x.handoff_trace_id === o.syscall_trace_id_req && o.syscall_trace_id_req !== 0 && x.start_time_us <= c.start_time_us);
+  return containing.every((o) => o === srv || accounted(o)) ? srv : undefined;
 }
 
 /**
@@ -485,7 +493,7 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     const x = s.x_request_id_req;
     if (x) out.push([latest(servers.filter((srv) => srv.x_request_id_req === x || srv.x_request_id_resp === x)), 'x_request_id']);
     if (s.syscall_trace_id_resp !== 0) out.push([latest(servers.filter((srv) => srv.syscall_trace_id_resp === s.syscall_trace_id_resp)), 'syscall_response']);
-    if (s.handoff_trace_id) out.push([byHandoff(s, servers), 'handoff']);
+    if (s.handoff_trace_id) out.push([byHandoff(s, servers, procs.get(procKey(s))?.clients ?? []), 'handoff']);
     // Two server spans of one thread both containing the call: an event loop serving requests
     // concurrently. What such a thread last received may belong to any of them (nginx writes one
     // request's upstream call right after reading another's request or reply), so neither the chain

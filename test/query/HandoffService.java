@@ -1,7 +1,8 @@
 // A Java 17 service whose requests are read on one pool and answered by another (issue 15):
 // com.sun.net.httpserver.HttpServer runs each exchange on a "reader" executor (it reads the request
 // line and headers there); the handler hands the exchange to a "worker" pool, which takes a JDBC
-// connection from a small shared pool, runs two queries on PostgreSQL and answers. No tracing headers.
+// connection from a small shared pool, runs two queries on PostgreSQL and answers (/item/<n>), or
+// runs them while the reader waits for the result and answers itself (/wait/<n>). No tracing headers.
 //   java -cp <dir>:/usr/share/java/postgresql.jar HandoffService <port> <jdbc url>
 // GET /item/<n> runs SELECT <n + 1000000> and SELECT <n + 2000000>: each query names its request
 // (the test's ground truth) without repeating the path's token (no content evidence for assembly).
@@ -16,6 +17,7 @@ import java.sql.ResultSet;
 import java.sql.Statement;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.ThreadFactory;
@@ -38,7 +40,8 @@ public class HandoffService {
     for (int i = 0; i < 4; i++) connections.add(DriverManager.getConnection(url));
     ExecutorService workers = Executors.newFixedThreadPool(8, named("worker"));
     HttpServer server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 512);
-    server.createContext("/", exchange -> workers.execute(() -> serve(exchange, connections)));
+    server.createContext("/item/", exchange -> workers.execute(() -> serve(exchange, connections)));
+    server.createContext("/wait/", exchange -> answerAfter(exchange, connections, workers));
     server.setExecutor(Executors.newFixedThreadPool(4, named("reader")));
     server.start();
     System.out.println("ready " + port);
@@ -51,19 +54,49 @@ public class HandoffService {
     }
   }
 
+  static long number(HttpExchange exchange) {
+    String path = exchange.getRequestURI().getPath();
+    return Long.parseLong(path.substring(path.lastIndexOf('/') + 1));
+  }
+
+  static String queries(long n, BlockingQueue<Connection> connections) throws Exception {
+    Connection c = connections.take();
+    try {
+      return "ok " + query(c, n + 1000000) + " " + query(c, n + 2000000);
+    } finally {
+      connections.put(c);
+    }
+  }
+
+  /** The reader hands the queries to a worker, waits for them and answers itself. */
+  static void answerAfter(HttpExchange exchange, BlockingQueue<Connection> connections, ExecutorService workers) {
+    try (exchange) {
+      long n = number(exchange);
+      String result = CompletableFuture.supplyAsync(() -> {
+        try {
+          return queries(n, connections);
+        } catch (Exception e) {
+          throw new RuntimeException(e);
+        }
+      }, workers).get();
+      byte[] body = ("wait " + n + ": " + result + "\n").getBytes(StandardCharsets.UTF_8);
+      exchange.sendResponseHeaders(200, body.length);
+      try (OutputStream out = exchange.getResponseBody()) {
+        out.write(body);
+      }
+    } catch (Exception e) {
+      try {
+        exchange.sendResponseHeaders(500, -1);
+      } catch (Exception ignored) {
+        // the exchange is closed by try-with-resources
+      }
+    }
+  }
+
   static void serve(HttpExchange exchange, BlockingQueue<Connection> connections) {
     try (exchange) {
-      String path = exchange.getRequestURI().getPath();
-      long n = Long.parseLong(path.substring(path.lastIndexOf('/') + 1));
-      Connection c = connections.take();
-      long a, b;
-      try {
-        a = query(c, n + 1000000);
-        b = query(c, n + 2000000);
-      } finally {
-        connections.put(c);
-      }
-      byte[] body = ("item " + n + ": ok " + a + " " + b + "\n").getBytes(StandardCharsets.UTF_8);
+      long n = number(exchange);
+      byte[] body = ("item " + n + ": " + queries(n, connections) + "\n").getBytes(StandardCharsets.UTF_8);
       exchange.sendResponseHeaders(200, body.length);
       try (OutputStream out = exchange.getResponseBody()) {
         out.write(body);
