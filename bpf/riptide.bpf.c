@@ -846,6 +846,14 @@ int rt_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx)
 	struct rt_args *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, 0);
 	if (!a)
 		return 0;
+	/* Inside a socket syscall: loopback delivery wakes the peer from the sender's context (the most
+	 * common wake-up of a traced thread). (Wake-ups from an interrupt that hit a thread in user space
+	 * are not told apart: this kernel exposes no preempt count to BPF; the assembly rule's checks
+	 * stand in.) */
+	if (a->in_flight) {
+		ho_count(RT_HO_SKIP_SOCKET);
+		return 0;
+	}
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 self = (__u32)pid_tgid;
 	__u32 wakee = ctx->pid;
@@ -858,13 +866,6 @@ int rt_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx)
 	}
 	if (!a->trace_id || a->trace_last_dir != RT_DIR_INGRESS)
 		return 0;
-	/* Inside a socket syscall: loopback delivery wakes the peer from the sender's context. (Wake-ups
-	 * from an interrupt that hit a thread in user space are not told apart: this kernel exposes no
-	 * preempt count to BPF; the assembly rule's checks stand in.) */
-	if (a->in_flight) {
-		ho_count(RT_HO_SKIP_SOCKET);
-		return 0;
-	}
 	__u64 now = bpf_ktime_get_ns();
 	if (now - a->enter_ns > handoff_window_ns) {
 		ho_count(RT_HO_SKIP_STALE);
