@@ -37,7 +37,7 @@ function captureToJson(m: CapturedMessage, proc: ProcessInfo | undefined): strin
     `"process_name":${JSON.stringify(m.processName)},"cmdline":${JSON.stringify(proc?.cmdline ?? '')},"container_id":"${proc?.containerId ?? ''}",` +
     `"syscall":"${m.syscall}","direction":"${m.direction}","socket_id":${m.socketId},"family":"${m.family}","l4":"${m.l4}",` +
     `"local_ip":"${m.localIp}","local_port":${m.localPort},"remote_ip":"${m.remoteIp}","remote_port":${m.remotePort},"role":"${m.role}",` +
-    `"tcp_seq":${m.tcpSeq},"syscall_trace_id":${m.syscallTraceId},"bytes":${m.bytes},"payload":"${payload}"}`
+    `"tcp_seq":${m.tcpSeq},"syscall_trace_id":${m.syscallTraceId},"handoff_trace_id":${m.handoffTraceId ?? 0},"bytes":${m.bytes},"payload":"${payload}"}`
   );
 }
 

@@ -506,6 +506,73 @@ static __always_inline struct rt_args *enter_missed(__u8 sys, long ret)
 	return slot;
 }
 
+/* ---- hand-offs between threads (issue 15) ----
+ *
+ * A thread pool's reader receives a request and wakes a worker to serve it: the worker's sends then
+ * carry the worker's own syscall-trace id, which says nothing of that request. On sched_waking, when
+ * the waker has a live context (its last socket syscall received something, recently, and it is not
+ * inside a socket syscall or interrupt), the wakee is given that context; its next sends carry it as
+ * handoff_trace_id beside their own id. It ends when the wakee answers on a server socket, receives
+ * a request of its own or wakes the thread that handed it the work, or another wake-up replaces it. Trace assembly's `handoff` rule
+ * decides whether to believe it (docs/TRACE-ASSEMBLY.md). Off unless the loader sets handoff_enabled
+ * (the sched_waking program is then not even attached).
+ */
+const volatile __u8 handoff_enabled = 0;
+const volatile __u64 handoff_window_ns = 50000000; /* the waker's context must be this fresh */
+
+struct rt_handoff {
+	__u64 trace_id;
+	__u64 ts_ns;
+	__u32 waker_tgid;
+	__u32 waker_tid;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* wakee tid */
+	__type(value, struct rt_handoff);
+} handoffs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RT_HO_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} handoff_counters SEC(".maps");
+
+static __always_inline void ho_count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&handoff_counters, &which);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+/* The hand-off a data syscall of this thread carries (egress), ending it where its work ends. */
+static __always_inline __u64 handoff_for(__u32 tgid, __u32 tid, __u8 dir, __u8 role)
+{
+	if (!handoff_enabled)
+		return 0;
+	struct rt_handoff *h = bpf_map_lookup_elem(&handoffs, &tid);
+	if (!h)
+		return 0;
+	if (h->waker_tgid != tgid) {
+		bpf_map_delete_elem(&handoffs, &tid);
+		ho_count(RT_HO_OTHER_PROCESS);
+		return 0;
+	}
+	__u64 id = h->trace_id;
+	if (role == RT_ROLE_SERVER) {
+		/* Answering (egress) or reading a request of its own (ingress): the handed work is over. */
+		bpf_map_delete_elem(&handoffs, &tid);
+		ho_count(RT_HO_ENDED);
+	}
+	if (dir != RT_DIR_EGRESS)
+		return 0;
+	ho_count(RT_HO_CARRIED);
+	return id;
+}
+
 /* Exit of a data syscall: build the record and write it to the ring buffer. */
 static __always_inline int on_exit(__u8 sys, long ret)
 {
@@ -564,6 +631,7 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	ev->socket_id = info ? info->socket_id : 0;
 	ev->role = info ? info->role : RT_ROLE_UNKNOWN;
 	ev->syscall_trace_id = trace_id_for(a, dir, ev->socket_id);
+	ev->handoff_trace_id = handoff_for(tgid, ev->tid, dir, ev->role);
 
 	__u32 limit = capture_limit;
 	if (limit > RT_MAX_PAYLOAD)
@@ -804,5 +872,61 @@ int rt_proc_exit(void *ctx)
 	/* Only when the whole group goes: the leader exiting. */
 	if ((__u32)pid_tgid == tgid && tgid != self_tgid)
 		proc_event(RT_EV_PROC_EXIT, tgid);
+	return 0;
+}
+
+/* ---- hand-offs: the wake-up hook (see "hand-offs between threads" above) ---- */
+
+SEC("tracepoint/sched/sched_waking")
+int rt_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx)
+{
+	if (!handoff_enabled)
+		return 0;
+	/* Early exit for every thread without a live context: no slot, or nothing received. */
+	struct rt_args *a = bpf_task_storage_get(&active, bpf_get_current_task_btf(), 0, 0);
+	if (!a)
+		return 0;
+	/* Inside a socket syscall: loopback delivery wakes the peer from the sender's context (the most
+	 * common wake-up of a traced thread). (Wake-ups from an interrupt that hit a thread in user space
+	 * are not told apart: this kernel exposes no preempt count to BPF; the assembly rule's checks
+	 * stand in.) */
+	if (a->in_flight) {
+		ho_count(RT_HO_SKIP_SOCKET);
+		return 0;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 self = (__u32)pid_tgid;
+	__u32 wakee = ctx->pid;
+	/* A worker waking the thread that handed it work (completing the future a reader waits on): the
+	 * handed work is done, and what the worker sends next belongs to something else. */
+	struct rt_handoff *mine = bpf_map_lookup_elem(&handoffs, &self);
+	if (mine && mine->waker_tid == wakee) {
+		bpf_map_delete_elem(&handoffs, &self);
+		ho_count(RT_HO_ENDED);
+	}
+	if (!a->trace_id || a->trace_last_dir != RT_DIR_INGRESS)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	if (now - a->enter_ns > handoff_window_ns) {
+		ho_count(RT_HO_SKIP_STALE);
+		return 0;
+	}
+	/* Only a request is a context to hand on: the last socket the waker used is one it accepted
+	 * (a worker that just read a database reply and wakes the next waiter on a pool hands nothing). */
+	__u64 key = (pid_tgid & 0xffffffff00000000ULL) | a->fd;
+	struct rt_sock_info *info = bpf_map_lookup_elem(&sockets, &key);
+	if (!info || info->role != RT_ROLE_SERVER || info->socket_id != a->trace_socket) {
+		ho_count(RT_HO_SKIP_NOT_REQUEST);
+		return 0;
+	}
+	if (wakee == self)
+		return 0;
+	struct rt_handoff h = {};
+	h.trace_id = a->trace_id;
+	h.ts_ns = now;
+	h.waker_tgid = pid_tgid >> 32;
+	h.waker_tid = (__u32)pid_tgid;
+	bpf_map_update_elem(&handoffs, &wakee, &h, BPF_ANY);
+	ho_count(RT_HO_RECORDED);
 	return 0;
 }

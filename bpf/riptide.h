@@ -80,6 +80,12 @@ struct rt_data_event {
 	__u8 local_addr[16]; /* IPv4 in the first 4 bytes */
 	__u8 remote_addr[16];
 	char comm[RT_COMM_LEN];
+	/*
+	 * Hand-offs (issue 15): the syscall-trace id of the thread that last woke this one, when that
+	 * thread had just received something (a thread pool's reader handing work to a worker); 0 when
+	 * hand-off tracking is off or none applies. Never replaces syscall_trace_id.
+	 */
+	__u64 handoff_trace_id;
 	__u8 payload[];
 };
 
@@ -95,6 +101,19 @@ struct rt_proc_event {
 	__u32 pid;
 	__u64 ts_ns;
 	char comm[RT_COMM_LEN];
+};
+
+/* ---- hand-offs between threads (sched_waking): counters in their own map, `handoff_counters` ---- */
+enum rt_handoff_counter {
+	RT_HO_RECORDED = 0,      /* wake-ups that handed a context to the wakee */
+	RT_HO_CARRIED = 1,       /* sends that carried a handed-off context */
+	RT_HO_UNUSED_2 = 2,      /* reserved */
+	RT_HO_SKIP_SOCKET = 3,   /* wake-ups from inside a socket syscall (loopback delivery) */
+	RT_HO_SKIP_STALE = 4,    /* the waker's context was older than the window */
+	RT_HO_OTHER_PROCESS = 5, /* the wakee belongs to another process: dropped at its next socket syscall */
+	RT_HO_ENDED = 6,         /* hand-offs ended: the wakee answered, read a request of its own or woke its waker */
+	RT_HO_SKIP_NOT_REQUEST = 7, /* the waker's last receive was not on a socket it accepted */
+	RT_HO_MAX = 8,
 };
 
 #endif

@@ -14,7 +14,24 @@ import { fileURLToPath } from 'node:url';
 import type { Libbpf, Ptr } from './libbpf.ts';
 import { captureLibbpfLog, check, checkPtr, errnoText, libbpf } from './libbpf.ts';
 import { RingReader } from './ring-reader.ts';
-import { RT_CNT_ARGS_FULL, RT_CNT_EMITTED, RT_CNT_RINGBUF_FULL, RT_COMM_LEN, RT_MAX_PAYLOAD, Rodata } from './layout.generated.ts';
+import {
+  RT_CNT_ARGS_FULL,
+  RT_CNT_EMITTED,
+  RT_CNT_RINGBUF_FULL,
+  RT_COMM_LEN,
+  RT_HO_CARRIED,
+  RT_HO_ENDED,
+  RT_HO_OTHER_PROCESS,
+  RT_HO_RECORDED,
+  RT_HO_SKIP_NOT_REQUEST,
+  RT_HO_SKIP_SOCKET,
+  RT_HO_SKIP_STALE,
+  RT_MAX_PAYLOAD,
+  Rodata,
+} from './layout.generated.ts';
+
+/** The wake-up hook of hand-off tracking: loaded always, attached only when asked for. */
+export const HANDOFF_PROGRAM = 'rt_sched_waking';
 
 export const DEFAULT_OBJECT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bpf', 'riptide.bpf.o');
 
@@ -46,6 +63,14 @@ export interface CaptureOptions {
    * says). false forces the probe-read path; so does RIPTIDE_BPF_DIRECT_READS=0.
    */
   directReads?: boolean;
+  /**
+   * Hand-offs between threads (sched_waking): a thread that wakes another right after receiving a
+   * request passes it its syscall-trace id, carried as `handoffTraceId` on the wakee's sends.
+   * Default false; also RIPTIDE_BPF_HANDOFF=1.
+   */
+  handoff?: boolean;
+  /** How fresh the waker's received request must be for a hand-off (ms, default 50). */
+  handoffWindowMs?: number;
   /** Where libbpf's log lines go (default: warnings to stderr as one line each). */
   log?: (level: 'warn' | 'info' | 'debug', line: string) => void;
 }
@@ -54,7 +79,21 @@ export interface KernelCounters {
   ringbufFull: number;
   emitted: number;
   argsMapFull: number;
+  /** Hand-off hook (all 0 when it is off or the object predates it). */
+  handoff: HandoffCounters;
 }
+
+export interface HandoffCounters {
+  recorded: number;
+  carried: number;
+  ended: number;
+  otherProcess: number;
+  skipSocket: number;
+  skipStale: number;
+  skipNotRequest: number;
+}
+
+export const NO_HANDOFF_COUNTERS: HandoffCounters = { recorded: 0, carried: 0, ended: 0, otherProcess: 0, skipSocket: 0, skipStale: 0, skipNotRequest: 0 };
 
 export interface AttachedProgram {
   name: string;
@@ -79,6 +118,8 @@ export class CaptureProgram implements Disposable {
     private obj: Ptr,
     readonly ringBytes: number,
     readonly captureLimit: number,
+    /** Whether the hand-off hook is attached. */
+    readonly handoff: boolean,
   ) {}
 
   /**
@@ -109,8 +150,11 @@ export class CaptureProgram implements Disposable {
     const ringBytes = options.ringBytes ?? 8 << 20;
     if (ringBytes < 4096 || ringBytes & (ringBytes - 1)) throw new Error(`ring buffer size must be a power of two ≥ 4096, got ${ringBytes}`);
 
+    const handoffWindowMs = options.handoffWindowMs ?? 50;
+    if (!(handoffWindowMs > 0 && handoffWindowMs <= 60_000)) throw new Error(`hand-off window must be between 0 and 60000 ms, got ${handoffWindowMs}`);
     const obj = checkPtr(lib.object_open_file(objectPath, null), `opening ${objectPath}`);
-    const prog = new CaptureProgram(lib, obj, ringBytes, captureLimit);
+    const handoff = options.handoff ?? process.env.RIPTIDE_BPF_HANDOFF === '1';
+    const prog = new CaptureProgram(lib, obj, ringBytes, captureLimit, handoff);
     try {
       const filter = options.filter ?? {};
       // Sized from the object, not the generated layout, so an older object (A/B benchmarks with
@@ -126,6 +170,8 @@ export class CaptureProgram implements Disposable {
       rodata.writeUInt8(filter.excludePids?.length ? 1 : 0, Rodata.exclude_pids.offset);
       const directReads = options.directReads ?? process.env.RIPTIDE_BPF_DIRECT_READS !== '0';
       rodata.writeUInt8(directReads ? 1 : 0, Rodata.direct_reads.offset);
+      rodata.writeUInt8(handoff ? 1 : 0, Rodata.handoff_enabled.offset);
+      rodata.writeBigUInt64LE(BigInt(Math.round(handoffWindowMs * 1e6)), Rodata.handoff_window_ns.offset);
       const size = lib.map_value_size(rodataMap);
       check(lib.map_set_initial_value(rodataMap, rodata, size), 'setting load-time constants');
       check(lib.map_set_max_entries(prog.map('events'), ringBytes), 'sizing the ring buffer');
@@ -182,6 +228,7 @@ export class CaptureProgram implements Disposable {
     while ((p = this.lib.object_next_program(this.obj, p)) !== null && p !== 0n) {
       const name = this.lib.program_name(p);
       const section = this.lib.program_section_name(p);
+      if (name === HANDOFF_PROGRAM && !this.handoff) continue;
       const link = this.lib.program_attach(p);
       if (link === null || link === 0n) throw new Error(`attaching ${name} (${section}) failed: ${errnoText()}`);
       this.links.push(link);
@@ -207,7 +254,31 @@ export class CaptureProgram implements Disposable {
       for (let c = 0; c < ncpu; c++) sum += Number(value.readBigUInt64LE(c * 8));
       return sum;
     };
-    return { ringbufFull: read(RT_CNT_RINGBUF_FULL), emitted: read(RT_CNT_EMITTED), argsMapFull: read(RT_CNT_ARGS_FULL) };
+    return { ringbufFull: read(RT_CNT_RINGBUF_FULL), emitted: read(RT_CNT_EMITTED), argsMapFull: read(RT_CNT_ARGS_FULL), handoff: this.handoffCounters() };
+  }
+
+  private handoffCounters(): HandoffCounters {
+    if (!this.handoff) return NO_HANDOFF_COUNTERS;
+    const fd = this.mapFd('handoff_counters');
+    const ncpu = this.lib.num_possible_cpus();
+    const value = Buffer.alloc(8 * ncpu);
+    const key = Buffer.alloc(4);
+    const read = (idx: number): number => {
+      key.writeUInt32LE(idx);
+      if (this.lib.map_lookup_elem(fd, key, value) < 0) return 0;
+      let sum = 0;
+      for (let c = 0; c < ncpu; c++) sum += Number(value.readBigUInt64LE(c * 8));
+      return sum;
+    };
+    return {
+      recorded: read(RT_HO_RECORDED),
+      carried: read(RT_HO_CARRIED),
+      ended: read(RT_HO_ENDED),
+      otherProcess: read(RT_HO_OTHER_PROCESS),
+      skipSocket: read(RT_HO_SKIP_SOCKET),
+      skipStale: read(RT_HO_SKIP_STALE),
+      skipNotRequest: read(RT_HO_SKIP_NOT_REQUEST),
+    };
   }
 
   /** Detaches every program and frees the object. Safe to call twice. */

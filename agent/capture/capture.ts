@@ -5,7 +5,8 @@
  *
  * Counters (on /metrics): riptide_capture_received_total (records read from the ring),
  * riptide_capture_dropped_total{reason} (ringbuf_full and args_map_full from the kernel,
- * decode in user space), riptide_capture_ring_backlog_bytes.
+ * decode in user space), riptide_capture_ring_backlog_bytes, riptide_capture_handoffs_total{event,reason}
+ * (with --handoff).
  *
  * @example
  *   const cap = await Capture.start({ filter: { ports: [8080] } }, { onMessage: (m) => console.log(m.syscall) });
@@ -13,7 +14,7 @@
  *   cap.stop();
  */
 import type { CaptureOptions, KernelCounters } from './bpf-program.ts';
-import { CaptureProgram } from './bpf-program.ts';
+import { CaptureProgram, NO_HANDOFF_COUNTERS } from './bpf-program.ts';
 import type { ProcessEvent } from './decoder.ts';
 import { RecordDecoder } from './decoder.ts';
 import type { CapturedMessage, ProcessInfo, SocketClosed, SocketRole } from './message.ts';
@@ -41,6 +42,10 @@ const MAX_INFERRED_ROLES = 65_536;
 const received = metrics.counter('riptide_capture_received_total', 'Records read from the BPF ring buffer');
 const dropped = metrics.counter('riptide_capture_dropped_total', 'Messages lost in capture, by reason');
 const backlogGauge = metrics.gauge('riptide_capture_ring_backlog_bytes', 'Bytes in the ring buffer not yet read');
+const handoffs = metrics.counter(
+  'riptide_capture_handoffs_total',
+  'Hand-offs between threads (sched_waking, --handoff): recorded, carried by a send, ended, or skipped by reason (socket, stale, not_request, other_process)',
+);
 const lastDrainGauge = metrics.gauge('riptide_capture_last_drain_timestamp_seconds', 'When the ring buffer was last drained (unix seconds): the agent is live while this keeps moving');
 
 export class Capture {
@@ -58,7 +63,7 @@ export class Capture {
    */
   private readonly inferredRoles = new Map<number, SocketRole>();
   private readonly decodeDrops = new BurstLogger('capture: undecodable ring records');
-  private lastKernel: KernelCounters = { ringbufFull: 0, emitted: 0, argsMapFull: 0 };
+  private lastKernel: KernelCounters = { ringbufFull: 0, emitted: 0, argsMapFull: 0, handoff: NO_HANDOFF_COUNTERS };
   private readonly kernelDropLog = new BurstLogger('capture: kernel dropped messages');
 
   private constructor(
@@ -173,6 +178,16 @@ export class Capture {
     this.lastKernel = k;
     dropped.setTotal(k.ringbufFull, { reason: 'ringbuf_full' });
     dropped.setTotal(k.argsMapFull, { reason: 'args_map_full' });
+    if (this.program.handoff) {
+      const h = k.handoff;
+      handoffs.setTotal(h.recorded, { event: 'recorded' });
+      handoffs.setTotal(h.carried, { event: 'carried' });
+      handoffs.setTotal(h.ended, { event: 'ended' });
+      handoffs.setTotal(h.otherProcess, { event: 'skipped', reason: 'other_process' });
+      handoffs.setTotal(h.skipSocket, { event: 'skipped', reason: 'socket' });
+      handoffs.setTotal(h.skipStale, { event: 'skipped', reason: 'stale' });
+      handoffs.setTotal(h.skipNotRequest, { event: 'skipped', reason: 'not_request' });
+    }
     backlogGauge.set(this.reader.backlog());
     lastDrainGauge.set(Math.floor(this.lastDrainMs / 1000));
     return k;

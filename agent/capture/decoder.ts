@@ -164,6 +164,7 @@ export class RecordDecoder {
       role: ROLES[bytes[off + D.role.offset]] ?? 'unknown',
       tcpSeq: view.getUint32(off + D.tcp_seq.offset, true),
       syscallTraceId: u64(view, off + D.syscall_trace_id.offset),
+      handoffTraceId: u64(view, off + D.handoff_trace_id.offset),
       bytes: view.getUint32(off + D.bytes.offset, true) + view.getInt32(off + D.bytes.offset + 4, true) * 4294967296,
       payload: this.slab.copy(bytes, payloadStart, payloadStart + payloadLen),
     };

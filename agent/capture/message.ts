@@ -51,6 +51,11 @@ export interface CapturedMessage {
   tcpSeq: number;
   /** New when a thread receives, reused for what that thread sends next (links request → downstream call). */
   syscallTraceId: number;
+  /**
+   * The syscall-trace id a wake-up handed to this thread (the waker had just received a request:
+   * a thread pool's reader waking a worker); 0 or absent when none, or hand-off tracking is off.
+   */
+  handoffTraceId?: number;
   /** Total bytes the syscall moved (its return value; for *mmsg the first message's length). */
   bytes: number;
   /** The first N bytes of the payload (N = capture limit, default 1024). */

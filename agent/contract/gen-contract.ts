@@ -16,7 +16,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { L7FieldSpec } from './fields.ts';
-import { ABI_EXTRA_TAGS, L7_FIELDS, SPAN_COLUMNS_CATALOGUE, rtbKnownBits, spanRowKey } from './fields.ts';
+import { ABI_EXTRA_TAGS, L7_FIELDS, RTB_L7_VERSION, SPAN_COLUMNS_CATALOGUE, rtbKnownBits, spanRowKey } from './fields.ts';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -27,7 +27,7 @@ const hex = (n: number): string => `0x${n.toString(16).padStart(2, '0')}`;
 /** The RTB L7 record: presence bits, writer and reader (agent/shipping/codec.ts). */
 function rtbL7(): string {
   const fields = L7_FIELDS.filter((f) => f.rtbBit >= 0).sort((a, b) => a.rtbBit - b.rtbBit);
-  const versions = [...new Set(L7_FIELDS.map((f) => f.rtbSince))].sort((a, b) => a - b);
+  const versions = Array.from({ length: RTB_L7_VERSION }, (_, i) => i + 1);
   const lines: string[] = [];
   lines.push('// The L7 record: presence bits (uint), the protocol name, then each present field in bit order.');
   lines.push('// Flags have no payload. Append only: a bit belongs to the format version that introduced it.');

@@ -80,7 +80,7 @@ describe('batch codec', () => {
     b.messages[0].l7 = [{ l7Protocol: 'mqtt', msgType: 'request', requestType: 'PUBLISH', requestResource: 't/1', oneWay: true, version: '5' }];
     b.messages[1].l7 = [{ l7Protocol: 'kafka', msgType: 'response', requestId: 7, version: '9' }, { l7Protocol: 'http1', msgType: 'request', version: '' }];
     const back = decodeBatch(encodeBatch(b));
-    expect(back.version).toBe(2);
+    expect(back.version).toBe(BATCH_FORMAT_VERSION);
     expect(back.messages[0].l7).toEqual(b.messages[0].l7);
     expect(back.messages[1].l7).toEqual(b.messages[1].l7);
   });
@@ -97,9 +97,22 @@ describe('batch codec', () => {
   it('rejects format 2 presence bits inside a format 1 object', () => {
     const b = syntheticBatch(1);
     b.messages[0].l7 = [{ l7Protocol: 'mqtt', msgType: 'request', oneWay: true }];
-    const body = serializeBatchBody(b);
+    const body = serializeBatchBody(b, 2);
     expect(deserializeBatchBody(body, 2).messages[0].l7[0].oneWay).toBe(true);
     expect(() => deserializeBatchBody(body, 1)).toThrow(/unknown l7 flags/);
+  });
+
+  it('carries handoffTraceId (format 3) and reads format 2 bodies, which have none', () => {
+    const b = syntheticBatch(3);
+    b.messages[1].handoffTraceId = 2 ** 52 + 5;
+    const back = decodeBatch(encodeBatch(b));
+    expect(back.version).toBe(3);
+    expect(back.messages[1].handoffTraceId).toBe(2 ** 52 + 5);
+    expect(back.messages[0].handoffTraceId).toBeUndefined();
+    const old = deserializeBatchBody(serializeBatchBody(b, 2), 2);
+    expect(old.messages[1].handoffTraceId).toBeUndefined();
+    expect(old.messages[1].syscallTraceId).toBe(b.messages[1].syscallTraceId);
+    expect(old.messages[2].payload).toEqual(b.messages[2].payload);
   });
 
   it('reads back batches of the smallest possible messages (count bounds are not too strict)', () => {

@@ -1,6 +1,7 @@
 /**
- * The batch object format ("RTB", version 2): how a {@link Batch} is laid out in object storage.
- * Version 2 added two L7 fields (`oneWay`, `version`); readers still read version 1 objects.
+ * The batch object format ("RTB", version 3): how a {@link Batch} is laid out in object storage.
+ * Version 2 added two L7 fields (`oneWay`, `version`); version 3 the message's `handoffTraceId`
+ * (after `syscallTraceId`). Readers still read version 1 and 2 objects.
  *
  * Chosen by measurement (see docs/SHIPPING.md and `npx tsx test/bench/batch-codec.bench.ts`):
  * a compact row format with an inline string dictionary, delta-coded timestamps and a socket
@@ -11,7 +12,7 @@
  *
  *   offset size
  *   0      4    magic "RPTB"
- *   4      1    format version (2; 1 still read)
+ *   4      1    format version (3; 1 and 2 still read)
  *   5      1    compression: 0 none, 1 deflate-raw, 2 gzip, 3 brotli
  *   6      2    flags (0; readers reject unknown bits)
  *   8      4    message count (lets a reader size work without decoding)
@@ -37,9 +38,9 @@ import type { Batch, ParsedMessage } from './batch.ts';
 import { RESPONSE_STATUSES } from '../contract/fields.ts';
 
 export const BATCH_MAGIC = 'RPTB';
-export const BATCH_FORMAT_VERSION = 2;
+export const BATCH_FORMAT_VERSION = 3;
 /** Every format version this reader decodes (a writer only writes {@link BATCH_FORMAT_VERSION}). */
-export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2];
+export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2, 3];
 export const BATCH_HEADER_BYTES = 24;
 /** Readers refuse bodies that claim to be larger than this unless told otherwise (allocation guard). */
 export const DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024;
@@ -326,7 +327,7 @@ class Writer {
 }
 
 /** The uncompressed body. Exported for the benchmark; use {@link encodeBatch}. */
-export function serializeBatchBody(batch: Batch): Uint8Array {
+export function serializeBatchBody(batch: Batch, version = BATCH_FORMAT_VERSION): Uint8Array {
   let estimate = 256;
   for (const m of batch.messages) estimate += 64 + m.payload.length;
   const w = new Writer(estimate);
@@ -342,7 +343,7 @@ export function serializeBatchBody(batch: Batch): Uint8Array {
   w.uint(batch.messages.length, 'message count');
   let prev = base;
   for (const m of batch.messages) {
-    writeMessage(w, m, prev);
+    writeMessage(w, m, prev, version);
     prev = m.tsNs;
   }
   writeTail(w, base, batch.processes, batch.closed);
@@ -350,7 +351,8 @@ export function serializeBatchBody(batch: Batch): Uint8Array {
 }
 
 /** One message, its timestamp as a delta from the previous message's. */
-function writeMessage(w: Writer, m: ParsedMessage, prev: bigint): void {
+/** `version` below 3 leaves out the message fields it did not have (tests write older bodies). */
+function writeMessage(w: Writer, m: ParsedMessage, prev: bigint, version = BATCH_FORMAT_VERSION): void {
   w.sbig(m.tsNs - prev);
   // tsNs is enterNs or exitNs: a zero delta is written without a BigInt subtraction.
   if (m.enterNs === m.tsNs) w.u8(0);
@@ -366,6 +368,7 @@ function writeMessage(w: Writer, m: ParsedMessage, prev: bigint): void {
   w.tuple(m);
   w.uint(m.tcpSeq, 'tcpSeq');
   w.uint(m.syscallTraceId, 'syscallTraceId');
+  if (version >= 3) w.uint(m.handoffTraceId ?? 0, 'handoffTraceId');
   w.uint(m.bytes, 'bytes');
   w.bytes(m.payload);
   w.uint(m.l7.length, 'l7 count');
@@ -636,7 +639,7 @@ const F_MSG_TYPE = 1 << 16; // msgType, since format 1
 const F_ONE_WAY = 1 << 17; // oneWay, since format 2
 const F_VERSION = 1 << 18; // version, since format 2
 /** The presence bits each format version knows. */
-const F_KNOWN: Readonly<Record<number, number>> = { 1: 0x1ffff, 2: 0x7ffff };
+const F_KNOWN: Readonly<Record<number, number>> = { 1: 0x1ffff, 2: 0x7ffff, 3: 0x7ffff };
 
 function writeL7(w: Writer, l: L7Message): void {
   let bits = 0;
@@ -757,12 +760,13 @@ export function deserializeBatchBody(body: Uint8Array, version = BATCH_FORMAT_VE
     const t = r.tuple();
     const tcpSeq = r.uint();
     const syscallTraceId = r.uint();
+    const handoffTraceId = version >= 3 ? r.uint() : 0;
     const bytes = r.uint();
     const payload = r.bytes();
     const nl7 = r.count(2, 'l7');
     const l7: L7Message[] = new Array<L7Message>(nl7);
     for (let j = 0; j < nl7; j++) l7[j] = readL7(r, known);
-    messages[i] = {
+    const m: ParsedMessage = {
       tsNs,
       enterNs,
       exitNs,
@@ -786,6 +790,9 @@ export function deserializeBatchBody(body: Uint8Array, version = BATCH_FORMAT_VE
       payload,
       l7,
     };
+    // Only when there is one: messages without a hand-off read back exactly as they were written.
+    if (handoffTraceId !== 0) m.handoffTraceId = handoffTraceId;
+    messages[i] = m;
   }
 
   const np = r.count(6, 'process');

@@ -416,3 +416,84 @@ describe('assembleTrace', () => {
     expect(await assembleTrace(new ArraySpanSource(spans), 'nope')).toBeUndefined();
   });
 });
+
+describe('handoff: a request read on one thread, served on another (thread pools)', () => {
+  // Reader thread 10 reads requests A (syscall id 100) and B (200); worker threads 21 and 22 make the
+  // database calls with ids of their own (the last reply they read), and a writer thread 30 answers.
+  // Only the wake-up evidence (handoff_trace_id) says which request a call belongs to.
+  const pool = (): { a: AsmSpan; b: AsmSpan; callA: [AsmSpan, AsmSpan]; callB: [AsmSpan, AsmSpan] } => {
+    const [, a] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 10, sys: [100, 900] }, start: 0, end: 1000 });
+    const [, b] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 10, sys: [200, 901] }, start: 50, end: 1100 });
+    for (const s of [a, b]) s.resp_tid = 30;
+    const callA = exchange({ c: { pid: 2, tid: 21, sys: [555, 556] }, s: { pid: 3, tid: 3 }, start: 300, end: 400, proto: 'postgresql' });
+    const callB = exchange({ c: { pid: 2, tid: 22, sys: [557, 558] }, s: { pid: 3, tid: 4 }, start: 310, end: 420, proto: 'postgresql' });
+    callA[0].handoff_trace_id = 100;
+    callB[0].handoff_trace_id = 200;
+    return { a, b, callA, callB };
+  };
+
+  it('links each worker call to the request its waker had just read, with the rule and its confidence', async () => {
+    const { a, b, callA, callB } = pool();
+    const all = [a, b, ...callA, ...callB];
+    const l = linkParents(all);
+    expect(l.get(callA[0].span_id)).toEqual({ parent: a.span_id, rule: 'handoff', confidence: RULE_CONFIDENCE.handoff });
+    expect(l.get(callB[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'handoff' });
+    // Found by the search too: from the request down (its id is the call's handoff id) and back up.
+    expect([...(await assembled(all, a.span_id)).keys()].sort()).toEqual([a.span_id, ...callA.map((s) => s.span_id)].sort());
+    expect([...(await assembled(all, callB[1].span_id)).keys()].sort()).toEqual([b.span_id, ...callB.map((s) => s.span_id)].sort());
+  });
+
+  it('without the evidence the calls stay unattached: nothing else names their request', () => {
+    const { a, b, callA, callB } = pool();
+    callA[0].handoff_trace_id = 0;
+    delete callB[0].handoff_trace_id;
+    const l = linkParents([a, b, ...callA, ...callB]);
+    expect(l.has(callA[0].span_id)).toBe(false);
+    expect(l.has(callB[0].span_id)).toBe(false);
+  });
+
+  it('a wake-up for work the worker did not take is not believed: the worker answered another open request', () => {
+    // Worker 21 was woken after A was read, but the queue gave it B: it answers B itself.
+    const { a, b, callA } = pool();
+    b.resp_tid = 21;
+    const l = linkParents([a, b, ...callA]);
+    expect(l.get(callA[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'thread' });
+  });
+
+  it('a woken worker may have taken another queued task: an open request nobody is seen working on makes it ambiguous', () => {
+    // Reader 10 read A and woke worker 21 (handoff 100); B (read by 11) is open too and no thread is
+    // seen working on it: 21 may have taken B from the queue. The reader answers both (futures).
+    const { a, callA } = pool();
+    const [, b] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 11, sys: [200, 902] }, start: 60, end: 1100 });
+    a.resp_tid = a.tid;
+    b.resp_tid = b.tid;
+    expect(linkParents([a, b, ...callA]).has(callA[0].span_id)).toBe(false);
+    // Someone else is seen working on B (a call of worker 22 handed off from B, sent earlier): A is the only candidate left.
+    const [b22, bdb] = exchange({ c: { pid: 2, tid: 22, sys: [600, 601] }, s: { pid: 3, tid: 5 }, start: 250, end: 350, proto: 'postgresql' });
+    b22.handoff_trace_id = 200;
+    expect(linkParents([a, b, ...callA, b22, bdb]).get(callA[0].span_id)).toMatchObject({ parent: a.span_id, rule: 'handoff' });
+    // So is a request a worker answered (resp_tid neither its reader nor the call's thread).
+    b.resp_tid = 22;
+    expect(linkParents([a, b, ...callA]).get(callA[0].span_id)).toMatchObject({ parent: a.span_id, rule: 'handoff' });
+  });
+
+  it('an id that names no open request of the process links nothing (a request already answered, another process)', () => {
+    const { a, b, callA, callB } = pool();
+    a.end_time_us = 250; // answered before the call went out
+    callB[0].handoff_trace_id = 999; // no server span read with it
+    const l = linkParents([a, b, ...callA, ...callB]);
+    expect(l.has(callA[0].span_id)).toBe(false);
+    expect(l.has(callB[0].span_id)).toBe(false);
+    const other = { ...b, span_id: 'ffff000000000001', pid: 9 };
+    callB[0].handoff_trace_id = 200;
+    expect(linkParents([other, ...callB]).has(callB[0].span_id)).toBe(false);
+  });
+
+  it('response-side evidence still comes first: the thread answered right after the call returned', () => {
+    const { a, b, callA } = pool();
+    b.syscall_trace_id_resp = 556; // worker 21 answered B right after reading callA's reply
+    b.resp_tid = 21;
+    const l = linkParents([a, b, ...callA]);
+    expect(l.get(callA[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'syscall_response' });
+  });
+});

@@ -122,7 +122,8 @@ export type ParentRule =
   | 'syscall_response'
   | 'syscall_chain'
   | 'content'
-  | 'thread';
+  | 'thread'
+  | 'handoff';
 
 /**
  * How likely each rule's link is right (0–1), from what the evidence can and cannot rule out; the
@@ -139,6 +140,7 @@ export const RULE_CONFIDENCE: Readonly<Record<ParentRule, number>> = {
   syscall_chain: 0.8,
   content: 0.7,
   thread: 0.6,
+  handoff: 0.85,
 };
 /** Request and response sequences both equal: the two ends of one exchange, 64 bits of evidence. */
 export const TCP_SEQ_EXACT = 1;
@@ -190,7 +192,7 @@ function keysEmpty(k: SearchKeys): boolean {
 /** Same semantics as the SQL of the ClickHouse source; used by in-memory sources. */
 export function matchesKeys(s: AsmSpan, k: SearchKeys, w: TimeWindow): boolean {
   if (s.start_time_us < w.from || s.start_time_us > w.to) return false;
-  if (k.syscallIds.length && (k.syscallIds.includes(s.syscall_trace_id_req) || k.syscallIds.includes(s.syscall_trace_id_resp))) return true;
+  if (k.syscallIds.length && (k.syscallIds.includes(s.syscall_trace_id_req) || k.syscallIds.includes(s.syscall_trace_id_resp) || (!!s.handoff_trace_id && k.syscallIds.includes(s.handoff_trace_id)))) return true;
   if (k.tcpSeqs.length && k.tcpSeqs.includes(s.req_tcp_seq)) return true;
   if (k.xRequestIds.length && (k.xRequestIds.includes(s.x_request_id_req) || k.xRequestIds.includes(s.x_request_id_resp))) return true;
   if (k.traceIds.length && k.traceIds.includes(s.trace_id)) return true;
@@ -227,7 +229,8 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
   // A call sent by a thread that had received nothing yet (a client program like curl, a fresh
   // worker) serves no request of that thread: nothing up the thread or along its ids to look for.
   const unserved = s.signal_source === 'ebpf' && s.side === 'client' && s.syscall_trace_id_req === 0;
-  for (const id of unserved ? [] : [s.syscall_trace_id_req, s.syscall_trace_id_resp]) {
+  // A handed-off id names the request the waking thread had just read (`handoff` rule).
+  for (const id of unserved ? [] : [s.syscall_trace_id_req, s.syscall_trace_id_resp, s.handoff_trace_id ?? 0]) {
     if (id !== 0 && !asked.sys.has(id)) {
       asked.sys.add(id);
       k.syscallIds.push(id);
@@ -322,6 +325,33 @@ function inside(c: AsmSpan, s: AsmSpan): boolean {
 }
 
 /**
+ * The `handoff` rule: the server span whose request the thread that woke this call's thread had just
+ * read (kernel evidence from sched_waking, `handoff_trace_id`), among the server spans of the process
+ * that contain the call. Only when nothing contradicts it, since a wake-up says who woke the thread,
+ * not which work it then took (a pool's queue may give a woken worker another request's task):
+ * - exactly one containing server span read its request with that id;
+ * - no other containing server span was read or answered by the call's own thread (the thread that
+ *   makes a call and later answers a request is serving that request: the wake-up was for other work);
+ * - every other containing server span is accounted for by another thread: answered by a worker
+ *   (`resp_tid` neither its reader nor the call's thread), or named by an earlier call of another
+ *   thread with its own hand-off. An open request nobody is seen working on may be the task the
+ *   woken worker took instead (the queue's head), so its presence leaves the call unattached.
+ * `others` are the process's client spans (to find those earlier calls).
+ */
+export function byHandoff<T extends AsmSpan>(c: T, containing: readonly T[], others: readonly T[]): T | undefined {
+  const id = c.handoff_trace_id ?? 0;
+  if (id === 0) return undefined;
+  const named = containing.filter((srv) => srv.syscall_trace_id_req === id);
+  if (named.length !== 1) return undefined;
+  const [srv] = named;
+  if (c.tid !== 0 && containing.some((o) => o !== srv && (o.tid === c.tid || o.resp_tid === c.tid))) return undefined;
+  const accounted = (o: T): boolean =>
+    (o.resp_tid !== 0 && o.resp_tid !== o.tid && o.resp_tid !== c.tid) ||
+    others.some((x) => x !== c && x.tid !== c.tid && x.handoff_trace_id === o.syscall_trace_id_req && o.syscall_trace_id_req !== 0 && x.start_time_us <= c.start_time_us);
+  return containing.every((o) => o === srv || accounted(o)) ? srv : undefined;
+}
+
+/**
  * Choose each span's parent. Rules in order of precedence, per kind of span (docs/TRACE-ASSEMBLY.md):
  * - eBPF server span: `tcp_seq` (the client span of the same exchange: same request TCP sequence
  *   (±4 for protocols read header first), same protocol, times within the network tolerance — across
@@ -329,7 +359,8 @@ function inside(c: AsmSpan, s: AsmSpan): boolean {
  *   id the request carried: the caller was instrumented but not captured).
  * - eBPF client span: `traceparent` (the OTel span that injected the header), then among the server
  *   spans of the same process that contain it in time: `x_request_id`, `syscall_response` (the server
- *   answered right after this call returned), `syscall_chain` (the thread went from receiving the
+ *   answered right after this call returned), `handoff` (the thread that woke this call's thread had
+ *   just read that server span's request, and nothing contradicts it: {@link byHandoff}), `syscall_chain` (the thread went from receiving the
  *   server's request to sending this call, possibly through earlier calls such as a DNS lookup),
  *   `content` (several server spans of the thread contain it: the one whose resource holds an id
  *   that reappears in the call's), `thread` (same thread, and only one server span of that thread
@@ -472,6 +503,8 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
       return out;
     }
     out.push([byResponse, 'syscall_response']);
+    // (On a shared loop above byHandoff could not hold: the calling thread serves other requests.)
+    if (s.handoff_trace_id) out.push([byHandoff(s, servers, procs.get(procKey(s))?.clients ?? []), 'handoff']);
     if (s.syscall_trace_id_req !== 0) out.push([latest(servers.filter((srv) => chainOf(srv).has(s.syscall_trace_id_req))), 'syscall_chain']);
     if (same.length === 1) out.push([same[0], 'thread']);
     return out;

@@ -28,7 +28,7 @@ export const ASM_COLUMNS = [
   'toUnixTimestamp64Micro(start_time) AS start_time_us', 'toUnixTimestamp64Micro(end_time) AS end_time_us',
   'side', 'l7_protocol', 'l4_protocol', 'request_id', 'pid', 'tid', 'resp_tid', 'client_port', 'server_port',
   'req_tcp_seq', 'resp_tcp_seq', 'syscall_trace_id_req', 'syscall_trace_id_resp', 'x_request_id_req', 'x_request_id_resp',
-  'request_resource', 'host_id', 'process_id', '_version', '_deleted',
+  'request_resource', 'host_id', 'process_id', '_version', '_deleted', 'handoff_trace_id',
 ].join(', ');
 
 /** An integer safe to inline in SQL (throws otherwise: it can only be a bug upstream). */
@@ -78,7 +78,10 @@ export class ClickHouseSpanSource implements SpanSource<AsmRecord> {
     const params: Record<string, unknown> = {};
     const or: string[] = [];
     const nums = (l: number[]): string => l.map(int).join(',');
-    if (keys.syscallIds.length) or.push(`syscall_trace_id_req IN (${nums(keys.syscallIds)})`, `syscall_trace_id_resp IN (${nums(keys.syscallIds)})`);
+    if (keys.syscallIds.length) {
+      const ids = nums(keys.syscallIds);
+      or.push(`syscall_trace_id_req IN (${ids})`, `syscall_trace_id_resp IN (${ids})`, `handoff_trace_id IN (${ids})`);
+    }
     if (keys.tcpSeqs.length) or.push(`req_tcp_seq IN (${nums(keys.tcpSeqs)})`);
     if (keys.xRequestIds.length) {
       params.xrid = keys.xRequestIds;

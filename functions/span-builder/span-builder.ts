@@ -490,6 +490,7 @@ export class SpanBuilder {
       resp_tcp_seq: sm?.tcpSeq ?? 0,
       syscall_trace_id_req: rm?.syscallTraceId ?? 0,
       syscall_trace_id_resp: sm?.syscallTraceId ?? 0,
+      handoff_trace_id: rm?.handoffTraceId ?? 0,
       x_request_id_req: rq?.xRequestId ?? '',
       x_request_id_resp: rs?.xRequestId ?? '',
       attributes,

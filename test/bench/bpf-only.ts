@@ -1,7 +1,7 @@
 /**
  * Benchmark helper: loads and attaches the capture program and drains the ring without decoding,
  * so a run measures the kernel-side cost alone. Prints "ready" on stderr once attached, and the
- * number of records drained on exit (SIGINT).
+ * number of records drained on exit (SIGINT), with the hand-off counters when RIPTIDE_BPF_HANDOFF=1.
  *   npx tsx test/bench/bpf-only.ts PORT
  */
 import { CaptureProgram } from '../../agent/capture/bpf-program.ts';
@@ -21,6 +21,6 @@ process.once('SIGINT', () => {
   const k = prog.counters();
   reader.close();
   prog.close();
-  process.stdout.write(JSON.stringify({ records, kernelDropped: k.ringbufFull }) + '\n');
+  process.stdout.write(JSON.stringify({ records, kernelDropped: k.ringbufFull, ...(prog.handoff ? { handoff: k.handoff } : {}) }) + '\n');
   process.exit(0);
 });

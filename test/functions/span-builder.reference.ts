@@ -323,6 +323,7 @@ export class ReferenceSpanBuilder {
       syscall_trace_id_resp: sm?.syscallTraceId ?? 0,
       x_request_id_req: rq?.xRequestId ?? '',
       x_request_id_resp: rs?.xRequestId ?? '',
+      handoff_trace_id: rm?.handoffTraceId ?? 0,
       attributes,
       host_id: 0,
       process_id: 0,

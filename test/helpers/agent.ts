@@ -33,6 +33,7 @@ export interface OutputLine {
   role: 'client' | 'server' | 'unknown';
   tcp_seq: number;
   syscall_trace_id: number;
+  handoff_trace_id: number;
   bytes: number;
   payload: string;
   [key: string]: unknown;

@@ -57,6 +57,7 @@ export function spanRow(p: Partial<SpanRow>): SpanRow {
     syscall_trace_id_resp: 0,
     x_request_id_req: '',
     x_request_id_resp: '',
+    handoff_trace_id: 0,
     attributes: {},
     host_id: 0,
     process_id: 0,

@@ -26,6 +26,8 @@ const options: OptionSpec[] = [
   { name: 'output', short: 'o', type: 'string', help: 'Write every captured message as one JSON line to this file; "-" is stdout (debugging: nothing is shipped)' },
   { name: 'capture-bytes', type: 'number', help: 'Payload bytes captured per message (max 8192)', default: 1024 },
   { name: 'ring-mb', type: 'number', help: 'BPF ring buffer size in MiB (power of two)', default: 8 },
+  { name: 'handoff', type: 'boolean', help: 'Track hand-offs between threads (sched_waking): a thread that wakes another right after reading a request passes it that request (thread pools; docs/TRACE-ASSEMBLY.md). Off by default: it runs on every wake-up of the host (docs/BENCHMARKS.md)' },
+  { name: 'handoff-window-ms', type: 'number', help: 'With --handoff: how recent the waker\'s request must be', default: 50 },
   { name: 'filter-pid', type: 'list', help: 'Only capture these process ids (comma-separated; filters are OR-ed)' },
   { name: 'filter-port', type: 'list', help: 'Only capture sockets with these local or remote ports' },
   { name: 'filter-comm', type: 'list', help: 'Only capture processes with these names (/proc/pid/comm)' },
@@ -102,6 +104,8 @@ const command: Command = {
     const output = cfg.string('output');
     const dataDir = resolve(cfg.string('data-dir') ?? '.riptide');
     const ringMb = cfg.number('ring-mb') ?? 8;
+    const window = cfg.number('handoff-window-ms') ?? 50;
+    if (!(window > 0 && window <= 60_000)) throw new UsageError(`--handoff-window-ms must be between 0 and 60000, got ${window}`);
     const filter = {
       pids: parseNumbers(cfg.list('filter-pid'), 'filter-pid'),
       ports: parseNumbers(cfg.list('filter-port'), 'filter-port'),
@@ -227,7 +231,7 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
     });
   }
   const capture = await life
-    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter }, pipeline), (c) => c.stop())
+    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms') }, pipeline), (c) => c.stop())
     .catch((err: unknown) => {
       throw new FatalError(`cannot capture: ${(err as Error).message}`);
     });
