@@ -80,9 +80,19 @@ describe('batch codec', () => {
     b.messages[0].l7 = [{ l7Protocol: 'mqtt', msgType: 'request', requestType: 'PUBLISH', requestResource: 't/1', oneWay: true, version: '5' }];
     b.messages[1].l7 = [{ l7Protocol: 'kafka', msgType: 'response', requestId: 7, version: '9' }, { l7Protocol: 'http1', msgType: 'request', version: '' }];
     const back = decodeBatch(encodeBatch(b));
-    expect(back.version).toBe(2);
+    expect(back.version).toBe(BATCH_FORMAT_VERSION);
     expect(back.messages[0].l7).toEqual(b.messages[0].l7);
     expect(back.messages[1].l7).toEqual(b.messages[1].l7);
+  });
+
+  it('carries the tls flag (format 3): set where the message was TLS plaintext, absent elsewhere', () => {
+    const b = syntheticBatch(2);
+    b.messages[0].l7 = [{ l7Protocol: 'http1', msgType: 'request', requestType: 'GET', tls: true }];
+    b.messages[1].l7 = [{ l7Protocol: 'http1', msgType: 'response', responseCode: 200 }];
+    const back = decodeBatch(encodeBatch(b));
+    expect(back.version).toBe(3);
+    expect(back.messages[0].l7[0].tls).toBe(true);
+    expect(back.messages[1].l7[0]).not.toHaveProperty('tls');
   });
 
   it('still reads format 1 objects written by the previous release', () => {
