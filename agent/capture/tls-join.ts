@@ -61,6 +61,13 @@ interface ThreadTls {
   lastIngressUsed: number;
   recentEgress: Array<{ m: CapturedMessage; used: number }>;
   pendingEgress: TlsPlaintext[];
+  /**
+   * Syscall-trace ids the kernel gave to TLS reads that carried no plaintext (handshake): an egress
+   * after them reuses such an id, where without TLS it would reuse the request's.
+   */
+  handshakeTraces: Set<number>;
+  /** Syscall-trace id of the last read that carried plaintext (0 before one). */
+  lastPlainTrace: number;
 }
 
 const MAX_RECORDS = 64;
@@ -85,6 +92,16 @@ export function isTlsRecordHeader(b: Uint8Array, off = 0): boolean {
   if (b[off + 1] !== 3 || b[off + 2] < 1 || b[off + 2] > 4) return false;
   const len = (b[off + 3] << 8) | b[off + 4];
   return len > 0 && len <= 16384 + 2048;
+}
+
+/**
+ * The first syscall of a TLS socket: a record header, or the first bytes of a handshake record
+ * when fewer than five were read (nginx peeks at one byte to tell TLS from plain HTTP).
+ */
+function startsTls(m: CapturedMessage): boolean {
+  if (isTlsRecordHeader(m.payload)) return true;
+  const b = m.payload;
+  return m.bytes < 5 && b.length === m.bytes && b.length >= 1 && b[0] === 22 && (b.length < 2 || b[1] === 3);
 }
 
 /** (a - b) mod 2^32. */
@@ -116,7 +133,7 @@ export class TlsJoiner {
     if (m.l4 !== 'tcp') return false;
     let sock = this.sockets.get(m.socketId);
     if (!sock) {
-      if (!isTlsRecordHeader(m.payload)) return false;
+      if (!startsTls(m)) return false;
       if (this.sockets.size >= MAX_SOCKETS) this.sockets.clear();
       sock = { egress: { records: [], next: undefined }, ingress: { records: [], next: undefined } };
       this.sockets.set(m.socketId, sock);
@@ -129,6 +146,8 @@ export class TlsJoiner {
     if (m.direction === 'ingress') {
       t.lastIngress = m;
       t.lastIngressUsed = 0;
+      if (t.handshakeTraces.size >= 64) t.handshakeTraces.clear();
+      t.handshakeTraces.add(m.syscallTraceId);
     } else {
       const entry = { m, used: 0 };
       t.recentEgress.push(entry);
@@ -140,7 +159,7 @@ export class TlsJoiner {
           tlsMessages.inc({ kind: 'unjoined' });
           continue;
         }
-        this.join(p, entry, sock.egress);
+        this.join(p, entry, sock.egress, t);
       }
     }
     return true;
@@ -157,7 +176,7 @@ export class TlsJoiner {
         return;
       }
       const entry = { m: c, used: t.lastIngressUsed };
-      this.join(p, entry, sock.ingress);
+      this.join(p, entry, sock.ingress, t);
       t.lastIngressUsed = entry.used;
       return;
     }
@@ -165,7 +184,7 @@ export class TlsJoiner {
     const inside = t.recentEgress.find((e) => e.m.enterNs >= p.enterNs && e.m.enterNs <= p.exitNs);
     const sock = inside && this.sockets.get(inside.m.socketId);
     if (inside && sock) {
-      this.join(p, inside, sock.egress);
+      this.join(p, inside, sock.egress, t);
       return;
     }
     t.pendingEgress.push(p);
@@ -183,14 +202,23 @@ export class TlsJoiner {
     let t = this.threads.get(tid);
     if (!t) {
       if (this.threads.size >= MAX_THREADS) this.threads.clear();
-      t = { lastIngress: undefined, lastIngressUsed: 0, recentEgress: [], pendingEgress: [] };
+      t = { lastIngress: undefined, lastIngressUsed: 0, recentEgress: [], pendingEgress: [], handshakeTraces: new Set(), lastPlainTrace: 0 };
       this.threads.set(tid, t);
     }
     return t;
   }
 
-  private join(p: TlsPlaintext, c: { m: CapturedMessage; used: number }, dir: DirectionState): void {
+  private join(p: TlsPlaintext, c: { m: CapturedMessage; used: number }, dir: DirectionState, t: ThreadTls): void {
     const m = c.m;
+    // The thread's flow: a request read over TLS links to the calls made after it, even when a
+    // TLS handshake with the downstream service (reads of its own) came in between.
+    let traceId = m.syscallTraceId;
+    if (p.direction === 'ingress') {
+      t.handshakeTraces.delete(traceId);
+      t.lastPlainTrace = traceId;
+    } else if (t.lastPlainTrace !== 0 && t.handshakeTraces.has(traceId)) {
+      traceId = t.lastPlainTrace;
+    }
     let seq: number | undefined;
     // The application-data record overlapping this syscall's bytes whose length fits the plaintext
     // (TLS 1.3 sends its Finished and session tickets as application data too, and Node coalesces
@@ -218,6 +246,7 @@ export class TlsJoiner {
       ...m,
       processName: p.processName || m.processName,
       tcpSeq: seq,
+      syscallTraceId: traceId,
       bytes: p.bytes,
       payload: p.payload,
       tls: true,
