@@ -13,7 +13,7 @@
  *   libs.start();
  *   libs.onExec(pid); libs.onExit(pid);
  */
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, realpathSync, statSync } from 'node:fs';
 import { metrics } from '../metrics.ts';
 
 /** The functions hooked and the uprobe programs (bpf/riptide.bpf.c) for their entry and return. */
@@ -92,9 +92,10 @@ export class TlsLibraries {
         continue;
       }
       for (const n of names) {
-        const path = `${dir}/${n}`;
+        let path: string;
         let key: string;
         try {
+          path = realpathSync(`${dir}/${n}`);
           key = fileKey(path);
         } catch {
           continue;
@@ -329,5 +330,38 @@ export function elfSymbolOffsets(path: string, names: readonly string[]): Map<st
     return out;
   } finally {
     closeSync(fd);
+  }
+}
+
+export interface TlsProbe {
+  /** Whether the TLS uprobes loaded and attached to at least one library file here. */
+  ok: boolean;
+  detail: string;
+  libraries: Array<{ path: string; symbols: string[]; processes: number }>;
+}
+
+/**
+ * What `riptide doctor` reports: loads the capture program (filtered to no process, so nothing is
+ * captured), finds the TLS libraries as the agent would and attaches to them, then detaches.
+ */
+export async function probeTlsCapture(): Promise<TlsProbe> {
+  const { CaptureProgram } = await import('./bpf-program.ts');
+  let prog;
+  try {
+    // pid 0 never makes a system call from user space: the filter admits nothing.
+    prog = CaptureProgram.load({ filter: { pids: [0] }, ringBytes: 1 << 16, log: () => {} });
+  } catch (err) {
+    return { ok: false, detail: `the capture program does not load: ${(err as Error).message}`, libraries: [] };
+  }
+  try {
+    if (prog.tlsUnavailable) return { ok: false, detail: prog.tlsUnavailable, libraries: [] };
+    const libs = new TlsLibraries(prog, process.pid, () => {});
+    libs.start();
+    const libraries = [...libs.libraries.values()].map((l) => ({ path: l.path, symbols: l.symbols, processes: l.users.size }));
+    libs.close();
+    if (libraries.length > 0) return { ok: true, detail: `attach (${libraries.length} library file${libraries.length === 1 ? '' : 's'} with OpenSSL's SSL_read/SSL_write)`, libraries };
+    return { ok: false, detail: libs.lastError ? `uprobes do not attach: ${libs.lastError}` : 'no OpenSSL-compatible library found (libssl.so.* or a binary exporting SSL_write)', libraries };
+  } finally {
+    prog.close();
   }
 }
