@@ -225,13 +225,16 @@ export class TlsJoiner {
     // tickets with the first response), else the first unconsumed overlapping one.
     let pick = -1;
     let first = -1;
+    let bestFit = 0;
     for (let i = 0; i < dir.records.length; i++) {
       const r = dir.records[i];
       if (r.consumed || !overlaps(r, m)) continue;
       if (first < 0) first = i;
-      if (fitsPlaintext(r, p.bytes)) {
+      const f = fitsPlaintext(r, p.bytes);
+      if (f > bestFit) {
+        bestFit = f;
         pick = i;
-        break;
+        if (f === 2) break;
       }
     }
     if (pick < 0) pick = first;
@@ -262,14 +265,15 @@ function overlaps(r: TlsRecordSpan, m: CapturedMessage): boolean {
 }
 
 /**
- * Whether a record's length fits `n` plaintext bytes: AEAD and CBC overheads are 16–80 bytes
- * (TLS 1.3 AES-GCM 17, TLS 1.2 GCM 24, CBC with HMAC up to ~80); a plaintext larger than one
- * record (2^14) starts in a full one.
+ * How well a record's length fits `n` plaintext bytes: 2 for the AEAD overheads (TLS 1.3 17,
+ * TLS 1.2 AES-GCM 24, ChaCha20-Poly1305 16), 1 for what CBC with an HMAC may add (up to ~80),
+ * 0 otherwise. A plaintext larger than one record (2^14) starts in a full one.
  */
-function fitsPlaintext(r: TlsRecordSpan, n: number): boolean {
+function fitsPlaintext(r: TlsRecordSpan, n: number): number {
   const body = diff(r.end, r.start) - 5;
   const overhead = body - Math.min(n, 16384);
-  return overhead >= 16 && overhead <= 80;
+  if (overhead === 16 || overhead === 17 || overhead === 24) return 2;
+  return overhead >= 16 && overhead <= 80 ? 1 : 0;
 }
 
 /** Notes the application-data records whose headers this syscall's captured head shows. */
