@@ -97,7 +97,7 @@ export class CaptureProgram implements Disposable {
    */
   static load(options: CaptureOptions = {}): CaptureProgram {
     const wantTls = options.tls ?? process.env.RIPTIDE_TLS !== '0';
-    let tlsError = wantTls ? '' : 'TLS capture turned off (RIPTIDE_TLS=0 or tls: false)';
+    let tlsError = wantTls ? '' : 'TLS capture turned off (--no-tls or RIPTIDE_TLS=0)';
     for (let attempt = 1; ; attempt++) {
       try {
         const prog = CaptureProgram.loadOnce(options, tlsError === '');

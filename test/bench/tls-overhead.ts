@@ -3,6 +3,8 @@
  *   baseline  no agent
  *   no-tls    `riptide agent` with the TLS uprobes off (RIPTIDE_TLS=0): syscall capture only
  *   tls       `riptide agent` as deployed: syscall capture + uprobes on SSL_read/SSL_write
+ *   probes    the same uprobes with programs that return at once (tls-probe-only.ts): what the
+ *             uprobe mechanism itself costs here, apart from our programs and the agent
  *
  * 1. Per call: a Python process drives OpenSSL through memory BIOs (ssl.SSLObject: SSL_write_ex
  *    and SSL_read_ex, no system calls), 64-byte messages; ns per SSL_write + SSL_read pair. The
@@ -33,7 +35,7 @@ const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 const calls = Number(values.calls);
-const MODES = ['baseline', 'no-tls', 'tls'] as const;
+const MODES = ['baseline', 'no-tls', 'tls', 'probes'] as const;
 type Mode = (typeof MODES)[number];
 
 const SSL_LOOP = `
@@ -68,12 +70,15 @@ for line in sys.stdin:
 function startAgent(mode: Mode, filter: string[], dataDir: string): Promise<ChildProcess | null> {
   if (mode === 'baseline') return Promise.resolve(null);
   const env = { ...process.env, RIPTIDE_TLS: mode === 'tls' ? '1' : '0' };
-  const p = spawn(process.execPath, [RIPTIDE, 'agent', ...filter, '--port', '0', '--data-dir', dataDir], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const p =
+    mode === 'probes'
+      ? spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/bench/tls-probe-only.ts')], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(process.execPath, [RIPTIDE, 'agent', ...filter, '--port', '0', '--data-dir', dataDir], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let buf = '';
   return new Promise((resolve, reject) => {
     p.stderr!.on('data', (c: Buffer) => {
       buf += c.toString();
-      if (buf.includes('riptide agent: capturing')) resolve(p);
+      if (buf.includes('riptide agent: capturing') || buf.includes('ready:')) resolve(p);
     });
     p.once('exit', (code) => reject(new Error(`agent exited ${code}: ${buf}`)));
   });
@@ -158,6 +163,7 @@ async function main(): Promise<void> {
       console.log(`${mode.padEnd(10)} ${m.toFixed(0).padStart(26)}   ${`+${(m - base).toFixed(0)} ns`.padStart(11)}   ${perCall.get(mode)!.map((x) => x.toFixed(0)).join(' ')}`);
     }
     console.log(`   → per SSL_* call with uprobes attached: +${((median(perCall.get('tls')!) - median(perCall.get('no-tls')!)) / 2).toFixed(0)} ns against the agent without them`);
+    console.log(`   → of which the bare uprobe + uretprobe (programs returning at once): +${((median(perCall.get('probes')!) - base) / 2).toFixed(0)} ns per call`);
     console.log(`2. HTTPS nginx (1 worker) + wrk -c${connections} over loopback, ${seconds}s per round`);
     console.log('mode       req/s (median)   vs baseline   rounds');
     const rbase = median(rps.get('baseline')!);

@@ -35,6 +35,7 @@ const options: OptionSpec[] = [
   { name: 'marketplace', type: 'string', help: 'Plugin marketplace base URL for name@range plugins (e.g. http://query:8686)' },
   { name: 'trusted-key', type: 'list', help: 'Publisher public keys whose marketplace plugins this agent loads (files or base64)' },
   { name: 'marketplace-poll-seconds', type: 'number', help: 'How often to look for newer versions matching name@range plugins', default: 60 },
+  { name: 'no-tls', type: 'boolean', help: 'Do not attach the TLS uprobes (plaintext of OpenSSL connections; each SSL_read/SSL_write then costs a uprobe trap in every process using the library, see docs/TLS.md)' },
   { name: 'ship-payload', type: 'boolean', help: 'Also ship the captured payload heads (off: only parsed fields leave the node)' },
   { name: 'agent-id', type: 'string', help: 'Id of this agent in object keys (default: the host name)' },
   { name: 'slot-seconds', type: 'number', help: 'Batch time slot length in seconds', default: 2 },
@@ -230,7 +231,7 @@ async function runAgent(
 
   let capture: Capture;
   try {
-    capture = Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter }, pipeline);
+    capture = Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, tls: cfg.bool('no-tls') ? false : undefined }, pipeline);
   } catch (err) {
     await closeOutput();
     throw new FatalError(`cannot capture: ${(err as Error).message}`);
