@@ -83,6 +83,8 @@ export class CaptureProgram implements Disposable {
   private readonly uprobeLinks = new Set<bigint>();
   /** Why TLS plaintext capture is off ('' while the uprobe programs are loaded). */
   tlsUnavailable = '';
+  /** TLS capture was turned off on purpose (no failure to report). */
+  tlsTurnedOff = false;
 
   private constructor(
     private readonly lib: Libbpf,
@@ -102,6 +104,7 @@ export class CaptureProgram implements Disposable {
       try {
         const prog = CaptureProgram.loadOnce(options, tlsError === '');
         prog.tlsUnavailable = tlsError;
+        prog.tlsTurnedOff = !wantTls;
         return prog;
       } catch (err) {
         if (!(err instanceof Error)) throw err;

@@ -97,7 +97,7 @@ export class Capture {
     }
     const cap = new Capture(program, reader, sink, options.pollMs ?? 10, options.sliceRecords ?? 8192);
     metrics.onCollect(() => cap.collectKernelCounters());
-    if (program.tlsUnavailable) process.stderr.write(`riptide agent: TLS plaintext not captured: ${program.tlsUnavailable}\n`);
+    if (program.tlsUnavailable && !program.tlsTurnedOff) process.stderr.write(`riptide agent: TLS plaintext not captured: ${program.tlsUnavailable}\n`);
     // Processes that were running before the agent: attach to the TLS libraries they map.
     cap.tlsLibraries?.start();
     cap.schedule(0);

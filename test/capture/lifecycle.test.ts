@@ -10,7 +10,7 @@ import { bpfExists, bpfObjectsOf } from '../helpers/proc.ts';
 describe('agent lifecycle', () => {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     it(`leaves no BPF programs behind after ${signal}`, async () => {
-      const agent = await startAgent(['--filter-port', String(await freePort())]);
+      const agent = await startAgent(['--filter-port', String(await freePort())], 30_000, { tls: true });
       const held = bpfObjectsOf(agent.proc.pid!);
       // 27 programs: ten syscalls × enter/exit, connect × 2, accept, accept4, close, exec, exit.
       expect(held.progs.length).toBeGreaterThanOrEqual(27);

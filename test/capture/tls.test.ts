@@ -133,7 +133,7 @@ describe('TLS plaintext capture', () => {
     procs.push(python);
     await up(python, pyPort);
 
-    agent = await startAgent(['--filter-port', [nginxPort, pyPort, nodePort, h2Port].join(',')]);
+    agent = await startAgent(['--filter-port', [nginxPort, pyPort, nodePort, h2Port].join(',')], 30_000, { tls: true });
     expect(agent.stderr()).not.toContain('TLS plaintext not captured');
 
     // Started after the agent: found when they exec.

@@ -64,8 +64,13 @@ process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
 
-export async function startAgent(args: string[], readyTimeoutMs = 30_000): Promise<RunningAgent> {
-  const proc = spawn(process.execPath, [RIPTIDE, 'agent', '--output', '-', '--port', '0', ...args], {
+/**
+ * `tls: true` attaches the TLS uprobes as the deployed agent does. Off by default here: attaching
+ * and detaching them adds seconds to each agent's start and stop on this VM (the kernel
+ * synchronises once per uprobe link, docs/TLS.md), which tests of other parts need not pay.
+ */
+export async function startAgent(args: string[], readyTimeoutMs = 30_000, options: { tls?: boolean } = {}): Promise<RunningAgent> {
+  const proc = spawn(process.execPath, [RIPTIDE, 'agent', '--output', '-', '--port', '0', ...(options.tls ? [] : ['--no-tls']), ...args], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
