@@ -72,11 +72,12 @@ interface ThreadTls {
 
 const MAX_RECORDS = 64;
 const MAX_RECENT = 8;
-const MAX_PENDING = 32;
+const MAX_PENDING = 8;
 /** Egress plaintext not joined within this long is dropped (its ciphertext went elsewhere or was filtered out). */
 const PENDING_NS = 2_000_000_000n;
 const MAX_SOCKETS = 65_536;
-const MAX_THREADS = 16_384;
+/** Threads with TLS state (bounded: each may hold a few payload views, which keep their slab alive). */
+const MAX_THREADS = 4096;
 
 const TLS_CONTENT_CHANGE_CIPHER = 20;
 const TLS_CONTENT_APPDATA = 23;
@@ -186,6 +187,11 @@ export class TlsJoiner {
     if (inside && sock) {
       this.join(p, inside, sock.egress, t);
       return;
+    }
+    // Unjoined plaintext of threads whose sockets are filtered out must not pile up.
+    while (t.pendingEgress.length > 0 && p.exitNs - t.pendingEgress[0].exitNs > PENDING_NS) {
+      t.pendingEgress.shift();
+      tlsMessages.inc({ kind: 'unjoined' });
     }
     t.pendingEgress.push(p);
     if (t.pendingEgress.length > MAX_PENDING) {
