@@ -135,3 +135,37 @@ describe('ELF symbols for the uprobes', () => {
     expect(got.get('SSL_write')).toBe(vaddr - seg.vaddr + seg.offset);
   });
 });
+
+describe('TLS library files: attached once per file, detached with their last user', () => {
+  it('attaches a process\'s node binary once for two processes, and detaches it when both exit', async () => {
+    const { spawn } = await import('node:child_process');
+    const { TlsLibraries } = await import('./tls-libraries.ts');
+    const attached = new Map<bigint, string>();
+    let next = 1n;
+    const host = {
+      attachUprobe: (program: string, path: string): bigint => {
+        attached.set(next, `${program} ${path}`);
+        return next++;
+      },
+      detach: (link: bigint): void => void attached.delete(link),
+    };
+    const libs = new TlsLibraries(host, process.pid, () => {});
+    const kids = [0, 1].map(() => spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)'], { stdio: 'ignore' }));
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      for (const k of kids) libs.scan(k.pid!);
+      const node = [...libs.libraries.values()].filter((l) => l.path === realpathSync(process.execPath));
+      expect(node).toHaveLength(1);
+      expect(node[0].users.size).toBe(2);
+      expect(attached.size).toBe(8); // entry and return of four functions, once
+      libs.onExit(kids[0].pid!);
+      expect(attached.size).toBe(8);
+      libs.onExit(kids[1].pid!);
+      expect(attached.size).toBe(0);
+      expect(libs.libraries.size).toBe(0);
+    } finally {
+      for (const k of kids) k.kill('SIGKILL');
+      libs.close();
+    }
+  });
+});
