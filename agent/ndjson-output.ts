@@ -23,7 +23,8 @@ export function l7ToJson(m: L7Message): Record<string, unknown> {
  */
 export function messageToJson(m: CapturedMessage, proc: ProcessInfo | undefined, l7: readonly L7Message[] = []): string {
   const base = captureToJson(m, proc);
-  if (l7.length === 0) return base;
+  // TLS plaintext that no parser recognised still says so (parsed messages carry the l7 tls flag).
+  if (l7.length === 0) return m.tls ? `${base.slice(0, -1)},"tls":true}` : base;
   const first = JSON.stringify(l7ToJson(l7[0]));
   return `${base.slice(0, -1)},${first.slice(1, -1)},"l7":${JSON.stringify(l7.map(l7ToJson))}}`;
 }

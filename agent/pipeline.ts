@@ -81,6 +81,7 @@ export class AgentPipeline implements CaptureSink {
 
   onMessage(m: CapturedMessage, proc: ProcessInfo | undefined): void {
     const l7 = this.options.registry.parse(m);
+    if (m.tls) for (const msg of l7) msg.tls = true;
     const hooks = this.options.httpHooks?.();
     if (hooks !== undefined && hooks.length > 0) {
       for (const msg of l7) {

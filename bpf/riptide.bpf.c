@@ -930,3 +930,132 @@ int rt_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx)
 	ho_count(RT_HO_RECORDED);
 	return 0;
 }
+
+/*
+ * ---- TLS plaintext: uprobes on SSL_write / SSL_read / SSL_write_ex / SSL_read_ex ----
+ *
+ * OpenSSL-compatible libraries (libssl.so.*, and binaries that link OpenSSL statically such as
+ * node) are found and attached per library file by user space (agent/capture/tls.ts); these
+ * programs have no attach target of their own and are never auto-attached. Enter stashes the
+ * buffer per thread, return copies the plaintext head the call moved into one rt_tls_event.
+ * The socket is not known here (OpenSSL may use a memory BIO, as Node does): user space joins
+ * the record to the data syscall of the same thread that carried its ciphertext.
+ */
+struct rt_tls_args {
+	__u64 enter_ns;
+	__u64 ssl;
+	__u64 buf;
+	__u64 done_ptr; /* size_t *written / *readbytes of the _ex variants */
+	__u8 func;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* pid_tgid */
+	__type(value, struct rt_tls_args);
+} tls_active SEC(".maps");
+
+struct rt_tls_scratch {
+	__u8 bytes[sizeof(struct rt_tls_event) + 2 * RT_MAX_PAYLOAD];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rt_tls_scratch);
+} tls_scratch SEC(".maps");
+
+const struct rt_tls_event *unused_tls_event __attribute__((unused));
+
+static __always_inline int tls_enter(struct pt_regs *ctx, __u8 func)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	/* With a port filter the socket decides, in user space, when the record is joined to it. */
+	if (!task_selected(tgid) && !(filter_ports && tgid != self_tgid))
+		return 0;
+	struct rt_tls_args a = {};
+	a.enter_ns = bpf_ktime_get_ns();
+	a.ssl = PT_REGS_PARM1(ctx);
+	a.buf = PT_REGS_PARM2(ctx);
+	a.done_ptr = (func == RT_TLS_SSL_WRITE_EX || func == RT_TLS_SSL_READ_EX) ? PT_REGS_PARM4(ctx) : 0;
+	a.func = func;
+	bpf_map_update_elem(&tls_active, &pid_tgid, &a, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int tls_exit(struct pt_regs *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct rt_tls_args *slot = bpf_map_lookup_elem(&tls_active, &pid_tgid);
+	if (!slot)
+		return 0;
+	struct rt_tls_args a = *slot;
+	bpf_map_delete_elem(&tls_active, &pid_tgid);
+
+	int ret = (int)PT_REGS_RC(ctx);
+	__s64 n = 0;
+	if (a.func == RT_TLS_SSL_WRITE_EX || a.func == RT_TLS_SSL_READ_EX) {
+		__u64 done = 0;
+		if (ret != 1 || !a.done_ptr || bpf_probe_read_user(&done, sizeof(done), (void *)a.done_ptr))
+			return 0;
+		n = (__s64)done;
+	} else {
+		n = ret;
+	}
+	if (n <= 0)
+		return 0;
+
+	__u32 zero = 0;
+	struct rt_tls_scratch *s = bpf_map_lookup_elem(&tls_scratch, &zero);
+	if (!s)
+		return 0;
+	struct rt_tls_event *ev = (struct rt_tls_event *)s->bytes;
+	ev->kind = RT_EV_TLS_DATA;
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->enter_ns = a.enter_ns;
+	ev->exit_ns = bpf_ktime_get_ns();
+	ev->ssl = a.ssl;
+	ev->bytes = n;
+	ev->direction = (a.func == RT_TLS_SSL_WRITE || a.func == RT_TLS_SSL_WRITE_EX) ? RT_DIR_EGRESS : RT_DIR_INGRESS;
+	ev->func = a.func;
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+
+	__u32 limit = capture_limit;
+	if (limit > RT_MAX_PAYLOAD)
+		limit = RT_MAX_PAYLOAD;
+	__u32 want = n < limit ? (__u32)n : limit;
+	want &= (2 * RT_MAX_PAYLOAD - 1);
+	if (want > RT_MAX_PAYLOAD)
+		want = RT_MAX_PAYLOAD;
+	__u32 got = 0;
+	if (want && !bpf_probe_read_user(ev->payload, want, (void *)a.buf))
+		got = want;
+	ev->payload_len = got;
+	__u64 size = sizeof(struct rt_tls_event) + got;
+	if (size > sizeof(struct rt_tls_scratch))
+		size = sizeof(struct rt_tls_scratch);
+	if (bpf_ringbuf_output(&events, s->bytes, size, BPF_RB_NO_WAKEUP))
+		count(RT_CNT_RINGBUF_FULL);
+	return 0;
+}
+
+SEC("uprobe")
+int BPF_KPROBE(rt_ssl_write_enter) { return tls_enter(ctx, RT_TLS_SSL_WRITE); }
+SEC("uretprobe")
+int BPF_KRETPROBE(rt_ssl_write_exit) { return tls_exit(ctx); }
+SEC("uprobe")
+int BPF_KPROBE(rt_ssl_read_enter) { return tls_enter(ctx, RT_TLS_SSL_READ); }
+SEC("uretprobe")
+int BPF_KRETPROBE(rt_ssl_read_exit) { return tls_exit(ctx); }
+SEC("uprobe")
+int BPF_KPROBE(rt_ssl_write_ex_enter) { return tls_enter(ctx, RT_TLS_SSL_WRITE_EX); }
+SEC("uretprobe")
+int BPF_KRETPROBE(rt_ssl_write_ex_exit) { return tls_exit(ctx); }
+SEC("uprobe")
+int BPF_KPROBE(rt_ssl_read_ex_enter) { return tls_enter(ctx, RT_TLS_SSL_READ_EX); }
+SEC("uretprobe")
+int BPF_KRETPROBE(rt_ssl_read_ex_exit) { return tls_exit(ctx); }

@@ -116,4 +116,32 @@ enum rt_handoff_counter {
 	RT_HO_MAX = 8,
 };
 
+/* ---- TLS plaintext (uprobes on OpenSSL-compatible SSL_read/SSL_write; see agent/capture/tls.ts) ---- */
+
+/* A record of plaintext one SSL_* call moved (struct rt_tls_event); user space joins it to the socket. */
+#define RT_EV_TLS_DATA 5
+
+enum rt_tls_func {
+	RT_TLS_SSL_WRITE = 0,
+	RT_TLS_SSL_READ = 1,
+	RT_TLS_SSL_WRITE_EX = 2,
+	RT_TLS_SSL_READ_EX = 3,
+};
+
+struct rt_tls_event {
+	__u32 kind;        /* RT_EV_TLS_DATA */
+	__u32 pid;         /* tgid */
+	__u32 tid;
+	__u32 payload_len; /* captured plaintext bytes that follow the fixed part */
+	__u64 enter_ns;    /* bpf_ktime_get_ns() at the SSL_* call */
+	__u64 exit_ns;     /* ... and at its return */
+	__u64 ssl;         /* the SSL * (one per connection) */
+	__s64 bytes;       /* plaintext bytes the call moved */
+	__u8 direction;    /* enum rt_direction: SSL_write* egress, SSL_read* ingress */
+	__u8 func;         /* enum rt_tls_func */
+	__u8 _pad[6];
+	char comm[RT_COMM_LEN];
+	__u8 payload[];
+};
+
 #endif

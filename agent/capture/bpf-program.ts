@@ -71,6 +71,11 @@ export interface CaptureOptions {
   handoff?: boolean;
   /** How fresh the waker's received request must be for a hand-off (ms, default 50). */
   handoffWindowMs?: number;
+  /**
+   * Load the TLS uprobe programs (default false; RIPTIDE_TLS=1 says true: they cost every SSL_* call of every process using the library a uprobe trap, docs/TLS.md). When the kernel refuses
+   * them the object is loaded again without them and {@link CaptureProgram.tlsUnavailable} says why.
+   */
+  tls?: boolean;
   /** Where libbpf's log lines go (default: warnings to stderr as one line each). */
   log?: (level: 'warn' | 'info' | 'debug', line: string) => void;
 }
@@ -112,6 +117,13 @@ export class CaptureProgram implements Disposable {
   private links: bigint[] = [];
   private closed = false;
   readonly attached: AttachedProgram[] = [];
+  /** Uprobe programs by name: attached per library file by agent/capture/tls.ts, never here. */
+  private readonly uprobes = new Map<string, bigint>();
+  private readonly uprobeLinks = new Set<bigint>();
+  /** Why TLS plaintext capture is off ('' while the uprobe programs are loaded). */
+  tlsUnavailable = '';
+  /** TLS capture was turned off on purpose (no failure to report). */
+  tlsTurnedOff = false;
 
   private constructor(
     private readonly lib: Libbpf,
@@ -127,16 +139,28 @@ export class CaptureProgram implements Disposable {
    * a SIGCHLD); libbpf's own retries are few and immediate, so try the whole load a few times.
    */
   static load(options: CaptureOptions = {}): CaptureProgram {
+    const wantTls = options.tls ?? process.env.RIPTIDE_TLS === '1';
+    let tlsError = wantTls ? '' : 'TLS capture is off (turn it on with --tls or RIPTIDE_TLS=1)';
     for (let attempt = 1; ; attempt++) {
       try {
-        return CaptureProgram.loadOnce(options);
+        const prog = CaptureProgram.loadOnce(options, tlsError === '');
+        prog.tlsUnavailable = tlsError;
+        prog.tlsTurnedOff = !wantTls;
+        return prog;
       } catch (err) {
-        if (!(err instanceof Error) || !err.message.includes('EAGAIN') || attempt >= 8) throw err;
+        if (!(err instanceof Error)) throw err;
+        if (err.message.includes('EAGAIN') && attempt < 8) continue;
+        // Probe and fall back: a kernel that refuses the uprobe programs still gets syscall capture.
+        if (tlsError === '') {
+          tlsError = `the kernel refused the TLS uprobe programs (${err.message})`;
+          continue;
+        }
+        throw err;
       }
     }
   }
 
-  private static loadOnce(options: CaptureOptions): CaptureProgram {
+  private static loadOnce(options: CaptureOptions, withTls: boolean): CaptureProgram {
     const lib = libbpf();
     const objectPath = options.objectPath ?? process.env.RIPTIDE_BPF_OBJECT ?? DEFAULT_OBJECT;
     if (!existsSync(objectPath)) throw new Error(`BPF object ${objectPath} is missing (build it with: npm run bpf:build)`);
@@ -175,6 +199,7 @@ export class CaptureProgram implements Disposable {
       const size = lib.map_value_size(rodataMap);
       check(lib.map_set_initial_value(rodataMap, rodata, size), 'setting load-time constants');
       check(lib.map_set_max_entries(prog.map('events'), ringBytes), 'sizing the ring buffer');
+      prog.collectUprobes(withTls);
 
       const loaded = lib.object_load(obj);
       if (loaded < 0) throw new Error(`loading the BPF program was refused by the kernel: ${errnoText(-loaded)}`);
@@ -223,12 +248,50 @@ export class CaptureProgram implements Disposable {
     }
   }
 
+  private static isUprobe(section: string): boolean {
+    return section.startsWith('uprobe') || section.startsWith('uretprobe');
+  }
+
+  /** Remembers the uprobe programs; without TLS they are not loaded at all. */
+  private collectUprobes(withTls: boolean): void {
+    let p: Ptr = null;
+    while ((p = this.lib.object_next_program(this.obj, p)) !== null && p !== 0n) {
+      if (!CaptureProgram.isUprobe(this.lib.program_section_name(p))) continue;
+      if (withTls) this.uprobes.set(this.lib.program_name(p), p);
+      else check(this.lib.program_set_autoload(p, false), 'leaving out the TLS uprobe programs');
+    }
+  }
+
+  /** Names of the loaded uprobe programs (empty when TLS capture is unavailable). */
+  get uprobePrograms(): string[] {
+    return [...this.uprobes.keys()];
+  }
+
+  /**
+   * Attaches a uprobe program (a uretprobe when its section says so) to `offset` in the ELF file
+   * `path`, for every process that maps it. Returns the link for {@link detach}.
+   */
+  attachUprobe(program: string, path: string, offset: number): bigint {
+    const p = this.uprobes.get(program);
+    if (p === undefined) throw new Error(`no uprobe program ${program} (TLS capture: ${this.tlsUnavailable || 'on'})`);
+    const retprobe = this.lib.program_section_name(p).startsWith('uretprobe');
+    const link = checkPtr(this.lib.program_attach_uprobe(p, retprobe, -1, path, offset), `attaching ${program} to ${path}+0x${offset.toString(16)}`);
+    this.uprobeLinks.add(link);
+    return link;
+  }
+
+  /** Destroys a link made by {@link attachUprobe}. */
+  detach(link: bigint): void {
+    if (this.uprobeLinks.delete(link)) this.lib.link_destroy(link);
+  }
+
   private attachAll(): void {
     let p: Ptr = null;
     while ((p = this.lib.object_next_program(this.obj, p)) !== null && p !== 0n) {
       const name = this.lib.program_name(p);
       const section = this.lib.program_section_name(p);
       if (name === HANDOFF_PROGRAM && !this.handoff) continue;
+      if (CaptureProgram.isUprobe(section)) continue;
       const link = this.lib.program_attach(p);
       if (link === null || link === 0n) throw new Error(`attaching ${name} (${section}) failed: ${errnoText()}`);
       this.links.push(link);
@@ -286,6 +349,8 @@ export class CaptureProgram implements Disposable {
     if (this.closed) return;
     this.closed = true;
     for (const link of this.links.splice(0)) this.lib.link_destroy(link);
+    for (const link of this.uprobeLinks) this.lib.link_destroy(link);
+    this.uprobeLinks.clear();
     if (this.obj !== null) this.lib.object_close(this.obj);
     this.obj = null;
   }

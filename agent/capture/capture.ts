@@ -21,6 +21,8 @@ import type { CapturedMessage, ProcessInfo, SocketClosed, SocketRole } from './m
 import { ProcessMetadata } from './process-meta.ts';
 import { SocketRoles } from './socket-roles.ts';
 import type { RingReader } from './ring-reader.ts';
+import { TlsJoiner } from './tls-join.ts';
+import { TlsLibraries } from './tls-libraries.ts';
 import { BurstLogger, metrics } from '../metrics.ts';
 
 export interface CaptureSink {
@@ -65,6 +67,9 @@ export class Capture {
   private readonly decodeDrops = new BurstLogger('capture: undecodable ring records');
   private lastKernel: KernelCounters = { ringbufFull: 0, emitted: 0, argsMapFull: 0, handoff: NO_HANDOFF_COUNTERS };
   private readonly kernelDropLog = new BurstLogger('capture: kernel dropped messages');
+  /** TLS library files with uprobes (null when the uprobe programs are not loaded). */
+  readonly tlsLibraries: TlsLibraries | null;
+  private readonly tls: TlsJoiner;
 
   private constructor(
     private readonly program: CaptureProgram,
@@ -72,7 +77,18 @@ export class Capture {
     private readonly sink: CaptureSink,
     private readonly pollMs: number,
     private readonly sliceRecords: number,
-  ) {}
+  ) {
+    this.tlsLibraries = program.uprobePrograms.length > 0 ? new TlsLibraries(program) : null;
+    this.tls = new TlsJoiner(
+      (m) => this.sink.onMessage(m, this.processes.get(m.pid)),
+      (pid) => this.tlsLibraries?.onTlsTraffic(pid),
+    );
+  }
+
+  /** Why TLS plaintext is not captured ('' when it is). */
+  get tlsUnavailable(): string {
+    return this.program.tlsUnavailable;
+  }
 
   /** Loads and attaches the program; capture is live when this returns. */
   static start(options: CaptureRunOptions, sink: CaptureSink): Capture {
@@ -86,6 +102,9 @@ export class Capture {
     }
     const cap = new Capture(program, reader, sink, options.pollMs ?? 10, options.sliceRecords ?? 8192);
     metrics.onCollect(() => cap.collectKernelCounters());
+    if (program.tlsUnavailable && !program.tlsTurnedOff) process.stderr.write(`riptide agent: TLS plaintext not captured: ${program.tlsUnavailable}\n`);
+    // Processes that were running before the agent: attach to the TLS libraries they map.
+    cap.tlsLibraries?.start();
     cap.schedule(0);
     return cap;
   }
@@ -152,10 +171,16 @@ export class Capture {
           }
           m.role = role;
         }
+        // TLS ciphertext never reaches the parsers; its plaintext comes joined from the uprobes.
+        if (this.tls.onSyscall(m)) break;
         this.sink.onMessage(m, info);
         break;
       }
+      case 'tls':
+        this.tls.onPlaintext(rec.plaintext);
+        break;
       case 'close':
+        this.tls.onSocketClosed(rec.event.socketId);
         this.inferredRoles.delete(rec.event.socketId);
         this.sink.onSocketClosed?.(rec.event);
         break;
@@ -164,6 +189,8 @@ export class Capture {
         this.roles.forget(rec.event.pid);
         // Read a new program's metadata right away: short-lived processes may be gone by their first message.
         if (rec.event.kind === 'exec') this.processes.get(rec.event.pid);
+        if (rec.event.kind === 'exec') this.tlsLibraries?.onExec(rec.event.pid);
+        else this.tlsLibraries?.onExit(rec.event.pid);
         this.sink.onProcessEvent?.(rec.event);
         break;
     }
@@ -202,6 +229,7 @@ export class Capture {
     }
     this.collectKernelCounters();
     this.stopped = true;
+    this.tlsLibraries?.close();
     this.reader.close();
     this.program.close();
   }

@@ -11,10 +11,13 @@ import {
   RT_EV_DATA,
   RT_EV_PROC_EXEC,
   RT_EV_PROC_EXIT,
+  RT_EV_TLS_DATA,
   RtCloseEvent as C,
   RtDataEvent as D,
   RtProcEvent as P,
+  RtTlsEvent as T,
 } from './layout.generated.ts';
+import type { TlsPlaintext } from './tls-join.ts';
 
 const SYSCALLS: SyscallName[] = ['write', 'writev', 'sendto', 'sendmsg', 'sendmmsg', 'read', 'readv', 'recvfrom', 'recvmsg', 'recvmmsg'];
 const ROLES: SocketRole[] = ['unknown', 'client', 'server'];
@@ -32,7 +35,8 @@ export interface ProcessEvent {
 export type DecodedRecord =
   | { kind: 'data'; message: CapturedMessage }
   | { kind: 'close'; event: SocketClosed }
-  | { kind: 'process'; event: ProcessEvent };
+  | { kind: 'process'; event: ProcessEvent }
+  | { kind: 'tls'; plaintext: TlsPlaintext };
 
 /** Maps the kernel's monotonic clock to wall-clock ns. */
 export class Clock {
@@ -122,6 +126,26 @@ export class RecordDecoder {
             comm: this.comm(bytes, off + P.comm.offset, view),
           },
         };
+      case RT_EV_TLS_DATA: {
+        if (len < T.SIZE) throw new DecodeError(`TLS record of ${len} bytes, want at least ${T.SIZE}`);
+        const payloadLen = view.getUint32(off + T.payload_len.offset, true);
+        if (T.SIZE + payloadLen > len) throw new DecodeError(`TLS record claims ${payloadLen} payload bytes but has ${len - T.SIZE}`);
+        const start = off + T.SIZE;
+        return {
+          kind: 'tls',
+          plaintext: {
+            pid: view.getUint32(off + T.pid.offset, true),
+            tid: view.getUint32(off + T.tid.offset, true),
+            enterNs: this.clock.toWall(view.getBigUint64(off + T.enter_ns.offset, true)),
+            exitNs: this.clock.toWall(view.getBigUint64(off + T.exit_ns.offset, true)),
+            ssl: view.getBigUint64(off + T.ssl.offset, true),
+            direction: DIRECTIONS[bytes[off + T.direction.offset]] ?? 'egress',
+            bytes: u64(view, off + T.bytes.offset),
+            payload: this.slab.copy(bytes, start, start + payloadLen),
+            processName: this.comm(bytes, off + T.comm.offset, view),
+          },
+        };
+      }
       default:
         throw new DecodeError(`unknown record kind ${kind}`);
     }

@@ -48,6 +48,24 @@ export const RtProcEvent = {
   comm: { offset: 16, size: 16 },
 } as const;
 
+/** struct rt_tls_event (72 bytes before any trailing payload). */
+export const RtTlsEvent = {
+  SIZE: 72,
+  kind: { offset: 0, size: 4 },
+  pid: { offset: 4, size: 4 },
+  tid: { offset: 8, size: 4 },
+  payload_len: { offset: 12, size: 4 },
+  enter_ns: { offset: 16, size: 8 },
+  exit_ns: { offset: 24, size: 8 },
+  ssl: { offset: 32, size: 8 },
+  bytes: { offset: 40, size: 8 },
+  direction: { offset: 48, size: 1 },
+  func: { offset: 49, size: 1 },
+  _pad: { offset: 50, size: 6 },
+  comm: { offset: 56, size: 16 },
+  payload: { offset: 72, size: 0 },
+} as const;
+
 /** Load-time constants (`const volatile` globals in .rodata): offset and size in the section. */
 export const Rodata = {
   SIZE: 32,
@@ -68,6 +86,7 @@ export const RT_MAX_PAYLOAD = 8192;
 export const RT_COMM_LEN = 16;
 export const RT_MAX_IOV = 4;
 export const RT_MAX_MMSG = 4;
+export const RT_EV_TLS_DATA = 5;
 export const RT_EV_DATA = 1;
 export const RT_EV_CLOSE = 2;
 export const RT_EV_PROC_EXEC = 3;
@@ -100,3 +119,7 @@ export const RT_HO_OTHER_PROCESS = 5;
 export const RT_HO_ENDED = 6;
 export const RT_HO_SKIP_NOT_REQUEST = 7;
 export const RT_HO_MAX = 8;
+export const RT_TLS_SSL_WRITE = 0;
+export const RT_TLS_SSL_READ = 1;
+export const RT_TLS_SSL_WRITE_EX = 2;
+export const RT_TLS_SSL_READ_EX = 3;

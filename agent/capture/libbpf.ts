@@ -21,6 +21,7 @@ export interface Libbpf {
   program_section_name(prog: Ptr): string;
   program_set_autoload(prog: Ptr, autoload: boolean): number;
   program_attach(prog: Ptr): Ptr;
+  program_attach_uprobe(prog: Ptr, retprobe: boolean, pid: number, path: string, offset: number): Ptr;
   link_destroy(link: Ptr): number;
   map_set_initial_value(map: Ptr, data: Buffer, size: number): number;
   map_value_size(map: Ptr): number;
@@ -62,6 +63,7 @@ export function libbpf(): Libbpf {
     program_section_name: bpf.func('const char *bpf_program__section_name(void *prog)'),
     program_set_autoload: bpf.func('int bpf_program__set_autoload(void *prog, bool autoload)'),
     program_attach: bpf.func('void *bpf_program__attach(void *prog)'),
+    program_attach_uprobe: bpf.func('void *bpf_program__attach_uprobe(void *prog, bool retprobe, int pid, const char *path, size_t offset)'),
     link_destroy: bpf.func('int bpf_link__destroy(void *link)'),
     map_set_initial_value: bpf.func('int bpf_map__set_initial_value(void *map, const uint8_t *data, size_t size)'),
     map_value_size: bpf.func('uint32_t bpf_map__value_size(void *map)'),

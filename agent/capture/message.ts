@@ -60,6 +60,12 @@ export interface CapturedMessage {
   bytes: number;
   /** The first N bytes of the payload (N = capture limit, default 1024). */
   payload: Uint8Array;
+  /**
+   * True when payload and bytes are the plaintext of a TLS connection (from the TLS uprobes,
+   * agent/capture/tls-join.ts), joined to the syscall that carried its ciphertext: socket, tuple,
+   * times and trace id are that syscall's, tcpSeq the start of the TLS record.
+   */
+  tls?: boolean;
 }
 
 /** Process metadata from /proc, keyed by pid and start time (so pid reuse is not confused). */

@@ -79,6 +79,7 @@ export const L7_FIELDS: readonly L7FieldSpec[] = [
   { key: 'truncated', kind: 'flag', rtbBit: 15, rtbSince: 1, ndjson: 'truncated', abiTag: 0x20, abiName: 'TRUNCATED', spanColumns: [], doc: 'Cut short by the capture limit' },
   { key: 'oneWay', kind: 'flag', rtbBit: 17, rtbSince: 2, ndjson: 'one_way', abiTag: 0x22, abiName: 'ONE_WAY', spanColumns: ['pair_state'], doc: 'A request the protocol never answers: its span closes at once (pair_state one_way)' },
   { key: 'version', kind: 'string', rtbBit: 18, rtbSince: 2, ndjson: 'version', abiTag: 0x23, abiName: 'VERSION', spanColumns: ['version'], doc: 'Protocol version (HTTP 1.0/1.1/2, Kafka api_version, MQTT 3.1.1/5.0)' },
+  { key: 'tls', kind: 'flag', rtbBit: 19, rtbSince: 3, ndjson: 'tls', spanColumns: ['attributes'], doc: "Decoded from the plaintext of a TLS connection (TLS uprobes; span attribute tls = 'true')" },
 ];
 
 /** ABI tags that are not L7 fields. */

@@ -60,6 +60,8 @@ export interface L7Message {
   oneWay?: boolean;
   /** Protocol version when the message says (Kafka api_version, MQTT protocol level, HTTP/1.0 vs 1.1). */
   version?: string;
+  /** Decoded from TLS plaintext (set by the pipeline from the captured message, not by parsers). */
+  tls?: boolean;
 }
 
 /** Per-call context. `state` belongs to the (socket, direction) pair and persists across calls. */

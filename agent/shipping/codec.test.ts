@@ -85,6 +85,16 @@ describe('batch codec', () => {
     expect(back.messages[1].l7).toEqual(b.messages[1].l7);
   });
 
+  it('carries the tls flag (format 3): set where the message was TLS plaintext, absent elsewhere', () => {
+    const b = syntheticBatch(2);
+    b.messages[0].l7 = [{ l7Protocol: 'http1', msgType: 'request', requestType: 'GET', tls: true }];
+    b.messages[1].l7 = [{ l7Protocol: 'http1', msgType: 'response', responseCode: 200 }];
+    const back = decodeBatch(encodeBatch(b));
+    expect(back.version).toBe(3);
+    expect(back.messages[0].l7[0].tls).toBe(true);
+    expect(back.messages[1].l7[0]).not.toHaveProperty('tls');
+  });
+
   it('still reads format 1 objects written by the previous release', () => {
     // Written by the format-1 encoder (commit ef28be2): syntheticBatch(40, 7), message 3 carrying every format-1 L7 field.
     const bytes = new Uint8Array(readFileSync(new URL('./fixtures/rtb-v1.bin', import.meta.url)));

@@ -638,8 +638,9 @@ const F_TRUNCATED = 1 << 15; // truncated, since format 1
 const F_MSG_TYPE = 1 << 16; // msgType, since format 1
 const F_ONE_WAY = 1 << 17; // oneWay, since format 2
 const F_VERSION = 1 << 18; // version, since format 2
+const F_TLS = 1 << 19; // tls, since format 3
 /** The presence bits each format version knows. */
-const F_KNOWN: Readonly<Record<number, number>> = { 1: 0x1ffff, 2: 0x7ffff, 3: 0x7ffff };
+const F_KNOWN: Readonly<Record<number, number>> = { 1: 0x1ffff, 2: 0x7ffff, 3: 0xfffff };
 
 function writeL7(w: Writer, l: L7Message): void {
   let bits = 0;
@@ -661,6 +662,7 @@ function writeL7(w: Writer, l: L7Message): void {
   if (l.truncated) bits |= F_TRUNCATED;
   if (l.oneWay) bits |= F_ONE_WAY;
   if (l.version !== undefined) bits |= F_VERSION;
+  if (l.tls) bits |= F_TLS;
   if (l.msgType === 'response') bits |= F_MSG_TYPE;
   else if (l.msgType !== 'request') throw new BatchEncodeError(`msgType: unknown value ${JSON.stringify(l.msgType)}`);
   w.uint(bits, 'l7 flags');
@@ -725,6 +727,7 @@ function readL7(r: Reader, known: number): L7Message {
   if (bits & F_TRUNCATED) l.truncated = true;
   if (bits & F_ONE_WAY) l.oneWay = true;
   if (bits & F_VERSION) l.version = r.str();
+  if (bits & F_TLS) l.tls = true;
   return l;
 }
 // </contract:rtb-l7>

@@ -449,6 +449,8 @@ export class SpanBuilder {
     let attributes: Record<string, string>;
     if (rq?.attributes || rs?.attributes) attributes = { ...(rs?.attributes ?? {}), ...(rq?.attributes ?? {}) };
     else attributes = NO_ATTRIBUTES;
+    // Decoded from TLS plaintext (agent/capture/tls-join.ts): an attribute until spans get a column.
+    if (rq?.tls || rs?.tls) attributes = { ...attributes, tls: 'true' };
     return {
       span_id: spanId,
       trace_id: rq?.traceId ?? rs?.traceId ?? '',

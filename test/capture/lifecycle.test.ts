@@ -1,6 +1,7 @@
 // Start-up checks and clean shutdown: without privileges the agent says so in one line and
 // exits non-zero; on SIGINT/SIGTERM every BPF link and program it created is gone.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { REPO, RIPTIDE, freePort, startAgent } from '../helpers/agent.ts';
 import { bpfExists, bpfObjectsOf } from '../helpers/proc.ts';
@@ -9,11 +10,14 @@ import { bpfExists, bpfObjectsOf } from '../helpers/proc.ts';
 describe('agent lifecycle', () => {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     it(`leaves no BPF programs behind after ${signal}`, async () => {
-      const agent = await startAgent(['--filter-port', String(await freePort())]);
+      const agent = await startAgent(['--filter-port', String(await freePort())], 30_000, { tls: true });
       const held = bpfObjectsOf(agent.proc.pid!);
       // 27 programs: ten syscalls × enter/exit, connect × 2, accept, accept4, close, exec, exit.
       expect(held.progs.length).toBeGreaterThanOrEqual(27);
-      expect(held.links.length).toBe(27);
+      // 27 tracepoint links, plus the TLS uprobes: entry and return of 4 functions per library
+      // file (at least the system libssl and the node binary).
+      expect(held.links.length).toBeGreaterThanOrEqual(27 + 2 * 8);
+      expect((held.links.length - 27) % 2).toBe(0);
       const progIds = held.progs;
       expect(progIds.every((id) => bpfExists('prog', id))).toBe(true);
       const code = await agent.stop(signal);
@@ -46,6 +50,10 @@ describe('agent lifecycle', () => {
     // kprobes and fentry are absent on these kernels: reported, not required.
     expect(out).toMatch(/kprobes:/);
     expect(out).toMatch(/fentry\/fexit/);
+    // TLS: uprobes attach here, to the system libssl and to the node binary running this test (static OpenSSL).
+    expect(out).toMatch(/yes\s+uprobes: attach \(\d+ library files?/);
+    expect(out).toMatch(/libssl\.so[.\d]*: .*SSL_write/);
+    expect(out).toContain(`${realpathSync(process.execPath)}: `);
   });
 
   it('rejects a bad flag with a one-line usage error (exit 2)', () => {

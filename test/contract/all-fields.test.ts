@@ -49,6 +49,7 @@ function full(msgType: 'request' | 'response', tag: string, requestId: number, o
     truncated: true,
     oneWay,
     version: `v-${tag}`,
+    tls: true,
   };
 }
 
@@ -157,7 +158,7 @@ describe('every catalogue field survives every hop', () => {
       app_parent_span_id: req.parentSpanId,
       x_request_id_req: req.xRequestId,
       x_request_id_resp: resp.xRequestId,
-      attributes: { ...resp.attributes, ...req.attributes },
+      attributes: { ...resp.attributes, ...req.attributes, tls: 'true' },
       pair_state: 'paired',
       version: req.version,
     };

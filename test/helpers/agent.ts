@@ -65,8 +65,11 @@ process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
 
-export async function startAgent(args: string[], readyTimeoutMs = 30_000): Promise<RunningAgent> {
-  const proc = spawn(process.execPath, [RIPTIDE, 'agent', '--output', '-', '--port', '0', ...args], {
+/**
+ * `tls: true` attaches the TLS uprobes (`--tls`; off by default, as in the agent).
+ */
+export async function startAgent(args: string[], readyTimeoutMs = 30_000, options: { tls?: boolean } = {}): Promise<RunningAgent> {
+  const proc = spawn(process.execPath, [RIPTIDE, 'agent', '--output', '-', '--port', '0', ...(options.tls ? ['--tls'] : []), ...args], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -2,13 +2,14 @@ import type { Command } from '../command.ts';
 import { ExitCode, UsageError } from '../command.ts';
 import { loadConfig, renderHelp } from '../config.ts';
 import { probeFeatures, runPreflight } from '../../capture/preflight.ts';
+import { probeTlsCapture } from '../../capture/tls-libraries.ts';
 
 const command: Command = {
   name: 'doctor',
   summary: 'Check this host for the agent',
   help: renderHelp(
     'riptide doctor',
-    'Checks what the capture agent needs (privileges, kernel BTF, tracefs, libbpf, BPF tracepoints),\nthen probes the optional hook kinds (raw tracepoints, kprobes, fentry, perf-event, TC, socket filters).\nExits 3 (not permitted) when the agent cannot run here.',
+    'Checks what the capture agent needs (privileges, kernel BTF, tracefs, libbpf, BPF tracepoints),\nthen probes the optional hook kinds (raw tracepoints, kprobes, fentry, perf-event, TC, socket filters)\nand whether TLS plaintext capture works here (uprobes attach; which TLS libraries were found).\nExits 3 (not permitted) when the agent cannot run here.',
     [],
   ),
   async run(argv) {
@@ -22,6 +23,10 @@ const command: Command = {
     }
     process.stdout.write('\nOptional hooks (the agent needs none of them; syscall tracepoints are the baseline):\n');
     for (const f of probeFeatures()) process.stdout.write(`${f.available ? 'yes ' : 'no  '}  ${f.name}: ${f.detail}\n`);
+    process.stdout.write('\nTLS plaintext (uprobes on OpenSSL-compatible SSL_read/SSL_write, with agent --tls; without them TLS stays ciphertext):\n');
+    const tls = await probeTlsCapture();
+    process.stdout.write(`${tls.ok ? 'yes ' : 'no  '}  uprobes: ${tls.detail}\n`);
+    for (const l of tls.libraries) process.stdout.write(`      ${l.path}: ${l.symbols.join(' ')} (${l.processes} process${l.processes === 1 ? '' : 'es'} now)\n`);
     return 0;
   },
 };
