@@ -367,6 +367,37 @@ async function recordMysql(): Promise<void> {
   await server.stop();
 }
 
+/**
+ * The login exchange refused: a MariaDB with its grant tables and max_connections=10 (root may
+ * take one more), a wrong password, and a connection past the limit, whose server greets with
+ * ERR 1040 instead of a handshake. Recorded from mysql2 and from the mariadb client.
+ */
+async function recordMysqlLogin(): Promise<void> {
+  const server = await startMariadb({ grants: true, maxConnections: 10 });
+  const mysql2 = require('mysql2/promise') as { createConnection(o: object): Promise<{ end(): Promise<void> }> };
+  const denied = await tcpProxy(server.port);
+  await mysql2.createConnection({ host: '127.0.0.1', port: denied.port, user: 'root', password: 'wrong' }).then(() => {
+    throw new Error('a wrong password was accepted');
+  }, () => undefined);
+  await denied.settle();
+  save('mysql', 'tcp', 'login-access-denied', 'mysql2 logs in with a wrong password: handshake, auth, ERR 1045 (28000)', 'mysql2 (node)', 'mariadbd (grant tables)', denied.conversations[0]);
+  const cliDenied = await tcpProxy(server.port);
+  await runAsync('mariadb', ['-h', '127.0.0.1', '-P', String(cliDenied.port), '-u', 'nobody', '-pwrong', '--skip-ssl', '-e', 'SELECT 1']).catch(() => undefined);
+  await cliDenied.settle();
+  save('mysql', 'tcp', 'cli-login-access-denied', 'mariadb client logs in as an unknown user: ERR 1045 (28000)', 'mariadb client', 'mariadbd (grant tables)', cliDenied.conversations[0]);
+  const held: Array<{ end(): Promise<void> }> = [];
+  for (let i = 0; i < 11; i++) held.push(await mysql2.createConnection({ host: '127.0.0.1', port: server.port, user: 'root' }));
+  const full = await tcpProxy(server.port);
+  await mysql2.createConnection({ host: '127.0.0.1', port: full.port, user: 'root' }).then(() => {
+    throw new Error('a connection past max_connections was accepted');
+  }, () => undefined);
+  await full.settle();
+  save('mysql', 'tcp', 'login-too-many-connections', 'mysql2 connects past max_connections: the server greets with ERR 1040 Too many connections', 'mysql2 (node)', 'mariadbd (max_connections=10)', full.conversations[0]);
+  for (const c of held) await c.end();
+  for (const p of [denied, cliDenied, full]) await p.close();
+  await server.stop();
+}
+
 // ---------------------------------------------------------------------------------------------- Kafka
 
 /**
@@ -479,6 +510,7 @@ const RECORDERS: Record<string, () => Promise<void>> = {
   'mqtt-filters': recordMqttFilters,
   postgresql: recordPostgres,
   mysql: recordMysql,
+  'mysql-login': recordMysqlLogin,
   kafka: recordKafka,
   memcached: recordMemcached,
   nats: recordNats,

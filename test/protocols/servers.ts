@@ -155,15 +155,19 @@ export async function startPostgres(): Promise<RunningServer> {
   return { port, dir, stop: () => stopChild(c, dir) };
 }
 
-/** A private MariaDB (mariadb-install-db into a temp dir, --skip-grant-tables) run as the mysql user. */
-export async function startMariadb(): Promise<RunningServer> {
+/**
+ * A private MariaDB (mariadb-install-db into a temp dir, --skip-grant-tables) run as the mysql user.
+ * `grants: true` keeps the grant tables (root with an empty password; a wrong one is refused);
+ * `maxConnections` caps connections (MariaDB lets one more in for a SUPER user such as root).
+ */
+export async function startMariadb(opts: { grants?: boolean; maxConnections?: number } = {}): Promise<RunningServer> {
   const dir = tmp('mariadb');
   const my = userIds('mysql');
   fs.chownSync(dir, my.uid, my.gid);
   const data = path.join(dir, 'data');
   execFileSync('mariadb-install-db', [`--datadir=${data}`, '--user=mysql', '--auth-root-authentication-method=normal', '--skip-test-db'], { cwd: dir, stdio: 'ignore' });
   const port = await freePort();
-  const c = launch('mariadbd', [`--datadir=${data}`, `--port=${port}`, `--socket=${dir}/mysqld.sock`, '--bind-address=127.0.0.1', '--user=mysql', '--skip-grant-tables', '--skip-log-bin', `--pid-file=${dir}/mysqld.pid`, '--innodb-buffer-pool-size=16M'], { cwd: dir });
+  const c = launch('mariadbd', [`--datadir=${data}`, `--port=${port}`, `--socket=${dir}/mysqld.sock`, '--bind-address=127.0.0.1', '--user=mysql', ...(opts.grants ? [] : ['--skip-grant-tables']), ...(opts.maxConnections ? [`--max-connections=${opts.maxConnections}`] : []), '--skip-log-bin', `--pid-file=${dir}/mysqld.pid`, '--innodb-buffer-pool-size=16M'], { cwd: dir });
   await waitForPort(port, 60000);
   return { port, dir, stop: () => stopChild(c, dir) };
 }
