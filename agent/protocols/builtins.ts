@@ -5,6 +5,7 @@
  */
 
 import type { ProtocolParser } from './parser.ts';
+import { amqpParser } from './amqp/index.ts';
 import { dnsParser } from './dns/index.ts';
 import { http1Parser } from './http1/index.ts';
 import { http2Parser } from './http2/index.ts';
@@ -20,6 +21,7 @@ export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   dnsParser,
   mysqlParser,
   postgresqlParser,
+  amqpParser,
   redisParser,
   kafkaParser,
   mqttParser,

@@ -8,6 +8,7 @@
  *   const d = descriptorFor('grpc');   // the http2 descriptor (grpc is its alias)
  */
 import type { ProtocolDescriptor, ProtocolParser } from './parser.ts';
+import { amqpDescriptor } from './amqp/descriptor.ts';
 import { dnsDescriptor } from './dns/descriptor.ts';
 import { http1Descriptor } from './http1/descriptor.ts';
 import { http2Descriptor } from './http2/descriptor.ts';
@@ -23,6 +24,7 @@ export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
   dnsDescriptor,
   mysqlDescriptor,
   postgresqlDescriptor,
+  amqpDescriptor,
   redisDescriptor,
   kafkaDescriptor,
   mqttDescriptor,

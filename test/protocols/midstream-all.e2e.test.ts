@@ -6,7 +6,8 @@
 // HTTP/1: Node keep-alive agent → Node http server. HTTP/2: one Node http2 session (its HPACK
 // dynamic table already filled before the agent). MySQL: mysql2 → mariadbd. Redis: RESP over one
 // socket → redis-server. DNS: one TCP connection → dnsmasq. Kafka has no broker in Debian: the
-// same Node stand-in as e2e.test.ts answers kafkajs-encoded requests.
+// same Node stand-in as e2e.test.ts answers kafkajs-encoded requests. AMQP: the test's own 0-9-1
+// client (amqp-client.ts) → rabbitmq-server, plus fresh connections after the agent started.
 import http from 'node:http';
 import http2 from 'node:http2';
 import { createRequire } from 'node:module';
@@ -15,7 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputLine, RunningAgent } from '../helpers/agent.ts';
 import { startAgent } from '../helpers/agent.ts';
 import type { RunningServer } from './servers.ts';
-import { startDnsmasq, startMariadb, startRedis } from './servers.ts';
+import { startDnsmasq, startMariadb, startRabbitmq, startRedis } from './servers.ts';
+import { AmqpClient } from './amqp-client.ts';
 
 const require = createRequire(import.meta.url);
 
@@ -90,7 +92,8 @@ if (!canCapture) process.stdout.write('midstream-all.e2e: skipped, eBPF capture 
 
 describe.skipIf(!canCapture)('every protocol: connections open before the agent, recognised from the next message', () => {
   let agent: RunningAgent | undefined;
-  let redis: RunningServer, dns: RunningServer, maria: RunningServer;
+  let redis: RunningServer, dns: RunningServer, maria: RunningServer, rabbit: RunningServer;
+  let amqp: AmqpClient;
   let h1: http.Server, h1Port: number, h1Agent: http.Agent;
   let h2: http2.Http2Server, h2Port: number, h2Session: http2.ClientHttp2Session;
   let kafka: net.Server, kafkaPort: number;
@@ -140,7 +143,7 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
   }
 
   beforeAll(async () => {
-    [redis, dns, maria] = await Promise.all([startRedis(), startDnsmasq(), startMariadb()]);
+    [redis, dns, maria, rabbit] = await Promise.all([startRedis(), startDnsmasq(), startMariadb(), startRabbitmq()]);
 
     h1 = http.createServer((req, res) => {
       res.writeHead(req.url === '/missing' ? 404 : 200, { 'content-type': 'text/plain' });
@@ -204,20 +207,26 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
     await dnsWire.exchange(dnsTcpQuery(0x1101, 'svc.riptide.test', 1), dnsTcpDone);
     kafkaWire = await Wire.open(kafkaPort);
     await kafkaProduce(7, 'orders');
+    amqp = await AmqpClient.connect(rabbit.port);
+    await amqp.openChannel(1);
+    await amqp.declareQueue(1, 'mid-orders');
+    amqp.publish(1, '', 'mid-orders', 'first');
+    expect(await amqp.get(1, 'mid-orders')).toBe('first');
 
-    agent = await startAgent(['--filter-port', [h1Port, h2Port, maria.port, redis.port, dns.port, kafkaPort].join(',')]);
+    agent = await startAgent(['--filter-port', [h1Port, h2Port, maria.port, redis.port, dns.port, kafkaPort, rabbit.port].join(',')]);
   }, 180_000);
 
   afterAll(async () => {
     h1Agent?.destroy();
     h2Session?.close();
     await my?.end().catch(() => undefined);
+    await amqp?.close().catch(() => undefined);
     for (const w of [redisWire, dnsWire, kafkaWire]) w?.sock.destroy();
     await agent?.stop();
     h1?.close();
     h2?.close();
     kafka?.close();
-    await Promise.all([redis, dns, maria].filter(Boolean).map((s) => s.stop()));
+    await Promise.all([redis, dns, maria, rabbit].filter(Boolean).map((s) => s.stop()));
   });
 
   it('http1: a keep-alive connection is recognised from its next request and response', async () => {
@@ -284,5 +293,32 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
     expect(r[0]).toMatchObject({ request_type: 'Produce', request_domain: 'payments', endpoint: 'payments-0' });
     const a = await expectSeen((m) => m.l7_protocol === 'kafka' && m.msg_type === 'response' && m.request_id === 8, 2);
     expect(a[0]).toMatchObject({ request_type: 'Produce', response_code: 0, response_status: 'ok' });
+  });
+
+  it('amqp: a channel used before the agent is recognised from its next publish, with the message’s trace context', async () => {
+    const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    amqp.publish(1, '', 'mid-orders', 'second', { traceparent: tp });
+    expect(await amqp.get(1, 'mid-orders')).toBe('second');
+    await amqp.declareQueue(1, 'mid-missing', { passive: true }).catch(() => undefined);
+    const pub = await expectSeen((m) => m.l7_protocol === 'amqp' && m.request_type === 'Basic.Publish', 2);
+    expect(pub[0]).toMatchObject({ msg_type: 'request', request_resource: 'mid-orders', trace_id: '4bf92f3577b34da6a3ce929d0e0e4736' });
+    await expectSeen((m) => m.l7_protocol === 'amqp' && m.request_type === 'Basic.Get-Ok' && m.request_id === 1, 2);
+    const err = await expectSeen((m) => m.l7_protocol === 'amqp' && m.msg_type === 'response' && m.response_code === 404, 2);
+    expect(err[0]).toMatchObject({ request_type: 'Channel.Close', response_status: 'client_error' });
+    expect(err[0].response_exception).toMatch(/^NOT_FOUND - no queue 'mid-missing'/);
+  });
+
+  it('amqp: a connection opened under the agent, from its handshake; a refused login as Connection.Close 403', async () => {
+    const c = await AmqpClient.connect(rabbit.port, { vhost: '/' });
+    await c.openChannel(3);
+    await c.declareQueue(3, 'fresh-jobs');
+    await c.close();
+    const open = await expectSeen((m) => m.l7_protocol === 'amqp' && m.request_type === 'Connection.Open', 2);
+    expect(open[0]).toMatchObject({ msg_type: 'request', request_domain: '/' });
+    const q = await expectSeen((m) => m.l7_protocol === 'amqp' && m.request_type === 'Queue.Declare' && m.request_resource === 'fresh-jobs', 2);
+    expect(q[0]).toMatchObject({ request_id: 3, request_domain: '/' });
+    await expect(AmqpClient.connect(rabbit.port, { password: 'wrong' })).rejects.toThrow(/ACCESS_REFUSED/);
+    const refused = await expectSeen((m) => m.l7_protocol === 'amqp' && m.response_code === 403, 2);
+    expect(refused[0]).toMatchObject({ msg_type: 'response', request_type: 'Connection.Close', response_status: 'client_error' });
   });
 });

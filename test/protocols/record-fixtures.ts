@@ -19,7 +19,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep, tcpProxy, udpProxy, writeFixture } from './recorder.ts';
-import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startRedis } from './servers.ts';
+import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startRabbitmq, startRedis } from './servers.ts';
+import { AmqpClient, AmqpError } from './amqp-client.ts';
 import type { Conversation, FixtureFile } from './recorder.ts';
 import type * as GrpcJs from '@grpc/grpc-js';
 import type * as ProtoLoader from '@grpc/proto-loader';
@@ -398,6 +399,51 @@ async function recordMysqlLogin(): Promise<void> {
   await server.stop();
 }
 
+// ---------------------------------------------------------------------------------------------- AMQP
+
+/** RabbitMQ (Debian rabbitmq-server) and the hand-written 0-9-1 client in amqp-client.ts. */
+async function recordAmqp(): Promise<void> {
+  const server = await startRabbitmq();
+  const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const run = async (name: string, description: string, fn: (c: AmqpClient) => Promise<void>, login: { password?: string } = {}): Promise<void> => {
+    const proxy = await tcpProxy(server.port);
+    let c: AmqpClient | undefined;
+    try {
+      c = await AmqpClient.connect(proxy.port, login);
+      await fn(c);
+      await c.close();
+    } catch (e) {
+      if (!(e instanceof AmqpError) || !login.password) throw e;
+    }
+    await proxy.settle();
+    save('amqp', 'tcp', name, description, 'riptide amqp-client (node)', 'rabbitmq-server 3.10', proxy.conversations[0]);
+    await proxy.close();
+  };
+  await run('publish-get', 'handshake, Channel.Open, Queue.Declare, Basic.Publish with a traceparent header, Basic.Get (ok, then empty), Channel.Close, Connection.Close', async (c) => {
+    await c.openChannel(1);
+    await c.declareQueue(1, 'orders');
+    c.publish(1, '', 'orders', 'book', { traceparent: tp });
+    await c.get(1, 'orders');
+    await c.get(1, 'orders');
+    await c.closeChannel(1);
+  });
+  await run('consume-deliver-ack', 'Basic.Consume, a publish to the default exchange, Basic.Deliver with its traceparent, Basic.Ack', async (c) => {
+    await c.openChannel(1);
+    await c.declareQueue(1, 'jobs');
+    await c.consume(1, 'jobs', 'worker-1');
+    c.publish(1, '', 'jobs', 'job-1', { traceparent: tp });
+    await c.deliverAndAck(1);
+  });
+  await run('passive-declare-not-found', 'a passive Queue.Declare of a missing queue: the server closes the channel with 404 NOT_FOUND', async (c) => {
+    await c.openChannel(1);
+    await c.declareQueue(1, 'missing', { passive: true }).catch(() => undefined);
+    await c.openChannel(2);
+    await c.declareQueue(2, 'orders');
+  });
+  await run('login-refused', 'a wrong password: Connection.Close 403 ACCESS_REFUSED after Start-Ok', async () => undefined, { password: 'wrong' });
+  await server.stop();
+}
+
 // ---------------------------------------------------------------------------------------------- Kafka
 
 /**
@@ -511,6 +557,7 @@ const RECORDERS: Record<string, () => Promise<void>> = {
   postgresql: recordPostgres,
   mysql: recordMysql,
   'mysql-login': recordMysqlLogin,
+  amqp: recordAmqp,
   kafka: recordKafka,
   memcached: recordMemcached,
   nats: recordNats,

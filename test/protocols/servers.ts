@@ -32,7 +32,7 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-function launch(cmd: string, args: string[], opts: { uid?: number; gid?: number; cwd?: string } = {}): ChildProcess {
+function launch(cmd: string, args: string[], opts: { uid?: number; gid?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
   const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
   live.add(c);
   c.on('exit', () => live.delete(c));
@@ -170,4 +170,34 @@ export async function startMariadb(opts: { grants?: boolean; maxConnections?: nu
   const c = launch('mariadbd', [`--datadir=${data}`, `--port=${port}`, `--socket=${dir}/mysqld.sock`, '--bind-address=127.0.0.1', '--user=mysql', ...(opts.grants ? [] : ['--skip-grant-tables']), ...(opts.maxConnections ? [`--max-connections=${opts.maxConnections}`] : []), '--skip-log-bin', `--pid-file=${dir}/mysqld.pid`, '--innodb-buffer-pool-size=16M'], { cwd: dir });
   await waitForPort(port, 60000);
   return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+/**
+ * A private RabbitMQ node (AMQP 0-9-1) as the rabbitmq user: its own node name, Mnesia and log
+ * folders, its own epmd on a free port (stopped with the node), guest/guest allowed from loopback.
+ * RUNNING_UNDER_SYSTEMD makes the start script exec the Erlang VM, so SIGTERM stops the node.
+ */
+export async function startRabbitmq(): Promise<RunningServer> {
+  const dir = tmp('rabbitmq');
+  const rq = userIds('rabbitmq');
+  const [port, dist, epmd] = [await freePort(), await freePort(), await freePort()];
+  fs.writeFileSync(path.join(dir, 'rabbitmq.conf'), `listeners.tcp.default = 127.0.0.1:${port}\nloopback_users = none\n`);
+  fs.writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
+  execFileSync('chown', ['-R', `${rq.uid}:${rq.gid}`, dir]);
+  const env = {
+    PATH: process.env.PATH, HOME: dir, RUNNING_UNDER_SYSTEMD: '1', RABBITMQ_NODENAME: `riptide${port}@localhost`,
+    RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq.conf'), RABBITMQ_MNESIA_BASE: path.join(dir, 'mnesia'), RABBITMQ_LOG_BASE: path.join(dir, 'log'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'), RABBITMQ_DIST_PORT: String(dist), RABBITMQ_PID_FILE: path.join(dir, 'pid'),
+    ERL_EPMD_ADDRESS: '127.0.0.1', ERL_EPMD_PORT: String(epmd),
+  };
+  const c = launch('/usr/lib/rabbitmq/bin/rabbitmq-server', [], { ...rq, cwd: dir, env });
+  await waitForPort(port, 90_000);
+  return {
+    port,
+    dir,
+    async stop() {
+      await stopChild(c, dir);
+      await runAsync('epmd', ['-port', String(epmd), '-kill']).catch(() => undefined);
+    },
+  };
 }
