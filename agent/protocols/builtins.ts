@@ -14,6 +14,7 @@ import { mqttParser } from './mqtt/index.ts';
 import { mysqlParser } from './mysql/index.ts';
 import { postgresqlParser } from './postgresql/index.ts';
 import { redisParser } from './redis/index.ts';
+import { zookeeperParser } from './zookeeper/index.ts';
 
 export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   http1Parser,
@@ -22,6 +23,7 @@ export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   mysqlParser,
   postgresqlParser,
   amqpParser,
+  zookeeperParser,
   redisParser,
   kafkaParser,
   mqttParser,

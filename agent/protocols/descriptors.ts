@@ -17,6 +17,7 @@ import { mqttDescriptor } from './mqtt/descriptor.ts';
 import { mysqlDescriptor } from './mysql/descriptor.ts';
 import { postgresqlDescriptor } from './postgresql/descriptor.ts';
 import { redisDescriptor } from './redis/descriptor.ts';
+import { zookeeperDescriptor } from './zookeeper/descriptor.ts';
 
 export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
   http1Descriptor,
@@ -25,6 +26,7 @@ export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
   mysqlDescriptor,
   postgresqlDescriptor,
   amqpDescriptor,
+  zookeeperDescriptor,
   redisDescriptor,
   kafkaDescriptor,
   mqttDescriptor,

@@ -7,7 +7,10 @@
 // dynamic table already filled before the agent). MySQL: mysql2 → mariadbd. Redis: RESP over one
 // socket → redis-server. DNS: one TCP connection → dnsmasq. Kafka has no broker in Debian: the
 // same Node stand-in as e2e.test.ts answers kafkajs-encoded requests. AMQP: the test's own 0-9-1
-// client (amqp-client.ts) → rabbitmq-server, plus fresh connections after the agent started.
+// client (amqp-client.ts) → rabbitmq-server. ZooKeeper: an interactive zkCli.sh session → the
+// Debian server. AMQP and ZooKeeper also get fresh connections after the agent started.
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { createRequire } from 'node:module';
@@ -16,7 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputLine, RunningAgent } from '../helpers/agent.ts';
 import { startAgent } from '../helpers/agent.ts';
 import type { RunningServer } from './servers.ts';
-import { startDnsmasq, startMariadb, startRabbitmq, startRedis } from './servers.ts';
+import { startDnsmasq, startMariadb, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
 import { AmqpClient } from './amqp-client.ts';
 
 const require = createRequire(import.meta.url);
@@ -94,6 +97,8 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
   let agent: RunningAgent | undefined;
   let redis: RunningServer, dns: RunningServer, maria: RunningServer, rabbit: RunningServer;
   let amqp: AmqpClient;
+  let zk: RunningServer;
+  let zkSession: ChildProcess;
   let h1: http.Server, h1Port: number, h1Agent: http.Agent;
   let h2: http2.Http2Server, h2Port: number, h2Session: http2.ClientHttp2Session;
   let kafka: net.Server, kafkaPort: number;
@@ -143,7 +148,7 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
   }
 
   beforeAll(async () => {
-    [redis, dns, maria, rabbit] = await Promise.all([startRedis(), startDnsmasq(), startMariadb(), startRabbitmq()]);
+    [redis, dns, maria, rabbit, zk] = await Promise.all([startRedis(), startDnsmasq(), startMariadb(), startRabbitmq(), startZookeeper()]);
 
     h1 = http.createServer((req, res) => {
       res.writeHead(req.url === '/missing' ? 404 : 200, { 'content-type': 'text/plain' });
@@ -212,8 +217,16 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
     await amqp.declareQueue(1, 'mid-orders');
     amqp.publish(1, '', 'mid-orders', 'first');
     expect(await amqp.get(1, 'mid-orders')).toBe('first');
+    // zkCli.sh reading commands from stdin; a 4 s session timeout makes it ping every ~1.3 s.
+    zkSession = spawn('/usr/share/zookeeper/bin/zkCli.sh', ['-timeout', '4000', '-server', `127.0.0.1:${zk.port}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+    zkSession.stdin?.write('create /midstream one\n');
+    const zkUntil = Date.now() + 30_000;
+    while (!(await zkCli(zk.port, 'stat', '/midstream').then(() => true, () => false))) {
+      if (Date.now() > zkUntil) throw new Error('zkCli session never created /midstream');
+      await new Promise((r) => setTimeout(r, 300));
+    }
 
-    agent = await startAgent(['--filter-port', [h1Port, h2Port, maria.port, redis.port, dns.port, kafkaPort, rabbit.port].join(',')]);
+    agent = await startAgent(['--filter-port', [h1Port, h2Port, maria.port, redis.port, dns.port, kafkaPort, rabbit.port, zk.port].join(',')]);
   }, 180_000);
 
   afterAll(async () => {
@@ -221,12 +234,18 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
     h2Session?.close();
     await my?.end().catch(() => undefined);
     await amqp?.close().catch(() => undefined);
+    if (zkSession && zkSession.exitCode === null) {
+      const exited = new Promise<void>((r) => zkSession.once('exit', () => r()));
+      zkSession.stdin?.write('quit\n');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (zkSession.exitCode === null) zkSession.kill('SIGKILL');
+    }
     for (const w of [redisWire, dnsWire, kafkaWire]) w?.sock.destroy();
     await agent?.stop();
     h1?.close();
     h2?.close();
     kafka?.close();
-    await Promise.all([redis, dns, maria, rabbit].filter(Boolean).map((s) => s.stop()));
+    await Promise.all([redis, dns, maria, rabbit, zk].filter(Boolean).map((s) => s.stop()));
   });
 
   it('http1: a keep-alive connection is recognised from its next request and response', async () => {
@@ -320,5 +339,22 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
     await expect(AmqpClient.connect(rabbit.port, { password: 'wrong' })).rejects.toThrow(/ACCESS_REFUSED/);
     const refused = await expectSeen((m) => m.l7_protocol === 'amqp' && m.response_code === 403, 2);
     expect(refused[0]).toMatchObject({ msg_type: 'response', request_type: 'Connection.Close', response_status: 'client_error' });
+  });
+
+  it('zookeeper: a zkCli session opened before the agent is recognised from its next request or ping', async () => {
+    zkSession.stdin?.write('get /midstream\n');
+    zkSession.stdin?.write('get /midstream-missing\n');
+    const get = await expectSeen((m) => m.l7_protocol === 'zookeeper' && m.request_type === 'getData' && m.request_resource === '/midstream', 2);
+    expect(get[0]).toMatchObject({ msg_type: 'request', endpoint: '/midstream' });
+    const miss = await expectSeen((m) => m.l7_protocol === 'zookeeper' && m.msg_type === 'response' && m.response_code === -101, 2);
+    expect(miss[0]).toMatchObject({ request_type: 'getData', response_status: 'client_error', response_exception: 'NoNode' });
+    await expectSeen((m) => m.l7_protocol === 'zookeeper' && m.request_type === 'ping' && m.msg_type === 'response', 2);
+  });
+
+  it('zookeeper: a zkCli run under the agent, from its session handshake', async () => {
+    await zkCli(zk.port, 'create', '/fresh', 'x');
+    const c = await expectSeen((m) => m.l7_protocol === 'zookeeper' && m.request_type === 'CONNECT' && m.msg_type === 'response', 2);
+    expect(c[0].response_status).toBe('ok');
+    await expectSeen((m) => m.l7_protocol === 'zookeeper' && m.request_type === 'create' && m.request_resource === '/fresh', 2);
   });
 });

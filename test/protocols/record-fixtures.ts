@@ -19,7 +19,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep, tcpProxy, udpProxy, writeFixture } from './recorder.ts';
-import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startRabbitmq, startRedis } from './servers.ts';
+import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
 import { AmqpClient, AmqpError } from './amqp-client.ts';
 import type { Conversation, FixtureFile } from './recorder.ts';
 import type * as GrpcJs from '@grpc/grpc-js';
@@ -444,6 +444,45 @@ async function recordAmqp(): Promise<void> {
   await server.stop();
 }
 
+// ---------------------------------------------------------------------------------------------- ZooKeeper
+
+/** ZooKeeper (Debian zookeeper) and its own Java client zkCli.sh: one command per run, and one interactive session. */
+async function recordZookeeper(): Promise<void> {
+  const server = await startZookeeper();
+  const one = async (name: string, description: string, ...cmd: string[]): Promise<void> => {
+    const proxy = await tcpProxy(server.port);
+    await zkCli(proxy.port, ...cmd).catch(() => undefined);
+    await proxy.settle();
+    save('zookeeper', 'tcp', name, description, 'zkCli.sh (ZooKeeper 3.8 Java client)', 'zookeeper 3.8', proxy.conversations[0]);
+    await proxy.close();
+  };
+  await one('zkcli-create', 'connect, create /riptide, closeSession', 'create', '/riptide', 'hello');
+  await one('zkcli-get', 'connect, getData /riptide, closeSession', 'get', '/riptide');
+  await one('zkcli-get-missing', 'getData of a missing node: NoNode (-101)', 'get', '/missing');
+  await one('zkcli-create-exists', 'create of an existing node: NodeExists (-110)', 'create', '/riptide', 'again');
+  await one('zkcli-ls', 'getChildren of /', 'ls', '/');
+  // One interactive session with a 4 s session timeout (pings every ~1.3 s): a watch, a change made
+  // by another client (the watch notification), pings, delete.
+  const proxy = await tcpProxy(server.port);
+  const c = spawn('/usr/share/zookeeper/bin/zkCli.sh', ['-timeout', '4000', '-server', `127.0.0.1:${proxy.port}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const say = async (line: string, waitMs = 700): Promise<void> => {
+    c.stdin.write(`${line}\n`);
+    await sleep(waitMs);
+  };
+  await sleep(2500);
+  await say('create /riptide/jobs one');
+  await say('get -w /riptide/jobs');
+  await zkCli(server.port, 'set', '/riptide/jobs', 'two');
+  await sleep(3000);
+  await say('delete /riptide/jobs');
+  await say('quit');
+  await new Promise<void>((r) => (c.exitCode !== null ? r() : c.once('exit', () => r())));
+  await proxy.settle();
+  save('zookeeper', 'tcp', 'zkcli-session-watch', 'interactive zkCli session: create, getData with a watch, the watch notification after another client set it, pings, delete, closeSession', 'zkCli.sh (ZooKeeper 3.8 Java client)', 'zookeeper 3.8', proxy.conversations[0]);
+  await proxy.close();
+  await server.stop();
+}
+
 // ---------------------------------------------------------------------------------------------- Kafka
 
 /**
@@ -558,6 +597,7 @@ const RECORDERS: Record<string, () => Promise<void>> = {
   mysql: recordMysql,
   'mysql-login': recordMysqlLogin,
   amqp: recordAmqp,
+  zookeeper: recordZookeeper,
   kafka: recordKafka,
   memcached: recordMemcached,
   nats: recordNats,

@@ -201,3 +201,18 @@ export async function startRabbitmq(): Promise<RunningServer> {
     },
   };
 }
+
+/** A standalone ZooKeeper (Debian zookeeper: ZooKeeperServerMain) with its data in a temp dir. */
+export async function startZookeeper(): Promise<RunningServer> {
+  const dir = tmp('zookeeper');
+  const port = await freePort();
+  fs.writeFileSync(path.join(dir, 'zoo.cfg'), `tickTime=2000\ndataDir=${dir}/data\nclientPort=${port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n`);
+  const c = launch('java', ['-Xmx128m', `-Dzookeeper.log.dir=${dir}`, '-Dzookeeper.root.logger=WARN,CONSOLE', '-cp', '/etc/zookeeper/conf:/usr/share/java/zookeeper.jar', 'org.apache.zookeeper.server.ZooKeeperServerMain', path.join(dir, 'zoo.cfg')], { cwd: dir });
+  await waitForPort(port, 60_000);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+/** ZooKeeper's own command-line client (Java), one command per run. */
+export function zkCli(port: number, ...cmd: string[]): Promise<string> {
+  return runAsync('/usr/share/zookeeper/bin/zkCli.sh', ['-server', `127.0.0.1:${port}`, ...cmd]);
+}
