@@ -10,6 +10,7 @@ import { dnsParser } from './dns/index.ts';
 import { http1Parser } from './http1/index.ts';
 import { http2Parser } from './http2/index.ts';
 import { kafkaParser } from './kafka/index.ts';
+import { mongodbParser } from './mongodb/index.ts';
 import { mqttParser } from './mqtt/index.ts';
 import { mysqlParser } from './mysql/index.ts';
 import { postgresqlParser } from './postgresql/index.ts';
@@ -24,6 +25,7 @@ export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   postgresqlParser,
   amqpParser,
   zookeeperParser,
+  mongodbParser,
   redisParser,
   kafkaParser,
   mqttParser,

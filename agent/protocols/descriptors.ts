@@ -13,6 +13,7 @@ import { dnsDescriptor } from './dns/descriptor.ts';
 import { http1Descriptor } from './http1/descriptor.ts';
 import { http2Descriptor } from './http2/descriptor.ts';
 import { kafkaDescriptor } from './kafka/descriptor.ts';
+import { mongodbDescriptor } from './mongodb/descriptor.ts';
 import { mqttDescriptor } from './mqtt/descriptor.ts';
 import { mysqlDescriptor } from './mysql/descriptor.ts';
 import { postgresqlDescriptor } from './postgresql/descriptor.ts';
@@ -27,6 +28,7 @@ export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
   postgresqlDescriptor,
   amqpDescriptor,
   zookeeperDescriptor,
+  mongodbDescriptor,
   redisDescriptor,
   kafkaDescriptor,
   mqttDescriptor,

@@ -8,7 +8,9 @@
 // socket → redis-server. DNS: one TCP connection → dnsmasq. Kafka has no broker in Debian: the
 // same Node stand-in as e2e.test.ts answers kafkajs-encoded requests. AMQP: the test's own 0-9-1
 // client (amqp-client.ts) → rabbitmq-server. ZooKeeper: an interactive zkCli.sh session → the
-// Debian server. AMQP and ZooKeeper also get fresh connections after the agent started.
+// Debian server. MongoDB: the official Python driver (pymongo) → mongo-server.py, a test server on
+// that driver's BSON codec (mongod is not in Debian). The three new protocols also get fresh
+// connections after the agent started.
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -19,7 +21,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputLine, RunningAgent } from '../helpers/agent.ts';
 import { startAgent } from '../helpers/agent.ts';
 import type { RunningServer } from './servers.ts';
-import { startDnsmasq, startMariadb, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
+import type { MongoDriver } from './servers.ts';
+import { startDnsmasq, startMariadb, startMongoTestServer, startPymongo, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
 import { AmqpClient } from './amqp-client.ts';
 
 const require = createRequire(import.meta.url);
@@ -99,6 +102,8 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
   let amqp: AmqpClient;
   let zk: RunningServer;
   let zkSession: ChildProcess;
+  let mongo: RunningServer;
+  let pymongo: MongoDriver;
   let h1: http.Server, h1Port: number, h1Agent: http.Agent;
   let h2: http2.Http2Server, h2Port: number, h2Session: http2.ClientHttp2Session;
   let kafka: net.Server, kafkaPort: number;
@@ -148,7 +153,7 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
   }
 
   beforeAll(async () => {
-    [redis, dns, maria, rabbit, zk] = await Promise.all([startRedis(), startDnsmasq(), startMariadb(), startRabbitmq(), startZookeeper()]);
+    [redis, dns, maria, rabbit, zk, mongo] = await Promise.all([startRedis(), startDnsmasq(), startMariadb(), startRabbitmq(), startZookeeper(), startMongoTestServer()]);
 
     h1 = http.createServer((req, res) => {
       res.writeHead(req.url === '/missing' ? 404 : 200, { 'content-type': 'text/plain' });
@@ -217,6 +222,8 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
     await amqp.declareQueue(1, 'mid-orders');
     amqp.publish(1, '', 'mid-orders', 'first');
     expect(await amqp.get(1, 'mid-orders')).toBe('first');
+    pymongo = startPymongo(mongo.port);
+    expect(await pymongo.send('insert midorders 1 book')).toBe('ok 1');
     // zkCli.sh reading commands from stdin; a 4 s session timeout makes it ping every ~1.3 s.
     zkSession = spawn('/usr/share/zookeeper/bin/zkCli.sh', ['-timeout', '4000', '-server', `127.0.0.1:${zk.port}`], { stdio: ['pipe', 'ignore', 'ignore'] });
     zkSession.stdin?.write('create /midstream one\n');
@@ -226,7 +233,7 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
       await new Promise((r) => setTimeout(r, 300));
     }
 
-    agent = await startAgent(['--filter-port', [h1Port, h2Port, maria.port, redis.port, dns.port, kafkaPort, rabbit.port, zk.port].join(',')]);
+    agent = await startAgent(['--filter-port', [h1Port, h2Port, maria.port, redis.port, dns.port, kafkaPort, rabbit.port, zk.port, mongo.port].join(',')]);
   }, 180_000);
 
   afterAll(async () => {
@@ -234,6 +241,7 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
     h2Session?.close();
     await my?.end().catch(() => undefined);
     await amqp?.close().catch(() => undefined);
+    await pymongo?.close();
     if (zkSession && zkSession.exitCode === null) {
       const exited = new Promise<void>((r) => zkSession.once('exit', () => r()));
       zkSession.stdin?.write('quit\n');
@@ -245,7 +253,7 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
     h1?.close();
     h2?.close();
     kafka?.close();
-    await Promise.all([redis, dns, maria, rabbit, zk].filter(Boolean).map((s) => s.stop()));
+    await Promise.all([redis, dns, maria, rabbit, zk, mongo].filter(Boolean).map((s) => s.stop()));
   });
 
   it('http1: a keep-alive connection is recognised from its next request and response', async () => {
@@ -356,5 +364,35 @@ describe.skipIf(!canCapture)('every protocol: connections open before the agent,
     const c = await expectSeen((m) => m.l7_protocol === 'zookeeper' && m.request_type === 'CONNECT' && m.msg_type === 'response', 2);
     expect(c[0].response_status).toBe('ok');
     await expectSeen((m) => m.l7_protocol === 'zookeeper' && m.request_type === 'create' && m.request_resource === '/fresh', 2);
+  });
+
+  it('mongodb: a pymongo connection opened before the agent is recognised from its next OP_MSG, errors included', async () => {
+    // The server thread has been blocked in recv() of the next 16-byte header since before the
+    // agent started: that read's bytes are never captured, so the server side of this first command
+    // is its bare body (no requestID to pair by) and only the client side reports it.
+    expect(await pymongo.send('count midorders')).toBe('ok 1');
+    const first = await expectSeen((m) => m.l7_protocol === 'mongodb' && m.request_type === 'count', 1);
+    expect(first[0]).toMatchObject({ role: 'client', request_resource: 'shop.midorders' });
+    expect(await pymongo.send('find midorders 1')).toBe("ok {'_id': 1, 'item': 'book'}");
+    expect(await pymongo.send('insert midorders 1 again')).toBe('err 11000');
+    expect(await pymongo.send('bogus')).toBe('err 59');
+    const find = await expectSeen((m) => m.l7_protocol === 'mongodb' && m.request_type === 'find', 2);
+    expect(find[0]).toMatchObject({ msg_type: 'request', request_domain: 'shop', request_resource: 'shop.midorders', endpoint: 'find shop.midorders' });
+    const dup = await expectSeen((m) => m.l7_protocol === 'mongodb' && m.msg_type === 'response' && m.response_code === 11000, 2);
+    expect(dup[0].response_status).toBe('client_error');
+    const bogus = await expectSeen((m) => m.l7_protocol === 'mongodb' && m.msg_type === 'response' && m.response_code === 59, 2);
+    expect(bogus[0]).toMatchObject({ response_status: 'client_error', response_exception: "no such command: 'riptideBogus'" });
+  });
+
+  it('mongodb: a pymongo client started under the agent, from its OP_QUERY handshake', async () => {
+    const fresh = startPymongo(mongo.port);
+    try {
+      expect(await fresh.send('count midorders')).toBe('ok 1');
+    } finally {
+      await fresh.close();
+    }
+    const hello = await expectSeen((m) => m.l7_protocol === 'mongodb' && m.request_type === 'ismaster' && m.request_domain === 'admin', 2);
+    expect(hello[0].msg_type).toBe('request');
+    await expectSeen((m) => m.l7_protocol === 'mongodb' && m.request_type === 'count' && m.request_resource === 'shop.midorders', 2);
   });
 });

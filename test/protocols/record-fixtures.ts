@@ -19,7 +19,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep, tcpProxy, udpProxy, writeFixture } from './recorder.ts';
-import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
+import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startMongoTestServer, startPymongo, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
 import { AmqpClient, AmqpError } from './amqp-client.ts';
 import type { Conversation, FixtureFile } from './recorder.ts';
 import type * as GrpcJs from '@grpc/grpc-js';
@@ -483,6 +483,31 @@ async function recordZookeeper(): Promise<void> {
   await server.stop();
 }
 
+// ---------------------------------------------------------------------------------------------- MongoDB
+
+/**
+ * The official Python driver (pymongo 3.11, Debian python3-pymongo) against mongo-server.py (mongod
+ * is not in Debian): the driver's monitor connection (OP_QUERY isMaster / OP_REPLY) and its
+ * application connection (OP_MSG: insert, find, a duplicate key, count, an unknown command, drop of
+ * a missing collection, endSessions).
+ */
+async function recordMongodb(): Promise<void> {
+  const server = await startMongoTestServer();
+  const proxy = await tcpProxy(server.port);
+  const driver = startPymongo(proxy.port);
+  for (const line of ['insert orders 1 book', 'find orders 1', 'insert orders 1 dup', 'count orders', 'bogus', 'drop nothere']) await driver.send(line);
+  await driver.close();
+  await proxy.settle();
+  // The monitor connection sends isMaster first; the application connection sends insert.
+  const isApp = (c: Conversation): boolean => c.chunks.some((k) => Buffer.from(k.b64, 'base64').includes(Buffer.from('insert\0')));
+  const app = proxy.conversations.find(isApp);
+  const monitor = proxy.conversations.find((c) => !isApp(c));
+  save('mongodb', 'tcp', 'pymongo-crud', 'pymongo: isMaster over OP_QUERY, then OP_MSG insert, find, a duplicate _id (writeErrors 11000), count, an unknown command (59), drop of a missing collection (26), endSessions', 'pymongo 3.11 (Debian python3-pymongo)', 'mongo-server.py (test server on the pymongo BSON codec)', app);
+  save('mongodb', 'tcp', 'pymongo-monitor', 'pymongo monitor connection: isMaster over OP_QUERY answered by OP_REPLY', 'pymongo 3.11 (Debian python3-pymongo)', 'mongo-server.py (test server on the pymongo BSON codec)', monitor);
+  await proxy.close();
+  await server.stop();
+}
+
 // ---------------------------------------------------------------------------------------------- Kafka
 
 /**
@@ -598,6 +623,7 @@ const RECORDERS: Record<string, () => Promise<void>> = {
   'mysql-login': recordMysqlLogin,
   amqp: recordAmqp,
   zookeeper: recordZookeeper,
+  mongodb: recordMongodb,
   kafka: recordKafka,
   memcached: recordMemcached,
   nats: recordNats,

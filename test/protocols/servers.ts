@@ -216,3 +216,59 @@ export async function startZookeeper(): Promise<RunningServer> {
 export function zkCli(port: number, ...cmd: string[]): Promise<string> {
   return runAsync('/usr/share/zookeeper/bin/zkCli.sh', ['-server', `127.0.0.1:${port}`, ...cmd]);
 }
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+
+/**
+ * The MongoDB wire-protocol test server (mongo-server.py: mongod is not in Debian), built on the
+ * official Python driver's BSON codec (Debian python3-pymongo), run by Debian's own python3.
+ */
+export async function startMongoTestServer(): Promise<RunningServer> {
+  const dir = tmp('mongo');
+  const port = await freePort();
+  const c = launch('/usr/bin/python3', [path.join(here, 'mongo-server.py'), String(port)], { cwd: dir });
+  await waitForPort(port);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+/** pymongo driven from stdin (mongo-client.py): `send` writes one command and resolves with its "ok …"/"err …" line. */
+export interface MongoDriver {
+  send(line: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export function startPymongo(port: number): MongoDriver {
+  const c = spawn('/usr/bin/python3', [path.join(here, 'mongo-client.py'), String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  live.add(c);
+  c.on('exit', () => live.delete(c));
+  let out = '';
+  const waiting: Array<(l: string) => void> = [];
+  c.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+    let nl: number;
+    while ((nl = out.indexOf('\n')) >= 0) {
+      const line = out.slice(0, nl);
+      out = out.slice(nl + 1);
+      waiting.shift()?.(line);
+    }
+  });
+  return {
+    send(line) {
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`pymongo gave no answer to ${line}`)), 20_000);
+        waiting.push((l) => {
+          clearTimeout(t);
+          resolve(l);
+        });
+        c.stdin?.write(`${line}\n`);
+      });
+    },
+    async close() {
+      if (c.exitCode !== null) return;
+      const exited = new Promise<void>((r) => c.once('exit', () => r()));
+      c.stdin?.end('quit\n');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (c.exitCode === null) c.kill('SIGKILL');
+    },
+  };
+}
