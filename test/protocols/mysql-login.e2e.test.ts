@@ -1,7 +1,8 @@
 // The MySQL login exchange under the real `riptide agent --output -`: a MariaDB with its grant
 // tables and max_connections=10 (root may take one more). A wrong password must come out as a
 // LOGIN answered by ERR 1045, a connection past the limit as a LOGIN response ERR 1040 "Too many
-// connections" (the server greets with it instead of a handshake), and a good login as LOGIN → OK.
+// connections" (the server greets with it instead of a handshake), a good login as LOGIN → OK, and
+// a compressed-protocol connection read inside its zlib frames.
 // Needs root (eBPF, and mariadbd runs as the mysql user).
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +18,7 @@ interface Seen {
   msg_type: string;
   request_type?: string;
   request_domain?: string;
+  request_resource?: string;
   response_code?: number;
   response_status?: string;
   response_exception?: string;
@@ -82,5 +84,17 @@ describe.skipIf(!canCapture)('mysql login exchange under the eBPF agent', () => 
     const err = await expectSeen((m) => m.l7_protocol === 'mysql' && m.request_type === 'LOGIN' && m.response_code === 1040, 2);
     expect(new Set(err.map((m) => m.role))).toEqual(new Set(['client', 'server']));
     expect(err[0]).toMatchObject({ msg_type: 'response', response_status: 'server_error', response_exception: 'Too many connections' });
+    for (const c of held.splice(0)) await c.end();
+  });
+
+  it('a compressed-protocol connection (mysql2 compress: true) is read inside its zlib frames', async () => {
+    const c = (await connect({ host: '127.0.0.1', port: maria.port, user: 'root', compress: true })) as Conn & { query(q: string): Promise<unknown> };
+    await c.query("SELECT 'riptide compressed' AS phrase");
+    await c.query('SELECT * FROM mysql.riptide_missing').catch(() => undefined);
+    await c.end();
+    const q = await expectSeen((m) => m.l7_protocol === 'mysql' && m.request_type === 'COM_QUERY' && m.request_resource === "SELECT 'riptide compressed' AS phrase", 2);
+    expect(new Set(q.map((m) => m.role))).toEqual(new Set(['client', 'server']));
+    const err = await expectSeen((m) => m.l7_protocol === 'mysql' && m.msg_type === 'response' && m.response_code === 1146, 2);
+    expect(err[0].response_status).toBe('client_error');
   });
 });

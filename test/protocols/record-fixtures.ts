@@ -399,6 +399,22 @@ async function recordMysqlLogin(): Promise<void> {
   await server.stop();
 }
 
+/** The compressed protocol (CLIENT_COMPRESS, zlib): mysql2 with compress: true, then the mariadb client with --compress. */
+async function recordMysqlCompressed(): Promise<void> {
+  const server = await startMariadb();
+  const mysql2 = require('mysql2/promise') as { createConnection(o: object): Promise<{ query(q: string): Promise<unknown>; end(): Promise<void> }> };
+  const proxy = await tcpProxy(server.port);
+  const conn = await mysql2.createConnection({ host: '127.0.0.1', port: proxy.port, user: 'root', compress: true });
+  await conn.query('CREATE DATABASE IF NOT EXISTS shop');
+  await conn.query("SELECT 'riptide compressed protocol' AS phrase, REPEAT('x', 200) AS filler");
+  await conn.query('SELECT * FROM shop.missing').catch(() => undefined);
+  await conn.end();
+  await proxy.settle();
+  save('mysql', 'tcp', 'mysql2-compressed', 'mysql2 with compress: true: zlib-compressed packets after the login (CREATE DATABASE, a SELECT, a missing table)', 'mysql2 (node)', 'mariadbd', proxy.conversations[0]);
+  await proxy.close();
+  await server.stop();
+}
+
 // ---------------------------------------------------------------------------------------------- AMQP
 
 /** RabbitMQ (Debian rabbitmq-server) and the hand-written 0-9-1 client in amqp-client.ts. */
@@ -621,6 +637,7 @@ const RECORDERS: Record<string, () => Promise<void>> = {
   postgresql: recordPostgres,
   mysql: recordMysql,
   'mysql-login': recordMysqlLogin,
+  'mysql-compressed': recordMysqlCompressed,
   amqp: recordAmqp,
   zookeeper: recordZookeeper,
   mongodb: recordMongodb,

@@ -80,3 +80,18 @@ describe('mysql login exchange', () => {
     expect(msgs.filter((m) => m.requestType === 'LOGIN').map((m) => m.msgType)).toEqual(['request', 'response']);
   });
 });
+
+describe('mysql compressed protocol', () => {
+  it('inflates the zlib frames after a login that asked for CLIENT_COMPRESS and reads the packets inside', () => {
+    const msgs = replay(mysqlParser, chunksOf('mysql2-compressed'));
+    expect(msgs.map((m) => `${m.msgType}:${m.requestType ?? m.responseStatus}`)).toEqual([
+      'request:LOGIN', 'response:LOGIN',
+      'request:COM_QUERY', 'response:ok',
+      'request:COM_QUERY', 'response:ok',
+      'request:COM_QUERY', 'response:client_error',
+      'request:COM_QUIT',
+    ]);
+    expect(msgs[4]).toMatchObject({ requestResource: "SELECT 'riptide compressed protocol' AS phrase, REPEAT('x', 200) AS filler" });
+    expect(msgs[7]).toMatchObject({ responseCode: 1146, responseException: "Table 'shop.missing' doesn't exist" });
+  });
+});

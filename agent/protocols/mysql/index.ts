@@ -2,7 +2,8 @@
  * MySQL / MariaDB client-server protocol: the handshake (server version, the client's default
  * database; the login reported as request_type LOGIN answered by OK or ERR after any auth switch,
  * and a server that refuses the connection with an ERR greeting, such as 1040 Too many
- * connections, as a LOGIN response with no request), text commands (COM_QUERY, COM_INIT_DB, …) and prepared statements (COM_STMT_PREPARE,
+ * connections, as a LOGIN response with no request), the compressed protocol after a login that
+ * asked for it (zlib frames inflated as far as they were captured), text commands (COM_QUERY, COM_INIT_DB, …) and prepared statements (COM_STMT_PREPARE,
  * COM_STMT_EXECUTE by statement id, COM_STMT_CLOSE); replies OK / ERR / result set.
  *
  * Serial protocol: a command starts at packet sequence 0 and its reply at sequence 1, so the first
@@ -12,6 +13,7 @@
  * class → client or server error, message → exception.
  */
 
+import { constants as zlibConstants, inflateSync } from 'node:zlib';
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
 import { mysqlDescriptor } from './descriptor.ts';
 import { indexOfByte, isPrintable, text, u16le, u24le, u32le } from '../lib/bytes.ts';
@@ -46,6 +48,10 @@ interface MysqlSocket {
   loggedIn?: boolean;
   /** The login was reported and its OK/ERR (after any auth switch) not yet seen. */
   loginPending?: boolean;
+  /** CLIENT_COMPRESS was asked for at login: 'asked' until the login's OK, then 'on'. */
+  compress?: 'asked' | 'on';
+  /** Bytes of an inner packet that ran past its compressed frame, to skip in the next one. */
+  innerSkip?: number;
 }
 
 /** Not a command byte: the login exchange, reported as request_type LOGIN. */
@@ -162,6 +168,7 @@ function handshakeResponse(buf: Uint8Array, p: number, end: number, len: number,
   if (caps < 0 || (caps & 0x200) === 0 || len <= 32) return undefined; // CLIENT_PROTOCOL_41; SSLRequest
   const m: L7Message = { l7Protocol: 'mysql', msgType: 'request', requestType: 'LOGIN', requestLength: len };
   ms.loginPending = true;
+  if (caps & 0x20) ms.compress = 'asked'; // CLIENT_COMPRESS
   ms.outstanding.length = 0;
   ms.outstanding.push({ cmd: LOGIN });
   const finish = (): L7Message => {
@@ -213,6 +220,7 @@ function errFields(buf: Uint8Array, p: number, end: number, m: L7Message): void 
 function loginReply(buf: Uint8Array, p: number, end: number, len: number, ms: MysqlSocket): L7Message | undefined {
   if (buf[p] !== 0x00 && buf[p] !== 0xff) return undefined;
   ms.loginPending = false;
+  if (ms.compress === 'asked') ms.compress = buf[p] === 0x00 ? 'on' : undefined;
   if (ms.outstanding[0]?.cmd === LOGIN) ms.outstanding.shift();
   const m: L7Message = { l7Protocol: 'mysql', msgType: 'response', requestType: 'LOGIN', responseStatus: 'ok', responseLength: len };
   if (buf[p] === 0xff) errFields(buf, p, end, m);
@@ -274,49 +282,94 @@ function isRequest(buf: Uint8Array, off: number, ctx: ParseContext): boolean {
   return buf[off + 3] === 0 && COMMANDS[buf[off + 4]] !== undefined && buf[off + 4] !== 0x0a;
 }
 
+/** Most inflated bytes read from one compressed frame (its head is what the fields come from). */
+const MAX_INFLATED = 1 << 16;
+
+/**
+ * The compressed protocol: a 7-byte header (compressed length, sequence, uncompressed length; 0 =
+ * sent as is), then zlib data holding ordinary packets. What was captured is inflated as far as it
+ * goes and its packets framed as usual.
+ */
+function compressedFrame(buf: Uint8Array, off: number, end: number, cut: boolean, ctx: ParseContext, out: L7Message[], ms: MysqlSocket): number {
+  if (end - off < 7) return cut ? INVALID : NEED_MORE;
+  const clen = u24le(buf, off);
+  const ulen = u24le(buf, off + 4);
+  const total = 7 + clen;
+  if (off + total > end && !cut && total <= 2048) return NEED_MORE;
+  const payload = buf.subarray(off + 7, Math.min(end, off + total));
+  let inner: Uint8Array;
+  if (ulen === 0) inner = payload;
+  else {
+    try {
+      inner = inflateSync(payload, { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: MAX_INFLATED });
+    } catch {
+      return total; // not inflatable (cut inside the zlib header, or corrupt): skip the frame
+    }
+  }
+  const innerCut = inner.length < (ulen === 0 ? clen : ulen);
+  let q = Math.min(ms.innerSkip ?? 0, inner.length);
+  ms.innerSkip = (ms.innerSkip ?? 0) - q;
+  while (q < inner.length) {
+    const r = plainFrame(inner, q, inner.length, true, ctx, out);
+    if (r < 0) break;
+    if (q + r > inner.length) {
+      if (!innerCut) ms.innerSkip = q + r - inner.length;
+      break;
+    }
+    q += r;
+  }
+  return total;
+}
+
 const framer: StreamFramer = {
   frame(buf, off, end, cut, ctx, out) {
-    if (end - off < 5) return cut ? INVALID : NEED_MORE;
-    const len = u24le(buf, off);
-    const seq = buf[off + 3];
-    if (len === 0) return INVALID;
-    const p = off + 4;
-    const bodyEnd = Math.min(end, p + len);
     const ms = mysqlSocket(ctx);
-    // Heads we read fields from are short; wait for them when a read splits one.
-    if (p + len > end && !cut && len <= 1024) return NEED_MORE;
-    if (isRequest(buf, off, ctx)) {
-      if (seq === 0) {
-        const m = command(buf, p, bodyEnd, len, ms);
-        if (!m) return INVALID;
-        out.push(m);
-      } else if (seq === 1 && !ms.loggedIn) {
-        const m = handshakeResponse(buf, p, bodyEnd, len, ms);
-        if (m) out.push(m);
-      }
-    } else if (seq === 0 && buf[p] === 0xff && !ms.fromStart && isGreetingError(buf, p, bodyEnd)) {
-      // Refused before any handshake: the login's only message, a response without a request.
-      ms.fromStart = true;
-      ms.loggedIn = true;
-      const m: L7Message = { l7Protocol: 'mysql', msgType: 'response', requestType: 'LOGIN', responseStatus: 'server_error', responseLength: len };
-      errFields(buf, p, bodyEnd, m);
-      out.push(m);
-    } else if (seq >= 2 && ms.loginPending) {
-      const m = loginReply(buf, p, bodyEnd, len, ms);
-      if (m) out.push(m);
-    } else if (seq === 0 && buf[p] === 0x0a) {
-      // Server greeting: protocol 10, version string.
-      const z = indexOfByte(buf, 0, p + 1, Math.min(bodyEnd, p + 64));
-      if (z < 0 || !isPrintable(buf, p + 1, z)) return INVALID;
-      ms.serverVersion = text(buf, p + 1, z, 64);
-      ms.fromStart = true;
-    } else if (seq === 1) {
-      const m = reply(buf, p, bodyEnd, len, ms);
-      if (m) out.push(m);
-    }
-    return 4 + len;
+    if (ms.compress === 'on') return compressedFrame(buf, off, end, cut, ctx, out, ms);
+    return plainFrame(buf, off, end, cut, ctx, out);
   },
 };
+
+function plainFrame(buf: Uint8Array, off: number, end: number, cut: boolean, ctx: ParseContext, out: L7Message[]): number {
+  if (end - off < 5) return cut ? INVALID : NEED_MORE;
+  const len = u24le(buf, off);
+  const seq = buf[off + 3];
+  if (len === 0) return INVALID;
+  const p = off + 4;
+  const bodyEnd = Math.min(end, p + len);
+  const ms = mysqlSocket(ctx);
+  // Heads we read fields from are short; wait for them when a read splits one.
+  if (p + len > end && !cut && len <= 1024) return NEED_MORE;
+  if (isRequest(buf, off, ctx)) {
+    if (seq === 0) {
+      const m = command(buf, p, bodyEnd, len, ms);
+      if (!m) return INVALID;
+      out.push(m);
+    } else if (seq === 1 && !ms.loggedIn) {
+      const m = handshakeResponse(buf, p, bodyEnd, len, ms);
+      if (m) out.push(m);
+    }
+  } else if (seq === 0 && buf[p] === 0xff && !ms.fromStart && isGreetingError(buf, p, bodyEnd)) {
+    // Refused before any handshake: the login's only message, a response without a request.
+    ms.fromStart = true;
+    ms.loggedIn = true;
+    const m: L7Message = { l7Protocol: 'mysql', msgType: 'response', requestType: 'LOGIN', responseStatus: 'server_error', responseLength: len };
+    errFields(buf, p, bodyEnd, m);
+    out.push(m);
+  } else if (seq >= 2 && ms.loginPending) {
+    const m = loginReply(buf, p, bodyEnd, len, ms);
+    if (m) out.push(m);
+  } else if (seq === 0 && buf[p] === 0x0a) {
+    // Server greeting: protocol 10, version string.
+    const z = indexOfByte(buf, 0, p + 1, Math.min(bodyEnd, p + 64));
+    if (z < 0 || !isPrintable(buf, p + 1, z)) return INVALID;
+    ms.serverVersion = text(buf, p + 1, z, 64);
+    ms.fromStart = true;
+  } else if (seq === 1) {
+    const m = reply(buf, p, bodyEnd, len, ms);
+    if (m) out.push(m);
+  }
+  return 4 + len;
+}
 
 export const mysqlParser: ProtocolParser = {
   name: 'mysql',
