@@ -5,14 +5,17 @@
  */
 
 import type { ProtocolParser } from './parser.ts';
+import { amqpParser } from './amqp/index.ts';
 import { dnsParser } from './dns/index.ts';
 import { http1Parser } from './http1/index.ts';
 import { http2Parser } from './http2/index.ts';
 import { kafkaParser } from './kafka/index.ts';
+import { mongodbParser } from './mongodb/index.ts';
 import { mqttParser } from './mqtt/index.ts';
 import { mysqlParser } from './mysql/index.ts';
 import { postgresqlParser } from './postgresql/index.ts';
 import { redisParser } from './redis/index.ts';
+import { zookeeperParser } from './zookeeper/index.ts';
 
 export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   http1Parser,
@@ -20,6 +23,9 @@ export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   dnsParser,
   mysqlParser,
   postgresqlParser,
+  amqpParser,
+  zookeeperParser,
+  mongodbParser,
   redisParser,
   kafkaParser,
   mqttParser,

@@ -8,14 +8,17 @@
  *   const d = descriptorFor('grpc');   // the http2 descriptor (grpc is its alias)
  */
 import type { ProtocolDescriptor, ProtocolParser } from './parser.ts';
+import { amqpDescriptor } from './amqp/descriptor.ts';
 import { dnsDescriptor } from './dns/descriptor.ts';
 import { http1Descriptor } from './http1/descriptor.ts';
 import { http2Descriptor } from './http2/descriptor.ts';
 import { kafkaDescriptor } from './kafka/descriptor.ts';
+import { mongodbDescriptor } from './mongodb/descriptor.ts';
 import { mqttDescriptor } from './mqtt/descriptor.ts';
 import { mysqlDescriptor } from './mysql/descriptor.ts';
 import { postgresqlDescriptor } from './postgresql/descriptor.ts';
 import { redisDescriptor } from './redis/descriptor.ts';
+import { zookeeperDescriptor } from './zookeeper/descriptor.ts';
 
 export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
   http1Descriptor,
@@ -23,6 +26,9 @@ export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
   dnsDescriptor,
   mysqlDescriptor,
   postgresqlDescriptor,
+  amqpDescriptor,
+  zookeeperDescriptor,
+  mongodbDescriptor,
   redisDescriptor,
   kafkaDescriptor,
   mqttDescriptor,

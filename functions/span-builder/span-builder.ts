@@ -466,7 +466,7 @@ export class SpanBuilder {
       pair_state: state,
       l7_protocol: l7.l7Protocol,
       version: rq?.version ?? rs?.version ?? '',
-      request_type: rq?.requestType ?? '',
+      request_type: rq?.requestType ?? rs?.requestType ?? '',
       request_domain: rq?.requestDomain ?? '',
       request_resource: rq?.requestResource ?? '',
       endpoint: rq?.endpoint ?? rs?.endpoint ?? '',

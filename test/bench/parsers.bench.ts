@@ -3,7 +3,7 @@
  * single-threaded), per protocol, through the real registry path (inference, per-socket state,
  * parse, close).
  *
- *   npx tsx test/bench/parsers.bench.ts [--seconds 1] [--rounds 3] [--limit 1024]
+ *   npx tsx test/bench/parsers.bench.ts [--seconds 1] [--rounds 3] [--limit 1024] [--protocols http1,amqp,…]
  *
  * Each figure is the best of `rounds` timed runs: on a shared box the best run is the one least
  * disturbed by other jobs.
@@ -17,6 +17,8 @@
 import type { CapturedMessage } from '../../agent/capture/message.ts';
 import { loadFixtures } from '../../agent/protocols/fixtures.ts';
 import { ProtocolRegistry } from '../../agent/protocols/registry.ts';
+import { BUILTIN_PARSERS } from '../../agent/protocols/builtins.ts';
+import type { ProtocolParser } from '../../agent/protocols/parser.ts';
 import { MetricsRegistry } from '../../agent/metrics.ts';
 
 function arg(name: string, def: number): number {
@@ -43,9 +45,9 @@ interface Row {
   steadyPerSec: number;
 }
 
-function bench(protocol: string): Row {
+function bench(protocol: string, builtins: readonly ProtocolParser[] = BUILTIN_PARSERS): Row {
   const fixtures = [...loadFixtures(protocol), ...(protocol === 'http2' ? loadFixtures('grpc') : [])];
-  const reg = new ProtocolRegistry({ metrics: new MetricsRegistry(), log: () => undefined });
+  const reg = new ProtocolRegistry({ metrics: new MetricsRegistry(), log: () => undefined, builtins });
   const convs = fixtures.map((f) => f.chunks.map((c) => captured(0, c.dir, c.data, f.transport)));
   let socket = 1;
   let msgs = 0;
@@ -85,7 +87,29 @@ function bench(protocol: string): Row {
   return { protocol, msgsPerSec, l7PerSec, steadyPerSec };
 }
 
-const rows = ['http1', 'http2', 'dns', 'redis', 'mysql', 'postgresql', 'kafka', 'mqtt'].map(bench);
+const only = process.argv.indexOf('--protocols');
+const list = only >= 0 ? process.argv[only + 1].split(',') : ['http1', 'http2', 'dns', 'redis', 'mysql', 'postgresql', 'kafka', 'mqtt'];
+const without = process.argv.indexOf('--compare-without');
+if (without >= 0) {
+  // Inference cost of parsers added to the list: each protocol measured with and without them,
+  // alternately (A B A B) so both see the same machine load; best of each.
+  const drop = new Set(process.argv[without + 1].split(','));
+  const reduced = BUILTIN_PARSERS.filter((p) => !drop.has(p.name));
+  const fmtN = (n: number): string => Math.round(n).toLocaleString('en');
+  process.stdout.write(`New-connection msgs/s without [${[...drop].join(', ')}] (baseline) and with them, alternating runs, best of ${2 * ROUNDS} x ${SECONDS}s, node ${process.version}\n\n`);
+  process.stdout.write('| protocol | baseline (without) | with | ratio |\n|---|---:|---:|---:|\n');
+  for (const proto of list.filter((x) => !drop.has(x))) {
+    let a = 0;
+    let b = 0;
+    for (let k = 0; k < 2; k++) {
+      a = Math.max(a, bench(proto, reduced).msgsPerSec);
+      b = Math.max(b, bench(proto).msgsPerSec);
+    }
+    process.stdout.write(`| ${proto} | ${fmtN(a)} | ${fmtN(b)} | ${(b / a).toFixed(2)} |\n`);
+  }
+  process.exit(0);
+}
+const rows = list.map((p) => bench(p));
 const fmt = (n: number): string => Math.round(n).toLocaleString('en');
 process.stdout.write(`Parser throughput on one core (capture limit ${LIMIT} B, best of ${ROUNDS} x ${SECONDS}s per figure, node ${process.version})\n\n`);
 process.stdout.write('| protocol | captured msgs/s (new connections) | L7 msgs/s | captured msgs/s (keep-alive) |\n|---|---:|---:|---:|\n');

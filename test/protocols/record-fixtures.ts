@@ -19,7 +19,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep, tcpProxy, udpProxy, writeFixture } from './recorder.ts';
-import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startRedis } from './servers.ts';
+import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startMongoTestServer, startPymongo, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
+import { AmqpClient, AmqpError } from './amqp-client.ts';
 import type { Conversation, FixtureFile } from './recorder.ts';
 import type * as GrpcJs from '@grpc/grpc-js';
 import type * as ProtoLoader from '@grpc/proto-loader';
@@ -367,6 +368,162 @@ async function recordMysql(): Promise<void> {
   await server.stop();
 }
 
+/**
+ * The login exchange refused: a MariaDB with its grant tables and max_connections=10 (root may
+ * take one more), a wrong password, and a connection past the limit, whose server greets with
+ * ERR 1040 instead of a handshake. Recorded from mysql2 and from the mariadb client.
+ */
+async function recordMysqlLogin(): Promise<void> {
+  const server = await startMariadb({ grants: true, maxConnections: 10 });
+  const mysql2 = require('mysql2/promise') as { createConnection(o: object): Promise<{ end(): Promise<void> }> };
+  const denied = await tcpProxy(server.port);
+  await mysql2.createConnection({ host: '127.0.0.1', port: denied.port, user: 'root', password: 'wrong' }).then(() => {
+    throw new Error('a wrong password was accepted');
+  }, () => undefined);
+  await denied.settle();
+  save('mysql', 'tcp', 'login-access-denied', 'mysql2 logs in with a wrong password: handshake, auth, ERR 1045 (28000)', 'mysql2 (node)', 'mariadbd (grant tables)', denied.conversations[0]);
+  const cliDenied = await tcpProxy(server.port);
+  await runAsync('mariadb', ['-h', '127.0.0.1', '-P', String(cliDenied.port), '-u', 'nobody', '-pwrong', '--skip-ssl', '-e', 'SELECT 1']).catch(() => undefined);
+  await cliDenied.settle();
+  save('mysql', 'tcp', 'cli-login-access-denied', 'mariadb client logs in as an unknown user: ERR 1045 (28000)', 'mariadb client', 'mariadbd (grant tables)', cliDenied.conversations[0]);
+  const held: Array<{ end(): Promise<void> }> = [];
+  for (let i = 0; i < 11; i++) held.push(await mysql2.createConnection({ host: '127.0.0.1', port: server.port, user: 'root' }));
+  const full = await tcpProxy(server.port);
+  await mysql2.createConnection({ host: '127.0.0.1', port: full.port, user: 'root' }).then(() => {
+    throw new Error('a connection past max_connections was accepted');
+  }, () => undefined);
+  await full.settle();
+  save('mysql', 'tcp', 'login-too-many-connections', 'mysql2 connects past max_connections: the server greets with ERR 1040 Too many connections', 'mysql2 (node)', 'mariadbd (max_connections=10)', full.conversations[0]);
+  for (const c of held) await c.end();
+  for (const p of [denied, cliDenied, full]) await p.close();
+  await server.stop();
+}
+
+/** The compressed protocol (CLIENT_COMPRESS, zlib): mysql2 with compress: true, then the mariadb client with --compress. */
+async function recordMysqlCompressed(): Promise<void> {
+  const server = await startMariadb();
+  const mysql2 = require('mysql2/promise') as { createConnection(o: object): Promise<{ query(q: string): Promise<unknown>; end(): Promise<void> }> };
+  const proxy = await tcpProxy(server.port);
+  const conn = await mysql2.createConnection({ host: '127.0.0.1', port: proxy.port, user: 'root', compress: true });
+  await conn.query('CREATE DATABASE IF NOT EXISTS shop');
+  await conn.query("SELECT 'riptide compressed protocol' AS phrase, REPEAT('x', 200) AS filler");
+  await conn.query('SELECT * FROM shop.missing').catch(() => undefined);
+  await conn.end();
+  await proxy.settle();
+  save('mysql', 'tcp', 'mysql2-compressed', 'mysql2 with compress: true: zlib-compressed packets after the login (CREATE DATABASE, a SELECT, a missing table)', 'mysql2 (node)', 'mariadbd', proxy.conversations[0]);
+  await proxy.close();
+  await server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------- AMQP
+
+/** RabbitMQ (Debian rabbitmq-server) and the hand-written 0-9-1 client in amqp-client.ts. */
+async function recordAmqp(): Promise<void> {
+  const server = await startRabbitmq();
+  const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const run = async (name: string, description: string, fn: (c: AmqpClient) => Promise<void>, login: { password?: string } = {}): Promise<void> => {
+    const proxy = await tcpProxy(server.port);
+    let c: AmqpClient | undefined;
+    try {
+      c = await AmqpClient.connect(proxy.port, login);
+      await fn(c);
+      await c.close();
+    } catch (e) {
+      if (!(e instanceof AmqpError) || !login.password) throw e;
+    }
+    await proxy.settle();
+    save('amqp', 'tcp', name, description, 'riptide amqp-client (node)', 'rabbitmq-server 3.10', proxy.conversations[0]);
+    await proxy.close();
+  };
+  await run('publish-get', 'handshake, Channel.Open, Queue.Declare, Basic.Publish with a traceparent header, Basic.Get (ok, then empty), Channel.Close, Connection.Close', async (c) => {
+    await c.openChannel(1);
+    await c.declareQueue(1, 'orders');
+    c.publish(1, '', 'orders', 'book', { traceparent: tp });
+    await c.get(1, 'orders');
+    await c.get(1, 'orders');
+    await c.closeChannel(1);
+  });
+  await run('consume-deliver-ack', 'Basic.Consume, a publish to the default exchange, Basic.Deliver with its traceparent, Basic.Ack', async (c) => {
+    await c.openChannel(1);
+    await c.declareQueue(1, 'jobs');
+    await c.consume(1, 'jobs', 'worker-1');
+    c.publish(1, '', 'jobs', 'job-1', { traceparent: tp });
+    await c.deliverAndAck(1);
+  });
+  await run('passive-declare-not-found', 'a passive Queue.Declare of a missing queue: the server closes the channel with 404 NOT_FOUND', async (c) => {
+    await c.openChannel(1);
+    await c.declareQueue(1, 'missing', { passive: true }).catch(() => undefined);
+    await c.openChannel(2);
+    await c.declareQueue(2, 'orders');
+  });
+  await run('login-refused', 'a wrong password: Connection.Close 403 ACCESS_REFUSED after Start-Ok', async () => undefined, { password: 'wrong' });
+  await server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------- ZooKeeper
+
+/** ZooKeeper (Debian zookeeper) and its own Java client zkCli.sh: one command per run, and one interactive session. */
+async function recordZookeeper(): Promise<void> {
+  const server = await startZookeeper();
+  const one = async (name: string, description: string, ...cmd: string[]): Promise<void> => {
+    const proxy = await tcpProxy(server.port);
+    await zkCli(proxy.port, ...cmd).catch(() => undefined);
+    await proxy.settle();
+    save('zookeeper', 'tcp', name, description, 'zkCli.sh (ZooKeeper 3.8 Java client)', 'zookeeper 3.8', proxy.conversations[0]);
+    await proxy.close();
+  };
+  await one('zkcli-create', 'connect, create /riptide, closeSession', 'create', '/riptide', 'hello');
+  await one('zkcli-get', 'connect, getData /riptide, closeSession', 'get', '/riptide');
+  await one('zkcli-get-missing', 'getData of a missing node: NoNode (-101)', 'get', '/missing');
+  await one('zkcli-create-exists', 'create of an existing node: NodeExists (-110)', 'create', '/riptide', 'again');
+  await one('zkcli-ls', 'getChildren of /', 'ls', '/');
+  // One interactive session with a 4 s session timeout (pings every ~1.3 s): a watch, a change made
+  // by another client (the watch notification), pings, delete.
+  const proxy = await tcpProxy(server.port);
+  const c = spawn('/usr/share/zookeeper/bin/zkCli.sh', ['-timeout', '4000', '-server', `127.0.0.1:${proxy.port}`], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const say = async (line: string, waitMs = 700): Promise<void> => {
+    c.stdin.write(`${line}\n`);
+    await sleep(waitMs);
+  };
+  await sleep(2500);
+  await say('create /riptide/jobs one');
+  await say('get -w /riptide/jobs');
+  await zkCli(server.port, 'set', '/riptide/jobs', 'two');
+  await sleep(3000);
+  await say('delete /riptide/jobs');
+  await say('quit');
+  await new Promise<void>((r) => (c.exitCode !== null ? r() : c.once('exit', () => r())));
+  await proxy.settle();
+  save('zookeeper', 'tcp', 'zkcli-session-watch', 'interactive zkCli session: create, getData with a watch, the watch notification after another client set it, pings, delete, closeSession', 'zkCli.sh (ZooKeeper 3.8 Java client)', 'zookeeper 3.8', proxy.conversations[0]);
+  await proxy.close();
+  await server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------- MongoDB
+
+/**
+ * The official Python driver (pymongo 3.11, Debian python3-pymongo) against mongo-server.py (mongod
+ * is not in Debian): the driver's monitor connection (OP_QUERY isMaster / OP_REPLY) and its
+ * application connection (OP_MSG: insert, find, a duplicate key, count, an unknown command, drop of
+ * a missing collection, endSessions).
+ */
+async function recordMongodb(): Promise<void> {
+  const server = await startMongoTestServer();
+  const proxy = await tcpProxy(server.port);
+  const driver = startPymongo(proxy.port);
+  for (const line of ['insert orders 1 book', 'find orders 1', 'insert orders 1 dup', 'count orders', 'bogus', 'drop nothere']) await driver.send(line);
+  await driver.close();
+  await proxy.settle();
+  // The monitor connection sends isMaster first; the application connection sends insert.
+  const isApp = (c: Conversation): boolean => c.chunks.some((k) => Buffer.from(k.b64, 'base64').includes(Buffer.from('insert\0')));
+  const app = proxy.conversations.find(isApp);
+  const monitor = proxy.conversations.find((c) => !isApp(c));
+  save('mongodb', 'tcp', 'pymongo-crud', 'pymongo: isMaster over OP_QUERY, then OP_MSG insert, find, a duplicate _id (writeErrors 11000), count, an unknown command (59), drop of a missing collection (26), endSessions', 'pymongo 3.11 (Debian python3-pymongo)', 'mongo-server.py (test server on the pymongo BSON codec)', app);
+  save('mongodb', 'tcp', 'pymongo-monitor', 'pymongo monitor connection: isMaster over OP_QUERY answered by OP_REPLY', 'pymongo 3.11 (Debian python3-pymongo)', 'mongo-server.py (test server on the pymongo BSON codec)', monitor);
+  await proxy.close();
+  await server.stop();
+}
+
 // ---------------------------------------------------------------------------------------------- Kafka
 
 /**
@@ -479,6 +636,11 @@ const RECORDERS: Record<string, () => Promise<void>> = {
   'mqtt-filters': recordMqttFilters,
   postgresql: recordPostgres,
   mysql: recordMysql,
+  'mysql-login': recordMysqlLogin,
+  'mysql-compressed': recordMysqlCompressed,
+  amqp: recordAmqp,
+  zookeeper: recordZookeeper,
+  mongodb: recordMongodb,
   kafka: recordKafka,
   memcached: recordMemcached,
   nats: recordNats,

@@ -32,7 +32,7 @@ process.on('exit', () => {
   for (const c of live) c.kill('SIGKILL');
 });
 
-function launch(cmd: string, args: string[], opts: { uid?: number; gid?: number; cwd?: string } = {}): ChildProcess {
+function launch(cmd: string, args: string[], opts: { uid?: number; gid?: number; cwd?: string; env?: NodeJS.ProcessEnv } = {}): ChildProcess {
   const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], ...opts });
   live.add(c);
   c.on('exit', () => live.delete(c));
@@ -155,15 +155,120 @@ export async function startPostgres(): Promise<RunningServer> {
   return { port, dir, stop: () => stopChild(c, dir) };
 }
 
-/** A private MariaDB (mariadb-install-db into a temp dir, --skip-grant-tables) run as the mysql user. */
-export async function startMariadb(): Promise<RunningServer> {
+/**
+ * A private MariaDB (mariadb-install-db into a temp dir, --skip-grant-tables) run as the mysql user.
+ * `grants: true` keeps the grant tables (root with an empty password; a wrong one is refused);
+ * `maxConnections` caps connections (MariaDB lets one more in for a SUPER user such as root).
+ */
+export async function startMariadb(opts: { grants?: boolean; maxConnections?: number } = {}): Promise<RunningServer> {
   const dir = tmp('mariadb');
   const my = userIds('mysql');
   fs.chownSync(dir, my.uid, my.gid);
   const data = path.join(dir, 'data');
   execFileSync('mariadb-install-db', [`--datadir=${data}`, '--user=mysql', '--auth-root-authentication-method=normal', '--skip-test-db'], { cwd: dir, stdio: 'ignore' });
   const port = await freePort();
-  const c = launch('mariadbd', [`--datadir=${data}`, `--port=${port}`, `--socket=${dir}/mysqld.sock`, '--bind-address=127.0.0.1', '--user=mysql', '--skip-grant-tables', '--skip-log-bin', `--pid-file=${dir}/mysqld.pid`, '--innodb-buffer-pool-size=16M'], { cwd: dir });
+  const c = launch('mariadbd', [`--datadir=${data}`, `--port=${port}`, `--socket=${dir}/mysqld.sock`, '--bind-address=127.0.0.1', '--user=mysql', ...(opts.grants ? [] : ['--skip-grant-tables']), ...(opts.maxConnections ? [`--max-connections=${opts.maxConnections}`] : []), '--skip-log-bin', `--pid-file=${dir}/mysqld.pid`, '--innodb-buffer-pool-size=16M'], { cwd: dir });
   await waitForPort(port, 60000);
   return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+/**
+ * A private RabbitMQ node (AMQP 0-9-1) as the rabbitmq user: its own node name, Mnesia and log
+ * folders, its own epmd on a free port (stopped with the node), guest/guest allowed from loopback.
+ * RUNNING_UNDER_SYSTEMD makes the start script exec the Erlang VM, so SIGTERM stops the node.
+ */
+export async function startRabbitmq(): Promise<RunningServer> {
+  const dir = tmp('rabbitmq');
+  const rq = userIds('rabbitmq');
+  const [port, dist, epmd] = [await freePort(), await freePort(), await freePort()];
+  fs.writeFileSync(path.join(dir, 'rabbitmq.conf'), `listeners.tcp.default = 127.0.0.1:${port}\nloopback_users = none\n`);
+  fs.writeFileSync(path.join(dir, 'enabled_plugins'), '[].\n');
+  execFileSync('chown', ['-R', `${rq.uid}:${rq.gid}`, dir]);
+  const env = {
+    PATH: process.env.PATH, HOME: dir, RUNNING_UNDER_SYSTEMD: '1', RABBITMQ_NODENAME: `riptide${port}@localhost`,
+    RABBITMQ_CONFIG_FILE: path.join(dir, 'rabbitmq.conf'), RABBITMQ_MNESIA_BASE: path.join(dir, 'mnesia'), RABBITMQ_LOG_BASE: path.join(dir, 'log'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: path.join(dir, 'enabled_plugins'), RABBITMQ_DIST_PORT: String(dist), RABBITMQ_PID_FILE: path.join(dir, 'pid'),
+    ERL_EPMD_ADDRESS: '127.0.0.1', ERL_EPMD_PORT: String(epmd),
+  };
+  const c = launch('/usr/lib/rabbitmq/bin/rabbitmq-server', [], { ...rq, cwd: dir, env });
+  await waitForPort(port, 90_000);
+  return {
+    port,
+    dir,
+    async stop() {
+      await stopChild(c, dir);
+      await runAsync('epmd', ['-port', String(epmd), '-kill']).catch(() => undefined);
+    },
+  };
+}
+
+/** A standalone ZooKeeper (Debian zookeeper: ZooKeeperServerMain) with its data in a temp dir. */
+export async function startZookeeper(): Promise<RunningServer> {
+  const dir = tmp('zookeeper');
+  const port = await freePort();
+  fs.writeFileSync(path.join(dir, 'zoo.cfg'), `tickTime=2000\ndataDir=${dir}/data\nclientPort=${port}\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n`);
+  const c = launch('java', ['-Xmx128m', `-Dzookeeper.log.dir=${dir}`, '-Dzookeeper.root.logger=WARN,CONSOLE', '-cp', '/etc/zookeeper/conf:/usr/share/java/zookeeper.jar', 'org.apache.zookeeper.server.ZooKeeperServerMain', path.join(dir, 'zoo.cfg')], { cwd: dir });
+  await waitForPort(port, 60_000);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+/** ZooKeeper's own command-line client (Java), one command per run. */
+export function zkCli(port: number, ...cmd: string[]): Promise<string> {
+  return runAsync('/usr/share/zookeeper/bin/zkCli.sh', ['-server', `127.0.0.1:${port}`, ...cmd]);
+}
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+
+/**
+ * The MongoDB wire-protocol test server (mongo-server.py: mongod is not in Debian), built on the
+ * official Python driver's BSON codec (Debian python3-pymongo), run by Debian's own python3.
+ */
+export async function startMongoTestServer(): Promise<RunningServer> {
+  const dir = tmp('mongo');
+  const port = await freePort();
+  const c = launch('/usr/bin/python3', [path.join(here, 'mongo-server.py'), String(port)], { cwd: dir });
+  await waitForPort(port);
+  return { port, dir, stop: () => stopChild(c, dir) };
+}
+
+/** pymongo driven from stdin (mongo-client.py): `send` writes one command and resolves with its "ok …"/"err …" line. */
+export interface MongoDriver {
+  send(line: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+export function startPymongo(port: number): MongoDriver {
+  const c = spawn('/usr/bin/python3', [path.join(here, 'mongo-client.py'), String(port)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  live.add(c);
+  c.on('exit', () => live.delete(c));
+  let out = '';
+  const waiting: Array<(l: string) => void> = [];
+  c.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+    let nl: number;
+    while ((nl = out.indexOf('\n')) >= 0) {
+      const line = out.slice(0, nl);
+      out = out.slice(nl + 1);
+      waiting.shift()?.(line);
+    }
+  });
+  return {
+    send(line) {
+      return new Promise((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`pymongo gave no answer to ${line}`)), 20_000);
+        waiting.push((l) => {
+          clearTimeout(t);
+          resolve(l);
+        });
+        c.stdin?.write(`${line}\n`);
+      });
+    },
+    async close() {
+      if (c.exitCode !== null) return;
+      const exited = new Promise<void>((r) => c.once('exit', () => r()));
+      c.stdin?.end('quit\n');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+      if (c.exitCode === null) c.kill('SIGKILL');
+    },
+  };
 }

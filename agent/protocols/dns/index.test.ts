@@ -64,3 +64,24 @@ describe('dns over TCP, several messages per read', () => {
     expect(dnsParser.check(junk, new ParserSession(dnsParser, 'client', 'tcp').context('c2s', junk.length))).toBe(false);
   });
 });
+
+describe('dns over TCP, the length read before the agent started', () => {
+  // dnsmasq reads the 2-byte length a byte at a time; when that read began before the agent, the
+  // agent's first server-side read is the bare message (seen under the real agent).
+  it('recognises a bare query filling the read, then frames the next one behind its length', () => {
+    const q = fixture('dig-tcp-a').chunks[0].data;
+    const s = new ParserSession(dnsParser, 'server', 'tcp');
+    const bare = q.subarray(2);
+    expect(dnsParser.check(bare, s.context('c2s', bare.length))).toBe(true);
+    const first = dnsParser.parse(bare, s.context('c2s', bare.length));
+    expect(first).toEqual([expect.objectContaining({ msgType: 'request', requestType: 'A', requestDomain: 'db.riptide.test' })]);
+    const again = [q.subarray(0, 1), q.subarray(1, 2), q.subarray(2)].flatMap((c) => dnsParser.parse(c, s.context('c2s', c.length)) ?? []);
+    expect(again).toEqual(first);
+  });
+
+  it('refuses a bare message that does not end exactly at the end of the read', () => {
+    const bare = fixture('dig-tcp-a').chunks[0].data.subarray(2);
+    const s = new ParserSession(dnsParser, 'server', 'tcp');
+    for (const p of [bare.subarray(0, bare.length - 1), new Uint8Array(Buffer.concat([bare, Buffer.from([0])]))]) expect(dnsParser.check(p, s.context('c2s', p.length))).toBe(false);
+  });
+});

@@ -1,5 +1,7 @@
 /**
- * DNS over UDP (one message per datagram) and TCP (each message behind a 2-byte length).
+ * DNS over UDP (one message per datagram) and TCP (each message behind a 2-byte length; a first
+ * message read without its length, as a server that read the length before the agent started sees
+ * it, is recognised when it fills the read exactly).
  * Parallel protocol: responses pair with queries by the DNS id.
  *
  * Fields: request_id = id, request_type = QTYPE name, request_domain = request_resource = endpoint =
@@ -10,7 +12,7 @@
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
 import { dnsDescriptor } from './descriptor.ts';
 import { u16be } from '../lib/bytes.ts';
-import { INVALID, NEED_MORE, UNKNOWN_LENGTH, parseStream } from '../lib/stream.ts';
+import { INVALID, NEED_MORE, UNKNOWN_LENGTH, parseStream, streamState } from '../lib/stream.ts';
 import type { StreamFramer } from '../lib/stream.ts';
 
 const QTYPES: Record<number, string> = {
@@ -191,6 +193,31 @@ function tcpMessages(p: Uint8Array): boolean {
   return n > 0;
 }
 
+const MAX_RECORDS = 64;
+
+/**
+ * One whole DNS message with no length prefix, filling the read exactly: what a server reads when
+ * it takes the 2-byte length in a read of its own (dnsmasq reads it a byte at a time) and that read
+ * began before the agent did. Every record is walked so the message must end at the read's end.
+ */
+function bareMessage(p: Uint8Array): boolean {
+  const h = header(p, 0, p.length);
+  if (!h || h.qd !== 1 || p.length < 17) return false;
+  const ns = u16be(p, 8);
+  const ar = u16be(p, 10);
+  if (h.an + ns + ar > MAX_RECORDS) return false;
+  if (parseMessage(p, 0, p.length, true) === undefined) return false;
+  let pos = skipName(p, 12, p.length);
+  if (pos < 0) return false;
+  pos += 4;
+  for (let i = 0; i < h.an + ns + ar; i++) {
+    const q = skipName(p, pos, p.length);
+    if (q < 0 || q + 10 > p.length) return false;
+    pos = q + 10 + u16be(p, q + 8);
+  }
+  return pos === p.length;
+}
+
 export const dnsParser: ProtocolParser = {
   name: 'dns',
   parallel: dnsDescriptor.pairing === 'by-id',
@@ -198,10 +225,19 @@ export const dnsParser: ProtocolParser = {
   transports: ['udp', 'tcp'],
   check(payload, ctx) {
     if (ctx.l4 === 'udp') return parseMessage(payload, 0, payload.length, true) !== undefined;
-    return tcpMessages(payload);
+    return tcpMessages(payload) || bareMessage(payload);
   },
   parse(payload, ctx: ParseContext) {
-    if (ctx.l4 === 'tcp') return parseStream(payload, ctx, tcpFramer);
+    if (ctx.l4 === 'tcp') {
+      const st = streamState(ctx);
+      if (!st.seen && !st.pending && !tcpMessages(payload) && bareMessage(payload)) {
+        // The length was read before the agent started; from here on the stream frames normally.
+        st.seen = true;
+        const m = parseMessage(payload, 0, payload.length, false);
+        return m ? [m] : null;
+      }
+      return parseStream(payload, ctx, tcpFramer);
+    }
     const m = parseMessage(payload, 0, payload.length, false);
     if (!m) return null;
     if (ctx.bytes > payload.length) m.truncated = true;

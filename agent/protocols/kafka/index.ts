@@ -316,7 +316,10 @@ export const kafkaParser: ProtocolParser = {
   check(payload, ctx) {
     const len = i32be(payload, 0);
     if (len === undefined || len < 10 || len + 4 > Math.max(ctx.bytes, payload.length) + 0 || len > 100 << 20) return false;
-    return looksLikeRequest(payload, 0, payload.length) && (i16be(payload, 12) ?? -2) >= -1;
+    // An empty client id is legal but no client sends one by default; requiring a name (or null)
+    // keeps length-prefixed neighbours whose third word starts with two zero bytes (ZooKeeper's path length) out.
+    const clientId = i16be(payload, 12) ?? -2;
+    return looksLikeRequest(payload, 0, payload.length) && (clientId === -1 || clientId > 0);
   },
   parse: (payload, ctx) => parseStream(payload, ctx, framer),
   newState: () => ({}),

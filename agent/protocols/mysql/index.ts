@@ -1,6 +1,9 @@
 /**
  * MySQL / MariaDB client-server protocol: the handshake (server version, the client's default
- * database), text commands (COM_QUERY, COM_INIT_DB, …) and prepared statements (COM_STMT_PREPARE,
+ * database; the login reported as request_type LOGIN answered by OK or ERR after any auth switch,
+ * and a server that refuses the connection with an ERR greeting, such as 1040 Too many
+ * connections, as a LOGIN response with no request), the compressed protocol after a login that
+ * asked for it (zlib frames inflated as far as they were captured), text commands (COM_QUERY, COM_INIT_DB, …) and prepared statements (COM_STMT_PREPARE,
  * COM_STMT_EXECUTE by statement id, COM_STMT_CLOSE); replies OK / ERR / result set.
  *
  * Serial protocol: a command starts at packet sequence 0 and its reply at sequence 1, so the first
@@ -10,6 +13,7 @@
  * class → client or server error, message → exception.
  */
 
+import { constants as zlibConstants, inflateSync } from 'node:zlib';
 import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
 import { mysqlDescriptor } from './descriptor.ts';
 import { indexOfByte, isPrintable, text, u16le, u24le, u32le } from '../lib/bytes.ts';
@@ -42,7 +46,16 @@ interface MysqlSocket {
   fromStart: boolean;
   /** The client's login packet was read. */
   loggedIn?: boolean;
+  /** The login was reported and its OK/ERR (after any auth switch) not yet seen. */
+  loginPending?: boolean;
+  /** CLIENT_COMPRESS was asked for at login: 'asked' until the login's OK, then 'on'. */
+  compress?: 'asked' | 'on';
+  /** Bytes of an inner packet that ran past its compressed frame, to skip in the next one. */
+  innerSkip?: number;
 }
+
+/** Not a command byte: the login exchange, reported as request_type LOGIN. */
+const LOGIN = 0x100;
 
 function mysqlSocket(ctx: ParseContext): MysqlSocket {
   const ss = socketState(ctx);
@@ -143,26 +156,41 @@ function queryStart(buf: Uint8Array, p: number, end: number): number {
   return q <= end ? q : -1;
 }
 
-/** The client's HandshakeResponse41: pick up the default database. */
-function handshakeResponse(buf: Uint8Array, p: number, end: number, ms: MysqlSocket): void {
+/**
+ * The client's HandshakeResponse41: pick up the default database, and report the login as a
+ * request (LOGIN, domain = database, attributes.user) answered by the server's OK or ERR. An
+ * SSLRequest (the 32-byte head alone) is not reported: TLS follows and the login is not visible.
+ */
+function handshakeResponse(buf: Uint8Array, p: number, end: number, len: number, ms: MysqlSocket): L7Message | undefined {
   ms.fromStart = true;
   ms.loggedIn = true;
   const caps = u32le(buf, p);
-  if (caps < 0 || (caps & 0x200) === 0) return; // CLIENT_PROTOCOL_41
+  if (caps < 0 || (caps & 0x200) === 0 || len <= 32) return undefined; // CLIENT_PROTOCOL_41; SSLRequest
+  const m: L7Message = { l7Protocol: 'mysql', msgType: 'request', requestType: 'LOGIN', requestLength: len };
+  ms.loginPending = true;
+  if (caps & 0x20) ms.compress = 'asked'; // CLIENT_COMPRESS
+  ms.outstanding.length = 0;
+  ms.outstanding.push({ cmd: LOGIN });
+  const finish = (): L7Message => {
+    if (ms.db) m.requestDomain = ms.db;
+    return m;
+  };
   let q = p + 32;
   const userEnd = indexOfByte(buf, 0, q, end);
-  if (userEnd < 0) return;
+  if (userEnd < 0) return finish();
+  const user = text(buf, q, userEnd, 64);
+  if (user) m.attributes = { user };
   q = userEnd + 1;
   if (caps & 0x200000) {
     // CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
     const l = buf[q];
-    if (l >= 0xfb) return;
+    if (l >= 0xfb) return finish();
     q += 1 + l;
   } else if (caps & 0x8000) {
     q += 1 + buf[q];
   } else {
     const z = indexOfByte(buf, 0, q, end);
-    if (z < 0) return;
+    if (z < 0) return finish();
     q = z + 1;
   }
   if (caps & 0x8 && q < end) {
@@ -170,6 +198,42 @@ function handshakeResponse(buf: Uint8Array, p: number, end: number, ms: MysqlSoc
     const db = text(buf, q, z < 0 ? end : z, 64);
     if (db) ms.db = db;
   }
+  return finish();
+}
+
+/** An ERR packet's fields onto `m`: code, SQLSTATE (when the `#` marker is there), message. */
+function errFields(buf: Uint8Array, p: number, end: number, m: L7Message): void {
+  const code = u16le(buf, p + 1);
+  let msgStart = p + 3;
+  let state: string | undefined;
+  if (buf[msgStart] === 0x23 /* # */) {
+    state = text(buf, msgStart + 1, msgStart + 6, 5);
+    msgStart += 6;
+  }
+  if (code >= 0) m.responseCode = code;
+  m.responseStatus = sqlStateClass(state);
+  m.responseException = text(buf, msgStart, end, 512);
+  if (state) m.attributes = { sqlstate: state };
+}
+
+/** The end of the login: OK or ERR (0xfe auth switch and 0x01 more-data continue it; undefined). */
+function loginReply(buf: Uint8Array, p: number, end: number, len: number, ms: MysqlSocket): L7Message | undefined {
+  if (buf[p] !== 0x00 && buf[p] !== 0xff) return undefined;
+  ms.loginPending = false;
+  if (ms.compress === 'asked') ms.compress = buf[p] === 0x00 ? 'on' : undefined;
+  if (ms.outstanding[0]?.cmd === LOGIN) ms.outstanding.shift();
+  const m: L7Message = { l7Protocol: 'mysql', msgType: 'response', requestType: 'LOGIN', responseStatus: 'ok', responseLength: len };
+  if (buf[p] === 0xff) errFields(buf, p, end, m);
+  return m;
+}
+
+/** A server that refuses the connection (1040 Too many connections, 1129 host blocked) greets with ERR at sequence 0. */
+function isGreetingError(buf: Uint8Array, p: number, end: number): boolean {
+  if (end - p < 8 || buf[p] !== 0xff) return false;
+  const code = u16le(buf, p + 1);
+  if (code < 1000 || code >= 5000) return false;
+  const msg = buf[p + 3] === 0x23 ? p + 9 : p + 3;
+  return end - msg >= 4 && isPrintable(buf, msg, end);
 }
 
 function reply(buf: Uint8Array, p: number, end: number, len: number, ms: MysqlSocket): L7Message | undefined {
@@ -178,17 +242,7 @@ function reply(buf: Uint8Array, p: number, end: number, len: number, ms: MysqlSo
   const first = buf[p];
   const m: L7Message = { l7Protocol: 'mysql', msgType: 'response', responseStatus: 'ok', responseLength: len };
   if (first === 0xff) {
-    const code = u16le(buf, p + 1);
-    let msgStart = p + 3;
-    let state: string | undefined;
-    if (buf[msgStart] === 0x23 /* # */) {
-      state = text(buf, msgStart + 1, msgStart + 6, 5);
-      msgStart += 6;
-    }
-    if (code >= 0) m.responseCode = code;
-    m.responseStatus = sqlStateClass(state);
-    m.responseException = text(buf, msgStart, end, 512);
-    if (state) m.attributes = { sqlstate: state };
+    errFields(buf, p, end, m);
   } else if (first === 0x00 && pending?.cmd === 0x16) {
     const id = u32le(buf, p + 1);
     if (id >= 0) {
@@ -228,38 +282,94 @@ function isRequest(buf: Uint8Array, off: number, ctx: ParseContext): boolean {
   return buf[off + 3] === 0 && COMMANDS[buf[off + 4]] !== undefined && buf[off + 4] !== 0x0a;
 }
 
+/** Most inflated bytes read from one compressed frame (its head is what the fields come from). */
+const MAX_INFLATED = 1 << 16;
+
+/**
+ * The compressed protocol: a 7-byte header (compressed length, sequence, uncompressed length; 0 =
+ * sent as is), then zlib data holding ordinary packets. What was captured is inflated as far as it
+ * goes and its packets framed as usual.
+ */
+function compressedFrame(buf: Uint8Array, off: number, end: number, cut: boolean, ctx: ParseContext, out: L7Message[], ms: MysqlSocket): number {
+  if (end - off < 7) return cut ? INVALID : NEED_MORE;
+  const clen = u24le(buf, off);
+  const ulen = u24le(buf, off + 4);
+  const total = 7 + clen;
+  if (off + total > end && !cut && total <= 2048) return NEED_MORE;
+  const payload = buf.subarray(off + 7, Math.min(end, off + total));
+  let inner: Uint8Array;
+  if (ulen === 0) inner = payload;
+  else {
+    try {
+      inner = inflateSync(payload, { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: MAX_INFLATED });
+    } catch {
+      return total; // not inflatable (cut inside the zlib header, or corrupt): skip the frame
+    }
+  }
+  const innerCut = inner.length < (ulen === 0 ? clen : ulen);
+  let q = Math.min(ms.innerSkip ?? 0, inner.length);
+  ms.innerSkip = (ms.innerSkip ?? 0) - q;
+  while (q < inner.length) {
+    const r = plainFrame(inner, q, inner.length, true, ctx, out);
+    if (r < 0) break;
+    if (q + r > inner.length) {
+      if (!innerCut) ms.innerSkip = q + r - inner.length;
+      break;
+    }
+    q += r;
+  }
+  return total;
+}
+
 const framer: StreamFramer = {
   frame(buf, off, end, cut, ctx, out) {
-    if (end - off < 5) return cut ? INVALID : NEED_MORE;
-    const len = u24le(buf, off);
-    const seq = buf[off + 3];
-    if (len === 0) return INVALID;
-    const p = off + 4;
-    const bodyEnd = Math.min(end, p + len);
     const ms = mysqlSocket(ctx);
-    // Heads we read fields from are short; wait for them when a read splits one.
-    if (p + len > end && !cut && len <= 1024) return NEED_MORE;
-    if (isRequest(buf, off, ctx)) {
-      if (seq === 0) {
-        const m = command(buf, p, bodyEnd, len, ms);
-        if (!m) return INVALID;
-        out.push(m);
-      } else if (seq === 1 && !ms.loggedIn) {
-        handshakeResponse(buf, p, bodyEnd, ms);
-      }
-    } else if (seq === 0 && buf[p] === 0x0a) {
-      // Server greeting: protocol 10, version string.
-      const z = indexOfByte(buf, 0, p + 1, Math.min(bodyEnd, p + 64));
-      if (z < 0 || !isPrintable(buf, p + 1, z)) return INVALID;
-      ms.serverVersion = text(buf, p + 1, z, 64);
-      ms.fromStart = true;
-    } else if (seq === 1) {
-      const m = reply(buf, p, bodyEnd, len, ms);
-      if (m) out.push(m);
-    }
-    return 4 + len;
+    if (ms.compress === 'on') return compressedFrame(buf, off, end, cut, ctx, out, ms);
+    return plainFrame(buf, off, end, cut, ctx, out);
   },
 };
+
+function plainFrame(buf: Uint8Array, off: number, end: number, cut: boolean, ctx: ParseContext, out: L7Message[]): number {
+  if (end - off < 5) return cut ? INVALID : NEED_MORE;
+  const len = u24le(buf, off);
+  const seq = buf[off + 3];
+  if (len === 0) return INVALID;
+  const p = off + 4;
+  const bodyEnd = Math.min(end, p + len);
+  const ms = mysqlSocket(ctx);
+  // Heads we read fields from are short; wait for them when a read splits one.
+  if (p + len > end && !cut && len <= 1024) return NEED_MORE;
+  if (isRequest(buf, off, ctx)) {
+    if (seq === 0) {
+      const m = command(buf, p, bodyEnd, len, ms);
+      if (!m) return INVALID;
+      out.push(m);
+    } else if (seq === 1 && !ms.loggedIn) {
+      const m = handshakeResponse(buf, p, bodyEnd, len, ms);
+      if (m) out.push(m);
+    }
+  } else if (seq === 0 && buf[p] === 0xff && !ms.fromStart && isGreetingError(buf, p, bodyEnd)) {
+    // Refused before any handshake: the login's only message, a response without a request.
+    ms.fromStart = true;
+    ms.loggedIn = true;
+    const m: L7Message = { l7Protocol: 'mysql', msgType: 'response', requestType: 'LOGIN', responseStatus: 'server_error', responseLength: len };
+    errFields(buf, p, bodyEnd, m);
+    out.push(m);
+  } else if (seq >= 2 && ms.loginPending) {
+    const m = loginReply(buf, p, bodyEnd, len, ms);
+    if (m) out.push(m);
+  } else if (seq === 0 && buf[p] === 0x0a) {
+    // Server greeting: protocol 10, version string.
+    const z = indexOfByte(buf, 0, p + 1, Math.min(bodyEnd, p + 64));
+    if (z < 0 || !isPrintable(buf, p + 1, z)) return INVALID;
+    ms.serverVersion = text(buf, p + 1, z, 64);
+    ms.fromStart = true;
+  } else if (seq === 1) {
+    const m = reply(buf, p, bodyEnd, len, ms);
+    if (m) out.push(m);
+  }
+  return 4 + len;
+}
 
 export const mysqlParser: ProtocolParser = {
   name: 'mysql',
@@ -279,6 +389,7 @@ export const mysqlParser: ProtocolParser = {
       return z > 6 && isPrintable(payload, 5, z) && payload[5] >= 0x30 && payload[5] <= 0x39 && z + 5 <= payload.length;
     }
     if (len + 4 !== Math.max(ctx.bytes, payload.length)) return false;
+    if (first === 0xff) return len <= 1024 && isGreetingError(payload, 4, 4 + len);
     if (first === 0x03 || first === 0x16) {
       const at = first === 0x03 ? queryStart(payload, 5, payload.length) : 5;
       return len >= 2 && at >= 0 && /^\s*[A-Za-z(/]/.test(text(payload, at, Math.min(payload.length, at + 32)));
