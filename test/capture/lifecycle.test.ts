@@ -1,11 +1,21 @@
 // Start-up checks and clean shutdown: without privileges the agent says so in one line and
 // exits non-zero; on SIGINT/SIGTERM every BPF link and program it created is gone.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { realpathSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { REPO, RIPTIDE, freePort, startAgent } from '../helpers/agent.ts';
 import { bpfExists, bpfObjectsOf } from '../helpers/proc.ts';
 
+/** Whether a process exists (signal 0); a zombie counts as gone once its parent reaps it. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 describe('agent lifecycle', () => {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -27,6 +37,26 @@ describe('agent lifecycle', () => {
       expect(progIds.filter((id) => bpfExists('prog', id))).toEqual([]);
     });
   }
+
+  it('with --exit-with-parent, stops and detaches when its parent is SIGKILLed (no agent outlives a supervisor)', async () => {
+    // A shell stands in for the supervisor (riptide up, a test worker): it starts the agent, prints
+    // the agent's pid, and is then killed without a chance to clean up.
+    const port = await freePort();
+    const sh = spawn('sh', ['-c', `${JSON.stringify(process.execPath)} ${JSON.stringify(RIPTIDE)} agent --exit-with-parent --output /dev/null --port 0 --filter-port ${port} 2>&1 & echo $!; wait`], { cwd: REPO, stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    sh.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const started = Date.now();
+    while (!/capturing/.test(out) && Date.now() - started < 30_000) await sleep(100);
+    const agentPid = Number(out.split('\n')[0]);
+    expect(out).toContain('capturing');
+    const held = bpfObjectsOf(agentPid);
+    expect(held.links.length).toBeGreaterThanOrEqual(27);
+    sh.kill('SIGKILL');
+    const killed = Date.now();
+    while (alive(agentPid) && Date.now() - killed < 15_000) await sleep(100);
+    expect(alive(agentPid)).toBe(false);
+    expect(held.links.filter((id) => bpfExists('link', id))).toEqual([]);
+  });
 
   it('refuses to start without privileges, in one clear line, with a non-zero exit', () => {
     // setpriv drops to nobody with no capabilities, as an unprivileged user would run it.

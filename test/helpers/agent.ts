@@ -69,7 +69,7 @@ process.once('exit', () => {
  * `tls: true` attaches the TLS uprobes (`--tls`; off by default, as in the agent).
  */
 export async function startAgent(args: string[], readyTimeoutMs = 30_000, options: { tls?: boolean } = {}): Promise<RunningAgent> {
-  const proc = spawn(process.execPath, [RIPTIDE, 'agent', '--output', '-', '--port', '0', ...(options.tls ? ['--tls'] : []), ...args], {
+  const proc = spawn(process.execPath, [RIPTIDE, 'agent', '--output', '-', '--port', '0', '--exit-with-parent', ...(options.tls ? ['--tls'] : []), ...args], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

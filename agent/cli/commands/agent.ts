@@ -26,6 +26,7 @@ const options: OptionSpec[] = [
   { name: 'output', short: 'o', type: 'string', help: 'Write every captured message as one JSON line to this file; "-" is stdout (debugging: nothing is shipped)' },
   { name: 'capture-bytes', type: 'number', help: 'Payload bytes captured per message (max 8192)', default: 1024 },
   { name: 'ring-mb', type: 'number', help: 'BPF ring buffer size in MiB (power of two)', default: 8 },
+  { name: 'exit-with-parent', type: 'boolean', help: 'Stop (detaching every program) when the process that started the agent exits, even by SIGKILL: for supervisors such as riptide up and test harnesses, so an agent never outlives them attached to the host' },
   { name: 'handoff', type: 'boolean', help: 'Track hand-offs between threads (sched_waking): a thread that wakes another right after reading a request passes it that request (thread pools; docs/TRACE-ASSEMBLY.md). Off by default: it runs on every wake-up of the host (docs/BENCHMARKS.md)' },
   { name: 'handoff-window-ms', type: 'number', help: 'With --handoff: how recent the waker\'s request must be', default: 50 },
   { name: 'filter-pid', type: 'list', help: 'Only capture these process ids (comma-separated; filters are OR-ed)' },
@@ -246,6 +247,11 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   });
+  if (cfg.bool('exit-with-parent')) {
+    // Linux re-parents an orphan (to init or a subreaper): a changed ppid means the parent is gone.
+    const parent = process.ppid;
+    await life.start('parent watch', () => setInterval(() => process.ppid !== parent && stop('signal'), 500), (t) => clearInterval(t));
+  }
   const filters = [
     filter.pids.length ? `pids ${filter.pids.join(',')}` : '',
     filter.ports.length ? `ports ${filter.ports.join(',')}` : '',

@@ -152,7 +152,7 @@ const command: Command = {
     step(`ClickHouse ready (${fx.ch.mode === 'chdb' ? `embedded chDB in ${fx.ch.path}` : 'server'}), schema migrated`);
 
     // The agent, in its own process, excluding this one (whose API and ClickHouse traffic is not the user's).
-    const agentArgs = [RIPTIDE, 'agent', '--data-dir', dataDir, '--store', url, '--port', '0', '--exclude-pid', String(process.pid), '--slot-seconds', String(cfg.number('slot-seconds') ?? 1)];
+    const agentArgs = [RIPTIDE, 'agent', '--exit-with-parent', '--data-dir', dataDir, '--store', url, '--port', '0', '--exclude-pid', String(process.pid), '--slot-seconds', String(cfg.number('slot-seconds') ?? 1)];
     if (cfg.string('s3-endpoint')) agentArgs.push('--s3-endpoint', cfg.string('s3-endpoint') as string);
     if (cfg.bool('tls')) agentArgs.push('--tls');
     for (const p of cfg.list('plugin')) agentArgs.push('--plugin', p);
