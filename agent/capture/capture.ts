@@ -142,7 +142,6 @@ export class Capture {
     switch (rec.kind) {
       case 'data': {
         const m = rec.message;
-        this.go?.check(m.pid);
         let info = this.processes.get(m.pid);
         // A process may rename itself after exec (prctl, process.title): when its main thread's
         // name no longer matches what /proc said, read the metadata again.
@@ -150,6 +149,7 @@ export class Capture {
           this.processes.invalidate(m.pid);
           info = this.processes.get(m.pid);
         }
+        this.go?.check(m.pid, info?.startTime);
         // Sockets from before the agent started, or inherited across fork(), have no role from
         // the kernel side: the listening ports of the process's namespace tell.
         if (m.role === 'unknown' && m.l4 === 'tcp') {

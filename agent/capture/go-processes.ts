@@ -56,6 +56,8 @@ export function isGoElf(path: string): boolean {
 export class GoProcesses {
   /** pid → what was written for it (undefined: checked, not a Go process we can read). */
   private readonly checked = new Map<number, GoBinaryInfo | undefined>();
+  /** pid → the process start time it was checked for (a reused pid is another process). */
+  private readonly started = new Map<number, number>();
   /** `${dev}:${ino}` of an executable → its result (a failure as its reason). */
   private readonly byExe = new Map<string, GoBinaryInfo | string>();
   private readonly log = new BurstLogger('capture: Go process without goroutine ids');
@@ -66,10 +68,23 @@ export class GoProcesses {
     private readonly maxPids = 65_536,
   ) {}
 
-  /** Checks a pid once (again after {@link forget}). Returns what it found for it. */
-  check(pid: number): GoBinaryInfo | undefined {
+  /**
+   * Checks a pid once (again after {@link forget}, or when `startTime` — /proc/pid/stat's, from the
+   * process metadata — says the pid now names another process: its exit record may have been lost).
+   * Returns what it found for it.
+   */
+  check(pid: number, startTime?: number): GoBinaryInfo | undefined {
+    if (startTime !== undefined) {
+      const was = this.started.get(pid);
+      if (was !== undefined && was !== startTime) this.forget(pid);
+      this.started.set(pid, startTime);
+    }
     if (this.checked.has(pid)) return this.checked.get(pid);
-    if (this.checked.size >= this.maxPids) this.checked.delete(this.checked.keys().next().value as number);
+    if (this.checked.size >= this.maxPids) {
+      const oldest = this.checked.keys().next().value as number;
+      this.forget(oldest);
+      this.started.delete(oldest);
+    }
     const exe = `${this.procRoot}/${pid}/exe`;
     let key: string;
     try {

@@ -73,6 +73,16 @@ describe.skipIf(!hasGo)('Go binaries', () => {
       expect(writes.at(-1)).toEqual([child.pid, undefined]);
       go.forget(process.pid);
       expect(writes).toHaveLength(2);
+      // The same pid with another start time is another process (its exit record was lost): forget, check again.
+      const goid = readelfGoid(bin('cgo'));
+      go.check(child.pid as number, 100);
+      go.check(child.pid as number, 100);
+      expect(writes).toHaveLength(3);
+      go.check(child.pid as number, 200);
+      expect(writes.slice(3)).toEqual([
+        [child.pid, undefined],
+        [child.pid, goid],
+      ]);
     } finally {
       child.kill();
     }
