@@ -5,7 +5,8 @@
  *
  * Counters (on /metrics): riptide_capture_received_total (records read from the ring),
  * riptide_capture_dropped_total{reason} (ringbuf_full and args_map_full from the kernel,
- * decode in user space), riptide_capture_ring_backlog_bytes.
+ * decode in user space), riptide_capture_ring_backlog_bytes; goroutines (issue 15):
+ * riptide_capture_go_processes_total{result}, riptide_capture_goroutine_reads_total{result=ok|failed|state_full}.
  *
  * @example
  *   const cap = await Capture.start({ filter: { ports: [8080] } }, { onMessage: (m) => console.log(m.syscall) });
@@ -19,6 +20,7 @@ import { RecordDecoder } from './decoder.ts';
 import type { CapturedMessage, ProcessInfo, SocketClosed, SocketRole } from './message.ts';
 import { ProcessMetadata } from './process-meta.ts';
 import { SocketRoles } from './socket-roles.ts';
+import { GoProcesses } from './go-processes.ts';
 import type { RingReader } from './ring-reader.ts';
 import { BurstLogger, metrics } from '../metrics.ts';
 
@@ -33,6 +35,11 @@ export interface CaptureRunOptions extends CaptureOptions {
   pollMs?: number;
   /** Records handled per drain slice before yielding to the event loop (default 8192). */
   sliceRecords?: number;
+  /**
+   * Read goroutine ids of Go processes (default true): the syscall-trace ids of a Go process follow
+   * its goroutines instead of its threads. false keeps thread ids only (`--no-goroutines`).
+   */
+  goroutines?: boolean;
 }
 
 /** Sockets whose inferred role is remembered at once (pre-existing and fork-inherited ones only). */
@@ -41,6 +48,7 @@ const MAX_INFERRED_ROLES = 65_536;
 const received = metrics.counter('riptide_capture_received_total', 'Records read from the BPF ring buffer');
 const dropped = metrics.counter('riptide_capture_dropped_total', 'Messages lost in capture, by reason');
 const backlogGauge = metrics.gauge('riptide_capture_ring_backlog_bytes', 'Bytes in the ring buffer not yet read');
+const goroutineReads = metrics.counter('riptide_capture_goroutine_reads_total', 'Goroutine id reads at syscalls of Go processes, by result (failed and state_full fell back to thread ids)');
 const lastDrainGauge = metrics.gauge('riptide_capture_last_drain_timestamp_seconds', 'When the ring buffer was last drained (unix seconds): the agent is live while this keeps moving');
 
 export class Capture {
@@ -60,6 +68,8 @@ export class Capture {
   private readonly decodeDrops = new BurstLogger('capture: undecodable ring records');
   private lastKernel: KernelCounters = { ringbufFull: 0, emitted: 0, argsMapFull: 0 };
   private readonly kernelDropLog = new BurstLogger('capture: kernel dropped messages');
+  /** Go processes whose goroutine ids the kernel reads; undefined when that is off. */
+  go: GoProcesses | undefined;
 
   private constructor(
     private readonly program: CaptureProgram,
@@ -80,6 +90,11 @@ export class Capture {
       throw err;
     }
     const cap = new Capture(program, reader, sink, options.pollMs ?? 10, options.sliceRecords ?? 8192);
+    if (options.goroutines !== false && program.hasGoroutines) {
+      cap.go = new GoProcesses((pid, info) => program.setGoProcess(pid, info));
+      // Processes already running: their first request must not miss its goroutine id.
+      cap.go.scan(options.filter?.pids?.length ? options.filter.pids : undefined);
+    }
     metrics.onCollect(() => cap.collectKernelCounters());
     cap.schedule(0);
     return cap;
@@ -134,6 +149,7 @@ export class Capture {
           this.processes.invalidate(m.pid);
           info = this.processes.get(m.pid);
         }
+        this.go?.check(m.pid, info?.startTime);
         // Sockets from before the agent started, or inherited across fork(), have no role from
         // the kernel side: the listening ports of the process's namespace tell.
         if (m.role === 'unknown' && m.l4 === 'tcp') {
@@ -157,6 +173,8 @@ export class Capture {
       case 'process':
         this.processes.invalidate(rec.event.pid);
         this.roles.forget(rec.event.pid);
+        this.go?.forget(rec.event.pid);
+        if (rec.event.kind === 'exec') this.go?.check(rec.event.pid);
         // Read a new program's metadata right away: short-lived processes may be gone by their first message.
         if (rec.event.kind === 'exec') this.processes.get(rec.event.pid);
         this.sink.onProcessEvent?.(rec.event);
@@ -173,6 +191,12 @@ export class Capture {
     this.lastKernel = k;
     dropped.setTotal(k.ringbufFull, { reason: 'ringbuf_full' });
     dropped.setTotal(k.argsMapFull, { reason: 'args_map_full' });
+    if (this.go) {
+      const g = this.program.goCounters();
+      goroutineReads.setTotal(g.readOk, { result: 'ok' });
+      goroutineReads.setTotal(g.readFailed, { result: 'failed' });
+      goroutineReads.setTotal(g.stateFull, { result: 'state_full' });
+    }
     backlogGauge.set(this.reader.backlog());
     lastDrainGauge.set(Math.floor(this.lastDrainMs / 1000));
     return k;

@@ -47,6 +47,13 @@ export const RtProcEvent = {
   comm: { offset: 16, size: 16 },
 } as const;
 
+/** struct rt_go_proc (8 bytes before any trailing payload). */
+export const RtGoProc = {
+  SIZE: 8,
+  goid_offset: { offset: 0, size: 4 },
+  g_tls_offset: { offset: 4, size: 4 },
+} as const;
+
 /** Load-time constants (`const volatile` globals in .rodata): offset and size in the section. */
 export const Rodata = {
   SIZE: 21,
@@ -88,3 +95,7 @@ export const RT_CNT_RINGBUF_FULL = 0;
 export const RT_CNT_EMITTED = 1;
 export const RT_CNT_ARGS_FULL = 2;
 export const RT_CNT_MAX = 4;
+export const RT_GO_CNT_READ_OK = 0;
+export const RT_GO_CNT_READ_FAILED = 1;
+export const RT_GO_CNT_STATE_FULL = 2;
+export const RT_GO_CNT_MAX = 4;
