@@ -256,7 +256,7 @@ describe.skipIf(!runnable)('acceptance: curl → Go net/http (goroutines, shared
     for (const [c, count, first] of PLAN) after.set(c, await run('goroutines', c, count, first + 10_000));
     // One at a time: every link goroutine ids decide is right. Not every trace is whole: in the
     // sequential run one down ← call down link (tcp_seq, the Go transport's connection to down) is
-    // often left unattached, with and without goroutine ids alike (4 runs of 6) — a gap of the
+    // often left unattached, with and without goroutine ids alike (6 of 10 phases) — a gap of the
     // tcp_seq pairing this test does not own (docs/TRACE-ASSEMBLY.md, measured fidelity on goroutines).
     const one = after.get(1) as Score;
     expect(one.strict, 'strict traces, one at a time').toBeGreaterThanOrEqual(one.traces - 1);
