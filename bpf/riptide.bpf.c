@@ -101,6 +101,7 @@ struct rt_args {
 	__u8 trace_last_dir;
 	__u64 trace_id;
 	__u64 trace_socket;
+	__u64 goid; /* running goroutine of a Go process at enter, else 0 (see current_goid) */
 };
 
 /*
@@ -252,6 +253,102 @@ static __always_inline __u16 sock_ports(struct sock *sk, __u16 *rport)
 	return RD(struct sock, sk, __sk_common.skc_num);
 }
 
+/* ---- goroutines (issue 15; riptide.h: struct rt_go_proc) ---- */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* tgid */
+	__type(value, struct rt_go_proc);
+} go_procs SEC(".maps");
+
+struct rt_go_key {
+	__u32 tgid;
+	__u32 _pad;
+	__u64 goid;
+};
+
+/* A goroutine's syscall-trace state: what trace_id_for keeps per thread, per goroutine instead. */
+struct rt_go_trace {
+	__u64 trace_id;
+	__u64 trace_socket;
+	__u8 trace_last_dir;
+	__u8 _pad[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536); /* goroutines that ended are evicted as new ones come */
+	__type(key, struct rt_go_key);
+	__type(value, struct rt_go_trace);
+} go_traces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RT_GO_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} go_counters SEC(".maps");
+
+const struct rt_go_proc *unused_go_proc __attribute__((unused));
+
+static __always_inline void go_count(__u32 which)
+{
+	__u64 *v = bpf_map_lookup_elem(&go_counters, &which);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+/*
+ * The running goroutine's id, or 0 when the process is not a Go process the agent described. Go
+ * keeps the current g in TLS (besides R14 under the register ABI, which a syscall tracepoint does
+ * not see as the user's), at g_tls_offset from the thread pointer: two user reads.
+ */
+static __always_inline __u64 current_goid(__u32 tgid)
+{
+	struct rt_go_proc *gp = bpf_map_lookup_elem(&go_procs, &tgid);
+	if (!gp)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 fsbase = task->thread.fsbase;
+	__u64 g = 0, goid = 0;
+	if (!fsbase || bpf_probe_read_user(&g, sizeof(g), (void *)(fsbase + (__s64)gp->g_tls_offset)) || !g ||
+	    bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + gp->goid_offset)) || !goid) {
+		go_count(RT_GO_CNT_READ_FAILED);
+		return 0;
+	}
+	go_count(RT_GO_CNT_READ_OK);
+	return goid;
+}
+
+/* trace_id_for, with the state of goroutine `goid` (created on first sight); 0 when the map refuses. */
+static __always_inline __u64 go_trace_id_for(__u32 tgid, __u64 goid, __u8 dir, __u64 socket_id, bool *ok)
+{
+	struct rt_go_key key = { .tgid = tgid, .goid = goid };
+	struct rt_go_trace *t = bpf_map_lookup_elem(&go_traces, &key);
+	if (!t) {
+		struct rt_go_trace fresh = {};
+		bpf_map_update_elem(&go_traces, &key, &fresh, BPF_NOEXIST);
+		t = bpf_map_lookup_elem(&go_traces, &key);
+		if (!t) {
+			go_count(RT_GO_CNT_STATE_FULL);
+			*ok = false;
+			return 0;
+		}
+	}
+	*ok = true;
+	if (dir == RT_DIR_INGRESS) {
+		if (!(t->trace_id && t->trace_last_dir == RT_DIR_INGRESS && t->trace_socket == socket_id))
+			t->trace_id = next_id(1);
+		t->trace_socket = socket_id;
+		t->trace_last_dir = RT_DIR_INGRESS;
+		return t->trace_id;
+	}
+	t->trace_last_dir = RT_DIR_EGRESS;
+	t->trace_socket = socket_id;
+	return t->trace_id;
+}
+
 /* Enter of a data syscall: resolve the socket, apply filters, stash what exit needs. */
 static __always_inline int on_enter(__u8 sys, __u32 fd, __u64 buf, __u32 count_arg, __u64 addr)
 {
@@ -323,6 +420,7 @@ static __always_inline int on_enter(__u8 sys, __u32 fd, __u64 buf, __u32 count_a
 	slot->syscall = a.syscall;
 	slot->recheck_ports = a.recheck_ports;
 	slot->in_flight = 1;
+	slot->goid = current_goid(tgid);
 	return 0;
 }
 
@@ -599,7 +697,7 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	ev->tid = (__u32)pid_tgid;
 	ev->enter_ns = a->enter_ns;
 	ev->exit_ns = bpf_ktime_get_ns();
-	ev->coroutine_id = 0;
+	ev->coroutine_id = a->goid;
 	ev->bytes = ret;
 	ev->tcp_seq = a->tcp_seq;
 	ev->l4 = a->l4;
@@ -630,7 +728,11 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	}
 	ev->socket_id = info ? info->socket_id : 0;
 	ev->role = info ? info->role : RT_ROLE_UNKNOWN;
-	ev->syscall_trace_id = trace_id_for(a, dir, ev->socket_id);
+	bool go_ok = false;
+	if (a->goid)
+		ev->syscall_trace_id = go_trace_id_for(tgid, a->goid, dir, ev->socket_id, &go_ok);
+	if (!go_ok)
+		ev->syscall_trace_id = trace_id_for(a, dir, ev->socket_id);
 	ev->handoff_trace_id = handoff_for(tgid, ev->tid, dir, ev->role);
 
 	__u32 limit = capture_limit;

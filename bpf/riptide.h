@@ -66,7 +66,7 @@ struct rt_data_event {
 	__u64 exit_ns;     /* ... and at exit */
 	__u64 socket_id;
 	__u64 syscall_trace_id;
-	__u64 coroutine_id; /* 0 until coroutines are tracked */
+	__u64 coroutine_id; /* goroutine id of a Go process (see rt_go_proc), else 0 */
 	__s64 bytes;        /* syscall return value (first message's length for *mmsg) */
 	__u32 tcp_seq;      /* write_seq (egress) / copied_seq (ingress) at enter; 0 for UDP */
 	__u16 family;       /* AF_INET / AF_INET6 */
@@ -142,6 +142,24 @@ struct rt_tls_event {
 	__u8 _pad[6];
 	char comm[RT_COMM_LEN];
 	__u8 payload[];
+};
+
+/*
+ * Goroutines (issue 15): for a Go process the agent puts where its goroutine id lives into the
+ * go_procs map (pid → struct rt_go_proc, learned from the binary's DWARF and TLS segment); at a
+ * socket syscall the program reads g from the thread's TLS (fs_base + g_tls_offset) and its goid,
+ * emits it as coroutine_id and keeps the syscall-trace state per (pid, goid) instead of per thread.
+ */
+struct rt_go_proc {
+	__u32 goid_offset;  /* offset of goid (int64) in runtime.g */
+	__s32 g_tls_offset; /* offset of the g pointer from fs_base (-8 for Go's own linker) */
+};
+
+enum rt_go_counter {
+	RT_GO_CNT_READ_OK = 0,     /* goid read at a syscall of a Go process */
+	RT_GO_CNT_READ_FAILED = 1, /* fs_base, g or goid unreadable (or 0): thread state used instead */
+	RT_GO_CNT_STATE_FULL = 2,  /* the per-goroutine state map refused an entry: thread state used */
+	RT_GO_CNT_MAX = 4,
 };
 
 #endif

@@ -19,6 +19,9 @@ import {
   RT_CNT_EMITTED,
   RT_CNT_RINGBUF_FULL,
   RT_COMM_LEN,
+  RT_GO_CNT_READ_FAILED,
+  RT_GO_CNT_READ_OK,
+  RT_GO_CNT_STATE_FULL,
   RT_HO_CARRIED,
   RT_HO_ENDED,
   RT_HO_OTHER_PROCESS,
@@ -28,7 +31,9 @@ import {
   RT_HO_SKIP_STALE,
   RT_MAX_PAYLOAD,
   Rodata,
+  RtGoProc,
 } from './layout.generated.ts';
+import type { GoBinaryInfo } from './go-runtime.ts';
 
 /** The wake-up hook of hand-off tracking: loaded always, attached only when asked for. */
 export const HANDOFF_PROGRAM = 'rt_sched_waking';
@@ -99,6 +104,13 @@ export interface HandoffCounters {
 }
 
 export const NO_HANDOFF_COUNTERS: HandoffCounters = { recorded: 0, carried: 0, ended: 0, otherProcess: 0, skipSocket: 0, skipStale: 0, skipNotRequest: 0 };
+
+/** Kernel-side goroutine counters (issue 15): goid reads at syscalls of Go processes. */
+export interface GoCounters {
+  readOk: number;
+  readFailed: number;
+  stateFull: number;
+}
 
 export interface AttachedProgram {
   name: string;
@@ -302,6 +314,47 @@ export class CaptureProgram implements Disposable {
   /** A reader over the mapped ring buffer (the caller closes it before the program). */
   ringReader(): RingReader {
     return new RingReader(this.lib, this.mapFd('events'), this.ringBytes);
+  }
+
+  /** Whether the loaded object reads goroutine ids (an older one, in A/B benchmarks, does not). */
+  get hasGoroutines(): boolean {
+    return this.obj !== null && this.lib.object_find_map_by_name(this.obj, 'go_procs') !== null && this.lib.object_find_map_by_name(this.obj, 'go_procs') !== 0n;
+  }
+
+  /** Tells the kernel where pid's goroutine id lives (undefined: forget the pid). */
+  setGoProcess(pid: number, info: GoBinaryInfo | undefined): void {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(pid);
+    const fd = this.mapFd('go_procs');
+    if (!info) {
+      this.lib.map_delete_elem(fd, key);
+      return;
+    }
+    const v = Buffer.alloc(RtGoProc.SIZE);
+    v.writeUInt32LE(info.goidOffset, RtGoProc.goid_offset.offset);
+    v.writeInt32LE(info.gTlsOffset, RtGoProc.g_tls_offset.offset);
+    check(this.lib.map_update_elem(fd, key, v, 0n), `adding pid ${pid} to go_procs`);
+  }
+
+  /** Goroutine counters, summed over CPUs (zeros for an object without them). */
+  goCounters(): GoCounters {
+    if (!this.hasGoroutines) return { readOk: 0, readFailed: 0, stateFull: 0 };
+    const read = this.percpuReader('go_counters');
+    return { readOk: read(RT_GO_CNT_READ_OK), readFailed: read(RT_GO_CNT_READ_FAILED), stateFull: read(RT_GO_CNT_STATE_FULL) };
+  }
+
+  private percpuReader(mapName: string): (idx: number) => number {
+    const fd = this.mapFd(mapName);
+    const ncpu = this.lib.num_possible_cpus();
+    const value = Buffer.alloc(8 * ncpu);
+    const key = Buffer.alloc(4);
+    return (idx: number): number => {
+      key.writeUInt32LE(idx);
+      if (this.lib.map_lookup_elem(fd, key, value) < 0) return 0;
+      let sum = 0;
+      for (let c = 0; c < ncpu; c++) sum += Number(value.readBigUInt64LE(c * 8));
+      return sum;
+    };
   }
 
   /** Kernel-side counters, summed over CPUs. */

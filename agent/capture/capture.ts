@@ -6,7 +6,8 @@
  * Counters (on /metrics): riptide_capture_received_total (records read from the ring),
  * riptide_capture_dropped_total{reason} (ringbuf_full and args_map_full from the kernel,
  * decode in user space), riptide_capture_ring_backlog_bytes, riptide_capture_handoffs_total{event,reason}
- * (with --handoff).
+ * (with --handoff); goroutines (issue 15): riptide_capture_go_processes_total{result},
+ * riptide_capture_goroutine_reads_total{result=ok|failed|state_full}.
  *
  * @example
  *   const cap = await Capture.start({ filter: { ports: [8080] } }, { onMessage: (m) => console.log(m.syscall) });
@@ -20,6 +21,7 @@ import { RecordDecoder } from './decoder.ts';
 import type { CapturedMessage, ProcessInfo, SocketClosed, SocketRole } from './message.ts';
 import { ProcessMetadata } from './process-meta.ts';
 import { SocketRoles } from './socket-roles.ts';
+import { GoProcesses } from './go-processes.ts';
 import type { RingReader } from './ring-reader.ts';
 import { TlsJoiner } from './tls-join.ts';
 import { TlsLibraries } from './tls-libraries.ts';
@@ -36,6 +38,11 @@ export interface CaptureRunOptions extends CaptureOptions {
   pollMs?: number;
   /** Records handled per drain slice before yielding to the event loop (default 8192). */
   sliceRecords?: number;
+  /**
+   * Read goroutine ids of Go processes (default true): the syscall-trace ids of a Go process follow
+   * its goroutines instead of its threads. false keeps thread ids only (`--no-goroutines`).
+   */
+  goroutines?: boolean;
 }
 
 /** Sockets whose inferred role is remembered at once (pre-existing and fork-inherited ones only). */
@@ -48,6 +55,7 @@ const handoffs = metrics.counter(
   'riptide_capture_handoffs_total',
   'Hand-offs between threads (sched_waking, --handoff): recorded, carried by a send, ended, or skipped by reason (socket, stale, not_request, other_process)',
 );
+const goroutineReads = metrics.counter('riptide_capture_goroutine_reads_total', 'Goroutine id reads at syscalls of Go processes, by result (failed and state_full fell back to thread ids)');
 const lastDrainGauge = metrics.gauge('riptide_capture_last_drain_timestamp_seconds', 'When the ring buffer was last drained (unix seconds): the agent is live while this keeps moving');
 
 export class Capture {
@@ -70,6 +78,8 @@ export class Capture {
   /** TLS library files with uprobes (null when the uprobe programs are not loaded). */
   readonly tlsLibraries: TlsLibraries | null;
   private readonly tls: TlsJoiner;
+  /** Go processes whose goroutine ids the kernel reads; undefined when that is off. */
+  go: GoProcesses | undefined;
 
   private constructor(
     private readonly program: CaptureProgram,
@@ -101,6 +111,11 @@ export class Capture {
       throw err;
     }
     const cap = new Capture(program, reader, sink, options.pollMs ?? 10, options.sliceRecords ?? 8192);
+    if (options.goroutines !== false && program.hasGoroutines) {
+      cap.go = new GoProcesses((pid, info) => program.setGoProcess(pid, info));
+      // Processes already running: their first request must not miss its goroutine id.
+      cap.go.scan(options.filter?.pids?.length ? options.filter.pids : undefined);
+    }
     metrics.onCollect(() => cap.collectKernelCounters());
     if (program.tlsUnavailable && !program.tlsTurnedOff) process.stderr.write(`riptide agent: TLS plaintext not captured: ${program.tlsUnavailable}\n`);
     // Processes that were running before the agent: attach to the TLS libraries they map.
@@ -158,6 +173,7 @@ export class Capture {
           this.processes.invalidate(m.pid);
           info = this.processes.get(m.pid);
         }
+        this.go?.check(m.pid, info?.startTime);
         // Sockets from before the agent started, or inherited across fork(), have no role from
         // the kernel side: the listening ports of the process's namespace tell.
         if (m.role === 'unknown' && m.l4 === 'tcp') {
@@ -187,6 +203,8 @@ export class Capture {
       case 'process':
         this.processes.invalidate(rec.event.pid);
         this.roles.forget(rec.event.pid);
+        this.go?.forget(rec.event.pid);
+        if (rec.event.kind === 'exec') this.go?.check(rec.event.pid);
         // Read a new program's metadata right away: short-lived processes may be gone by their first message.
         if (rec.event.kind === 'exec') this.processes.get(rec.event.pid);
         if (rec.event.kind === 'exec') this.tlsLibraries?.onExec(rec.event.pid);
@@ -214,6 +232,12 @@ export class Capture {
       handoffs.setTotal(h.skipSocket, { event: 'skipped', reason: 'socket' });
       handoffs.setTotal(h.skipStale, { event: 'skipped', reason: 'stale' });
       handoffs.setTotal(h.skipNotRequest, { event: 'skipped', reason: 'not_request' });
+    }
+    if (this.go) {
+      const g = this.program.goCounters();
+      goroutineReads.setTotal(g.readOk, { result: 'ok' });
+      goroutineReads.setTotal(g.readFailed, { result: 'failed' });
+      goroutineReads.setTotal(g.stateFull, { result: 'state_full' });
     }
     backlogGauge.set(this.reader.backlog());
     lastDrainGauge.set(Math.floor(this.lastDrainMs / 1000));

@@ -66,6 +66,13 @@ export const RtTlsEvent = {
   payload: { offset: 72, size: 0 },
 } as const;
 
+/** struct rt_go_proc (8 bytes before any trailing payload). */
+export const RtGoProc = {
+  SIZE: 8,
+  goid_offset: { offset: 0, size: 4 },
+  g_tls_offset: { offset: 4, size: 4 },
+} as const;
+
 /** Load-time constants (`const volatile` globals in .rodata): offset and size in the section. */
 export const Rodata = {
   SIZE: 32,
@@ -123,3 +130,7 @@ export const RT_TLS_SSL_WRITE = 0;
 export const RT_TLS_SSL_READ = 1;
 export const RT_TLS_SSL_WRITE_EX = 2;
 export const RT_TLS_SSL_READ_EX = 3;
+export const RT_GO_CNT_READ_OK = 0;
+export const RT_GO_CNT_READ_FAILED = 1;
+export const RT_GO_CNT_STATE_FULL = 2;
+export const RT_GO_CNT_MAX = 4;

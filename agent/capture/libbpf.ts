@@ -29,6 +29,7 @@ export interface Libbpf {
   map_fd(map: Ptr): number;
   map_update_elem(fd: number, key: Buffer, value: Buffer, flags: bigint): number;
   map_lookup_elem(fd: number, key: Buffer, value: Buffer): number;
+  map_delete_elem(fd: number, key: Buffer): number;
   num_possible_cpus(): number;
   probe_bpf_prog_type(type: number, opts: null): number;
   set_print(fn: bigint | null): bigint | null;
@@ -71,6 +72,7 @@ export function libbpf(): Libbpf {
     map_fd: bpf.func('int bpf_map__fd(void *map)'),
     map_update_elem: bpf.func('int bpf_map_update_elem(int fd, const uint8_t *key, const uint8_t *value, uint64_t flags)'),
     map_lookup_elem: bpf.func('int bpf_map_lookup_elem(int fd, const uint8_t *key, _Out_ uint8_t *value)'),
+    map_delete_elem: bpf.func('int bpf_map_delete_elem(int fd, const uint8_t *key)'),
     num_possible_cpus: bpf.func('int libbpf_num_possible_cpus(void)'),
     probe_bpf_prog_type: bpf.func('int libbpf_probe_bpf_prog_type(int type, void *opts)'),
     set_print: bpf.func('void *libbpf_set_print(void *fn)'),

@@ -497,3 +497,54 @@ describe('handoff: a request read on one thread, served on another (thread pools
     expect(l.get(callA[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'syscall_response' });
   });
 });
+
+// Go (issue 15): the kernel gives each syscall its goroutine id; goroutines move between threads.
+describe('goroutine rule', () => {
+  /** A Go handler on goroutine `g` serving /go/<id>, whose Redis call runs on goroutine g but on other threads. */
+  function goRequest(id: number, g: number, t0: number, threads: [number, number]): { srv: AsmSpan; redis: AsmSpan; down: AsmSpan } {
+    const srv = span({ side: 'server', pid: 7, tid: threads[0], resp_tid: threads[1], coroutine_id: g, resp_coroutine_id: g, start_time_us: t0, end_time_us: t0 + 1000, request_resource: `/go/${id}`, syscall_trace_id_req: id * 10, syscall_trace_id_resp: id * 10 + 1 });
+    const redis = span({ side: 'client', pid: 7, tid: threads[1], resp_tid: threads[0], coroutine_id: g, resp_coroutine_id: g, start_time_us: t0 + 100, end_time_us: t0 + 200, l7_protocol: 'redis', request_resource: `GET req:${id}`, syscall_trace_id_req: 0, syscall_trace_id_resp: 0 });
+    // The transport's writeLoop (goroutine 900+) writes the call; its readLoop (800+) reads the answer.
+    const down = span({ side: 'client', pid: 7, tid: threads[0], resp_tid: threads[1], coroutine_id: 900 + id, resp_coroutine_id: 800 + id, start_time_us: t0 + 300, end_time_us: t0 + 800, request_resource: `/down/${id}` });
+    return { srv, redis, down };
+  }
+
+  it('a call of the server span\'s goroutine is its child, whatever threads either ran on', () => {
+    // Two requests interleaved on the same two threads: thread ids would say nothing (or lie).
+    const a = goRequest(17, 40, 0, [101, 102]);
+    const b = goRequest(18, 41, 50, [102, 101]);
+    const l = linkParents([a.srv, a.redis, b.srv, b.redis]);
+    expect(l.get(a.redis.span_id)).toEqual({ parent: a.srv.span_id, rule: 'goroutine', confidence: RULE_CONFIDENCE.goroutine });
+    expect(l.get(b.redis.span_id)).toMatchObject({ parent: b.srv.span_id, rule: 'goroutine' });
+  });
+
+  it('a call written by another goroutine (Go\'s HTTP transport) goes by content only, else stays unattached', () => {
+    const a = goRequest(17, 40, 0, [101, 102]);
+    const b = goRequest(18, 41, 50, [101, 102]);
+    const l = linkParents([a.srv, a.down, b.srv, b.down]);
+    expect(l.get(a.down.span_id)).toMatchObject({ parent: a.srv.span_id, rule: 'content' });
+    expect(l.get(b.down.span_id)).toMatchObject({ parent: b.srv.span_id, rule: 'content' });
+    // No id in the call: two open requests, one thread each would have guessed — the rule does not.
+    const bare = span({ ...a.down, span_id: 'bare', request_resource: '/down' });
+    expect(linkParents([a.srv, b.srv, bare]).get('bare')).toBeUndefined();
+    // Even with one open request, a call of another goroutine without shared content is not attached
+    // by the thread it ran on (the thread rule would have).
+    expect(linkParents([a.srv, bare]).get('bare')).toBeUndefined();
+  });
+
+  it('assembleTrace finds the transport\'s call of a Go server span on any thread, and leaves other requests\' calls out', async () => {
+    const a = goRequest(17, 40, 0, [101, 102]);
+    const b = goRequest(18, 41, 50, [103, 104]);
+    const [root, srvA] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 7, tid: 101 }, start: -10, end: 1010 });
+    Object.assign(srvA, a.srv, { span_id: srvA.span_id, req_tcp_seq: srvA.req_tcp_seq, resp_tcp_seq: srvA.resp_tcp_seq, client_port: srvA.client_port, server_port: srvA.server_port, start_time_us: 0, end_time_us: 1000 });
+    const t = await assembleTrace(new ArraySpanSource([root, srvA, a.redis, a.down, b.srv, b.redis, b.down]), root.span_id);
+    const got = Object.fromEntries((t?.spans ?? []).map((s) => [s.span.span_id, s.rule]));
+    expect(got).toEqual({ [root.span_id]: null, [srvA.span_id]: 'tcp_seq', [a.redis.span_id]: 'goroutine', [a.down.span_id]: 'content' });
+  });
+
+  it('spans without goroutine ids keep the thread rules', () => {
+    const s = span({ side: 'server', pid: 9, tid: 5, resp_tid: 5, start_time_us: 0, end_time_us: 100 });
+    const c = span({ side: 'client', pid: 9, tid: 5, resp_tid: 5, start_time_us: 10, end_time_us: 20 });
+    expect(linkParents([s, c]).get(c.span_id)).toMatchObject({ parent: s.span_id, rule: 'thread' });
+  });
+});

@@ -61,6 +61,8 @@ export interface InsideProbe {
   process_id: number;
   pid: number;
   tids: number[];
+  /** Any thread of the process (a Go process: goroutines move between threads, and hand calls to others). */
+  anyThread?: boolean;
   from: number;
   to: number;
 }
@@ -76,6 +78,8 @@ export interface ContainingProbe {
   process_id: number;
   pid: number;
   tids: number[];
+  /** Any thread of the process (a Go process: goroutines move between threads, and hand calls to others). */
+  anyThread?: boolean;
   from: number;
   to: number;
 }
@@ -123,7 +127,8 @@ export type ParentRule =
   | 'syscall_chain'
   | 'content'
   | 'thread'
-  | 'handoff';
+  | 'handoff'
+  | 'goroutine';
 
 /**
  * How likely each rule's link is right (0–1), from what the evidence can and cannot rule out; the
@@ -141,6 +146,7 @@ export const RULE_CONFIDENCE: Readonly<Record<ParentRule, number>> = {
   content: 0.7,
   thread: 0.6,
   handoff: 0.85,
+  goroutine: 0.9,
 };
 /** Request and response sequences both equal: the two ends of one exchange, 64 bits of evidence. */
 export const TCP_SEQ_EXACT = 1;
@@ -198,10 +204,10 @@ export function matchesKeys(s: AsmSpan, k: SearchKeys, w: TimeWindow): boolean {
   if (k.traceIds.length && k.traceIds.includes(s.trace_id)) return true;
   const sameProc = (p: InsideProbe | ContainingProbe): boolean => p.process_id === 0 || (s.host_id === p.host_id && s.process_id === p.process_id);
   for (const p of k.inside) {
-    if (sameProc(p) && s.side === 'client' && s.agent_id === p.agent_id && s.pid === p.pid && p.tids.includes(s.tid) && s.start_time_us >= p.from && s.end_time_us <= p.to) return true;
+    if (sameProc(p) && s.side === 'client' && s.agent_id === p.agent_id && s.pid === p.pid && (p.anyThread || p.tids.includes(s.tid)) && s.start_time_us >= p.from && s.end_time_us <= p.to) return true;
   }
   for (const p of k.containing) {
-    if (sameProc(p) && s.side === 'server' && s.agent_id === p.agent_id && s.pid === p.pid && p.tids.includes(s.tid) && s.start_time_us <= p.from && s.end_time_us >= p.to) return true;
+    if (sameProc(p) && s.side === 'server' && s.agent_id === p.agent_id && s.pid === p.pid && (p.anyThread || p.tids.includes(s.tid)) && s.start_time_us <= p.from && s.end_time_us >= p.to) return true;
   }
   for (const p of k.udp) {
     if (s.l4_protocol === 'udp' && s.request_id === p.request_id && s.client_port === p.client_port && s.server_port === p.server_port) return true;
@@ -228,7 +234,10 @@ const STRONG: ReadonlySet<ParentRule> = new Set(['traceparent', 'x_request_id', 
 function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined): void {
   // A call sent by a thread that had received nothing yet (a client program like curl, a fresh
   // worker) serves no request of that thread: nothing up the thread or along its ids to look for.
-  const unserved = s.signal_source === 'ebpf' && s.side === 'client' && s.syscall_trace_id_req === 0;
+  // A goroutine that received nothing may still serve a request: Go's HTTP transport writes a call
+  // from its own goroutine, handed the request by the handler's.
+  const go = (s.coroutine_id ?? 0) !== 0;
+  const unserved = s.signal_source === 'ebpf' && s.side === 'client' && s.syscall_trace_id_req === 0 && !go;
   // A handed-off id names the request the waking thread had just read (`handoff` rule).
   for (const id of unserved ? [] : [s.syscall_trace_id_req, s.syscall_trace_id_resp, s.handoff_trace_id ?? 0]) {
     if (id !== 0 && !asked.sys.has(id)) {
@@ -272,9 +281,9 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
     // The same syscall-trace id on request and response: the thread received nothing in between,
     // so it made no answered call while serving (a leaf, like every Redis or database server span).
     const leaf = s.syscall_trace_id_req !== 0 && s.syscall_trace_id_req === s.syscall_trace_id_resp;
-    if (!leaf) k.inside.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
+    if (!leaf) k.inside.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, anyThread: go, from: s.start_time_us, to: s.end_time_us });
   } else if (!unserved && (!link || !STRONG.has(link.rule))) {
-    k.containing.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, from: s.start_time_us, to: s.end_time_us });
+    k.containing.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, anyThread: go, from: s.start_time_us, to: s.end_time_us });
   }
 }
 
@@ -352,6 +361,24 @@ export function byHandoff<T extends AsmSpan>(c: T, containing: readonly T[], oth
 }
 
 /**
+ * The `goroutine` rule (issue 15): in a Go process the kernel gives each syscall its goroutine id
+ * (`coroutine_id`), and goroutines move between OS threads, so the thread says nothing. A call made
+ * by the goroutine of exactly one server span containing it belongs to that span (goroutine ids are
+ * never reused in a process, and an HTTP/1 connection's goroutine serves one request at a time).
+ * A call made by another goroutine — net/http's transport writes requests from its connection's own
+ * goroutine, a handler may `go` — has no kernel evidence of its parent: only the content rule (an id
+ * of exactly one open request reappearing in the call) may decide, else it stays unattached.
+ * Returns undefined for a span without a goroutine id (the thread rules apply).
+ */
+export function goroutineParent<T extends AsmSpan>(call: T, servers: readonly T[], byContent: (c: T, among: T[]) => T | undefined): [T | undefined, ParentRule] | undefined {
+  const g = call.coroutine_id ?? 0;
+  if (g === 0) return undefined;
+  const mine = servers.filter((srv) => srv.coroutine_id === g || srv.resp_coroutine_id === g);
+  if (mine.length === 1) return [mine[0], 'goroutine'];
+  return [byContent(call, mine.length > 1 ? mine : [...servers]), 'content'];
+}
+
+/**
  * Choose each span's parent. Rules in order of precedence, per kind of span (docs/TRACE-ASSEMBLY.md):
  * - eBPF server span: `tcp_seq` (the client span of the same exchange: same request TCP sequence
  *   (±4 for protocols read header first), same protocol, times within the network tolerance — across
@@ -364,7 +391,8 @@ export function byHandoff<T extends AsmSpan>(c: T, containing: readonly T[], oth
  *   server's request to sending this call, possibly through earlier calls such as a DNS lookup),
  *   `content` (several server spans of the thread contain it: the one whose resource holds an id
  *   that reappears in the call's), `thread` (same thread, and only one server span of that thread
- *   contains it).
+ *   contains it); in a Go process (goroutine ids) instead of the thread rules: `goroutine`, else
+ *   `content` ({@link goroutineParent}).
  * Each link carries its {@link RULE_CONFIDENCE}; one below `minConfidence` is not made.
  * - OTel span: `otel_parent` (its parent id: the eBPF server span that carried it in, else the OTel
  *   span with that id).
@@ -493,6 +521,11 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     const x = s.x_request_id_req;
     if (x) out.push([latest(servers.filter((srv) => srv.x_request_id_req === x || srv.x_request_id_resp === x)), 'x_request_id']);
     const byResponse = s.syscall_trace_id_resp !== 0 ? latest(servers.filter((srv) => srv.syscall_trace_id_resp === s.syscall_trace_id_resp)) : undefined;
+    const go = goroutineParent(s, servers, byContent);
+    if (go) {
+      out.push([byResponse, 'syscall_response'], go);
+      return out;
+    }
     // Two server spans of one thread both containing the call: an event loop serving requests
     // concurrently. What such a thread last received may belong to any of them (nginx writes one
     // request's upstream call right after reading another's request or reply), so neither the chain

@@ -28,7 +28,7 @@ export const ASM_COLUMNS = [
   'toUnixTimestamp64Micro(start_time) AS start_time_us', 'toUnixTimestamp64Micro(end_time) AS end_time_us',
   'side', 'l7_protocol', 'l4_protocol', 'request_id', 'pid', 'tid', 'resp_tid', 'client_port', 'server_port',
   'req_tcp_seq', 'resp_tcp_seq', 'syscall_trace_id_req', 'syscall_trace_id_resp', 'x_request_id_req', 'x_request_id_resp',
-  'request_resource', 'host_id', 'process_id', '_version', '_deleted', 'handoff_trace_id',
+  'request_resource', 'host_id', 'process_id', '_version', '_deleted', 'handoff_trace_id', 'coroutine_id', 'resp_coroutine_id',
 ].join(', ');
 
 /** An integer safe to inline in SQL (throws otherwise: it can only be a bug upstream). */
@@ -93,16 +93,16 @@ export class ClickHouseSpanSource implements SpanSource<AsmRecord> {
     }
     // Thread probes of one thread are merged into one envelope (a superset; the rules sort it out),
     // which keeps the statement small when a round expands dozens of spans of the same thread.
-    const merged = new Map<string, { side: 'client' | 'server'; agent: string; host: number; proc: number; pid: number; tids: number[]; lo: number; hi: number }>();
+    const merged = new Map<string, { side: 'client' | 'server'; agent: string; host: number; proc: number; pid: number; tids: number[]; anyThread: boolean; lo: number; hi: number }>();
     for (const [side, list] of [['client', keys.inside], ['server', keys.containing]] as const) {
       for (const p of list) {
-        const k = `${side}|${p.agent_id}|${p.host_id}|${p.process_id}|${p.pid}|${p.tids.join(',')}`;
+        const k = `${side}|${p.agent_id}|${p.host_id}|${p.process_id}|${p.pid}|${p.anyThread ? '*' : p.tids.join(',')}`;
         const m = merged.get(k);
         // inside: children start after the earliest server start and end before the latest end;
         // containing: a parent starts before the latest child start and ends after the earliest child end.
         const lo = side === 'client' ? p.from : p.to;
         const hi = side === 'client' ? p.to : p.from;
-        if (!m) merged.set(k, { side, agent: p.agent_id, host: p.host_id, proc: p.process_id, pid: p.pid, tids: p.tids, lo, hi });
+        if (!m) merged.set(k, { side, agent: p.agent_id, host: p.host_id, proc: p.process_id, pid: p.pid, tids: p.tids, anyThread: p.anyThread === true, lo, hi });
         else {
           m.lo = Math.min(m.lo, lo);
           m.hi = Math.max(m.hi, hi);
@@ -114,7 +114,8 @@ export class ClickHouseSpanSource implements SpanSource<AsmRecord> {
       const time = m.side === 'client' ? `start_time >= ${usTime(m.lo)} AND end_time <= ${usTime(m.hi)}` : `start_time <= ${usTime(m.hi)} AND end_time >= ${usTime(m.lo)}`;
       // host_id + process_id follow the minute in the sorting key: the probe reads one process's granules.
       const proc = m.proc !== 0 ? `host_id = ${int(m.host)} AND process_id = ${int(m.proc)} AND ` : '';
-      or.push(`(${proc}side = '${m.side}' AND agent_id = {pa${i}:String} AND pid = ${int(m.pid)} AND tid IN (${nums(m.tids)}) AND ${time})`);
+      const thread = m.anyThread ? '' : `tid IN (${nums(m.tids)}) AND `;
+      or.push(`(${proc}side = '${m.side}' AND agent_id = {pa${i}:String} AND pid = ${int(m.pid)} AND ${thread}${time})`);
     });
     for (const p of keys.udp) {
       or.push(`(l4_protocol = 'udp' AND request_id = ${int(p.request_id)} AND client_port = ${int(p.client_port)} AND server_port = ${int(p.server_port)})`);

@@ -37,6 +37,9 @@ export interface AsmSpan {
   handoff_trace_id?: number;
   /** URL path, Redis command, SQL…: only the `content` rule reads it (ids that reappear in a call). */
   request_resource?: string;
+  /** Goroutine of the request bytes and of the response bytes (Go processes, issue 15); 0 or absent elsewhere. */
+  coroutine_id?: number;
+  resp_coroutine_id?: number;
   /** Smart-encoded host and process: with the minute, the table's sorting key (thread probes use it). */
   host_id: number;
   process_id: number;

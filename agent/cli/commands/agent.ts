@@ -32,6 +32,7 @@ const options: OptionSpec[] = [
   { name: 'filter-pid', type: 'list', help: 'Only capture these process ids (comma-separated; filters are OR-ed)' },
   { name: 'filter-port', type: 'list', help: 'Only capture sockets with these local or remote ports' },
   { name: 'filter-comm', type: 'list', help: 'Only capture processes with these names (/proc/pid/comm)' },
+  { name: 'goroutines', type: 'boolean', help: 'Read goroutine ids of Go processes, so their syscall-trace ids follow goroutines, not threads (--no-goroutines: threads only)', default: true },
   { name: 'exclude-pid', type: 'list', help: 'Never capture these process ids (the agent itself is always excluded)' },
   { name: 'max-output-mb', type: 'number', help: 'Pending --output bytes held in memory before lines are dropped (counted)', default: 64 },
   { name: 'extra-headers', type: 'list', help: 'HTTP headers to record as attributes (comma-separated names)' },
@@ -233,7 +234,7 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
     });
   }
   const capture = await life
-    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms'), tls: cfg.bool('tls') ? true : undefined }, pipeline), (c) => c.stop())
+    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms'), tls: cfg.bool('tls') ? true : undefined, goroutines: cfg.bool('goroutines') }, pipeline), (c) => c.stop())
     .catch((err: unknown) => {
       throw new FatalError(`cannot capture: ${(err as Error).message}`);
     });

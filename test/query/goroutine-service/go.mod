@@ -1,0 +1,3 @@
+module riptide.test/goroutine
+
+go 1.19
