@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 missing=()
 while read -r pkg; do
   [ -z "$pkg" ] && continue
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep "install ok installed" > /dev/null || missing+=("$pkg")
 done < <(grep -v '^\s*#' test/system-packages.txt)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test/run.sh: installing ${missing[*]}"

@@ -95,7 +95,8 @@ command -v node > /dev/null || die "node is not installed (Node.js >= 20.9 is ne
 command -v npm > /dev/null || die "npm is not installed"
 node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 9) ? 0 : 1)' \
   || die "Node.js $(node --version) is too old: Riptide needs >= 20.9"
-if ! ldconfig -p 2> /dev/null | grep -q 'libbpf\.so\.1'; then
+# grep without -q reads the whole list: with pipefail, -q's early exit could SIGPIPE ldconfig and fail the check
+if ! ldconfig -p 2> /dev/null | grep 'libbpf\.so\.1' > /dev/null; then
   die "libbpf.so.1 not found: apt-get install -y libbpf1"
 fi
 
