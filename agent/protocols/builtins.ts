@@ -9,6 +9,7 @@ import { dnsParser } from './dns/index.ts';
 import { http1Parser } from './http1/index.ts';
 import { http2Parser } from './http2/index.ts';
 import { kafkaParser } from './kafka/index.ts';
+import { memcachedParser } from './memcached/index.ts';
 import { mqttParser } from './mqtt/index.ts';
 import { mysqlParser } from './mysql/index.ts';
 import { postgresqlParser } from './postgresql/index.ts';
@@ -20,6 +21,7 @@ export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   dnsParser,
   mysqlParser,
   postgresqlParser,
+  memcachedParser,
   redisParser,
   kafkaParser,
   mqttParser,

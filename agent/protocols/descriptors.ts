@@ -12,6 +12,7 @@ import { dnsDescriptor } from './dns/descriptor.ts';
 import { http1Descriptor } from './http1/descriptor.ts';
 import { http2Descriptor } from './http2/descriptor.ts';
 import { kafkaDescriptor } from './kafka/descriptor.ts';
+import { memcachedDescriptor } from './memcached/descriptor.ts';
 import { mqttDescriptor } from './mqtt/descriptor.ts';
 import { mysqlDescriptor } from './mysql/descriptor.ts';
 import { postgresqlDescriptor } from './postgresql/descriptor.ts';
@@ -23,6 +24,7 @@ export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
   dnsDescriptor,
   mysqlDescriptor,
   postgresqlDescriptor,
+  memcachedDescriptor,
   redisDescriptor,
   kafkaDescriptor,
   mqttDescriptor,
