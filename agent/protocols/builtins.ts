@@ -11,6 +11,7 @@ import { http1Parser } from './http1/index.ts';
 import { http2Parser } from './http2/index.ts';
 import { kafkaParser } from './kafka/index.ts';
 import { mongodbParser } from './mongodb/index.ts';
+import { memcachedParser } from './memcached/index.ts';
 import { mqttParser } from './mqtt/index.ts';
 import { mysqlParser } from './mysql/index.ts';
 import { postgresqlParser } from './postgresql/index.ts';
@@ -26,6 +27,7 @@ export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   amqpParser,
   zookeeperParser,
   mongodbParser,
+  memcachedParser,
   redisParser,
   kafkaParser,
   mqttParser,

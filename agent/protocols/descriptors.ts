@@ -14,6 +14,7 @@ import { http1Descriptor } from './http1/descriptor.ts';
 import { http2Descriptor } from './http2/descriptor.ts';
 import { kafkaDescriptor } from './kafka/descriptor.ts';
 import { mongodbDescriptor } from './mongodb/descriptor.ts';
+import { memcachedDescriptor } from './memcached/descriptor.ts';
 import { mqttDescriptor } from './mqtt/descriptor.ts';
 import { mysqlDescriptor } from './mysql/descriptor.ts';
 import { postgresqlDescriptor } from './postgresql/descriptor.ts';
@@ -29,6 +30,7 @@ export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
   amqpDescriptor,
   zookeeperDescriptor,
   mongodbDescriptor,
+  memcachedDescriptor,
   redisDescriptor,
   kafkaDescriptor,
   mqttDescriptor,

@@ -3,7 +3,7 @@
  * single-threaded), per protocol, through the real registry path (inference, per-socket state,
  * parse, close).
  *
- *   npx tsx test/bench/parsers.bench.ts [--seconds 1] [--rounds 3] [--limit 1024] [--protocols http1,amqp,…]
+ *   npx tsx test/bench/parsers.bench.ts [--seconds 1] [--rounds 3] [--limit 1024] [--protocols http1,amqp,memcached,…] [--compare-without amqp,…]
  *
  * Each figure is the best of `rounds` timed runs: on a shared box the best run is the one least
  * disturbed by other jobs.
@@ -43,6 +43,9 @@ interface Row {
   msgsPerSec: number;
   l7PerSec: number;
   steadyPerSec: number;
+  /** Captured payload bytes per second, new connections and keep-alive. */
+  mbPerSec: number;
+  steadyMbPerSec: number;
 }
 
 function bench(protocol: string, builtins: readonly ProtocolParser[] = BUILTIN_PARSERS): Row {
@@ -52,6 +55,7 @@ function bench(protocol: string, builtins: readonly ProtocolParser[] = BUILTIN_P
   let socket = 1;
   let msgs = 0;
   let l7 = 0;
+  let bytes = 0;
   const steadyIds = convs.map(() => 1_000_000 + socket++);
   const run = (steady: boolean): void => {
     for (let c = 0; c < convs.length; c++) {
@@ -60,17 +64,18 @@ function bench(protocol: string, builtins: readonly ProtocolParser[] = BUILTIN_P
       for (let i = 0; i < conv.length; i++) {
         conv[i].socketId = id;
         l7 += reg.parse(conv[i]).length;
+        bytes += conv[i].payload.length;
         msgs++;
       }
       if (!steady) reg.onSocketClosed(id);
     }
   };
-  const measure = (steady: boolean): [number, number] => {
+  const measure = (steady: boolean): [number, number, number] => {
     const until = performance.now() + 300;
     while (performance.now() < until) run(steady); // warm-up
-    let best: [number, number] = [0, 0];
+    let best: [number, number, number] = [0, 0, 0];
     for (let r = 0; r < ROUNDS; r++) {
-      msgs = l7 = 0;
+      msgs = l7 = bytes = 0;
       const t0 = performance.now();
       let t = t0;
       while (t - t0 < SECONDS * 1000) {
@@ -78,17 +83,17 @@ function bench(protocol: string, builtins: readonly ProtocolParser[] = BUILTIN_P
         t = performance.now();
       }
       const s = (t - t0) / 1000;
-      if (msgs / s > best[0]) best = [msgs / s, l7 / s];
+      if (msgs / s > best[0]) best = [msgs / s, l7 / s, bytes / s / 1e6];
     }
     return best;
   };
-  const [msgsPerSec, l7PerSec] = measure(false);
-  const [steadyPerSec] = measure(true);
-  return { protocol, msgsPerSec, l7PerSec, steadyPerSec };
+  const [msgsPerSec, l7PerSec, mbPerSec] = measure(false);
+  const [steadyPerSec, , steadyMbPerSec] = measure(true);
+  return { protocol, msgsPerSec, l7PerSec, steadyPerSec, mbPerSec, steadyMbPerSec };
 }
 
 const only = process.argv.indexOf('--protocols');
-const list = only >= 0 ? process.argv[only + 1].split(',') : ['http1', 'http2', 'dns', 'redis', 'mysql', 'postgresql', 'kafka', 'mqtt'];
+const list = only >= 0 ? process.argv[only + 1].split(',') : ['http1', 'http2', 'dns', 'redis', 'mysql', 'postgresql', 'kafka', 'mqtt', 'memcached'];
 const without = process.argv.indexOf('--compare-without');
 if (without >= 0) {
   // Inference cost of parsers added to the list: each protocol measured with and without them,
@@ -112,5 +117,5 @@ if (without >= 0) {
 const rows = list.map((p) => bench(p));
 const fmt = (n: number): string => Math.round(n).toLocaleString('en');
 process.stdout.write(`Parser throughput on one core (capture limit ${LIMIT} B, best of ${ROUNDS} x ${SECONDS}s per figure, node ${process.version})\n\n`);
-process.stdout.write('| protocol | captured msgs/s (new connections) | L7 msgs/s | captured msgs/s (keep-alive) |\n|---|---:|---:|---:|\n');
-for (const r of rows) process.stdout.write(`| ${r.protocol} | ${fmt(r.msgsPerSec)} | ${fmt(r.l7PerSec)} | ${fmt(r.steadyPerSec)} |\n`);
+process.stdout.write('| protocol | captured msgs/s (new connections) | L7 msgs/s | captured msgs/s (keep-alive) | MB/s (new) | MB/s (keep-alive) |\n|---|---:|---:|---:|---:|---:|\n');
+for (const r of rows) process.stdout.write(`| ${r.protocol} | ${fmt(r.msgsPerSec)} | ${fmt(r.l7PerSec)} | ${fmt(r.steadyPerSec)} | ${r.mbPerSec.toFixed(1)} | ${r.steadyMbPerSec.toFixed(1)} |\n`);

@@ -117,9 +117,23 @@ describe('inference claims no other protocol, at any point of a stream', () => {
     expect(claimed).toEqual([]);
   });
 
-  it('memcached and NATS conversations produce no spans (they used to end as bogus Redis timeouts)', () => {
-    expect(infer(chunksOf('memcached', 'text-set-get-quit'))).toEqual([]);
+  it('memcached and NATS conversations are not taken for Redis (they used to end as bogus Redis timeouts)', () => {
+    expect(infer(chunksOf('memcached', 'text-set-get-quit')).map((m) => m.l7Protocol)).toEqual(new Array(9).fill('memcached'));
     expect(infer(chunksOf('nats', 'raw-verbose-pub-sub'))).toEqual([]);
+  });
+});
+
+describe('memcached first seen mid-stream', () => {
+  it('a pooled text connection is recognised from its next command, a binary one from its next request', () => {
+    const text = infer(chunksOf('memcached', 'text-multiget-cas-errors').slice(4));
+    expect(text.map((m) => `${m.l7Protocol}:${m.requestType ?? m.responseStatus}`).slice(0, 4)).toEqual(['memcached:cas', 'memcached:ok', 'memcached:touch', 'memcached:ok']);
+    const bin = infer(chunksOf('memcached', 'binary-set-get-miss-quiet').slice(4));
+    expect(bin.map((m) => `${m.requestType ?? m.responseCode}`)).toEqual(['get', '1', 'getq', 'noop', '0', 'incr', '6', 'delete', '0', 'version', '0', 'quit', '0']);
+  });
+
+  it('recognised from the server\'s reply when the agent sees that first', () => {
+    const msgs = infer(chunksOf('memcached', 'text-set-get-quit').slice(1, 4));
+    expect(msgs.map((m) => `${m.msgType}:${m.requestType ?? m.responseStatus}`)).toEqual(['response:ok', 'request:get', 'response:ok']);
   });
 });
 

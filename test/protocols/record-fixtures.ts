@@ -573,7 +573,7 @@ function scripted(port: number, steps: ReadonlyArray<{ send: string; until: RegE
     let sent = 0;
     const send = (): void => {
       got = '';
-      if (sent < steps.length) s.write(steps[sent++].send);
+      if (sent < steps.length) s.write(Buffer.from(steps[sent++].send, 'latin1'));
       else s.end();
     };
     s.on('connect', () => {
@@ -603,6 +603,45 @@ async function recordMemcached(): Promise<void> {
   ]);
   await proxy.settle();
   save('memcached', 'tcp', 'text-set-get-quit', 'text protocol: set, get hit, incr miss, delete, quit', 'raw socket', 'memcached', proxy.conversations[0]);
+
+  const big = 'v'.repeat(3000);
+  await scripted(proxy.port, [
+    { send: 'set a 5 0 2\r\nhi\r\nset b 0 0 3 noreply\r\nyou\r\n', until: /STORED\r\n/ },
+    { send: 'gets a b nope\r\n', until: /END\r\n/ },
+    { send: 'cas a 0 0 1 1\r\nx\r\n', until: /\r\n/ },
+    { send: 'touch a 100\r\n', until: /\r\n/ },
+    { send: 'set n 0 0 1\r\n7\r\n', until: /\r\n/ },
+    { send: 'incr n 5\r\n', until: /\r\n/ },
+    { send: `set big 0 0 ${big.length}\r\n${big}\r\n`, until: /\r\n/ },
+    { send: 'get big\r\n', until: /END\r\n/ },
+    { send: 'incr a 1\r\n', until: /\r\n/ },
+    { send: 'bogus\r\n', until: /\r\n/ },
+    { send: 'ms m 2 T0\r\nok\r\n', until: /\r\n/ },
+    { send: 'mg m v\r\n', until: /\r\n.*\r\n/ },
+    { send: 'mg absent v\r\n', until: /\r\n/ },
+    { send: 'version\r\n', until: /\r\n/ },
+  ]);
+  await proxy.settle();
+  save('memcached', 'tcp', 'text-multiget-cas-errors', 'text protocol: pipelined set + set noreply, gets of two hits and a miss, cas conflict, touch, incr, a 3000-byte value stored and read, incr of a non-number (CLIENT_ERROR), an unknown command (ERROR), meta ms/mg hit and miss, version', 'raw socket', 'memcached', proxy.conversations[1]);
+
+  const bin = (op: number, key: string, extras: number[] = [], value = '', opaque = 0): string => {
+    const body = extras.length + key.length + value.length;
+    const h = [0x80, op, key.length >> 8, key.length & 0xff, extras.length, 0, 0, 0, (body >>> 24) & 0xff, (body >> 16) & 0xff, (body >> 8) & 0xff, body & 0xff, 0, 0, 0, opaque, 0, 0, 0, 0, 0, 0, 0, 0];
+    return Buffer.from([...h, ...extras]).toString('latin1') + key + value;
+  };
+  const reply = (n = 1): RegExp => new RegExp(`^([\\s\\S]{24,}){${n}}`); // at least n headers' worth
+  await scripted(proxy.port, [
+    { send: bin(0x01, 'user:1', [0, 0, 0, 0, 0, 0, 0, 0], '{"n":1}', 1), until: reply() },
+    { send: bin(0x00, 'user:1', [], '', 2), until: /\{"n":1\}$/ },
+    { send: bin(0x00, 'user:404', [], '', 3), until: /Not found$/ },
+    { send: bin(0x09, 'user:405', [], '', 4) + bin(0x0a, '', [], '', 5), until: reply() },
+    { send: bin(0x05, 'user:1', [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], '', 6), until: /\r\n|.{24,}/s },
+    { send: bin(0x04, 'user:1', [], '', 7), until: reply() },
+    { send: bin(0x0b, '', [], '', 8), until: /\d+\.\d+/ },
+    { send: bin(0x07, '', [], '', 9), until: /^$/ },
+  ]);
+  await proxy.settle();
+  save('memcached', 'tcp', 'binary-set-get-miss-quiet', 'binary protocol: set, get hit, get miss (KEY_NOT_FOUND), getq miss + noop, incr of a non-number, delete, version, quit', 'raw socket', 'memcached', proxy.conversations[2]);
   await mc.stop();
 }
 

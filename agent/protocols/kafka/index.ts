@@ -1,7 +1,9 @@
 /**
  * Kafka wire protocol: the request header of every API (api_key, api_version, correlation_id,
  * client_id, flexible-version tagged fields), the topic/partition of Produce, Fetch and Metadata, and
- * the error code of the responses that carry one where it is cheap to reach.
+ * the error code of the responses that carry one where it is cheap to reach; the consumer group of
+ * group-coordinator requests (attributes.group_id) and the trace context (`traceparent`, `sw8`, …)
+ * in the headers of a Produce request's first record.
  *
  * Parallel protocol: request_id = correlation id. Responses do not carry the api key, so the socket
  * keeps its outstanding correlation ids (bounded) to name each response and read its body.
@@ -11,6 +13,7 @@ import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
 import { kafkaDescriptor } from './descriptor.ts';
 import { i16be, i32be, isPrintable, text, u32be } from '../lib/bytes.ts';
 import { requestSide, socketState } from '../lib/direction.ts';
+import { applyTraceContext } from '../lib/trace-context.ts';
 import { INVALID, NEED_MORE, parseStream } from '../lib/stream.ts';
 import type { StreamFramer } from '../lib/stream.ts';
 
@@ -134,8 +137,84 @@ class Cursor {
   }
 }
 
+/** A signed (zig-zag) varint of the record format, or undefined past `end` / when too long. */
+function varint(b: Uint8Array, at: { p: number }, end: number): number | undefined {
+  let v = 0;
+  for (let shift = 0; shift < 35; shift += 7) {
+    if (at.p >= end) return undefined;
+    const c = b[at.p++];
+    v += (c & 0x7f) * 2 ** shift;
+    if ((c & 0x80) === 0) return v % 2 === 0 ? v / 2 : -(v + 1) / 2;
+  }
+  return undefined;
+}
+
+/** Record headers the parser keeps: trace context (lib/trace-context.ts reads them). */
+const RECORD_HEADERS = new Set(['traceparent', 'sw8', 'b3', 'uber-trace-id', 'x-request-id']);
+const RECORD_BATCH_HEAD = 61;
+
+/**
+ * Trace-context headers of the first record of an uncompressed RecordBatch (magic 2) in [p, end):
+ * what a producer instrumented with OpenTelemetry (`traceparent`) or SkyWalking (`sw8`) adds to
+ * each record. Compressed batches and the legacy message sets carry none that can be read.
+ */
+function recordHeaders(b: Uint8Array, p: number, end: number): Map<string, string> | undefined {
+  if (p + RECORD_BATCH_HEAD > end || b[p + 16] !== 2) return undefined;
+  if ((b[p + 22] & 0x07) !== 0) return undefined; // compressed (attributes is int16 big-endian: codec in the low byte)
+  const at = { p: p + RECORD_BATCH_HEAD };
+  const len = varint(b, at, end);
+  if (len === undefined || len < 0) return undefined;
+  const stop = Math.min(end, at.p + len);
+  at.p += 1; // attributes
+  if (varint(b, at, stop) === undefined || varint(b, at, stop) === undefined) return undefined; // timestamp, offset deltas
+  for (let i = 0; i < 2; i++) {
+    const n = varint(b, at, stop); // key, then value
+    if (n === undefined) return undefined;
+    if (n > 0) at.p += n;
+  }
+  const count = varint(b, at, stop);
+  if (count === undefined || count <= 0) return undefined;
+  let found: Map<string, string> | undefined;
+  for (let i = 0; i < Math.min(count, 64); i++) {
+    const kl = varint(b, at, stop);
+    if (kl === undefined || kl < 0 || at.p + kl > stop) break;
+    const key = text(b, at.p, at.p + kl, 64).toLowerCase();
+    at.p += kl;
+    const vl = varint(b, at, stop);
+    if (vl === undefined || at.p + Math.max(vl, 0) > stop) break;
+    if (vl >= 0 && RECORD_HEADERS.has(key)) (found ??= new Map()).set(key, text(b, at.p, at.p + vl, 512));
+    if (vl > 0) at.p += vl;
+  }
+  return found;
+}
+
+/** APIs whose body starts with group_id (OffsetFetch until v8 moved it into an array). */
+const GROUP_FIRST = new Set([8, 11, 12, 13, 14, 47]);
+
+/** The consumer group a group-coordinator request names, or undefined. */
+function groupId(c: Cursor, apiKey: number, version: number, flex: boolean): string | undefined {
+  if (GROUP_FIRST.has(apiKey) || (apiKey === 9 && version < 8)) {
+    const g = c.str(flex);
+    return typeof g === 'string' && g !== '' ? g : undefined;
+  }
+  if (apiKey === 10 && version < 4) {
+    // FindCoordinator: key, then key_type (v1+; 0 = group, 1 = transaction)
+    const key = c.str(flex);
+    if (typeof key !== 'string' || key === '') return undefined;
+    if (version >= 1 && c.i8() !== 0) return undefined;
+    return key;
+  }
+  if (apiKey === 28) {
+    // TxnOffsetCommit: transactional_id, then group_id
+    if (c.str(flex) === undefined) return undefined;
+    const g = c.str(flex);
+    return typeof g === 'string' && g !== '' ? g : undefined;
+  }
+  return undefined;
+}
+
 /** Topic and partition (and fetch offset) of the first entry of Produce / Fetch / Metadata. */
-function requestTarget(c: Cursor, apiKey: number, version: number, flex: boolean): { topic?: string; partition?: number; offset?: bigint } {
+function requestTarget(c: Cursor, apiKey: number, version: number, flex: boolean): { topic?: string; partition?: number; offset?: bigint; headers?: Map<string, string> } {
   if (apiKey === 0) {
     if (version >= 3 && c.str(flex) === undefined) return {};
     if (c.i16() === undefined || c.i32() === undefined) return {};
@@ -144,7 +223,11 @@ function requestTarget(c: Cursor, apiKey: number, version: number, flex: boolean
     if (typeof topic !== 'string') return {};
     if ((c.count(flex) ?? 0) < 1) return { topic };
     const partition = c.i32();
-    return { topic, partition };
+    if (partition === undefined) return { topic };
+    // records: NULLABLE_BYTES (int32 size) or COMPACT_NULLABLE_BYTES (uvarint size + 1)
+    const size = flex ? (c.uvarint() ?? 0) - 1 : (c.i32() ?? -1);
+    const headers = size > 0 ? recordHeaders(c.b, c.p, Math.min(c.end, c.p + size)) : undefined;
+    return { topic, partition, headers };
   }
   if (apiKey === 1) {
     if (version < 15 && c.i32() === undefined) return {}; // replica_id
@@ -200,18 +283,21 @@ function responseError(c: Cursor, apiKey: number, version: number, flex: boolean
   }
   if (apiKey === 1) {
     if (version >= 1 && !c.skip(4)) return undefined;
+    // v7+ has a top-level error_code: it is the answer when non-zero, or when no partition follows
+    // (an incremental fetch session with nothing new answers with no partitions at all).
+    let top: number | undefined;
     if (version >= 7) {
-      const top = c.i16();
+      top = c.i16();
       if (top === undefined || top !== 0) return top;
-      if (!c.skip(4)) return undefined;
+      if (!c.skip(4)) return top;
     }
-    if ((c.count(flex) ?? 0) < 1) return undefined;
+    if ((c.count(flex) ?? 0) < 1) return top;
     if (version >= 13) {
-      if (!c.skip(16)) return undefined;
-    } else if (c.str(flex) === undefined) return undefined;
-    if ((c.count(flex) ?? 0) < 1) return undefined;
-    if (c.i32() === undefined) return undefined;
-    return c.i16();
+      if (!c.skip(16)) return top;
+    } else if (c.str(flex) === undefined) return top;
+    if ((c.count(flex) ?? 0) < 1) return top;
+    if (c.i32() === undefined) return top;
+    return c.i16() ?? top;
   }
   return undefined;
 }
@@ -229,7 +315,12 @@ function request(buf: Uint8Array, off: number, end: number, len: number, ctx: Pa
   const m: L7Message = { l7Protocol: 'kafka', msgType: 'request', requestType: API_NAMES[apiKey], requestId: corr, version: String(version), requestLength: len };
   if (clientId) m.attributes = { client_id: clientId };
   if (clientId !== undefined && (!flex || c.taggedFields())) {
+    const body = c.p;
     const t = requestTarget(c, apiKey, version, flex);
+    if (t.headers) applyTraceContext(m, t.headers);
+    c.p = body;
+    const group = groupId(c, apiKey, version, flex);
+    if (group) (m.attributes ??= {}).group_id = group;
     if (t.topic) {
       m.requestDomain = t.topic;
       m.requestResource = t.topic;

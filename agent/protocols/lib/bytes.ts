@@ -12,7 +12,7 @@ export const MAX_FIELD_CHARS = 512;
 export function text(buf: Uint8Array, start: number, end: number, max = MAX_FIELD_CHARS): string {
   if (start < 0) start = 0;
   if (end > buf.length) end = buf.length;
-  if (end - start > max) end = start + max;
+  if (end - start > max) end = utf8Boundary(buf, start, start + max);
   if (end <= start) return '';
   // Short ASCII runs are the common case (methods, paths, keys): skip the decoder's call overhead.
   if (end - start <= 32) {
@@ -25,6 +25,39 @@ export function text(buf: Uint8Array, start: number, end: number, max = MAX_FIEL
     return s;
   }
   return utf8.decode(buf.subarray(start, end));
+}
+
+/**
+ * The largest cut ≤ `end` (and ≥ `start`) that does not split a UTF-8 character: when the byte at
+ * `end` continues a character begun before it, back off to that character's lead byte. A cap or a
+ * capture limit then drops the whole character instead of leaving U+FFFD.
+ *
+ * @example utf8Boundary(bytesOf('aé'), 0, 2) === 1   // 'é' is 2 bytes at 1..2: cutting at 2 splits it
+ */
+export function utf8Boundary(buf: Uint8Array, start: number, end: number): number {
+  if (end >= buf.length || end <= start) return Math.min(end, buf.length);
+  // At most three continuation bytes (10xxxxxx) follow a lead byte.
+  let i = end;
+  while (i > start && end - i < 3 && (buf[i] & 0xc0) === 0x80) i--;
+  if ((buf[i] & 0xc0) === 0x80) return end; // not UTF-8 (a run of continuations): cut where asked
+  if (i === end) return end; // `end` starts a character (or is ASCII)
+  const lead = buf[i];
+  const len = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+  return i + len <= end ? end : i;
+}
+
+/**
+ * `end` moved back before a trailing partial UTF-8 character, for text whose bytes stop at a cut
+ * that is not the field's real end (a capture limit).
+ */
+export function utf8CompleteEnd(buf: Uint8Array, start: number, end: number): number {
+  if (end > buf.length) end = buf.length;
+  let i = end - 1;
+  while (i >= start && end - i <= 3 && (buf[i] & 0xc0) === 0x80) i--;
+  if (i < start || buf[i] < 0xc0) return end;
+  const lead = buf[i];
+  const len = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+  return i + len > end ? i : end;
 }
 
 /** Index of the first `byte` in [start, end), or -1. */

@@ -3,6 +3,21 @@
  * the head of a statement. It never parses SQL; it reads the first keyword and the table after the
  * keyword that names it, skipping leading comments.
  */
+import { text, utf8CompleteEnd } from './bytes.ts';
+
+/** Longest statement text a span keeps, in bytes (cut on a UTF-8 character boundary). */
+export const MAX_SQL_BYTES = 512;
+
+/**
+ * Statement text from bytes [start, end): at most MAX_SQL_BYTES, never ending inside a UTF-8
+ * character. `cut` says the bytes stop before the statement's real end (a capture limit, a read
+ * split) so a partial last character is dropped too; a statement that ends where it should keeps
+ * whatever bytes it has.
+ */
+export function utf8Sql(buf: Uint8Array, start: number, end: number, cut = end > buf.length): string {
+  if (cut) end = utf8CompleteEnd(buf, start, Math.min(end, buf.length));
+  return text(buf, start, end, MAX_SQL_BYTES);
+}
 
 const TABLE_AFTER: Record<string, string> = {
   SELECT: 'FROM',

@@ -18,7 +18,7 @@ import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
 import { mysqlDescriptor } from './descriptor.ts';
 import { indexOfByte, isPrintable, text, u16le, u24le, u32le } from '../lib/bytes.ts';
 import { requestSide, socketState } from '../lib/direction.ts';
-import { sqlEndpoint } from '../lib/sql.ts';
+import { sqlEndpoint, utf8Sql } from '../lib/sql.ts';
 import { sqlStateClass } from '../lib/status.ts';
 import { INVALID, NEED_MORE, parseStream } from '../lib/stream.ts';
 import type { StreamFramer } from '../lib/stream.ts';
@@ -76,7 +76,7 @@ function command(buf: Uint8Array, p: number, end: number, wireLen: number, ms: M
   if (cmd === 0x03 || cmd === 0x16) {
     // MySQL 8 clients may put query attributes before a COM_QUERY's text; plain clients send text straight.
     const at = cmd === 0x03 ? queryStart(buf, p + 1, end) : p + 1;
-    sql = text(buf, at < 0 ? p + 1 : at, end, 512);
+    sql = utf8Sql(buf, at < 0 ? p + 1 : at, end, end < p + wireLen);
     m.requestResource = sql;
     const ep = sqlEndpoint(sql);
     if (ep) m.endpoint = ep;

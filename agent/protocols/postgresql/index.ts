@@ -12,7 +12,7 @@ import type { L7Message, ParseContext, ProtocolParser } from '../parser.ts';
 import { postgresqlDescriptor } from './descriptor.ts';
 import { i32be, indexOfByte, isPrintable, text, u32be } from '../lib/bytes.ts';
 import { requestSide, socketState } from '../lib/direction.ts';
-import { sqlEndpoint } from '../lib/sql.ts';
+import { sqlEndpoint, utf8Sql } from '../lib/sql.ts';
 import { sqlStateClass } from '../lib/status.ts';
 import { INVALID, NEED_MORE, UNKNOWN_LENGTH, parseStream } from '../lib/stream.ts';
 import type { StreamFramer } from '../lib/stream.ts';
@@ -66,6 +66,12 @@ function cstring(buf: Uint8Array, p: number, end: number, max = 512): [string, n
   const z = indexOfByte(buf, 0, p, end);
   if (z < 0) return undefined;
   return [text(buf, p, z, max), z + 1];
+}
+
+/** A NUL-terminated statement, or what the capture kept of it (cut on a character boundary). */
+function sqlCString(buf: Uint8Array, p: number, stop: number, bodyEnd: number): string {
+  const z = indexOfByte(buf, 0, p, stop);
+  return z >= 0 ? utf8Sql(buf, p, z, false) : utf8Sql(buf, p, stop, stop < bodyEnd);
 }
 
 function request(type: string, pg: PgSocket, sql?: string): L7Message {
@@ -136,7 +142,7 @@ function frontend(buf: Uint8Array, off: number, end: number, cut: boolean, ctx: 
   switch (type) {
     case 0x51: {
       // Q
-      const sql = cstring(buf, p, stop)?.[0] ?? text(buf, p, stop);
+      const sql = sqlCString(buf, p, stop, bodyEnd);
       out.push(request('QUERY', pg, sql));
       break;
     }
@@ -144,7 +150,7 @@ function frontend(buf: Uint8Array, off: number, end: number, cut: boolean, ctx: 
       // P: statement name, query, parameter types
       const name = cstring(buf, p, stop, 128);
       if (!name) break;
-      const sql = cstring(buf, name[1], stop)?.[0] ?? text(buf, name[1], stop);
+      const sql = sqlCString(buf, name[1], stop, bodyEnd);
       batch.sql = sql;
       batch.parsed = true;
       if (name[0] !== '') {
