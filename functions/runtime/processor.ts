@@ -361,11 +361,6 @@ export class BatchProcessor {
     return keys.map((k) => results.get(k) as ProcessResult);
   }
 
-  /** Build and write the rows of one slot where they belong now (settled slots are left alone). */
-  async processSlot(agentId: string, slot: number, slotSeconds: number): Promise<SlotResult | null> {
-    return this.handleSlot(agentId, slot, slotSeconds, new Map(), await settledSlots(this.o.ch, agentId, slotSeconds, [slot]));
-  }
-
   /** Compute the rows a slot owns from the store; null when the slot has no readable batch. */
   async slotRows(agentId: string, slot: number, slotSeconds: number, cache: Map<number, LoadedSlot>): Promise<SlotRows | null> {
     const load = async (s: number): Promise<LoadedSlot> => {
