@@ -6,7 +6,7 @@
  * A drop is never silent: count it here and log it once per burst with {@link BurstLogger}.
  *
  * @example
- *   const dropped = metrics.counter('riptide_capture_dropped_total', 'Messages lost before parsing', ['reason']);
+ *   const dropped = metrics.counter('riptide_capture_dropped_total', 'Messages lost before parsing');
  *   dropped.inc({ reason: 'ringbuf_full' }, 3);
  *   res.end(metrics.render());
  */

@@ -9,8 +9,8 @@
  *
  * @example
  *   const plugins = await loadPlugins({ paths: ['plugins/tinyrpc', '/etc/riptide/biz/manifest.json'] });
- *   registry.addPluginParsers(plugins.parsers);   // tried before the built-ins
- *   runHttpHooks(plugins.httpHooks, msg, payload, ctx);
+ *   plugins.parsers.forEach((p) => registry.register(p));   // as `riptide agent` does
+ *   runHttpHooks(plugins.httpHooks, msg, payload, ctx);   // from ./types.ts
  *   plugins.close();
  */
 import { readFile, stat } from 'node:fs/promises';

@@ -4,8 +4,8 @@
  * idempotent, so a retry after a partial success is harmless).
  *
  * @example
- *   // index.ts of the Lambda package
- *   const processor = await createProcessorFromEnv();
+ *   // index.ts of the Lambda package; ch, store and ids built as startFunctions does
+ *   const processor = new BatchProcessor({ ch, store, keys: shippingKeys, decode: shippingDecoder, encoder: new TagEncoder({ ids }) });
  *   export const handler = createS3Handler({ process: (k) => processor.processBatch(k), filter: { prefix: 'riptide' } });
  */
 import { keysFromS3Event } from './events.ts';
