@@ -275,7 +275,7 @@ describe.skipIf(missing.length > 0)('acceptance: curl → Java HttpServer (reade
     if (agent) await stop(agent);
   }, 600_000);
 
-  it('after: with --handoff every trace is strictly right at 1, 30 and 100 concurrent, no wrong link', async () => {
+  it('after: with --handoff the kernel evidence reaches the worker calls, /item stays strictly right, and no link is wrong', async () => {
     await startAgent(true);
     for (const [i, [c, count]] of LEVELS.entries()) {
       for (const [j, v] of (['item', 'wait'] as const).entries()) {
@@ -284,9 +284,11 @@ describe.skipIf(missing.length > 0)('acceptance: curl → Java HttpServer (reade
         expect(wrongShare(s), 'wrong links').toBeLessThanOrEqual(0.001);
         // The kernel evidence reached the spans: a parked worker is woken by the reader.
         expect(s.carried, 'worker calls carrying a hand-off').toBeGreaterThan(0);
-        // /wait under load: a worker busy when a task is queued takes it without a wake-up (no evidence),
-        // and a request nobody is seen working on keeps the rule from guessing (measured 87% and 75%).
-        const floor = c === 1 ? 1 : v === 'item' ? 0.95 : 0.4;
+        // /wait: only the wake-up ties the queries to their request, and a wake-up does not say which
+        // queued task the worker took (0.67-2% of links wrong at 30 concurrent in merged runs), so the
+        // handoff rule is below the default floor (docs/TRACE-ASSEMBLY.md): those queries stay
+        // unattached, never wrong. /item keeps its thread and response evidence.
+        const floor = v === 'wait' ? 0 : c === 1 ? 1 : 0.95;
         expect(s.strict / s.traces, 'strict traces').toBeGreaterThanOrEqual(floor);
       }
     }
