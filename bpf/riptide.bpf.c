@@ -1161,3 +1161,129 @@ SEC("uprobe")
 int BPF_KPROBE(rt_ssl_read_ex_enter) { return tls_enter(ctx, RT_TLS_SSL_READ_EX); }
 SEC("uretprobe")
 int BPF_KRETPROBE(rt_ssl_read_ex_exit) { return tls_exit(ctx); }
+
+/*
+ * ---- Go crypto/tls: uprobes on crypto/tls.(*Conn).Write / .Read (issue 17) ----
+ *
+ * Go moves goroutine stacks, so no uretprobes (they rewrite the return address on the stack): user
+ * space (agent/capture/go-tls.ts) attaches the entry program at the function's first byte and the
+ * return program at each of its RET instructions, found by disassembling the function. Arguments
+ * and results follow Go's register ABI (ABIInternal, Go >= 1.17, amd64): receiver *Conn in RAX,
+ * the buffer's pointer/length in RBX/RCX at entry; n in RAX at return. R14 holds the running g in
+ * Go code, so entry and return are paired by (tgid, goid) -- a goroutine blocked inside Read
+ * (netpoll) may come back on another thread -- with the goid offset from go_procs; a process
+ * without it is paired by thread. The record is an rt_tls_event (func RT_TLS_GO_*) carrying the
+ * goid, joined to the socket in user space like OpenSSL's.
+ */
+struct rt_go_tls_key {
+	__u32 tgid;
+	__u32 by_goid; /* 1: id is the goid; 0: id is the thread id */
+	__u64 id;
+};
+
+struct rt_go_tls_args {
+	__u64 enter_ns;
+	__u64 conn;
+	__u64 buf;
+	__u64 goid;
+	__u8 func;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH); /* a call that never returns (panic) is evicted in time */
+	__uint(max_entries, 16384);
+	__type(key, struct rt_go_tls_key);
+	__type(value, struct rt_go_tls_args);
+} go_tls_active SEC(".maps");
+
+static __always_inline void go_tls_key(struct pt_regs *ctx, struct rt_go_tls_key *k, __u64 *goid)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	k->tgid = pid_tgid >> 32;
+	k->by_goid = 0;
+	k->id = (__u32)pid_tgid;
+	*goid = 0;
+	struct rt_go_proc *gp = bpf_map_lookup_elem(&go_procs, &k->tgid);
+	__u64 g = ctx->r14;
+	if (!gp || !g || bpf_probe_read_user(goid, sizeof(*goid), (void *)(g + gp->goid_offset)) || !*goid) {
+		*goid = 0;
+		return;
+	}
+	k->by_goid = 1;
+	k->id = *goid;
+}
+
+static __always_inline int go_tls_enter(struct pt_regs *ctx, __u8 func)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!task_selected(tgid) && !(filter_ports && tgid != self_tgid))
+		return 0;
+	struct rt_go_tls_key k = {};
+	struct rt_go_tls_args a = {};
+	go_tls_key(ctx, &k, &a.goid);
+	a.enter_ns = bpf_ktime_get_ns();
+	a.conn = ctx->ax;
+	a.buf = ctx->bx;
+	a.func = func;
+	bpf_map_update_elem(&go_tls_active, &k, &a, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int go_tls_ret(struct pt_regs *ctx)
+{
+	struct rt_go_tls_key k = {};
+	__u64 goid = 0;
+	go_tls_key(ctx, &k, &goid);
+	struct rt_go_tls_args *slot = bpf_map_lookup_elem(&go_tls_active, &k);
+	if (!slot)
+		return 0;
+	struct rt_go_tls_args a = *slot;
+	bpf_map_delete_elem(&go_tls_active, &k);
+	__s64 n = (__s64)ctx->ax;
+	if (n <= 0)
+		return 0;
+
+	__u32 zero = 0;
+	struct rt_tls_scratch *s = bpf_map_lookup_elem(&tls_scratch, &zero);
+	if (!s)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct rt_tls_event *ev = (struct rt_tls_event *)s->bytes;
+	ev->kind = RT_EV_TLS_DATA;
+	ev->pid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	ev->enter_ns = a.enter_ns;
+	ev->exit_ns = bpf_ktime_get_ns();
+	ev->ssl = a.conn;
+	ev->bytes = n;
+	ev->direction = a.func == RT_TLS_GO_WRITE ? RT_DIR_EGRESS : RT_DIR_INGRESS;
+	ev->func = a.func;
+	ev->coroutine_id = a.goid;
+	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
+
+	__u32 limit = capture_limit;
+	if (limit > RT_MAX_PAYLOAD)
+		limit = RT_MAX_PAYLOAD;
+	__u32 want = n < limit ? (__u32)n : limit;
+	want &= (2 * RT_MAX_PAYLOAD - 1);
+	if (want > RT_MAX_PAYLOAD)
+		want = RT_MAX_PAYLOAD;
+	__u32 got = 0;
+	if (want && !bpf_probe_read_user(ev->payload, want, (void *)a.buf))
+		got = want;
+	ev->payload_len = got;
+	__u64 size = sizeof(struct rt_tls_event) + got;
+	if (size > sizeof(struct rt_tls_scratch))
+		size = sizeof(struct rt_tls_scratch);
+	if (bpf_ringbuf_output(&events, s->bytes, size, BPF_RB_NO_WAKEUP))
+		count(RT_CNT_RINGBUF_FULL);
+	return 0;
+}
+
+SEC("uprobe")
+int rt_go_tls_write_enter(struct pt_regs *ctx) { return go_tls_enter(ctx, RT_TLS_GO_WRITE); }
+SEC("uprobe")
+int rt_go_tls_read_enter(struct pt_regs *ctx) { return go_tls_enter(ctx, RT_TLS_GO_READ); }
+/* At each RET of the function (plain uprobes: Go forbids uretprobes). */
+SEC("uprobe")
+int rt_go_tls_ret(struct pt_regs *ctx) { return go_tls_ret(ctx); }

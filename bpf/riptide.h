@@ -126,6 +126,8 @@ enum rt_tls_func {
 	RT_TLS_SSL_READ = 1,
 	RT_TLS_SSL_WRITE_EX = 2,
 	RT_TLS_SSL_READ_EX = 3,
+	RT_TLS_GO_WRITE = 4, /* crypto/tls.(*Conn).Write (ssl: the *Conn) */
+	RT_TLS_GO_READ = 5,  /* crypto/tls.(*Conn).Read */
 };
 
 struct rt_tls_event {
@@ -141,6 +143,7 @@ struct rt_tls_event {
 	__u8 func;         /* enum rt_tls_func */
 	__u8 _pad[6];
 	char comm[RT_COMM_LEN];
+	__u64 coroutine_id; /* Go: the goroutine id when the process is in go_procs, else 0 */
 	__u8 payload[];
 };
 

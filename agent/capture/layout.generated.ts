@@ -48,9 +48,9 @@ export const RtProcEvent = {
   comm: { offset: 16, size: 16 },
 } as const;
 
-/** struct rt_tls_event (72 bytes before any trailing payload). */
+/** struct rt_tls_event (80 bytes before any trailing payload). */
 export const RtTlsEvent = {
-  SIZE: 72,
+  SIZE: 80,
   kind: { offset: 0, size: 4 },
   pid: { offset: 4, size: 4 },
   tid: { offset: 8, size: 4 },
@@ -63,7 +63,8 @@ export const RtTlsEvent = {
   func: { offset: 49, size: 1 },
   _pad: { offset: 50, size: 6 },
   comm: { offset: 56, size: 16 },
-  payload: { offset: 72, size: 0 },
+  coroutine_id: { offset: 72, size: 8 },
+  payload: { offset: 80, size: 0 },
 } as const;
 
 /** struct rt_go_proc (8 bytes before any trailing payload). */
@@ -130,6 +131,8 @@ export const RT_TLS_SSL_WRITE = 0;
 export const RT_TLS_SSL_READ = 1;
 export const RT_TLS_SSL_WRITE_EX = 2;
 export const RT_TLS_SSL_READ_EX = 3;
+export const RT_TLS_GO_WRITE = 4;
+export const RT_TLS_GO_READ = 5;
 export const RT_GO_CNT_READ_OK = 0;
 export const RT_GO_CNT_READ_FAILED = 1;
 export const RT_GO_CNT_STATE_FULL = 2;
