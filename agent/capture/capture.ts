@@ -25,6 +25,7 @@ import { GoProcesses } from './go-processes.ts';
 import type { RingReader } from './ring-reader.ts';
 import { TlsJoiner } from './tls-join.ts';
 import { TlsLibraries } from './tls-libraries.ts';
+import { GoReadMerger } from './go-tls.ts';
 import { BurstLogger, metrics } from '../metrics.ts';
 
 export interface CaptureSink {
@@ -78,6 +79,8 @@ export class Capture {
   /** TLS library files with uprobes (null when the uprobe programs are not loaded). */
   readonly tlsLibraries: TlsLibraries | null;
   private readonly tls: TlsJoiner;
+  /** Go's one-byte background reads put back in front of the request they belong to (go-tls.ts). */
+  private readonly goReads: GoReadMerger;
   /** Go processes whose goroutine ids the kernel reads; undefined when that is off. */
   go: GoProcesses | undefined;
 
@@ -93,6 +96,7 @@ export class Capture {
       (m) => this.sink.onMessage(m, this.processes.get(m.pid)),
       (pid) => this.tlsLibraries?.onTlsTraffic(pid),
     );
+    this.goReads = new GoReadMerger((p) => this.tls.onPlaintext(p));
   }
 
   /** Why TLS plaintext is not captured ('' when it is). */
@@ -193,7 +197,7 @@ export class Capture {
         break;
       }
       case 'tls':
-        this.tls.onPlaintext(rec.plaintext);
+        this.goReads.push(rec.plaintext);
         break;
       case 'close':
         this.tls.onSocketClosed(rec.event.socketId);

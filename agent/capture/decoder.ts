@@ -139,6 +139,7 @@ export class RecordDecoder {
             enterNs: this.clock.toWall(view.getBigUint64(off + T.enter_ns.offset, true)),
             exitNs: this.clock.toWall(view.getBigUint64(off + T.exit_ns.offset, true)),
             ssl: view.getBigUint64(off + T.ssl.offset, true),
+            coroutineId: u64(view, off + T.coroutine_id.offset),
             direction: DIRECTIONS[bytes[off + T.direction.offset]] ?? 'egress',
             bytes: u64(view, off + T.bytes.offset),
             payload: this.slab.copy(bytes, start, start + payloadLen),

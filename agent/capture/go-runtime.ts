@@ -40,7 +40,7 @@ export class GoBinaryError extends Error {
   }
 }
 
-interface Section {
+export interface Section {
   name: string;
   type: number;
   flags: number;
@@ -57,7 +57,7 @@ const PT_TLS = 7;
 const STT_TLS = 6;
 const EM_X86_64 = 62;
 
-function sections(b: Buffer): Section[] {
+export function sections(b: Buffer): Section[] {
   const shoff = Number(b.readBigUInt64LE(0x28));
   const shentsize = b.readUInt16LE(0x3a);
   const shnum = b.readUInt16LE(0x3c);
@@ -84,7 +84,7 @@ function sections(b: Buffer): Section[] {
   });
 }
 
-function sectionBytes(b: Buffer, s: Section): Buffer {
+export function sectionBytes(b: Buffer, s: Section): Buffer {
   if (s.type === SHT_NOBITS) return Buffer.alloc(0);
   if (s.offset + s.size > b.length) throw new GoBinaryError('bad_dwarf', `section ${s.name} lies outside the file`);
   const data = b.subarray(s.offset, s.offset + s.size);
@@ -95,7 +95,7 @@ function sectionBytes(b: Buffer, s: Section): Buffer {
 }
 
 /** The Go version in `.go.buildinfo` (Go ≥ 1.18 inlines it after the 32-byte header). */
-function buildVersion(info: Buffer): string {
+export function buildVersion(info: Buffer): string {
   if (info.length < 33 || info.toString('latin1', 0, 14) !== '\xff Go buildinf:') return '';
   if (!(info[15] & 2)) return '';
   let len = 0;

@@ -27,8 +27,10 @@ export interface TlsPlaintext {
   tid: number;
   enterNs: bigint;
   exitNs: bigint;
-  /** The SSL * (one per connection in the process). */
+  /** The SSL * (one per connection in the process); Go: the *tls.Conn. */
   ssl: bigint;
+  /** Go crypto/tls: the goroutine id (0 or absent elsewhere); the join then follows the goroutine. */
+  coroutineId?: number;
   direction: Direction;
   /** Plaintext bytes the call moved. */
   bytes: number;
@@ -143,7 +145,7 @@ export class TlsJoiner {
     scanRecords(m.direction === 'egress' ? sock.egress : sock.ingress, m);
     tlsMessages.inc({ kind: 'ciphertext' });
 
-    const t = this.thread(m.tid);
+    const t = this.thread(flowKey(m.pid, m.tid, m.coroutineId));
     if (m.direction === 'ingress') {
       t.lastIngress = m;
       t.lastIngressUsed = 0;
@@ -168,7 +170,7 @@ export class TlsJoiner {
 
   /** A plaintext record from the TLS uprobes. */
   onPlaintext(p: TlsPlaintext): void {
-    const t = this.thread(p.tid);
+    const t = this.thread(flowKey(p.pid, p.tid, p.coroutineId));
     if (p.direction === 'ingress') {
       const c = t.lastIngress;
       const sock = c && this.sockets.get(c.socketId);
@@ -261,6 +263,15 @@ export class TlsJoiner {
       tls: true,
     });
   }
+}
+
+/**
+ * Whose calls a plaintext is joined with: the thread, or for a Go goroutine (the kernel gave both
+ * the syscall and the crypto/tls call its id) the goroutine, which may move between threads while
+ * blocked in Read. Negative so it never equals a thread id.
+ */
+function flowKey(pid: number, tid: number, goid: number | undefined): number {
+  return goid ? -(pid * 2 ** 24 + (goid % 2 ** 24)) - 1 : tid;
 }
 
 /** Whether the record holds some of the bytes of syscall `m`. */

@@ -15,6 +15,9 @@
  */
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, realpathSync, statSync } from 'node:fs';
 import { metrics } from '../metrics.ts';
+import type { GoUprobeHost } from './go-tls.ts';
+import { GoTlsError, attachGoTls } from './go-tls.ts';
+import { isGoElf } from './go-processes.ts';
 
 /** The functions hooked and the uprobe programs (bpf/riptide.bpf.c) for their entry and return. */
 export const TLS_FUNCTIONS: ReadonlyArray<{ symbol: string; enter: string; exit: string }> = [
@@ -28,6 +31,8 @@ export const TLS_FUNCTIONS: ReadonlyArray<{ symbol: string; enter: string; exit:
 export interface UprobeHost {
   attachUprobe(program: string, path: string, offset: number): bigint;
   detach(link: bigint): void;
+  /** Loaded uprobe program names (the Go TLS programs are looked for here; absent: OpenSSL only). */
+  readonly uprobePrograms?: readonly string[];
 }
 
 export interface TlsLibrary {
@@ -216,6 +221,9 @@ export class TlsLibraries {
       offsets = new Map();
     }
     if (offsets.size === 0) {
+      // Not OpenSSL: a Go executable with crypto/tls gets its own probes (agent/capture/go-tls.ts).
+      const go = this.tryAttachGo(key, path, file);
+      if (go) return go;
       if (this.negative.size >= MAX_NEGATIVE) this.negative.clear();
       this.negative.add(key);
       return undefined;
@@ -239,6 +247,32 @@ export class TlsLibraries {
     }
     this.failed.delete(key);
     const lib: TlsLibrary = { key, path, symbols: [...offsets.keys()], users: new Set(), links, pinned: false };
+    this.libraries.set(key, lib);
+    attachedGauge.set(this.libraries.size);
+    return lib;
+  }
+
+  /** Go crypto/tls in an executable: undefined when it is not one (or cannot be probed: one log line). */
+  private tryAttachGo(key: string, path: string, file: string): TlsLibrary | undefined {
+    if (!this.host.uprobePrograms || !isGoElf(file)) return undefined;
+    let go;
+    try {
+      go = attachGoTls(this.host as GoUprobeHost, file);
+    } catch (err) {
+      this.lastError = (err as Error).message;
+      if (!(err instanceof GoTlsError)) {
+        attachFailures.inc();
+        if (this.failed.size > MAX_NEGATIVE) this.failed.clear();
+        this.failed.set(key, Date.now());
+        this.log(`riptide agent: Go TLS uprobes on ${path} failed, its TLS traffic stays ciphertext: ${this.lastError}`);
+        return undefined;
+      }
+      this.log(`riptide agent: Go TLS plaintext of ${path} not captured: ${this.lastError}`);
+      return undefined;
+    }
+    if (!go) return undefined;
+    this.failed.delete(key);
+    const lib: TlsLibrary = { key, path, symbols: go.symbols, users: new Set(), links: go.links, pinned: false };
     this.libraries.set(key, lib);
     attachedGauge.set(this.libraries.size);
     return lib;
@@ -359,8 +393,10 @@ export async function probeTlsCapture(): Promise<TlsProbe> {
     libs.start();
     const libraries = [...libs.libraries.values()].map((l) => ({ path: l.path, symbols: l.symbols, processes: l.users.size }));
     libs.close();
-    if (libraries.length > 0) return { ok: true, detail: `attach (${libraries.length} library file${libraries.length === 1 ? '' : 's'} with OpenSSL's SSL_read/SSL_write)`, libraries };
-    return { ok: false, detail: libs.lastError ? `uprobes do not attach: ${libs.lastError}` : 'no OpenSSL-compatible library found (libssl.so.* or a binary exporting SSL_write)', libraries };
+    const go = libraries.filter((l) => l.symbols.some((s) => s.startsWith('crypto/tls.'))).length;
+    const what = `OpenSSL's SSL_read/SSL_write${go ? `, ${go} Go executable${go === 1 ? '' : 's'} with crypto/tls` : ''}`;
+    if (libraries.length > 0) return { ok: true, detail: `attach (${libraries.length} file${libraries.length === 1 ? '' : 's'}: ${what})`, libraries };
+    return { ok: false, detail: libs.lastError ? `uprobes do not attach: ${libs.lastError}` : 'no OpenSSL-compatible library found (libssl.so.* or a binary exporting SSL_write) and no running Go program with crypto/tls', libraries };
   } finally {
     prog.close();
   }

@@ -1,0 +1,3 @@
+module riptide.test/gotls
+
+go 1.19
