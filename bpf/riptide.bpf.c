@@ -1170,14 +1170,14 @@ int BPF_KRETPROBE(rt_ssl_read_ex_exit) { return tls_exit(ctx); }
  * return program at each of its RET instructions, found by disassembling the function. Arguments
  * and results follow Go's register ABI (ABIInternal, Go >= 1.17, amd64): receiver *Conn in RAX,
  * the buffer's pointer/length in RBX/RCX at entry; n in RAX at return. R14 holds the running g in
- * Go code, so entry and return are paired by (tgid, goid) -- a goroutine blocked inside Read
- * (netpoll) may come back on another thread -- with the goid offset from go_procs; a process
- * without it is paired by thread. The record is an rt_tls_event (func RT_TLS_GO_*) carrying the
- * goid, joined to the socket in user space like OpenSSL's.
+ * Go code, so entry and return are paired by (tgid, g) -- a goroutine blocked inside Read
+ * (netpoll) may come back on another thread. The record is an rt_tls_event (func RT_TLS_GO_*)
+ * carrying the goid (offset from go_procs; 0 without), joined to the socket in user space like
+ * OpenSSL's.
  */
 struct rt_go_tls_key {
 	__u32 tgid;
-	__u32 by_goid; /* 1: id is the goid; 0: id is the thread id */
+	__u32 by_g; /* 1: id is the g pointer (R14); 0: id is the thread id (R14 empty) */
 	__u64 id;
 };
 
@@ -1196,21 +1196,27 @@ struct {
 	__type(value, struct rt_go_tls_args);
 } go_tls_active SEC(".maps");
 
-static __always_inline void go_tls_key(struct pt_regs *ctx, struct rt_go_tls_key *k, __u64 *goid)
+/*
+ * Entry and return are paired by the running g (R14 in Go code under ABIInternal): it stays the
+ * goroutine's while the call runs, whichever thread it is on, and needs nothing from the agent.
+ */
+static __always_inline void go_tls_key(struct pt_regs *ctx, struct rt_go_tls_key *k)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	k->tgid = pid_tgid >> 32;
-	k->by_goid = 0;
-	k->id = (__u32)pid_tgid;
-	*goid = 0;
-	struct rt_go_proc *gp = bpf_map_lookup_elem(&go_procs, &k->tgid);
-	__u64 g = ctx->r14;
-	if (!gp || !g || bpf_probe_read_user(goid, sizeof(*goid), (void *)(g + gp->goid_offset)) || !*goid) {
-		*goid = 0;
-		return;
-	}
-	k->by_goid = 1;
-	k->id = *goid;
+	k->by_g = ctx->r14 ? 1 : 0;
+	k->id = ctx->r14 ? ctx->r14 : (__u32)pid_tgid;
+}
+
+/* The goroutine id (what the syscalls of the goroutine carry as coroutine_id), or 0 when the agent
+ * has not described the process in go_procs. */
+static __always_inline __u64 go_tls_goid(struct pt_regs *ctx, __u32 tgid)
+{
+	struct rt_go_proc *gp = bpf_map_lookup_elem(&go_procs, &tgid);
+	__u64 g = ctx->r14, goid = 0;
+	if (!gp || !g || bpf_probe_read_user(&goid, sizeof(goid), (void *)(g + gp->goid_offset)))
+		return 0;
+	return goid;
 }
 
 static __always_inline int go_tls_enter(struct pt_regs *ctx, __u8 func)
@@ -1220,7 +1226,8 @@ static __always_inline int go_tls_enter(struct pt_regs *ctx, __u8 func)
 		return 0;
 	struct rt_go_tls_key k = {};
 	struct rt_go_tls_args a = {};
-	go_tls_key(ctx, &k, &a.goid);
+	go_tls_key(ctx, &k);
+	a.goid = go_tls_goid(ctx, tgid);
 	a.enter_ns = bpf_ktime_get_ns();
 	a.conn = ctx->ax;
 	a.buf = ctx->bx;
@@ -1232,13 +1239,15 @@ static __always_inline int go_tls_enter(struct pt_regs *ctx, __u8 func)
 static __always_inline int go_tls_ret(struct pt_regs *ctx)
 {
 	struct rt_go_tls_key k = {};
-	__u64 goid = 0;
-	go_tls_key(ctx, &k, &goid);
+	go_tls_key(ctx, &k);
 	struct rt_go_tls_args *slot = bpf_map_lookup_elem(&go_tls_active, &k);
 	if (!slot)
 		return 0;
 	struct rt_go_tls_args a = *slot;
 	bpf_map_delete_elem(&go_tls_active, &k);
+	/* The agent may have described the process (go_procs) while the call ran. */
+	if (!a.goid)
+		a.goid = go_tls_goid(ctx, k.tgid);
 	__s64 n = (__s64)ctx->ax;
 	if (n <= 0)
 		return 0;
