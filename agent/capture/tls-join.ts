@@ -170,7 +170,14 @@ export class TlsJoiner {
 
   /** A plaintext record from the TLS uprobes. */
   onPlaintext(p: TlsPlaintext): void {
-    const t = this.thread(flowKey(p.pid, p.tid, p.coroutineId));
+    let t = this.thread(flowKey(p.pid, p.tid, p.coroutineId));
+    // A Go process's first calls: its syscalls may predate the agent learning its goid offset and
+    // went to the thread's flow; only a syscall made inside this call is taken from there.
+    if (p.coroutineId) {
+      const th = this.threads.get(p.tid);
+      const inside = (m: CapturedMessage | undefined): boolean => m !== undefined && m.enterNs >= p.enterNs && m.enterNs <= p.exitNs;
+      if (p.direction === 'ingress' ? !inside(t.lastIngress) && inside(th?.lastIngress) : th?.recentEgress.some((e) => inside(e.m)) && !t.recentEgress.some((e) => inside(e.m))) t = th as ThreadTls;
+    }
     if (p.direction === 'ingress') {
       const c = t.lastIngress;
       const sock = c && this.sockets.get(c.socketId);
