@@ -185,6 +185,15 @@ export class GoReadMerger {
       return;
     }
     const key = `${p.pid}:${p.ssl}`;
+    // A held byte whose request never came (a one-byte message, a closed connection) goes on alone.
+    if (this.held.size > 0) {
+      for (const [k, old] of this.held) {
+        if (k !== key && p.enterNs - old.exitNs > HOLD_NS) {
+          this.held.delete(k);
+          this.out(old);
+        }
+      }
+    }
     const h = this.held.get(key);
     if (h) {
       this.held.delete(key);
