@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { elfFunctions, goTlsProbePoints } from '../../agent/capture/go-tls.ts';
+import { GO_TLS_RETURN_PROGRAM, elfFunctions, goTlsProbePoints } from '../../agent/capture/go-tls.ts';
+import { TlsLibraries } from '../../agent/capture/tls-libraries.ts';
 import { instructionStarts } from '../../agent/capture/x86-decode.ts';
 import type { OutputLine, RunningAgent } from '../helpers/agent.ts';
 import { REPO, freePort, payloadText, startAgent } from '../helpers/agent.ts';
@@ -33,9 +34,10 @@ let beforePort = 0;
 let afterPort = 0;
 let beforePid = 0;
 let afterPid = 0;
+let strippedPort = 0;
 
-async function serve(port: number): Promise<number> {
-  const p = spawn(bin, ['server', String(port), cert, join(dir, 'key.pem')], { stdio: ['ignore', 'ignore', 'inherit'] });
+async function serve(port: number, exe = bin): Promise<number> {
+  const p = spawn(exe, ['server', String(port), cert, join(dir, 'key.pem')], { stdio: ['ignore', 'ignore', 'inherit'] });
   procs.push(p);
   await waitForPort(port);
   return p.pid as number;
@@ -46,14 +48,17 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rt-tls-go-'));
   const env = { ...process.env, GOCACHE: join(dir, 'gocache'), GOPATH: join(dir, 'gopath'), GOFLAGS: '-mod=mod', GOPROXY: 'off' };
   bin = join(dir, 'gotls');
-  execFileSync('go', ['build', '-o', bin, '.'], { cwd: join(REPO, 'test', 'capture', 'go-tls'), env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const cwd = join(REPO, 'test', 'capture', 'go-tls');
+  execFileSync('go', ['build', '-o', bin, '.'], { cwd, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync('go', ['build', '-ldflags=-s -w', '-o', `${bin}-stripped`, '.'], { cwd, env, stdio: ['ignore', 'ignore', 'inherit'] });
   cert = join(dir, 'cert.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost'], { stdio: 'ignore' });
-  [beforePort, afterPort] = [await freePort(), await freePort()];
+  [beforePort, afterPort, strippedPort] = [await freePort(), await freePort(), await freePort()];
   beforePid = await serve(beforePort);
-  agent = await startAgent(['--filter-port', `${beforePort},${afterPort}`], 30_000, { tls: true });
-  expect(agent.stderr()).not.toContain('TLS plaintext not captured');
+  agent = await startAgent(['--filter-port', `${beforePort},${afterPort},${strippedPort}`], 30_000, { tls: true });
+  expect(agent.stderr()).not.toContain('TLS plaintext not captured:');
   afterPid = await serve(afterPort);
+  await serve(strippedPort, `${bin}-stripped`);
 }, 240_000);
 
 afterAll(async () => {
@@ -114,9 +119,12 @@ describe.runIf(runnable)('Go crypto/tls plaintext', () => {
     expect(stdout.trim().split('\n')).toEqual(paths.map((p) => `200 go:${p}`));
     const a = agent as RunningAgent;
     const mine = (l: OutputLine): boolean => l.local_port === port || l.remote_port === port;
-    await a.waitFor((l) => mine(l) && l.direction === 'ingress' && l.remote_port === port && payloadText(l).includes(`go:${paths[2]}`), 1, 15_000);
+    const summarize = (ls: OutputLine[]): string => ls.map((l) => `${l.pid}/${l.tid}/${l.coroutine_id} ${l.direction} ${l.local_port}->${l.remote_port} seq=${l.tcp_seq} tls=${l.tls} ${JSON.stringify(payloadText(l).slice(0, 40))}`).join('\n');
+    await a.waitFor((l) => mine(l) && l.direction === 'ingress' && l.remote_port === port && payloadText(l).includes(`go:${paths[2]}`), 1, 15_000).catch((err: Error) => {
+      throw new Error(`${err.message}:\n${summarize(a.lines.filter(mine))}`);
+    });
     const lines = a.lines.filter(mine);
-    const summary = lines.map((l) => `${l.pid} ${l.direction} ${l.local_port}->${l.remote_port} tls=${l.tls} ${JSON.stringify(payloadText(l).slice(0, 30))}`).join('\n');
+    const summary = summarize(lines);
     for (const p of paths) {
       const req = (l: OutputLine): boolean => l.request_type === 'GET' && l.request_resource === p;
       const resp = (l: OutputLine): boolean => l.response_code === 200 && payloadText(l).includes(`go:${p}`);
@@ -143,4 +151,48 @@ describe.runIf(runnable)('Go crypto/tls plaintext', () => {
   it('a Go server started after the agent (found on exec)', async () => {
     await checkPort(afterPort, afterPid, 'after');
   });
+
+  it('a stripped Go binary: one log line, its traffic stays ciphertext and away from the parsers', async () => {
+    const { stdout } = await run(bin, ['client', String(strippedPort), cert, '/stripped']);
+    expect(stdout.trim()).toBe('200 go:/stripped');
+    const a = agent as RunningAgent;
+    const said = a.stderr().split('\n').filter((l) => l.includes(`Go TLS plaintext of ${bin}-stripped not captured`));
+    expect(said).toHaveLength(1);
+    expect(said[0]).toContain('without a symbol table');
+    // The client (symbols) is captured; the stripped server's own end is not, and no ciphertext is parsed.
+    await a.waitFor((l) => l.remote_port === strippedPort && l.response_code === 200, 1, 15_000).catch((err: Error) => {
+      throw new Error(`${err.message}:\n${a.lines.filter((l) => l.remote_port === strippedPort).map((l) => `${l.pid}/${l.tid}/${l.coroutine_id} ${l.direction} seq=${l.tcp_seq} tls=${l.tls} ${JSON.stringify(payloadText(l).slice(0, 40))}`).join('\n')}`);
+    });
+    const server = a.lines.filter((l) => l.local_port === strippedPort);
+    expect(server.map((l) => `${l.direction} ${l.bytes} tls=${l.tls}`)).toEqual([]);
+  });
+
+  it('attaches once per executable file for two processes and detaches with the last one', () => {
+    const links: Array<{ program: string; offset: number }> = [];
+    const detached: bigint[] = [];
+    const host = {
+      uprobePrograms: ['rt_go_tls_write_enter', 'rt_go_tls_read_enter', GO_TLS_RETURN_PROGRAM],
+      attachUprobe: (program: string, _path: string, offset: number): bigint => BigInt(links.push({ program, offset })),
+      detach: (l: bigint): void => void detached.push(l),
+    };
+    const libs = new TlsLibraries(host, process.pid, () => {});
+    libs.scan(beforePid);
+    libs.scan(afterPid);
+    const points = goTlsProbePoints(readFileSync(bin));
+    expect(links).toHaveLength(points.reduce((n, p) => n + 1 + p.returns.length, 0));
+    expect(links.filter((l) => l.program === GO_TLS_RETURN_PROGRAM).map((l) => l.offset)).toEqual(points.flatMap((p) => p.returns));
+    expect([...libs.libraries.values()].map((l) => [l.path, l.users.size])).toEqual([[bin, 2]]);
+    libs.onExit(beforePid);
+    expect(detached).toEqual([]);
+    libs.onExit(afterPid);
+    expect(detached).toHaveLength(links.length);
+    expect(libs.libraries.size).toBe(0);
+  });
+
+  it('riptide doctor lists the running Go executable with crypto/tls', async () => {
+    const { stdout } = await run(process.execPath, [join(REPO, 'agent', 'cli', 'riptide.mjs'), 'doctor'], { timeout: 60_000 });
+    const line = stdout.split('\n').find((l) => l.includes(`${bin}:`));
+    expect(line, stdout).toContain('crypto/tls.(*Conn).Write crypto/tls.(*Conn).Read (2 processes now)');
+    expect(stdout).toMatch(/yes +uprobes: attach \(\d+ files?: .*Go executables? with crypto\/tls\)/);
+  }, 60_000);
 });

@@ -23,7 +23,7 @@ const command: Command = {
     }
     process.stdout.write('\nOptional hooks (the agent needs none of them; syscall tracepoints are the baseline):\n');
     for (const f of probeFeatures()) process.stdout.write(`${f.available ? 'yes ' : 'no  '}  ${f.name}: ${f.detail}\n`);
-    process.stdout.write('\nTLS plaintext (uprobes on OpenSSL-compatible SSL_read/SSL_write, with agent --tls; without them TLS stays ciphertext):\n');
+    process.stdout.write('\nTLS plaintext (uprobes on OpenSSL-compatible SSL_read/SSL_write and Go crypto/tls Conn.Read/Write, with agent --tls; without them TLS stays ciphertext):\n');
     const tls = await probeTlsCapture();
     process.stdout.write(`${tls.ok ? 'yes ' : 'no  '}  uprobes: ${tls.detail}\n`);
     for (const l of tls.libraries) process.stdout.write(`      ${l.path}: ${l.symbols.join(' ')} (${l.processes} process${l.processes === 1 ? '' : 'es'} now)\n`);
