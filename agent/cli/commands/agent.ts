@@ -40,7 +40,7 @@ const options: OptionSpec[] = [
   { name: 'marketplace', type: 'string', help: 'Plugin marketplace base URL for name@range plugins (e.g. http://query:8686)' },
   { name: 'trusted-key', type: 'list', help: 'Publisher public keys whose marketplace plugins this agent loads (files or base64)' },
   { name: 'marketplace-poll-seconds', type: 'number', help: 'How often to look for newer versions matching name@range plugins', default: 60 },
-  { name: 'tls', type: 'boolean', help: 'Capture the plaintext of OpenSSL connections (libssl, node) through uprobes (docs/TLS.md). Off by default: every SSL_read/SSL_write of every process using an attached library then takes a uprobe trap, measured at +52 µs per call and 23% of HTTPS nginx throughput on our VM (docs/BENCHMARKS.md)' },
+  { name: 'tls', type: 'boolean', help: 'Capture the plaintext of OpenSSL connections (libssl, node) and Go crypto/tls through uprobes (docs/TLS.md). Off by default: every SSL_read/SSL_write (Go: Conn.Read/Write) of every process using an attached library then takes uprobe traps, measured at +52 µs per call and 23% of HTTPS nginx throughput on our VM (docs/BENCHMARKS.md)' },
   { name: 'ship-payload', type: 'boolean', help: 'Also ship the captured payload heads (off: only parsed fields leave the node)' },
   { name: 'agent-id', type: 'string', help: 'Id of this agent in object keys (default: the host name)' },
   { name: 'slot-seconds', type: 'number', help: 'Batch time slot length in seconds', default: 2 },
