@@ -32,12 +32,19 @@ export const GO_TLS_FUNCTIONS: ReadonlyArray<{ symbol: string; enter: string }> 
 /** The program attached at every return instruction of both functions. */
 export const GO_TLS_RETURN_PROGRAM = 'rt_go_tls_ret';
 
-/** Why a Go binary gets no TLS uprobes (the text of the one log line). */
-export class GoTlsError extends Error {}
+/** Why a Go binary gets no TLS uprobes: `reason` labels the counter, the text is the one log line. */
+export class GoTlsError extends Error {
+  constructor(
+    readonly reason: 'no_symtab' | 'not_amd64' | 'go_version' | 'decode',
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
 export interface GoTlsProbePoint {
   symbol: string;
-  /** File offset of the function's first byte. */
+  /** File offset of the entry probe: the function's first byte or its stack check's branch. */
   entry: number;
   /** File offsets of its return instructions. */
   returns: number[];
@@ -88,6 +95,23 @@ export function elfFunctions(b: Buffer, names?: ReadonlySet<string>): GoFunction
   return out;
 }
 
+/**
+ * Where the entry uprobe goes in a function's code: on the conditional branch of Go's stack check
+ * (`[lea -N(%rsp),%r12;] cmp 0x10(%r14),%rsp|%r12; jbe morestack`) when the function starts with
+ * it, else on its first byte. The instructions before it write only R12 and the flags, so the
+ * argument registers (RAX, RBX, RCX) and g (R14) are as at entry, and the kernel emulates a
+ * branch where it must single-step most other instructions (one trap instead of two).
+ */
+export function entryProbeOffset(code: Uint8Array): number {
+  const at = (p: number, ...bytes: number[]): boolean => bytes.every((b, i) => code[p + i] === b);
+  let p = 0;
+  if (at(0, 0x4c, 0x8d, 0x64, 0x24)) p = 5; // lea disp8(%rsp),%r12
+  else if (at(0, 0x4c, 0x8d, 0xa4, 0x24)) p = 8; // lea disp32(%rsp),%r12
+  if (!(at(p, 0x49, 0x3b, 0x66, 0x10) || (p > 0 && at(p, 0x4d, 0x3b, 0x66, 0x10)))) return 0; // cmp 0x10(%r14),%rsp / %r12
+  p += 4;
+  return at(p, 0x76) || at(p, 0x0f, 0x86) ? p : 0; // jbe rel8 / rel32
+}
+
 /** `go1.21.3` → [1, 21]; undefined when it is not a release version string. */
 export function goVersion(v: string): [number, number] | undefined {
   const m = /^go(\d+)\.(\d+)/.exec(v);
@@ -108,13 +132,13 @@ export function goTlsProbePoints(b: Buffer): GoTlsProbePoint[] {
   if (fns.length === 0) {
     if (!secs.some((s) => s.type === SHT_SYMTAB)) {
       // Stripped: say so only when crypto/tls is in (its package path is in the binary's strings).
-      if (b.includes('crypto/tls.(*Conn)', 0, 'latin1')) throw new GoTlsError(`${version || 'Go'} binary without a symbol table (linked with -s)`);
+      if (b.includes('crypto/tls.(*Conn)', 0, 'latin1')) throw new GoTlsError('no_symtab', `${version || 'Go'} binary without a symbol table (linked with -s)`);
     }
     return [];
   }
-  if (b.readUInt16LE(0x12) !== EM_X86_64) throw new GoTlsError(`machine ${b.readUInt16LE(0x12)} is not x86-64 (Go TLS uprobes are amd64 only)`);
+  if (b.readUInt16LE(0x12) !== EM_X86_64) throw new GoTlsError('not_amd64', `machine ${b.readUInt16LE(0x12)} is not x86-64 (Go TLS uprobes are amd64 only)`);
   const v = goVersion(version);
-  if (!v || v[0] < 1 || (v[0] === 1 && v[1] < 17)) throw new GoTlsError(`Go version ${version || 'not stated (Go < 1.18)'}: the register ABI (Go >= 1.17, stated in the binary from 1.18) is needed`);
+  if (!v || v[0] < 1 || (v[0] === 1 && v[1] < 17)) throw new GoTlsError('go_version', `Go version ${version || 'not stated (Go < 1.18)'}: the register ABI (Go >= 1.17, stated in the binary from 1.18) is needed`);
   const out: GoTlsProbePoint[] = [];
   for (const f of GO_TLS_FUNCTIONS) {
     const fn = fns.find((x) => x.name === f.symbol);
@@ -123,11 +147,11 @@ export function goTlsProbePoints(b: Buffer): GoTlsProbePoint[] {
     try {
       rets = findReturns(b.subarray(fn.offset, fn.offset + fn.size));
     } catch (err) {
-      if (err instanceof X86DecodeError) throw new GoTlsError(`${f.symbol}: ${err.message}`);
+      if (err instanceof X86DecodeError) throw new GoTlsError('decode', `${f.symbol}: ${err.message}`);
       throw err;
     }
-    if (rets.length === 0) throw new GoTlsError(`${f.symbol}: no return instruction found`);
-    out.push({ symbol: f.symbol, entry: fn.offset, returns: rets.map((r) => fn.offset + r) });
+    if (rets.length === 0) throw new GoTlsError('decode', `${f.symbol}: no return instruction found`);
+    out.push({ symbol: f.symbol, entry: fn.offset + entryProbeOffset(b.subarray(fn.offset, fn.offset + fn.size)), returns: rets.map((r) => fn.offset + r) });
   }
   return out;
 }

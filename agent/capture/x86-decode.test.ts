@@ -2,7 +2,7 @@
 // Go one-byte-read merger. The decoder is also run against objdump on a whole Go binary in
 // test/capture/tls-go.test.ts.
 import { describe, expect, it } from 'vitest';
-import { GoReadMerger } from './go-tls.ts';
+import { GoReadMerger, entryProbeOffset } from './go-tls.ts';
 import type { TlsPlaintext } from './tls-join.ts';
 import { X86DecodeError, findReturns, instructionLength, instructionStarts } from './x86-decode.ts';
 
@@ -69,6 +69,20 @@ describe('x86-64 instruction lengths', () => {
     expect(() => instructionLength(hex('48'), 0)).toThrow(X86DecodeError);
     expect(() => instructionLength(hex('e8 00 00'), 0)).toThrow(/past the end/);
     expect(() => instructionLength(hex('90 06'), 1)).toThrow(/offset 0x1: opcode 6 is invalid/);
+  });
+});
+
+describe('Go entry probe placement', () => {
+  it("goes on the stack check's branch, where the argument registers are still the call's", () => {
+    expect(entryProbeOffset(hex('49 3b 66 10 0f 86 c2 03 00 00 48 83 ec 68'))).toBe(4); // cmp 0x10(%r14),%rsp; jbe
+    expect(entryProbeOffset(hex('4c 8d 64 24 98 4d 3b 66 10 0f 86 64 07 00 00'))).toBe(9); // lea -0x68(%rsp),%r12; cmp; jbe
+    expect(entryProbeOffset(hex('4c 8d a4 24 00 ff ff ff 4d 3b 66 10 76 10'))).toBe(12); // lea disp32; cmp; jbe rel8
+  });
+  it('stays on the first byte for any other start', () => {
+    expect(entryProbeOffset(hex('55 48 89 e5'))).toBe(0); // push %rbp; mov %rsp,%rbp
+    expect(entryProbeOffset(hex('49 3b 66 10 48 83 ec 68'))).toBe(0); // no branch after the compare
+    expect(entryProbeOffset(hex('4d 3b 66 10 76 10'))).toBe(0); // compares R12 it did not set
+    expect(entryProbeOffset(hex('48 8d 64 24 98 4d 3b 66 10 76 10'))).toBe(0); // lea into RSP, not R12
   });
 });
 

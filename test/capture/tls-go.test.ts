@@ -74,11 +74,13 @@ describe.runIf(runnable)('Go crypto/tls plaintext', () => {
     const starts = new Set<number>();
     const bad: number[] = [];
     const rets: number[] = [];
+    const mnemonic = new Map<number, string>();
     for (const l of dump.split('\n')) {
       const m = /^\s+([0-9a-f]+):\t[0-9a-f ]+\t(\S*)/.exec(l);
       if (!m) continue;
       const a = parseInt(m[1], 16);
       starts.add(a);
+      mnemonic.set(a, m[2]);
       if (m[2] === '(bad)') bad.push(a);
       if (m[2] === 'ret') rets.push(a);
     }
@@ -100,13 +102,16 @@ describe.runIf(runnable)('Go crypto/tls plaintext', () => {
     expect(wrong).toEqual([]);
     expect(functions).toBeGreaterThan(3000);
     expect(checked).toBeGreaterThan(200_000);
-    // The probe points: each function's entry and exactly the RETs objdump lists in it.
+    // The probe points: each function's stack-check branch (its first jbe, within the first three
+    // instructions) and exactly the RETs objdump lists in it.
     const points = goTlsProbePoints(b);
     expect(points.map((p) => p.symbol)).toEqual(['crypto/tls.(*Conn).Write', 'crypto/tls.(*Conn).Read']);
     for (const p of points) {
       const f = elfFunctions(b, new Set([p.symbol]))[0];
       const toAddr = (off: number): number => off - f.offset + f.address;
-      expect(toAddr(p.entry)).toBe(f.address);
+      const firstThree = [...starts].filter((a) => a >= f.address && a < f.address + f.size).sort((x, y) => x - y).slice(0, 3);
+      expect(firstThree).toContain(toAddr(p.entry));
+      expect(mnemonic.get(toAddr(p.entry))).toBe('jbe');
       expect(p.returns.map(toAddr)).toEqual(rets.filter((a) => a >= f.address && a < f.address + f.size));
       expect(p.returns.length).toBeGreaterThan(0);
     }
@@ -159,6 +164,10 @@ describe.runIf(runnable)('Go crypto/tls plaintext', () => {
     const said = a.stderr().split('\n').filter((l) => l.includes(`Go TLS plaintext of ${bin}-stripped not captured`));
     expect(said).toHaveLength(1);
     expect(said[0]).toContain('without a symbol table');
+    const port = /metrics on http:\/\/[\d.]+:(\d+)\/metrics/.exec(a.stderr())?.[1];
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    // (≥: other stripped Go programs with crypto/tls may run on this machine; the agent sees them all)
+    expect(Number(/^riptide_tls_go_unprobed_total\{reason="no_symtab"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
     // The client (symbols) is captured; the stripped server's own end is not, and no ciphertext is parsed.
     await a.waitFor((l) => l.remote_port === strippedPort && l.response_code === 200, 1, 15_000).catch((err: Error) => {
       throw new Error(`${err.message}:\n${a.lines.filter((l) => l.remote_port === strippedPort).map((l) => `${l.pid}/${l.tid}/${l.coroutine_id} ${l.direction} seq=${l.tcp_seq} tls=${l.tls} ${JSON.stringify(payloadText(l).slice(0, 40))}`).join('\n')}`);
