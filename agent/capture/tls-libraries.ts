@@ -49,6 +49,7 @@ export interface TlsLibrary {
 }
 
 const attachedGauge = metrics.gauge('riptide_tls_libraries', 'TLS library files with uprobes attached');
+const goUnprobed = metrics.counter('riptide_tls_go_unprobed_total', 'Go executables with crypto/tls whose TLS stays ciphertext, by reason (no_symtab, go_version, not_amd64, decode)');
 const attachFailures = metrics.counter('riptide_tls_attach_failures_total', 'TLS library files whose uprobes could not be attached');
 
 /** Candidate file names: libssl of OpenSSL 1.1 / 3 (and compatible forks shipping the same name). */
@@ -267,6 +268,7 @@ export class TlsLibraries {
         this.log(`riptide agent: Go TLS uprobes on ${path} failed, its TLS traffic stays ciphertext: ${this.lastError}`);
         return undefined;
       }
+      goUnprobed.inc({ reason: err.reason });
       this.log(`riptide agent: Go TLS plaintext of ${path} not captured: ${this.lastError}`);
       return undefined;
     }
