@@ -5,8 +5,10 @@
  *   no-tls    `riptide agent` with the TLS uprobes off (RIPTIDE_TLS=0): syscall capture only
  *   tls       `riptide agent` with TLS capture (RIPTIDE_TLS=1): uprobes on Write/Read entry and
  *             on each of their RET instructions
- *   probes    the same uprobes with the capture filtered to no process (tls-probe-only.ts), so the
- *             programs return at once: the uprobe mechanism alone
+ *   probes    the same uprobes with the capture filtered to no process (go-tls-probe-only.ts), so
+ *             the programs return at once: the uprobe mechanism alone
+ *   probes-first-byte  the same, with the entry probe on the function's first byte (an
+ *             instruction the kernel single-steps) instead of the stack check's branch (emulated)
  *
  * A Go TLS echo inside one process (test/capture/go-tls, `gotls bench`) over loopback: the client
  * writes SIZE bytes, the server goroutine reads and writes them back, the client reads; ns per
@@ -35,15 +37,14 @@ const { values } = parseArgs({
 const rounds = Number(values.rounds);
 const trips = Number(values.trips);
 const size = Number(values.size);
-const MODES = ['baseline', 'no-tls', 'tls', 'probes'] as const;
+const MODES = ['baseline', 'no-tls', 'tls', 'probes', 'probes-first-byte'] as const;
 type Mode = (typeof MODES)[number];
 
-function startAgent(mode: Mode, pid: number, dataDir: string): Promise<ChildProcess | null> {
+function startAgent(mode: Mode, pid: number, exe: string, dataDir: string): Promise<ChildProcess | null> {
   if (mode === 'baseline') return Promise.resolve(null);
   const env = { ...process.env, RIPTIDE_TLS: mode === 'no-tls' ? '0' : '1' };
-  const p =
-    mode === 'probes'
-      ? spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/bench/tls-probe-only.ts')], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] })
+  const p = mode.startsWith('probes')
+      ? spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/bench/go-tls-probe-only.ts'), exe, mode === 'probes' ? 'branch' : 'first-byte'], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] })
       : spawn(process.execPath, [RIPTIDE, 'agent', '--filter-pid', String(pid), '--port', '0', '--data-dir', dataDir], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
   let buf = '';
   return new Promise((resolve, reject) => {
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
     let callsPerRound = 0;
     for (let r = 0; r < rounds; r++) {
       for (const mode of MODES) {
-        const agent = await startAgent(mode, go.pid as number, mkdtempSync(join(dir, 'agent-')));
+        const agent = await startAgent(mode, go.pid as number, bin, mkdtempSync(join(dir, 'agent-')));
         const { ns, calls } = await run(trips);
         callsPerRound = calls;
         perCall.get(mode)!.push(ns);
@@ -96,14 +97,17 @@ async function main(): Promise<void> {
     }
     console.log(`\nGo crypto/tls uprobes, ${rounds} interleaved rounds, 2 cores`);
     console.log(`TLS echo in one Go process over loopback, ${size}-byte messages, ${trips} round trips (${callsPerRound} Conn.Read/Write calls, both ends) per round`);
-    console.log('mode       ns per Conn call (median)   vs baseline   rounds');
+    console.log('mode                ns per Conn call (median)   vs baseline   rounds');
     const base = median(perCall.get('baseline')!);
     for (const mode of MODES) {
       const m = median(perCall.get(mode)!);
-      console.log(`${mode.padEnd(10)} ${m.toFixed(0).padStart(25)}   ${`${m >= base ? '+' : ''}${(m - base).toFixed(0)} ns`.padStart(11)}   ${perCall.get(mode)!.map((x) => x.toFixed(0)).join(' ')}`);
+      console.log(`${mode.padEnd(19)} ${m.toFixed(0).padStart(25)}   ${`${m >= base ? '+' : ''}${(m - base).toFixed(0)} ns`.padStart(11)}   ${perCall.get(mode)!.map((x) => x.toFixed(0)).join(' ')}`);
     }
     console.log(`   → per Conn call with the uprobes attached: +${(median(perCall.get('tls')!) - median(perCall.get('no-tls')!)).toFixed(0)} ns against the agent without them`);
     console.log(`   → of which the bare uprobes (entry + one RET, programs returning at once): +${(median(perCall.get('probes')!) - base).toFixed(0)} ns`);
+    console.log(`   → entry probe on the first byte instead of the stack check's branch: +${(median(perCall.get('probes-first-byte')!) - base).toFixed(0)} ns`);
+    const ratios = (a: Mode, b: Mode): string => perCall.get(a)!.map((x, i) => (x / perCall.get(b)![i]).toFixed(2)).join(' ');
+    console.log(`   per-round ratios (same round): tls/no-tls ${ratios('tls', 'no-tls')}; probes/baseline ${ratios('probes', 'baseline')}; first-byte/branch ${ratios('probes-first-byte', 'probes')}`);
   } finally {
     go.stdin!.end();
     go.kill();
