@@ -17,6 +17,7 @@ import { mongodbDescriptor } from './mongodb/descriptor.ts';
 import { memcachedDescriptor } from './memcached/descriptor.ts';
 import { mqttDescriptor } from './mqtt/descriptor.ts';
 import { mysqlDescriptor } from './mysql/descriptor.ts';
+import { natsDescriptor } from './nats/descriptor.ts';
 import { postgresqlDescriptor } from './postgresql/descriptor.ts';
 import { redisDescriptor } from './redis/descriptor.ts';
 import { zookeeperDescriptor } from './zookeeper/descriptor.ts';
@@ -31,6 +32,7 @@ export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
   zookeeperDescriptor,
   mongodbDescriptor,
   memcachedDescriptor,
+  natsDescriptor,
   redisDescriptor,
   kafkaDescriptor,
   mqttDescriptor,

@@ -645,7 +645,7 @@ async function recordMemcached(): Promise<void> {
   await mc.stop();
 }
 
-/** NATS (not parsed by Riptide yet): for the false-positive suite, which Redis once failed on +OK, PING and -ERR. */
+/** NATS from a hand-written client over a raw socket (no NATS client is packaged here); Redis once took its +OK, PING and -ERR for its own. */
 async function recordNats(): Promise<void> {
   const nats = await startNats();
   const proxy = await tcpProxy(nats.port);
@@ -662,6 +662,27 @@ async function recordNats(): Promise<void> {
   );
   await proxy.settle();
   save('nats', 'tcp', 'raw-verbose-pub-sub', "INFO, CONNECT (verbose: +OK), PING/PONG, SUB, PUB and its MSG, an unknown verb: -ERR 'Unknown Protocol Operation'", 'raw socket', 'nats-server', proxy.conversations[0]);
+
+  // What client libraries do: verbose off (no +OK), headers on, a queue group, request-reply through
+  // an inbox, trace context in HPUB headers, a payload past the capture limit, a fatal error.
+  const hdr = 'NATS/1.0\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n';
+  const body = '{"id":7}';
+  const big = 'v'.repeat(3000);
+  await scripted(
+    proxy.port,
+    [
+      { send: 'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"name":"orders-svc","lang":"raw","version":"1","protocol":1}\r\nPING\r\n', until: /PONG\r\n/ },
+      { send: 'SUB orders.* workers 1\r\nSUB _INBOX.Zx81kqVb.* 2\r\nPING\r\n', until: /PONG\r\n/ },
+      { send: `HPUB orders.paid _INBOX.Zx81kqVb.1 ${hdr.length} ${hdr.length + body.length}\r\n${hdr}${body}\r\n`, until: /HMSG orders\.paid 1 _INBOX\S+ \d+ \d+\r\n[\s\S]*\{"id":7\}\r\n/ },
+      { send: 'PUB _INBOX.Zx81kqVb.1 2\r\nok\r\n', until: /MSG _INBOX\.Zx81kqVb\.1 2 2\r\nok\r\n/ },
+      { send: `PUB orders.big ${big.length}\r\n${big}\r\n`, until: /MSG orders\.big 1 3000\r\nv+\r\n/ },
+      { send: 'UNSUB 1\r\nPING\r\n', until: /PONG\r\n/ },
+      { send: 'PUB orders.paid 99999999\r\n', until: /-ERR/ },
+    ],
+    /INFO \{.*\} ?\r\n/,
+  );
+  await proxy.settle();
+  save('nats', 'tcp', 'raw-headers-request-reply', "INFO, CONNECT (verbose off, headers on) + PING, SUB with a queue group and an inbox, HPUB with traceparent and a reply-to and its HMSG, the reply PUB and its MSG, a 3000-byte payload, UNSUB, an oversized PUB: -ERR 'Maximum Payload Violation'", 'raw socket', 'nats-server', proxy.conversations[1]);
   await nats.stop();
 }
 
