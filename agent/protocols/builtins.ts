@@ -17,9 +17,11 @@ import { mysqlParser } from './mysql/index.ts';
 import { natsParser } from './nats/index.ts';
 import { postgresqlParser } from './postgresql/index.ts';
 import { redisParser } from './redis/index.ts';
+import { tlsParser } from './tls/index.ts';
 import { zookeeperParser } from './zookeeper/index.ts';
 
 export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
+  tlsParser,
   http1Parser,
   http2Parser,
   dnsParser,

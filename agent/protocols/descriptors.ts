@@ -20,9 +20,11 @@ import { mysqlDescriptor } from './mysql/descriptor.ts';
 import { natsDescriptor } from './nats/descriptor.ts';
 import { postgresqlDescriptor } from './postgresql/descriptor.ts';
 import { redisDescriptor } from './redis/descriptor.ts';
+import { tlsDescriptor } from './tls/descriptor.ts';
 import { zookeeperDescriptor } from './zookeeper/descriptor.ts';
 
 export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
+  tlsDescriptor,
   http1Descriptor,
   http2Descriptor,
   dnsDescriptor,

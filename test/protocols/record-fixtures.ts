@@ -19,7 +19,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep, tcpProxy, udpProxy, writeFixture } from './recorder.ts';
-import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startMongoTestServer, startPymongo, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
+import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startTlsNginx, startPostgres, startMongoTestServer, startPymongo, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
 import { AmqpClient, AmqpError } from './amqp-client.ts';
 import type { Conversation, FixtureFile } from './recorder.ts';
 import type * as GrpcJs from '@grpc/grpc-js';
@@ -686,6 +686,31 @@ async function recordNats(): Promise<void> {
   await nats.stop();
 }
 
+/**
+ * TLS handshakes (the record layer as it crosses the wire): curl and openssl s_client against nginx
+ * serving a self-signed certificate for *.riptide.test, through the recording proxy. curl is told
+ * the name resolves to the proxy (--resolve), so it sends the SNI.
+ */
+async function recordTls(): Promise<void> {
+  const nginx = await startTlsNginx();
+  const proxy = await tcpProxy(nginx.port);
+  const host = 'shop.riptide.test';
+  const curl = (args: string[]): Promise<string> => runAsync('curl', ['-sS', '--max-time', '5', '--resolve', `${host}:${proxy.port}:127.0.0.1`, ...args, `https://${host}:${proxy.port}/`]).catch((e: unknown) => String(e));
+  const runs: Array<[string, string, string, () => Promise<unknown>]> = [
+    ['curl-tls13-h2', 'curl → nginx: TLS 1.3, SNI shop.riptide.test, ALPN h2 and http/1.1 offered, h2 chosen, one GET', 'curl 7.88 (OpenSSL 3.0)', () => curl(['-k'])],
+    ['curl-tls12-http1', 'curl → nginx: TLS 1.2 only (--tls-max 1.2), ALPN http/1.1, the server certificate in the clear, ChangeCipherSpec, encrypted Finished, one GET', 'curl 7.88 (OpenSSL 3.0)', () => curl(['-k', '--tls-max', '1.2', '--http1.1'])],
+    ['curl-tls12-unknown-ca', 'curl → nginx over TLS 1.2 without trusting the self-signed certificate: the client sends a fatal unknown_ca alert', 'curl 7.88 (OpenSSL 3.0)', () => curl(['--tls-max', '1.2', '--http1.1'])],
+    ['s-client-no-alpn-match', "openssl s_client offering ALPN 'riptide/1' only: nginx answers the ClientHello with a fatal no_application_protocol alert", 'openssl s_client 3.0', () => runAsync('sh', ['-c', `openssl s_client -connect 127.0.0.1:${proxy.port} -servername ${host} -alpn riptide/1 </dev/null`]).catch((e: unknown) => String(e))],
+  ];
+  for (const [name, description, client, run] of runs) {
+    const before = proxy.conversations.length;
+    await run();
+    await proxy.settle();
+    save('tls', 'tcp', name, description, client, 'nginx 1.22 (OpenSSL 3.0)', proxy.conversations[before]);
+  }
+  await nginx.stop();
+}
+
 const RECORDERS: Record<string, () => Promise<void>> = {
   http1: recordHttp1,
   http2: recordHttp2,
@@ -704,6 +729,7 @@ const RECORDERS: Record<string, () => Promise<void>> = {
   kafka: recordKafka,
   memcached: recordMemcached,
   nats: recordNats,
+  tls: recordTls,
 };
 
 async function main(): Promise<void> {
