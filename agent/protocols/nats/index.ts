@@ -56,11 +56,19 @@ interface Line {
   rest: string;
 }
 
+/** Operations whose text after the name is one value (JSON, a message), not arguments. */
+const FREE_TEXT = new Set(['INFO', 'CONNECT', '-ERR']);
+
 function splitLine(line: string): Line {
-  const m = /^([A-Za-z+-]+)(?:[ \t]+(.*))?$/.exec(line);
-  if (!m) return { op: '', args: [], rest: '' };
-  const rest = m[2] ?? '';
-  return { op: m[1].toUpperCase(), args: rest === '' ? [] : rest.split(/[ \t]+/), rest };
+  let i = 0;
+  while (i < line.length && line.charCodeAt(i) !== 0x20 && line.charCodeAt(i) !== 0x09) i++;
+  const op = line.slice(0, i);
+  if (i === 0 || i > 16 || !/^[A-Za-z+-]+$/.test(op)) return { op: '', args: [], rest: '' };
+  while (i < line.length && (line.charCodeAt(i) === 0x20 || line.charCodeAt(i) === 0x09)) i++;
+  const rest = line.slice(i);
+  const upper = op.toUpperCase();
+  if (FREE_TEXT.has(upper) || rest === '') return { op: upper, args: [], rest };
+  return { op: upper, args: rest.split(/[ \t]+/).filter((a) => a !== ''), rest };
 }
 
 /** Payload-carrying operations: [subject, reply-to, header size, total size] or undefined. */
