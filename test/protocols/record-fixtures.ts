@@ -6,7 +6,7 @@
  *   npx tsx test/protocols/record-fixtures.ts redis dns  # some
  *
  * Needs (Debian, listed in test/system-packages.txt): nginx, redis-server/redis-tools, postgresql,
- * mariadb-server/mariadb-client, dnsmasq/dnsutils, mosquitto/mosquitto-clients; run as root (the
+ * mariadb-server/mariadb-client, dnsmasq/dnsutils, mosquitto/mosquitto-clients, memcached, nats-server, curl and openssl (TLS); run as root (the
  * database servers are started as their own users in temporary directories). Kafka has no broker
  * here: its fixtures are encoded by kafkajs's own protocol request encoders (see recordKafka).
  */
