@@ -32,6 +32,8 @@ export interface PipelineOutput {
    * payloads): no per-socket verdicts then (agent/capture/verdicts.ts), the kernel sends everything.
    */
   needsEverything?: boolean;
+  /** The output drops the payload of every message it is given (keeps no reference to it). */
+  dropsPayload?: boolean;
 }
 
 export function ndjsonOutput(writer: LineWriter): PipelineOutput {
@@ -72,6 +74,7 @@ export function shipperOutput(shipper: Shipper, options: ShipperOutputOptions = 
     },
     socketClosed: (e) => shipper.socketClosed(e),
     needsEverything: keepPayload,
+    dropsPayload: !keepPayload,
   };
 }
 
@@ -94,6 +97,14 @@ const HTTP_PROTOCOLS = new Set(['http1', 'http2', 'grpc']);
 
 export class AgentPipeline implements CaptureSink {
   private verdicts: SocketVerdicts | undefined;
+
+  /**
+   * Payloads may be views into the ring (no copy per message) when the output drops them: the
+   * parsers and HTTP hooks read them during onMessage only, and copy what they keep.
+   */
+  get payloadViews(): boolean {
+    return this.options.output.dropsPayload === true;
+  }
 
   constructor(private readonly options: AgentPipelineOptions) {}
 

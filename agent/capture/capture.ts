@@ -29,11 +29,18 @@ import { TlsJoiner } from './tls-join.ts';
 import { TlsLibraries } from './tls-libraries.ts';
 import { BurstLogger, metrics } from '../metrics.ts';
 import type { VerdictTarget } from './verdicts.ts';
+import { beginSlice, endSlice } from './slice-clock.ts';
 
 export interface CaptureSink {
   onMessage(message: CapturedMessage, process: ProcessInfo | undefined): void;
   onSocketClosed?(event: SocketClosed): void;
   onProcessEvent?(event: ProcessEvent): void;
+  /**
+   * True when the sink reads each message's payload only while onMessage runs and keeps no
+   * reference to it: payloads are then views into the mapped ring (valid until the call returns)
+   * instead of copies. Only honoured while the TLS uprobes are not loaded.
+   */
+  readonly payloadViews?: boolean;
   /** Given the loaded program when it takes per-socket verdicts (agent/capture/verdicts.ts). */
   useVerdicts?(target: VerdictTarget): void;
 }
@@ -129,6 +136,7 @@ export class Capture {
       cap.go.scan(options.filter?.pids?.length ? options.filter.pids : undefined);
     }
     if (program.hasVerdicts && sink.useVerdicts) sink.useVerdicts(program);
+    if (sink.payloadViews === true && cap.tlsLibraries === null) cap.decoder.payloadViews = true;
     metrics.onCollect(() => cap.collectKernelCounters());
     if (program.tlsUnavailable && !program.tlsTurnedOff) process.stderr.write(`riptide agent: TLS plaintext not captured: ${program.tlsUnavailable}\n`);
     // Processes that were running before the agent: attach to the TLS libraries they map.
@@ -161,11 +169,20 @@ export class Capture {
 
   /** Reads up to one slice of records. Exposed for tests and benchmarks. */
   drainOnce(): number {
-    const n = this.reader.drain((view, bytes, off, len) => this.handle(view, bytes, off, len), this.sliceRecords);
+    // One clock read per slice: the batcher's slot check reads it per message (slice-clock.ts).
+    beginSlice(Date.now());
+    let n: number;
+    try {
+      n = this.reader.drain(this.onRecord, this.sliceRecords);
+    } finally {
+      endSlice();
+    }
     received.inc(undefined, n);
     this.lastDrainMs = Date.now();
     return n;
   }
+
+  private readonly onRecord = (view: DataView, bytes: Uint8Array, off: number, len: number): void => this.handle(view, bytes, off, len);
 
   private handle(view: DataView, bytes: Uint8Array, off: number, len: number): void {
     let rec;
