@@ -132,6 +132,11 @@ struct rt_sock_info {
 	__u16 remote_port;
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
+	/* The socket's verdict as last read from `verdicts` (see "per-socket capture verdicts"). */
+	__u64 verdict_gen; /* verdict_gen[0] when it was read: read again when that moved */
+	__u8 vd_mode;
+	__u16 vd_cap_egress;
+	__u16 vd_cap_ingress;
 };
 
 struct {
@@ -704,20 +709,38 @@ static __always_inline void vd_count(__u32 which, __u64 n)
 		__sync_fetch_and_add(v, n);
 }
 
+/*
+ * Bumped by user space after every change to `verdicts`. A socket keeps the verdict it last read
+ * in its `sockets` entry with the generation it read it at, and looks `verdicts` up again only when
+ * the generation moved: in steady state an exit pays one inlined array load, not a hash lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} verdict_gen SEC(".maps");
+
 /* The socket's verdict mode; lowers *limit to the cap for this direction when it has one. */
-static __always_inline __u8 verdict_for(__u64 socket_id, __u8 dir, __u32 *limit)
+static __always_inline __u8 verdict_for(struct rt_sock_info *info, __u8 dir, __u32 *limit)
 {
 	if (!verdicts_on)
 		return RT_VERDICT_FULL;
-	struct rt_verdict *v = bpf_map_lookup_elem(&verdicts, &socket_id);
-	if (!v)
-		return RT_VERDICT_FULL;
-	if (v->mode == RT_VERDICT_CAP) {
-		__u32 cap = dir == RT_DIR_EGRESS ? v->cap_egress : v->cap_ingress;
+	__u32 zero = 0;
+	__u64 *gen = bpf_map_lookup_elem(&verdict_gen, &zero);
+	if (gen && *gen != info->verdict_gen) {
+		info->verdict_gen = *gen;
+		struct rt_verdict *v = bpf_map_lookup_elem(&verdicts, &info->socket_id);
+		info->vd_mode = v ? v->mode : RT_VERDICT_FULL;
+		info->vd_cap_egress = v ? v->cap_egress : 0;
+		info->vd_cap_ingress = v ? v->cap_ingress : 0;
+	}
+	if (info->vd_mode == RT_VERDICT_CAP) {
+		__u32 cap = dir == RT_DIR_EGRESS ? info->vd_cap_egress : info->vd_cap_ingress;
 		if (cap && cap < *limit)
 			*limit = cap;
 	}
-	return v->mode;
+	return info->vd_mode;
 }
 
 /* A count-only socket's message: keep the thread's trace and hand-off state as if it had been sent, count it. */
@@ -747,10 +770,11 @@ static __always_inline void verdict_capped(long ret, __u32 base_limit, __u32 lim
 	vd_count(RT_VD_CAPPED_BYTES, full - limit);
 }
 
-static __always_inline void verdict_forget(__u64 socket_id)
+/* Close: drop the socket's verdict (only when it had one: a delete is a hash operation). */
+static __always_inline void verdict_forget(struct rt_sock_info *info)
 {
-	if (verdicts_on)
-		bpf_map_delete_elem(&verdicts, &socket_id);
+	if (verdicts_on && info->vd_mode != RT_VERDICT_FULL)
+		bpf_map_delete_elem(&verdicts, &info->socket_id);
 }
 
 /* Exit of a data syscall: build the record and write it to the ring buffer. */
@@ -780,7 +804,7 @@ static __always_inline int on_exit(__u8 sys, long ret)
 		base_limit = RT_MAX_PAYLOAD;
 	__u32 limit = base_limit;
 	/* Unconnected UDP still has its port filter to pass: those go the full way. */
-	if (info && !a->recheck_ports && verdict_for(info->socket_id, dir, &limit) == RT_VERDICT_COUNT) {
+	if (info && !a->recheck_ports && verdict_for(info, dir, &limit) == RT_VERDICT_COUNT) {
 		verdict_skip(a, tgid, (__u32)pid_tgid, dir, info, sys, ret);
 		goto out;
 	}
@@ -1028,7 +1052,7 @@ int rt_enter_close(struct trace_event_raw_sys_enter *ctx)
 	ev.pid = tgid;
 	ev.ts_ns = bpf_ktime_get_ns();
 	ev.socket_id = info->socket_id;
-	verdict_forget(info->socket_id);
+	verdict_forget(info);
 	bpf_map_delete_elem(&sockets, &key);
 	if (task_selected(tgid) && bpf_ringbuf_output(&events, &ev, sizeof(ev), BPF_RB_NO_WAKEUP))
 		count(RT_CNT_RINGBUF_FULL);

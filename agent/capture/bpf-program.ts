@@ -366,6 +366,10 @@ export class CaptureProgram implements Disposable {
   private verdictKey = Buffer.alloc(8);
   private verdictValue = Buffer.alloc(RtVerdict.SIZE);
   private verdictFd = -1;
+  private verdictGenFd = -1;
+  private verdictGen = 0;
+  private readonly verdictGenKey = Buffer.alloc(4);
+  private readonly verdictGenValue = Buffer.alloc(8);
 
   /**
    * Sets socket `socketId`'s verdict in the kernel (RT_VERDICT_*; caps in bytes, 0 = the capture
@@ -380,7 +384,12 @@ export class CaptureProgram implements Disposable {
     v.writeUInt8(mode, RtVerdict.mode.offset);
     v.writeUInt16LE(Math.min(capEgress, 0xffff), RtVerdict.cap_egress.offset);
     v.writeUInt16LE(Math.min(capIngress, 0xffff), RtVerdict.cap_ingress.offset);
-    return this.lib.map_update_elem(this.verdictFd, this.verdictKey, v, 0n) === 0;
+    if (this.lib.map_update_elem(this.verdictFd, this.verdictKey, v, 0n) !== 0) return false;
+    // Sockets re-read their verdict when the generation moves (bpf/riptide.bpf.c, verdict_for).
+    if (this.verdictGenFd < 0) this.verdictGenFd = this.mapFd('verdict_gen');
+    this.verdictGenValue.writeBigUInt64LE(BigInt(++this.verdictGen));
+    check(this.lib.map_update_elem(this.verdictGenFd, this.verdictGenKey, this.verdictGenValue, 0n), 'bumping verdict_gen');
+    return true;
   }
 
   /** What verdicts saved in the kernel, summed over CPUs (zeros for an object without them). */
