@@ -237,7 +237,7 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
     });
   }
   const capture = await life
-    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms'), tls: cfg.bool('tls') ? true : undefined, goroutines: cfg.bool('goroutines') }, pipeline), (c) => c.stop())
+    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms'), tls: cfg.bool('tls') ? true : undefined, goroutines: cfg.bool('goroutines'), verdicts: cfg.bool('socket-verdicts') && !cfg.string('output') && !cfg.bool('ship-payload') }, pipeline), (c) => c.stop())
     .catch((err: unknown) => {
       throw new FatalError(`cannot capture: ${(err as Error).message}`);
     });
