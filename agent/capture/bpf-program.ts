@@ -227,7 +227,9 @@ export class CaptureProgram implements Disposable {
       rodata.writeUInt8(directReads ? 1 : 0, Rodata.direct_reads.offset);
       rodata.writeUInt8(handoff ? 1 : 0, Rodata.handoff_enabled.offset);
       rodata.writeBigUInt64LE(BigInt(Math.round(handoffWindowMs * 1e6)), Rodata.handoff_window_ns.offset);
-      rodata.writeUInt8((options.verdicts ?? process.env.RIPTIDE_SOCKET_VERDICTS !== '0') ? 1 : 0, Rodata.verdicts_on.offset);
+      const verdicts = options.verdicts ?? process.env.RIPTIDE_SOCKET_VERDICTS !== '0';
+      rodata.writeUInt8(verdicts ? 1 : 0, Rodata.verdicts_on.offset);
+      prog.verdictsOn = verdicts && prog.hasVerdicts;
       const size = lib.map_value_size(rodataMap);
       check(lib.map_set_initial_value(rodataMap, rodata, size), 'setting load-time constants');
       check(lib.map_set_max_entries(prog.map('events'), ringBytes), 'sizing the ring buffer');
@@ -355,6 +357,9 @@ export class CaptureProgram implements Disposable {
     v.writeInt32LE(info.gTlsOffset, RtGoProc.g_tls_offset.offset);
     check(this.lib.map_update_elem(fd, key, v, 0n), `adding pid ${pid} to go_procs`);
   }
+
+  /** Per-socket verdicts are on: the object has them and the loader did not turn them off. */
+  verdictsOn = false;
 
   /** Whether the object has per-socket verdicts (older objects, A/B benchmarks: no). */
   get hasVerdicts(): boolean {

@@ -135,7 +135,7 @@ export class Capture {
       // Processes already running: their first request must not miss its goroutine id.
       cap.go.scan(options.filter?.pids?.length ? options.filter.pids : undefined);
     }
-    if (program.hasVerdicts && sink.useVerdicts) sink.useVerdicts(program);
+    if (program.verdictsOn && sink.useVerdicts) sink.useVerdicts(program);
     if (sink.payloadViews === true && cap.tlsLibraries === null) cap.decoder.payloadViews = true;
     metrics.onCollect(() => cap.collectKernelCounters());
     if (program.tlsUnavailable && !program.tlsTurnedOff) process.stderr.write(`riptide agent: TLS plaintext not captured: ${program.tlsUnavailable}\n`);
@@ -274,7 +274,7 @@ export class Capture {
       goroutineReads.setTotal(g.readFailed, { result: 'failed' });
       goroutineReads.setTotal(g.stateFull, { result: 'state_full' });
     }
-    if (this.program.hasVerdicts) {
+    if (this.program.verdictsOn) {
       const v = this.program.verdictCounters();
       notSent.setTotal(v.skipped, { reason: 'unparseable' });
       notSentBytes.setTotal(v.skippedBytes, { reason: 'unparseable' });

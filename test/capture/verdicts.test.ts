@@ -10,7 +10,7 @@ import type { CapturedMessage } from '../../agent/capture/message.ts';
 import { AgentPipeline } from '../../agent/pipeline.ts';
 import type { L7Message } from '../../agent/protocols/parser.ts';
 import { createDefaultRegistry } from '../../agent/protocols/registry.ts';
-import { MetricsRegistry } from '../../agent/metrics.ts';
+import { MetricsRegistry, metrics } from '../../agent/metrics.ts';
 import type { RunningServer } from '../protocols/servers.ts';
 import { runAsync, startNginx, startRedis } from '../protocols/servers.ts';
 import { freePort } from '../helpers/agent.ts';
@@ -131,6 +131,13 @@ describe('per-socket verdicts', () => {
     expect(withV.length + v.skipped).toBe(without.length);
     expect(bytes(withV) + v.skippedBytes).toBe(bytes(without));
     expect(off.cap.verdictCounters().skipped).toBe(0);
+    // On /metrics (the process-wide registry; the capture with verdicts collected last).
+    off.cap.collectKernelCounters();
+    on.cap.collectKernelCounters();
+    const text = metrics.render();
+    expect(text).toContain(`riptide_capture_not_sent_total{reason="unparseable"} ${v.skipped}`);
+    expect(text).toContain(`riptide_capture_not_sent_bytes_total{reason="unparseable"} ${v.skippedBytes}`);
+    expect(text).toMatch(/riptide_capture_verdicts_total\{verdict="count_only"\} [1-9]/);
   });
 
   it('captures a new socket on a reused fd in full', () => {
