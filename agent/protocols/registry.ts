@@ -228,6 +228,11 @@ export class ProtocolRegistry {
     return [];
   }
 
+  /** True once the socket spent its inference budget: nothing is tried on it until it closes. */
+  gaveUpOn(socketId: number): boolean {
+    return this.sockets.get(socketId)?.gaveUp === true;
+  }
+
   /** The protocol cached for a socket, if any. */
   protocolOf(socketId: number): string | undefined {
     return this.sockets.get(socketId)?.parser?.name;
