@@ -6,7 +6,8 @@
 import { CaptureProgram } from '../../agent/capture/bpf-program.ts';
 import { TlsLibraries } from '../../agent/capture/tls-libraries.ts';
 
-const prog = CaptureProgram.load({ filter: { pids: [0] }, ringBytes: 1 << 16, log: () => {} });
+// tls: true: TLS capture is opt-in, and the parent runs this with RIPTIDE_TLS=0 (its no-tls mode's env).
+const prog = CaptureProgram.load({ filter: { pids: [0] }, ringBytes: 1 << 16, tls: true, log: () => {} });
 const libs = new TlsLibraries(prog, process.pid, () => {});
 libs.start();
 process.stderr.write(`ready: uprobes on ${libs.libraries.size} library files\n`);
