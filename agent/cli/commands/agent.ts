@@ -7,6 +7,8 @@ import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { createWriteStream, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Capture } from '../../capture/capture.ts';
+import { NetCapture } from '../../capture/net-capture.ts';
+import { parseInterfacePattern } from '../../capture/net-interfaces.ts';
 import { runPreflight } from '../../capture/preflight.ts';
 import { LineWriter } from '../../ndjson-output.ts';
 import type { PipelineOutput } from '../../pipeline.ts';
@@ -40,6 +42,7 @@ const options: OptionSpec[] = [
   { name: 'marketplace', type: 'string', help: 'Plugin marketplace base URL for name@range plugins (e.g. http://query:8686)' },
   { name: 'trusted-key', type: 'list', help: 'Publisher public keys whose marketplace plugins this agent loads (files or base64)' },
   { name: 'marketplace-poll-seconds', type: 'number', help: 'How often to look for newer versions matching name@range plugins', default: 60 },
+  { name: 'net-interfaces', type: 'string', help: 'Also record network spans at these interfaces (TC ingress/egress: one span per request per interface, linked to the process spans by TCP sequence) and TCP health (retransmits, failed connects, RTT) on spans: comma-separated names or globs, "veth" for every host-side end of a veth pair (a pod\'s interface on its node), "!name" to leave one out; physical NICs only when named. Off when not given (docs/ARCHITECTURE.md)' },
   { name: 'tls', type: 'boolean', help: 'Capture the plaintext of OpenSSL connections (libssl, node) through uprobes (docs/TLS.md). Off by default: every SSL_read/SSL_write of every process using an attached library then takes a uprobe trap, measured at +52 µs per call and 23% of HTTPS nginx throughput on our VM (docs/BENCHMARKS.md)' },
   { name: 'ship-payload', type: 'boolean', help: 'Also ship the captured payload heads (off: only parsed fields leave the node)' },
   { name: 'agent-id', type: 'string', help: 'Id of this agent in object keys (default: the host name)' },
@@ -233,8 +236,27 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
       w.flush();
     });
   }
+  // Network observation points (issue 19): their own object and ring, started before syscall
+  // capture so that the process messages can carry TCP health from the first one.
+  const netPattern = cfg.string('net-interfaces');
+  let net: NetCapture | undefined;
+  if (netPattern !== undefined) {
+    let pattern;
+    try {
+      pattern = parseInterfacePattern(netPattern);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+    net = await life
+      .start('network capture', () => NetCapture.start({ pattern }, { onMessage: (m) => pipeline.onMessage(m, undefined), onParsed: (m, l7) => pipelineOutput.message(m, l7, undefined), onSocketClosed: (e) => pipeline.onSocketClosed(e) }), (n) => n.stop())
+      .catch((err: unknown) => {
+        throw new FatalError(`cannot capture at network interfaces: ${(err as Error).message}`);
+      });
+  }
+  const netSink = net;
+  const sink = netSink ? { onMessage: (m: Parameters<AgentPipeline['onMessage']>[0], p: Parameters<AgentPipeline['onMessage']>[1]) => (netSink.annotate(m), pipeline.onMessage(m, p)), onSocketClosed: (e: Parameters<AgentPipeline['onSocketClosed']>[0]) => pipeline.onSocketClosed(e) } : pipeline;
   const capture = await life
-    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms'), tls: cfg.bool('tls') ? true : undefined, goroutines: cfg.bool('goroutines') }, pipeline), (c) => c.stop())
+    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms'), tls: cfg.bool('tls') ? true : undefined, goroutines: cfg.bool('goroutines') }, sink), (c) => c.stop())
     .catch((err: unknown) => {
       throw new FatalError(`cannot capture: ${(err as Error).message}`);
     });
@@ -260,6 +282,7 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
   ].filter(Boolean);
   process.stderr.write(
     `riptide agent: capturing on ${capture.attachedPrograms} tracepoints${filters.length ? ` (${filters.join(' or ')})` : ' (all processes)'}; ` +
+      (net ? `network spans at ${net.interfaces.size} interface(s)${net.interfaces.size ? ` (${[...net.interfaces.values()].join(',')}${net.mode ? `, ${net.mode}` : ''})` : ''}; ` : '') +
       `metrics on http://${bind}:${status.port}/metrics; ${destination}${plugins ? `; ${plugins.parsers.length + plugins.httpHooks.length} plugin hook(s)` : ''}\n`,
   );
 
