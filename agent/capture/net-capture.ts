@@ -39,6 +39,11 @@ export interface NetCaptureOptions extends NetProgramOptions {
   pollMs?: number;
   /** Interface lister (tests). */
   list?: () => NetInterface[];
+  /**
+   * The agent's --filter-port: failed connects (the only health events that become messages) of
+   * other ports are not reported. Packets need no filter: only chosen interfaces see the programs.
+   */
+  ports?: readonly number[];
 }
 
 const packets = metrics.counter('riptide_net_packets_total', 'TCP segments with payload seen at the network observation points, by result (message: first segment of a request or response; continuation: skipped)');
@@ -189,6 +194,8 @@ export class NetCapture {
     const failed = this.health.onEvent(rec);
     tcpEvents.inc({ event: failed ? 'connect_failed' : rec.kind });
     if (!failed) return;
+    const ports = this.options.ports;
+    if (ports?.length && !ports.includes(rec.remotePort) && !ports.includes(rec.localPort)) return;
     const ts = this.clock.toWall(rec.monoNs);
     this.sink.onParsed(
       {

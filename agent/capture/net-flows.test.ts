@@ -44,6 +44,13 @@ describe('TcpHealth', () => {
     h.annotate(m);
     expect(m.tcpRetransmits).toBe(2);
     expect(m.tcpSrttUs).toBe(400);
+    // told once: the next message of the connection has none until there are more
+    const next = { ...m, tcpRetransmits: undefined };
+    h.annotate(next);
+    expect(next.tcpRetransmits).toBeUndefined();
+    h.onEvent(ev({}));
+    h.annotate(next);
+    expect(next.tcpRetransmits).toBe(1);
     const other = { l4: 'tcp', localIp: '10.0.0.1', localPort: 80, remoteIp: '10.0.0.2', remotePort: 40000 } as CapturedMessage;
     h.annotate(other);
     expect(other.tcpRetransmits).toBeUndefined();

@@ -204,6 +204,8 @@ export class NetFlows {
 
 interface ConnHealth {
   retransmits: number;
+  /** Retransmits already handed to a message (each is reported once). */
+  reported: number;
   srttUs: number;
   seenMs: number;
 }
@@ -229,7 +231,7 @@ export class TcpHealth {
     let c = this.conns.get(k);
     if (!c) {
       if (this.conns.size >= this.maxConns) this.conns.clear();
-      c = { retransmits: 0, srttUs: 0, seenMs: nowMs };
+      c = { retransmits: 0, reported: 0, srttUs: 0, seenMs: nowMs };
       this.conns.set(k, c);
     }
     c.seenMs = nowMs;
@@ -240,12 +242,16 @@ export class TcpHealth {
     return false;
   }
 
-  /** Sets tcpRetransmits / tcpSrttUs on a process message of a known connection. */
+  /**
+   * Sets tcpRetransmits (those since the connection's previous message: each retransmit is told
+   * once, to the next message of its connection) and tcpSrttUs on a process message.
+   */
   annotate(m: CapturedMessage): void {
     if (m.l4 !== 'tcp' || this.conns.size === 0) return;
     const c = this.conns.get(TcpHealth.key(m.localIp, m.localPort, m.remoteIp, m.remotePort));
     if (!c) return;
-    m.tcpRetransmits = c.retransmits;
+    if (c.retransmits > c.reported) m.tcpRetransmits = c.retransmits - c.reported;
+    c.reported = c.retransmits;
     if (c.srttUs > 0) m.tcpSrttUs = c.srttUs;
   }
 

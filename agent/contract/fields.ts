@@ -98,7 +98,7 @@ export const RESPONSE_STATUSES = ['ok', 'client_error', 'server_error', 'timeout
 export const RTB_MESSAGE_FIELDS: ReadonlyArray<{ key: 'handoffTraceId' | 'observationPoint' | 'tcpRetransmits' | 'tcpSrttUs' | 'connectFailed'; rtbSince: number; doc: string }> = [
   { key: 'handoffTraceId', rtbSince: 3, doc: 'Syscall-trace id a wake-up handed to the sending thread (hand-off tracking); 0 when none' },
   { key: 'observationPoint', rtbSince: 4, doc: "Network messages (issue 19): the interface whose TC hook saw the packet; '' for syscalls" },
-  { key: 'tcpRetransmits', rtbSince: 4, doc: "Segments the message's connection had retransmitted when it was seen (TCP health); 0 when none or unknown" },
+  { key: 'tcpRetransmits', rtbSince: 4, doc: "Segments the message's connection retransmitted since its previous message (TCP health: each retransmit is told once); 0 when none or unknown" },
   { key: 'tcpSrttUs', rtbSince: 4, doc: "Smoothed RTT last read from the connection's socket, µs; 0 when unknown" },
   { key: 'connectFailed', rtbSince: 4, doc: 'A connect that failed (SYN_SENT -> CLOSE): a payload-less message with a tcp CONNECT record' },
 ];
@@ -190,7 +190,7 @@ export const SPAN_COLUMNS_CATALOGUE: readonly SpanColumnSpec[] = [
   { column: '_deleted', chType: 'UInt8', tsType: 'number', queried: true, json: null, doc: '1 = tombstone: hides a row an earlier, less informed run wrote (a response_only later paired).' },
   { column: 'handoff_trace_id', chType: 'UInt64', tsType: 'number', queried: true, json: 'handoff_trace_id', doc: 'Syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`); 0 when none.' },
   { column: 'observation_point', chType: 'LowCardinality(String)', tsType: 'string', queried: true, json: 'observation_point', doc: "Network spans: the interface that saw the request and response packets; 'tcp' for a failed connect; '' for process spans." },
-  { column: 'tcp_retransmits', chType: 'UInt32', tsType: 'number', queried: true, json: 'tcp_retransmits', doc: 'Segments the connection retransmitted between request and response (TCP health, agent --net-interfaces).' },
+  { column: 'tcp_retransmits', chType: 'UInt32', tsType: 'number', queried: true, json: 'tcp_retransmits', doc: 'Segments the connection retransmitted up to the request and up to the response, since its previous messages (TCP health, agent --net-interfaces).' },
   { column: 'tcp_srtt_us', chType: 'UInt32', tsType: 'number', queried: true, json: 'tcp_srtt_us', doc: 'Smoothed RTT of the connection, µs, as last read from its socket; 0 when unknown.' },
   { column: 'tcp_connect_failures', chType: 'UInt32', tsType: 'number', queried: true, json: 'tcp_connect_failures', doc: '1 on the span of a failed connect (SYN_SENT -> CLOSE), else 0.' },
 ];

@@ -516,13 +516,13 @@ export class SpanBuilder {
 const NO_ATTRIBUTES: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /**
- * Network-span and TCP health columns (issue 19): the interface of a network span; retransmits on
- * the connection between request and response (the messages carry running counts), the last
- * smoothed RTT, and the failed connect.
+ * Network-span and TCP health columns (issue 19): the interface of a network span; the retransmits
+ * the request's and the response's messages were told of (each retransmit is told to one message:
+ * the next of its connection), the last smoothed RTT, and the failed connect.
  */
 function netColumns(rm: ParsedMessage | undefined, sm: ParsedMessage | undefined): Pick<SpanRow, 'observation_point' | 'tcp_retransmits' | 'tcp_srtt_us' | 'tcp_connect_failures'> {
   const m = (rm ?? sm) as ParsedMessage;
-  const retrans = sm ? Math.max(0, (sm.tcpRetransmits ?? 0) - (rm?.tcpRetransmits ?? 0)) : (rm?.tcpRetransmits ?? 0);
+  const retrans = (rm?.tcpRetransmits ?? 0) + (sm?.tcpRetransmits ?? 0);
   return {
     observation_point: m.observationPoint ?? '',
     tcp_retransmits: retrans,

@@ -326,7 +326,7 @@ export class ReferenceSpanBuilder {
       x_request_id_resp: rs?.xRequestId ?? '',
       handoff_trace_id: rm?.handoffTraceId ?? 0,
       observation_point: m.observationPoint ?? '',
-      tcp_retransmits: sm ? Math.max(0, (sm.tcpRetransmits ?? 0) - (rm?.tcpRetransmits ?? 0)) : (rm?.tcpRetransmits ?? 0),
+      tcp_retransmits: (rm?.tcpRetransmits ?? 0) + (sm?.tcpRetransmits ?? 0),
       tcp_srtt_us: sm?.tcpSrttUs ?? rm?.tcpSrttUs ?? 0,
       tcp_connect_failures: rm?.connectFailed ? 1 : 0,
       attributes,

@@ -248,7 +248,7 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
       throw new UsageError((err as Error).message);
     }
     net = await life
-      .start('network capture', () => NetCapture.start({ pattern }, { onMessage: (m) => pipeline.onMessage(m, undefined), onParsed: (m, l7) => pipelineOutput.message(m, l7, undefined), onSocketClosed: (e) => pipeline.onSocketClosed(e) }), (n) => n.stop())
+      .start('network capture', () => NetCapture.start({ pattern, ports: filter.ports }, { onMessage: (m) => pipeline.onMessage(m, undefined), onParsed: (m, l7) => pipelineOutput.message(m, l7, undefined), onSocketClosed: (e) => pipeline.onSocketClosed(e) }), (n) => n.stop())
       .catch((err: unknown) => {
         throw new FatalError(`cannot capture at network interfaces: ${(err as Error).message}`);
       });
