@@ -99,23 +99,33 @@ beforeAll(async () => {
   fx = await startFunctions({ dataDir: path.join(dir, 'fx'), store: `file://${dir}/store`, pollMs: 500, kubernetes: 'off', log: () => {} });
   await fx.runtime?.start();
   app = createQueryApp({ clickhouse: fx.ch });
-  const a = spawn(process.execPath, [RIPTIDE, 'agent', '--data-dir', path.join(dir, 'agent'), '--store', `file://${dir}/store`, '--port', '0', '--slot-seconds', '1', '--exit-with-parent', '--filter-port', `${port},${port + 1}`, '--net-interfaces', `${topo.serverHostIf},${topo.clientHostIf}`], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
-  agent = a;
+  agent = await startAgent('node-1', ['--filter-port', `${port},${port + 1}`, '--net-interfaces', `${topo.serverHostIf},${topo.clientHostIf}`]);
+}, 180_000);
+
+/** The real agent, shipping to the test's store; resolves once capture is live. */
+async function startAgent(id: string, args: string[]): Promise<ChildProcess> {
+  const a = spawn(process.execPath, [RIPTIDE, 'agent', '--agent-id', id, '--data-dir', path.join(dir, `agent-${id}`), '--store', `file://${dir}/store`, '--port', '0', '--slot-seconds', '1', '--exit-with-parent', ...args], { cwd: REPO, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`agent did not start: ${agentErr}`)), 60_000);
+    const t = setTimeout(() => reject(new Error(`agent ${id} did not start: ${err}`)), 60_000);
     a.stderr?.on('data', (d: Buffer) => {
+      err = (err + d.toString()).slice(-8000);
       agentErr = (agentErr + d.toString()).slice(-8000);
-      if (agentErr.includes('metrics on')) {
+      if (err.includes('metrics on')) {
         clearTimeout(t);
         resolve();
       }
     });
-    a.once('exit', (code) => reject(new Error(`agent exited ${code}: ${agentErr}`)));
+    a.once('exit', (code) => reject(new Error(`agent ${id} exited ${code}: ${err}`)));
   });
-}, 180_000);
+  return a;
+}
+
+let second: ChildProcess | undefined;
 
 afterAll(async () => {
   await stop(agent);
+  await stop(second);
   await stop(server);
   await topo?.destroy();
   await fx?.close();
@@ -170,4 +180,26 @@ describe.skipIf(missing.length > 0)('network spans at host-side veth ends (accep
     expect(toServer.length).toBeGreaterThan(0);
     expect(edges.some((e) => e.tcp_connect_failures >= 1 && e.target.endsWith(`:${port + 1}`))).toBe(true);
   }, 150_000);
+
+  it('crosses hosts: an agent per side (the server and its interface; curl and its interface), network spans in place', async () => {
+    await stop(agent);
+    agent = undefined;
+    await topo!.relay(20);
+    agent = await startAgent('node-server', ['--filter-pid', String(server!.pid), '--net-interfaces', topo!.serverHostIf]);
+    second = await startAgent('node-client', ['--filter-comm', 'curl', '--net-interfaces', topo!.clientHostIf]);
+    expect((await curl([`http://${topo!.serverIp}:${port}/x/1`])).out).toBe('ok /x/1\n');
+    const client = await until('the client span of /x/1', async () => (await spans()).find((s) => s.signal_source === 'ebpf' && s.side === 'client' && s.request_resource === '/x/1' && s.pair_state === 'paired'));
+    expect(client.agent_id).toBe('node-client');
+    const trace = await until('the cross-host trace', async () => {
+      const t = await api<{ spans: Span[] }>(`/api/v1/traces/${client.span_id}`);
+      return t.spans.length >= 4 ? t : undefined;
+    });
+    expect(trace.spans.map((s) => [s.agent_id, s.signal_source, s.observation_point, s.side])).toEqual([
+      ['node-client', 'ebpf', '', 'client'],
+      ['node-client', 'net', topo!.clientHostIf, 'client'],
+      ['node-server', 'net', topo!.serverHostIf, 'client'],
+      ['node-server', 'ebpf', '', 'server'],
+    ]);
+    expect(trace.spans[0].hop_split!.network_us).toBeGreaterThanOrEqual(35_000);
+  }, 120_000);
 });
