@@ -8,6 +8,7 @@ import { createWriteStream, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Capture } from '../../capture/capture.ts';
 import { NetCapture } from '../../capture/net-capture.ts';
+import type { InterfacePattern } from '../../capture/net-interfaces.ts';
 import { parseInterfacePattern } from '../../capture/net-interfaces.ts';
 import { runPreflight } from '../../capture/preflight.ts';
 import { LineWriter } from '../../ndjson-output.ts';
@@ -120,11 +121,23 @@ const command: Command = {
     };
     const extraHeaders = cfg.list('extra-headers').map((h) => h.toLowerCase());
 
+    netInterfaces(cfg); // a bad pattern is a usage error before anything is built
     const pre = runPreflight();
     if (!pre.ok) throw new DeniedError(`cannot capture: ${pre.problem}`);
     return runAgent(cfg, filter, extraHeaders, output, dataDir, ringMb);
   },
 };
+
+/** The --net-interfaces pattern, undefined when network capture is off. */
+function netInterfaces(cfg: ReturnType<typeof loadConfig>): InterfacePattern | undefined {
+  const p = cfg.string('net-interfaces');
+  if (p === undefined) return undefined;
+  try {
+    return parseInterfacePattern(p);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
 
 /** The running capture, once there is one (read by the status server's checks). */
 interface LiveCapture {
@@ -238,20 +251,22 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
   }
   // Network observation points (issue 19): their own object and ring, started before syscall
   // capture so that the process messages can carry TCP health from the first one.
-  const netPattern = cfg.string('net-interfaces');
+  const pattern = netInterfaces(cfg);
   let net: NetCapture | undefined;
-  if (netPattern !== undefined) {
-    let pattern;
-    try {
-      pattern = parseInterfacePattern(netPattern);
-    } catch (err) {
-      throw new UsageError((err as Error).message);
-    }
-    net = await life
-      .start('network capture', () => NetCapture.start({ pattern, ports: filter.ports }, { onMessage: (m) => pipeline.onMessage(m, undefined), onParsed: (m, l7) => pipelineOutput.message(m, l7, undefined), onSocketClosed: (e) => pipeline.onSocketClosed(e) }), (n) => n.stop())
-      .catch((err: unknown) => {
-        throw new FatalError(`cannot capture at network interfaces: ${(err as Error).message}`);
-      });
+  if (pattern !== undefined) {
+    // A kernel that refuses the network programs costs network spans, not syscall capture.
+    net = await life.start(
+      'network capture',
+      () => {
+        try {
+          return NetCapture.start({ pattern, ports: filter.ports }, { onMessage: (m) => pipeline.onMessage(m, undefined), onParsed: (m, l7) => pipelineOutput.message(m, l7, undefined), onSocketClosed: (e) => pipeline.onSocketClosed(e) });
+        } catch (err) {
+          process.stderr.write(`riptide agent: no network spans: ${firstLine(err)}\n`);
+          return undefined;
+        }
+      },
+      (n) => n?.stop(),
+    );
   }
   const netSink = net;
   const sink = netSink ? { onMessage: (m: Parameters<AgentPipeline['onMessage']>[0], p: Parameters<AgentPipeline['onMessage']>[1]) => (netSink.annotate(m), pipeline.onMessage(m, p)), onSocketClosed: (e: Parameters<AgentPipeline['onSocketClosed']>[0]) => pipeline.onSocketClosed(e) } : pipeline;
