@@ -13,6 +13,7 @@ enum rt_net_kind {
 	RT_NET_PACKET = 1,  /* a TCP segment carrying payload, seen at a TC hook */
 	RT_NET_RETRANS = 2, /* tcp:tcp_retransmit_skb */
 	RT_NET_STATE = 3,   /* sock:inet_sock_set_state, the transitions user space needs */
+	RT_NET_RTT = 4,     /* sock:sock_send/recv_length: a data syscall found a new smoothed RTT */
 };
 
 enum rt_net_dir {

@@ -11,7 +11,7 @@
  */
 import type { CapturedMessage } from './message.ts';
 import { formatIpv6 } from './decoder.ts';
-import { RT_NET_EGRESS, RT_NET_PACKET, RT_NET_RETRANS, RT_NET_STATE, RT_TCP_CLOSE, RT_TCP_ESTABLISHED, RT_TCP_SYN_SENT, RtNetEvent as E } from './net-layout.generated.ts';
+import { RT_NET_EGRESS, RT_NET_PACKET, RT_NET_RETRANS, RT_NET_RTT, RT_NET_STATE, RT_TCP_CLOSE, RT_TCP_ESTABLISHED, RT_TCP_SYN_SENT, RtNetEvent as E } from './net-layout.generated.ts';
 
 export interface NetPacket {
   kind: 'packet';
@@ -29,7 +29,7 @@ export interface NetPacket {
 }
 
 export interface NetHealthEvent {
-  kind: 'retransmit' | 'state';
+  kind: 'retransmit' | 'state' | 'rtt';
   monoNs: bigint;
   sk: bigint;
   family: 'ipv4' | 'ipv6';
@@ -77,9 +77,9 @@ export function decodeNetRecord(view: DataView, bytes: Uint8Array, off: number, 
       payload: bytes.slice(off + hdr, off + hdr + captured),
     };
   }
-  if (kind === RT_NET_RETRANS || kind === RT_NET_STATE) {
+  if (kind === RT_NET_RETRANS || kind === RT_NET_STATE || kind === RT_NET_RTT) {
     return {
-      kind: kind === RT_NET_RETRANS ? 'retransmit' : 'state',
+      kind: kind === RT_NET_RETRANS ? 'retransmit' : kind === RT_NET_STATE ? 'state' : 'rtt',
       monoNs,
       sk: view.getBigUint64(off + E.sk.offset, true),
       family,

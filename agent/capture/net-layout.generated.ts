@@ -37,6 +37,7 @@ export const RT_NET_MAX_PAYLOAD = 1024;
 export const RT_NET_PACKET = 1;
 export const RT_NET_RETRANS = 2;
 export const RT_NET_STATE = 3;
+export const RT_NET_RTT = 4;
 export const RT_NET_EGRESS = 0;
 export const RT_NET_INGRESS = 1;
 export const RT_TCP_ESTABLISHED = 1;

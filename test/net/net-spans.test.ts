@@ -71,7 +71,7 @@ async function stop(c: ChildProcess | undefined): Promise<void> {
   if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
 }
 
-type Span = SpanJson & { observation_point: string; tcp_retransmits: number; tcp_connect_failures: number; hop_split?: { client_us: number; network_us: number; server_us: number | null } };
+type Span = SpanJson & { observation_point: string; tcp_retransmits: number; tcp_connect_failures: number; tcp_srtt_us: number; hop_split?: { client_us: number; network_us: number; server_us: number | null } };
 
 async function spans(): Promise<Span[]> {
   const { spans: s } = await api<{ spans: Span[] }>(`/api/v1/spans?start=${Math.floor(startedAt / 1000) - 60}&limit=10000`);
@@ -162,6 +162,8 @@ describe.skipIf(missing.length > 0)('network spans at host-side veth ends (accep
     expect(split.server_us).not.toBeNull();
     expect(split.server_us!).toBeLessThan(split.network_us);
     expect(split.client_us + split.network_us + split.server_us!).toBe(root.duration_us);
+    // the smoothed RTT the kernel measured on the connection: the relay's 2 × 20 ms
+    expect(root.tcp_srtt_us).toBeGreaterThanOrEqual(35_000);
   }, 90_000);
 
   it('counts retransmits with 5 % of frames dropped, and a connect to a closed port as a failed connect', async () => {
@@ -174,10 +176,11 @@ describe.skipIf(missing.length > 0)('network spans at host-side veth ends (accep
     });
     const failed = await until('the failed connect', async () => (await spans()).find((s) => s.tcp_connect_failures === 1 && s.server_port === port + 1));
     expect(failed).toMatchObject({ signal_source: 'net', observation_point: 'tcp', response_status: 'server_error', server_ip: topo!.serverIp });
-    const { edges } = await api<{ edges: Array<ServiceMapEdge & { tcp_retransmits: number; tcp_connect_failures: number }> }>(`/api/v1/service-map?start=${Math.floor(startedAt / 1000) - 60}`);
+    const { edges } = await api<{ edges: ServiceMapEdge[] }>(`/api/v1/service-map?start=${Math.floor(startedAt / 1000) - 60}`);
     const toServer = edges.filter((e) => e.protocol === 'http1' && e.tcp_retransmits > 0);
-    process.stdout.write(`retransmits: ${retransmitted.reduce((a, s) => a + s.tcp_retransmits, 0)} on ${retransmitted.length} spans; edges: ${JSON.stringify(edges.map((e) => [e.source, e.target, e.protocol, e.requests, e.tcp_retransmits, e.tcp_connect_failures]))}\n`);
+    process.stdout.write(`retransmits: ${retransmitted.reduce((a, s) => a + s.tcp_retransmits, 0)} on ${retransmitted.length} spans; edges: ${JSON.stringify(edges.map((e) => [e.source, e.target, e.protocol, e.requests, e.tcp_retransmits, e.tcp_connect_failures, e.tcp_srtt_us]))}\n`);
     expect(toServer.length).toBeGreaterThan(0);
+    expect(toServer[0].tcp_srtt_us).toBeGreaterThanOrEqual(35_000);
     expect(edges.some((e) => e.tcp_connect_failures >= 1 && e.target.endsWith(`:${port + 1}`))).toBe(true);
   }, 150_000);
 
