@@ -113,7 +113,9 @@ async function main(): Promise<void> {
     console.log(`network observation points, ${rounds} interleaved rounds of ${trips} round trips (64-byte messages, one TCP connection, across two veth pairs)`);
     console.log(`  baseline: ${med(res.baseline).toFixed(2)} µs/round trip (rounds ${res.baseline.map((x) => x.toFixed(1)).join(' ')}); this process ${med(cpu.baseline).toFixed(0)} ms CPU/round`);
     console.log(`  net:      ${med(res.net).toFixed(2)} µs/round trip (rounds ${res.net.map((x) => x.toFixed(1)).join(' ')}); this process ${med(cpu.net).toFixed(0)} ms CPU/round (drain)`);
-    console.log(`  ratio net/baseline: ${(med(res.net) / med(res.baseline)).toFixed(3)}; load + attach to one interface: median ${med(loadMs).toFixed(0)} ms; messages made: ${messages} (first segments only)`);
+    const ratios = res.net.map((x, i) => x / res.baseline[i]);
+    console.log(`  net/baseline per round (same round, back to back): ${ratios.map((x) => x.toFixed(2)).join(' ')}; median ${med(ratios).toFixed(2)}; ratio of medians ${(med(res.net) / med(res.baseline)).toFixed(2)}`);
+    console.log(`  load + attach to one interface: median ${med(loadMs).toFixed(0)} ms; messages made: ${messages} (first segments only)`);
   } finally {
     server.kill('SIGTERM');
     teardown();
