@@ -129,7 +129,7 @@ export interface SpanRow {
   handoff_trace_id: number;
   /** Network spans: the interface that saw the request and response packets; 'tcp' for a failed connect; '' for process spans. */
   observation_point: string;
-  /** Segments the connection retransmitted between request and response (TCP health, agent --net-interfaces). */
+  /** Segments the connection retransmitted up to the request and up to the response, since its previous messages (TCP health, agent --net-interfaces). */
   tcp_retransmits: number;
   /** Smoothed RTT of the connection, µs, as last read from its socket; 0 when unknown. */
   tcp_srtt_us: number;
