@@ -29,7 +29,7 @@ interface BtfType {
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
-const RECORDS = ['rt_data_event', 'rt_close_event', 'rt_proc_event', 'rt_tls_event', 'rt_go_proc'];
+const RECORDS = ['rt_data_event', 'rt_close_event', 'rt_proc_event', 'rt_tls_event', 'rt_go_proc', 'rt_verdict'];
 
 function typeSize(types: Map<number, BtfType>, id: number): number {
   let t = types.get(id);

@@ -132,6 +132,11 @@ struct rt_sock_info {
 	__u16 remote_port;
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
+	/* The socket's verdict as last read from `verdicts` (see "per-socket capture verdicts"). */
+	__u64 verdict_gen; /* verdict_gen[0] when it was read: read again when that moved */
+	__u8 vd_mode;
+	__u16 vd_cap_egress;
+	__u16 vd_cap_ingress;
 };
 
 struct {
@@ -157,6 +162,7 @@ struct {
 const struct rt_data_event *unused_data_event __attribute__((unused));
 const struct rt_close_event *unused_close_event __attribute__((unused));
 const struct rt_proc_event *unused_proc_event __attribute__((unused));
+const struct rt_verdict *unused_verdict __attribute__((unused));
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -671,6 +677,106 @@ static __always_inline __u64 handoff_for(__u32 tgid, __u32 tid, __u8 dir, __u8 r
 	return id;
 }
 
+/* ---- per-socket capture verdicts (issue 18; the contract is in riptide.h) ----
+ *
+ * User space puts a verdict into `verdicts` (keyed by socket_id) once it knows what a socket
+ * carries: count-only for sockets no parser recognises (no payload copy, no ring record, still
+ * counted here), or a payload cap per direction for a recognised protocol (an HTTP/1 response needs
+ * its status line and headers, not capture_limit bytes of body). Keyed by the id sock_info hands
+ * out, so a reused fd (a new sock behind it) starts without a verdict; close deletes it. Off when
+ * the loader sets verdicts_on = 0 (no lookup at all).
+ */
+const volatile __u8 verdicts_on = 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* socket_id */
+	__type(value, struct rt_verdict);
+} verdicts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RT_VD_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} verdict_counters SEC(".maps");
+
+static __always_inline void vd_count(__u32 which, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&verdict_counters, &which);
+	if (v)
+		__sync_fetch_and_add(v, n);
+}
+
+/*
+ * Bumped by user space after every change to `verdicts`. A socket keeps the verdict it last read
+ * in its `sockets` entry with the generation it read it at, and looks `verdicts` up again only when
+ * the generation moved: in steady state an exit pays one inlined array load, not a hash lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} verdict_gen SEC(".maps");
+
+/* The socket's verdict mode; lowers *limit to the cap for this direction when it has one. */
+static __always_inline __u8 verdict_for(struct rt_sock_info *info, __u8 dir, __u32 *limit)
+{
+	if (!verdicts_on)
+		return RT_VERDICT_FULL;
+	__u32 zero = 0;
+	__u64 *gen = bpf_map_lookup_elem(&verdict_gen, &zero);
+	if (gen && *gen != info->verdict_gen) {
+		info->verdict_gen = *gen;
+		struct rt_verdict *v = bpf_map_lookup_elem(&verdicts, &info->socket_id);
+		info->vd_mode = v ? v->mode : RT_VERDICT_FULL;
+		info->vd_cap_egress = v ? v->cap_egress : 0;
+		info->vd_cap_ingress = v ? v->cap_ingress : 0;
+	}
+	if (info->vd_mode == RT_VERDICT_CAP) {
+		__u32 cap = dir == RT_DIR_EGRESS ? info->vd_cap_egress : info->vd_cap_ingress;
+		if (cap && cap < *limit)
+			*limit = cap;
+	}
+	return info->vd_mode;
+}
+
+/* A count-only socket's message: keep the thread's trace and hand-off state as if it had been sent, count it. */
+static __always_inline void verdict_skip(struct rt_args *a, __u32 tgid, __u32 tid, __u8 dir, struct rt_sock_info *info, __u8 sys, long ret)
+{
+	bool go_ok = false;
+	if (a->goid)
+		go_trace_id_for(tgid, a->goid, dir, info->socket_id, &go_ok);
+	if (!go_ok)
+		trace_id_for(a, dir, info->socket_id);
+	handoff_for(tgid, tid, dir, info->role);
+	if (sys == RT_SYS_SENDMMSG || sys == RT_SYS_RECVMMSG) {
+		vd_count(RT_VD_SKIPPED, ret < RT_MAX_MMSG ? ret : RT_MAX_MMSG);
+		return;
+	}
+	vd_count(RT_VD_SKIPPED, 1);
+	vd_count(RT_VD_SKIPPED_BYTES, ret);
+}
+
+/* Counts a message whose payload the cap cut shorter than capture_limit would have. */
+static __always_inline void verdict_capped(long ret, __u32 base_limit, __u32 limit)
+{
+	if (limit >= base_limit || ret <= limit)
+		return;
+	__u32 full = ret < base_limit ? (__u32)ret : base_limit;
+	vd_count(RT_VD_CAPPED, 1);
+	vd_count(RT_VD_CAPPED_BYTES, full - limit);
+}
+
+/* Close: drop the socket's verdict (only when it had one: a delete is a hash operation). */
+static __always_inline void verdict_forget(struct rt_sock_info *info)
+{
+	if (verdicts_on && info->vd_mode != RT_VERDICT_FULL)
+		bpf_map_delete_elem(&verdicts, &info->socket_id);
+}
+
 /* Exit of a data syscall: build the record and write it to the ring buffer. */
 static __always_inline int on_exit(__u8 sys, long ret)
 {
@@ -692,6 +798,17 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	__u8 dir = sys <= RT_SYS_SENDMMSG ? RT_DIR_EGRESS : RT_DIR_INGRESS;
 	struct sock *sk = (struct sock *)a->sk;
 
+	struct rt_sock_info *info = sock_info(tgid, a->fd, a->sk);
+	__u32 base_limit = capture_limit;
+	if (base_limit > RT_MAX_PAYLOAD)
+		base_limit = RT_MAX_PAYLOAD;
+	__u32 limit = base_limit;
+	/* Unconnected UDP still has its port filter to pass: those go the full way. */
+	if (info && !a->recheck_ports && verdict_for(info, dir, &limit) == RT_VERDICT_COUNT) {
+		verdict_skip(a, tgid, (__u32)pid_tgid, dir, info, sys, ret);
+		goto out;
+	}
+
 	ev->kind = RT_EV_DATA;
 	ev->pid = tgid;
 	ev->tid = (__u32)pid_tgid;
@@ -705,7 +822,6 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	ev->syscall = sys;
 	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
 
-	struct rt_sock_info *info = sock_info(tgid, a->fd, a->sk);
 	/* A connected TCP socket's tuple never changes: read it from the sock once, then from the map. */
 	if (info && info->tuple_ok) {
 		ev->family = info->family;
@@ -735,9 +851,6 @@ static __always_inline int on_exit(__u8 sys, long ret)
 		ev->syscall_trace_id = trace_id_for(a, dir, ev->socket_id);
 	ev->handoff_trace_id = handoff_for(tgid, ev->tid, dir, ev->role);
 
-	__u32 limit = capture_limit;
-	if (limit > RT_MAX_PAYLOAD)
-		limit = RT_MAX_PAYLOAD;
 	__u32 want = ret < limit ? (__u32)ret : limit;
 	__u32 got = 0;
 	__u64 msg_name = 0;
@@ -777,6 +890,7 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	if (a->recheck_ports && !port_selected(ev->local_port, ev->remote_port))
 		goto out;
 
+	verdict_capped(ret, base_limit, limit);
 	emit(s, ev, got);
 out:
 	a->in_flight = 0;
@@ -938,6 +1052,7 @@ int rt_enter_close(struct trace_event_raw_sys_enter *ctx)
 	ev.pid = tgid;
 	ev.ts_ns = bpf_ktime_get_ns();
 	ev.socket_id = info->socket_id;
+	verdict_forget(info);
 	bpf_map_delete_elem(&sockets, &key);
 	if (task_selected(tgid) && bpf_ringbuf_output(&events, &ev, sizeof(ev), BPF_RB_NO_WAKEUP))
 		count(RT_CNT_RINGBUF_FULL);

@@ -162,4 +162,33 @@ enum rt_go_counter {
 	RT_GO_CNT_MAX = 4,
 };
 
+/*
+ * ---- per-socket capture verdicts (issue 18) ----
+ * Once user space has recognised a socket's protocol, or given up on it (nothing parses it), it puts
+ * a verdict into the `verdicts` map keyed by socket_id (the id the kernel gave the socket; a reused
+ * fd gets a new id, and close deletes the entry). Sockets without a verdict are captured as before.
+ */
+enum rt_verdict_mode {
+	RT_VERDICT_FULL = 0,  /* capture as usual (capture_limit bytes) */
+	RT_VERDICT_COUNT = 1, /* nothing parses this socket: count the message, copy nothing, no ring record */
+	RT_VERDICT_CAP = 2,   /* a known protocol: copy at most cap_egress / cap_ingress bytes (0: capture_limit) */
+};
+
+struct rt_verdict {
+	__u8 mode;          /* enum rt_verdict_mode */
+	__u8 _pad;
+	__u16 cap_egress;
+	__u16 cap_ingress;
+	__u16 _pad2;
+};
+
+/* Counters of what verdicts saved, in their own map `verdict_counters` (per CPU). */
+enum rt_verdict_counter {
+	RT_VD_SKIPPED = 0,       /* messages counted and not sent: the socket's verdict is count-only */
+	RT_VD_SKIPPED_BYTES = 1, /* bytes those messages moved */
+	RT_VD_CAPPED = 2,        /* messages sent with a payload cut shorter by the socket's cap */
+	RT_VD_CAPPED_BYTES = 3,  /* payload bytes the caps left uncopied */
+	RT_VD_MAX = 4,
+};
+
 #endif

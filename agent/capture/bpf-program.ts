@@ -32,6 +32,11 @@ import {
   RT_MAX_PAYLOAD,
   Rodata,
   RtGoProc,
+  RtVerdict,
+  RT_VD_SKIPPED,
+  RT_VD_SKIPPED_BYTES,
+  RT_VD_CAPPED,
+  RT_VD_CAPPED_BYTES,
 } from './layout.generated.ts';
 import type { GoBinaryInfo } from './go-runtime.ts';
 
@@ -81,6 +86,12 @@ export interface CaptureOptions {
    * them the object is loaded again without them and {@link CaptureProgram.tlsUnavailable} says why.
    */
   tls?: boolean;
+  /**
+   * Per-socket capture verdicts (issue 18, default true; RIPTIDE_SOCKET_VERDICTS=0 says false): user
+   * space may tell the kernel to count a socket's messages without sending them, or to copy fewer
+   * payload bytes for it. false: the kernel never looks verdicts up.
+   */
+  verdicts?: boolean;
   /** Where libbpf's log lines go (default: warnings to stderr as one line each). */
   log?: (level: 'warn' | 'info' | 'debug', line: string) => void;
 }
@@ -110,6 +121,14 @@ export interface GoCounters {
   readOk: number;
   readFailed: number;
   stateFull: number;
+}
+
+/** Kernel-side verdict counters (issue 18): messages counted and not sent, payloads cut by a cap. */
+export interface VerdictCounters {
+  skipped: number;
+  skippedBytes: number;
+  capped: number;
+  cappedBytes: number;
 }
 
 export interface AttachedProgram {
@@ -208,6 +227,9 @@ export class CaptureProgram implements Disposable {
       rodata.writeUInt8(directReads ? 1 : 0, Rodata.direct_reads.offset);
       rodata.writeUInt8(handoff ? 1 : 0, Rodata.handoff_enabled.offset);
       rodata.writeBigUInt64LE(BigInt(Math.round(handoffWindowMs * 1e6)), Rodata.handoff_window_ns.offset);
+      const verdicts = options.verdicts ?? process.env.RIPTIDE_SOCKET_VERDICTS !== '0';
+      rodata.writeUInt8(verdicts ? 1 : 0, Rodata.verdicts_on.offset);
+      prog.verdictsOn = verdicts && prog.hasVerdicts;
       const size = lib.map_value_size(rodataMap);
       check(lib.map_set_initial_value(rodataMap, rodata, size), 'setting load-time constants');
       check(lib.map_set_max_entries(prog.map('events'), ringBytes), 'sizing the ring buffer');
@@ -334,6 +356,52 @@ export class CaptureProgram implements Disposable {
     v.writeUInt32LE(info.goidOffset, RtGoProc.goid_offset.offset);
     v.writeInt32LE(info.gTlsOffset, RtGoProc.g_tls_offset.offset);
     check(this.lib.map_update_elem(fd, key, v, 0n), `adding pid ${pid} to go_procs`);
+  }
+
+  /** Per-socket verdicts are on: the object has them and the loader did not turn them off. */
+  verdictsOn = false;
+
+  /** Whether the object has per-socket verdicts (older objects, A/B benchmarks: no). */
+  get hasVerdicts(): boolean {
+    if (this.obj === null) return false;
+    const m = this.lib.object_find_map_by_name(this.obj, 'verdicts');
+    return m !== null && m !== 0n;
+  }
+
+  private verdictKey = Buffer.alloc(8);
+  private verdictValue = Buffer.alloc(RtVerdict.SIZE);
+  private verdictFd = -1;
+  private verdictGenFd = -1;
+  private verdictGen = 0;
+  private readonly verdictGenKey = Buffer.alloc(4);
+  private readonly verdictGenValue = Buffer.alloc(8);
+
+  /**
+   * Sets socket `socketId`'s verdict in the kernel (RT_VERDICT_*; caps in bytes, 0 = the capture
+   * limit). False when the kernel refused it (the map full of live sockets): the socket stays fully
+   * captured, which loses nothing.
+   */
+  setVerdict(socketId: number, mode: number, capEgress: number, capIngress: number): boolean {
+    if (this.verdictFd < 0) this.verdictFd = this.mapFd('verdicts');
+    this.verdictKey.writeBigUInt64LE(BigInt(socketId));
+    const v = this.verdictValue;
+    v.fill(0);
+    v.writeUInt8(mode, RtVerdict.mode.offset);
+    v.writeUInt16LE(Math.min(capEgress, 0xffff), RtVerdict.cap_egress.offset);
+    v.writeUInt16LE(Math.min(capIngress, 0xffff), RtVerdict.cap_ingress.offset);
+    if (this.lib.map_update_elem(this.verdictFd, this.verdictKey, v, 0n) !== 0) return false;
+    // Sockets re-read their verdict when the generation moves (bpf/riptide.bpf.c, verdict_for).
+    if (this.verdictGenFd < 0) this.verdictGenFd = this.mapFd('verdict_gen');
+    this.verdictGenValue.writeBigUInt64LE(BigInt(++this.verdictGen));
+    check(this.lib.map_update_elem(this.verdictGenFd, this.verdictGenKey, this.verdictGenValue, 0n), 'bumping verdict_gen');
+    return true;
+  }
+
+  /** What verdicts saved in the kernel, summed over CPUs (zeros for an object without them). */
+  verdictCounters(): VerdictCounters {
+    if (!this.hasVerdicts) return { skipped: 0, skippedBytes: 0, capped: 0, cappedBytes: 0 };
+    const read = this.percpuReader('verdict_counters');
+    return { skipped: read(RT_VD_SKIPPED), skippedBytes: read(RT_VD_SKIPPED_BYTES), capped: read(RT_VD_CAPPED), cappedBytes: read(RT_VD_CAPPED_BYTES) };
   }
 
   /** Goroutine counters, summed over CPUs (zeros for an object without them). */

@@ -7,14 +7,16 @@
  * riptide_capture_dropped_total{reason} (ringbuf_full and args_map_full from the kernel,
  * decode in user space), riptide_capture_ring_backlog_bytes, riptide_capture_handoffs_total{event,reason}
  * (with --handoff); goroutines (issue 15): riptide_capture_go_processes_total{result},
- * riptide_capture_goroutine_reads_total{result=ok|failed|state_full}.
+ * riptide_capture_goroutine_reads_total{result=ok|failed|state_full}; per-socket verdicts (issue 18,
+ * agent/capture/verdicts.ts): riptide_capture_not_sent_total{reason} and _bytes_total (messages the
+ * kernel counted instead of sending), riptide_capture_capped_total and _bytes_total.
  *
  * @example
  *   const cap = await Capture.start({ filter: { ports: [8080] } }, { onMessage: (m) => console.log(m.syscall) });
  *   …
  *   cap.stop();
  */
-import type { CaptureOptions, KernelCounters } from './bpf-program.ts';
+import type { CaptureOptions, KernelCounters, VerdictCounters } from './bpf-program.ts';
 import { CaptureProgram, NO_HANDOFF_COUNTERS } from './bpf-program.ts';
 import type { ProcessEvent } from './decoder.ts';
 import { RecordDecoder } from './decoder.ts';
@@ -26,11 +28,21 @@ import type { RingReader } from './ring-reader.ts';
 import { TlsJoiner } from './tls-join.ts';
 import { TlsLibraries } from './tls-libraries.ts';
 import { BurstLogger, metrics } from '../metrics.ts';
+import type { VerdictTarget } from './verdicts.ts';
+import { beginSlice, endSlice } from './slice-clock.ts';
 
 export interface CaptureSink {
   onMessage(message: CapturedMessage, process: ProcessInfo | undefined): void;
   onSocketClosed?(event: SocketClosed): void;
   onProcessEvent?(event: ProcessEvent): void;
+  /**
+   * True when the sink reads each message's payload only while onMessage runs and keeps no
+   * reference to it: payloads are then views into the mapped ring (valid until the call returns)
+   * instead of copies. Only honoured while the TLS uprobes are not loaded.
+   */
+  readonly payloadViews?: boolean;
+  /** Given the loaded program when it takes per-socket verdicts (agent/capture/verdicts.ts). */
+  useVerdicts?(target: VerdictTarget): void;
 }
 
 export interface CaptureRunOptions extends CaptureOptions {
@@ -56,6 +68,13 @@ const handoffs = metrics.counter(
   'Hand-offs between threads (sched_waking, --handoff): recorded, carried by a send, ended, or skipped by reason (socket, stale, not_request, other_process)',
 );
 const goroutineReads = metrics.counter('riptide_capture_goroutine_reads_total', 'Goroutine id reads at syscalls of Go processes, by result (failed and state_full fell back to thread ids)');
+const notSent = metrics.counter(
+  'riptide_capture_not_sent_total',
+  'Messages the kernel counted and did not send, by reason (unparseable: the socket has a count-only verdict, nothing parses it)',
+);
+const notSentBytes = metrics.counter('riptide_capture_not_sent_bytes_total', 'Bytes moved by the messages in riptide_capture_not_sent_total, by reason');
+const capped = metrics.counter('riptide_capture_capped_total', 'Messages sent with a payload cut shorter than the capture limit by their socket\'s protocol cap (--capture-sizes)');
+const cappedBytes = metrics.counter('riptide_capture_capped_bytes_total', 'Payload bytes those caps left uncopied');
 const lastDrainGauge = metrics.gauge('riptide_capture_last_drain_timestamp_seconds', 'When the ring buffer was last drained (unix seconds): the agent is live while this keeps moving');
 
 export class Capture {
@@ -116,6 +135,8 @@ export class Capture {
       // Processes already running: their first request must not miss its goroutine id.
       cap.go.scan(options.filter?.pids?.length ? options.filter.pids : undefined);
     }
+    if (program.verdictsOn && sink.useVerdicts) sink.useVerdicts(program);
+    if (sink.payloadViews === true && cap.tlsLibraries === null) cap.decoder.payloadViews = true;
     metrics.onCollect(() => cap.collectKernelCounters());
     if (program.tlsUnavailable && !program.tlsTurnedOff) process.stderr.write(`riptide agent: TLS plaintext not captured: ${program.tlsUnavailable}\n`);
     // Processes that were running before the agent: attach to the TLS libraries they map.
@@ -148,11 +169,20 @@ export class Capture {
 
   /** Reads up to one slice of records. Exposed for tests and benchmarks. */
   drainOnce(): number {
-    const n = this.reader.drain((view, bytes, off, len) => this.handle(view, bytes, off, len), this.sliceRecords);
+    // One clock read per slice: the batcher's slot check reads it per message (slice-clock.ts).
+    beginSlice(Date.now());
+    let n: number;
+    try {
+      n = this.reader.drain(this.onRecord, this.sliceRecords);
+    } finally {
+      endSlice();
+    }
     received.inc(undefined, n);
     this.lastDrainMs = Date.now();
     return n;
   }
+
+  private readonly onRecord = (view: DataView, bytes: Uint8Array, off: number, len: number): void => this.handle(view, bytes, off, len);
 
   private handle(view: DataView, bytes: Uint8Array, off: number, len: number): void {
     let rec;
@@ -214,6 +244,11 @@ export class Capture {
     }
   }
 
+  /** What per-socket verdicts saved in the kernel (zeros for an object without them). */
+  verdictCounters(): VerdictCounters {
+    return this.program.verdictCounters();
+  }
+
   /** Pulls the kernel-side counters into /metrics and logs new kernel drops once per burst. */
   collectKernelCounters(): KernelCounters {
     if (this.stopped) return this.lastKernel;
@@ -238,6 +273,13 @@ export class Capture {
       goroutineReads.setTotal(g.readOk, { result: 'ok' });
       goroutineReads.setTotal(g.readFailed, { result: 'failed' });
       goroutineReads.setTotal(g.stateFull, { result: 'state_full' });
+    }
+    if (this.program.verdictsOn) {
+      const v = this.program.verdictCounters();
+      notSent.setTotal(v.skipped, { reason: 'unparseable' });
+      notSentBytes.setTotal(v.skippedBytes, { reason: 'unparseable' });
+      capped.setTotal(v.capped);
+      cappedBytes.setTotal(v.cappedBytes);
     }
     backlogGauge.set(this.reader.backlog());
     lastDrainGauge.set(Math.floor(this.lastDrainMs / 1000));

@@ -95,4 +95,20 @@ describe('formatIpv6', () => {
     expect(formatIpv6(ip('fe800000000000000000000000000000'))).toBe('fe80::');
     expect(formatIpv6(ip('00000000000000000000ffff7f000001'))).toBe('::ffff:127.0.0.1');
   });
+
+  it('hands out payload views into the ring when asked, copies otherwise', () => {
+    const b = dataRecord('GET /view HTTP/1.1\r\n');
+    const copying = new RecordDecoder();
+    const viewing = new RecordDecoder();
+    viewing.payloadViews = true;
+    const c = copying.decode(new DataView(b.buffer), b, 0, b.length);
+    const v = viewing.decode(new DataView(b.buffer), b, 0, b.length);
+    if (c.kind !== 'data' || v.kind !== 'data') throw new Error('not data');
+    expect(Buffer.from(v.message.payload).toString('latin1')).toBe('GET /view HTTP/1.1\r\n');
+    expect(v.message.payload.buffer).toBe(b.buffer);
+    expect(c.message.payload.buffer).not.toBe(b.buffer);
+    b[RtDataEvent.SIZE] = 0x50; // the ring is reused: a view sees it, a copy does not
+    expect(String.fromCharCode(v.message.payload[0])).toBe('P');
+    expect(String.fromCharCode(c.message.payload[0])).toBe('G');
+  });
 });

@@ -96,6 +96,12 @@ export class RecordDecoder {
   private readonly v6Cache = new Map<string, string>();
   private readonly commCache = new Map<number, CommEntry>();
   private readonly slab = new PayloadSlab();
+  /**
+   * Data payloads as views into the ring bytes instead of copies: for a consumer that is done with
+   * them before the record is released (Capture sets this for sinks that say so). TLS plaintext is
+   * always copied (the joiner keeps it until its ciphertext shows).
+   */
+  payloadViews = false;
   constructor(private readonly clock = new Clock()) {}
 
   decode(view: DataView, bytes: Uint8Array, off: number, len: number): DecodedRecord {
@@ -111,7 +117,7 @@ export class RecordDecoder {
           event: {
             tsNs: this.clock.toWall(view.getBigUint64(off + C.ts_ns.offset, true)),
             pid: view.getUint32(off + C.pid.offset, true),
-            socketId: Number(view.getBigUint64(off + C.socket_id.offset, true)),
+            socketId: u64(view, off + C.socket_id.offset),
           },
         };
       case RT_EV_PROC_EXEC:
@@ -190,7 +196,7 @@ export class RecordDecoder {
       syscallTraceId: u64(view, off + D.syscall_trace_id.offset),
       handoffTraceId: u64(view, off + D.handoff_trace_id.offset),
       bytes: view.getUint32(off + D.bytes.offset, true) + view.getInt32(off + D.bytes.offset + 4, true) * 4294967296,
-      payload: this.slab.copy(bytes, payloadStart, payloadStart + payloadLen),
+      payload: this.payloadViews ? new Uint8Array(bytes.buffer, bytes.byteOffset + payloadStart, payloadLen) : this.slab.copy(bytes, payloadStart, payloadStart + payloadLen),
     };
   }
 

@@ -73,9 +73,19 @@ export const RtGoProc = {
   g_tls_offset: { offset: 4, size: 4 },
 } as const;
 
+/** struct rt_verdict (8 bytes before any trailing payload). */
+export const RtVerdict = {
+  SIZE: 8,
+  mode: { offset: 0, size: 1 },
+  _pad: { offset: 1, size: 1 },
+  cap_egress: { offset: 2, size: 2 },
+  cap_ingress: { offset: 4, size: 2 },
+  _pad2: { offset: 6, size: 2 },
+} as const;
+
 /** Load-time constants (`const volatile` globals in .rodata): offset and size in the section. */
 export const Rodata = {
-  SIZE: 32,
+  SIZE: 33,
   capture_limit: { offset: 0, size: 4 },
   self_tgid: { offset: 4, size: 4 },
   id_seed: { offset: 8, size: 8 },
@@ -86,6 +96,7 @@ export const Rodata = {
   direct_reads: { offset: 20, size: 1 },
   handoff_enabled: { offset: 21, size: 1 },
   handoff_window_ns: { offset: 24, size: 8 },
+  verdicts_on: { offset: 32, size: 1 },
 } as const;
 
 // Constants from bpf/riptide.h
@@ -134,3 +145,11 @@ export const RT_GO_CNT_READ_OK = 0;
 export const RT_GO_CNT_READ_FAILED = 1;
 export const RT_GO_CNT_STATE_FULL = 2;
 export const RT_GO_CNT_MAX = 4;
+export const RT_VERDICT_FULL = 0;
+export const RT_VERDICT_COUNT = 1;
+export const RT_VERDICT_CAP = 2;
+export const RT_VD_SKIPPED = 0;
+export const RT_VD_SKIPPED_BYTES = 1;
+export const RT_VD_CAPPED = 2;
+export const RT_VD_CAPPED_BYTES = 3;
+export const RT_VD_MAX = 4;

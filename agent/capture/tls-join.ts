@@ -142,6 +142,8 @@ export class TlsJoiner {
     }
     scanRecords(m.direction === 'egress' ? sock.egress : sock.ingress, m);
     tlsMessages.inc({ kind: 'ciphertext' });
+    const handshake = handshakeRecords(m.direction === 'egress' ? sock.egress : sock.ingress, m);
+    if (handshake) this.emit(handshake);
 
     const t = this.thread(m.tid);
     if (m.direction === 'ingress') {
@@ -304,4 +306,69 @@ function scanRecords(dir: DirectionState, m: CapturedMessage): void {
     off += 5 + len;
   }
   dir.next = (m.tcpSeq + off) >>> 0;
+}
+
+/** Where the record layer of one direction stands, for {@link handshakeRecords}. */
+interface RecordLayer {
+  /** TCP sequence of the next record header. */
+  next: number | undefined;
+  /** Content type of the record that may run on into the next syscall. */
+  type: number;
+  /** Past the handshake (ChangeCipherSpec, application data) or lost track: nothing more is passed on. */
+  done: boolean;
+}
+const recordLayers = new WeakMap<DirectionState, RecordLayer>();
+const TLS_CONTENT_ALERT = 21;
+const TLS_CONTENT_HANDSHAKE = 22;
+
+/**
+ * The cleartext part of a TLS socket's ciphertext syscall, for the `tls` parser
+ * (agent/protocols/tls): the handshake (22) and alert (21) records a direction sends before its
+ * first ChangeCipherSpec or application-data record, as the syscall's leading bytes (a record read
+ * header first and body next is followed across syscalls by sequence). Everything from the first
+ * other record on is ciphertext and never passed on, nor is anything after it. Returns a message
+ * of that syscall (same socket, tuple, sequence) holding only those bytes, or undefined.
+ */
+function handshakeRecords(dir: DirectionState, m: CapturedMessage): CapturedMessage | undefined {
+  let st = recordLayers.get(dir);
+  if (st === undefined) {
+    // nginx peeks at one byte before the read that returns the record header
+    if (m.bytes < 5) return undefined;
+    st = { next: undefined, type: 0, done: false };
+    recordLayers.set(dir, st);
+  }
+  if (st.done) return undefined;
+  const b = m.payload;
+  let off = 0;
+  let keep = 0;
+  if (st.next !== undefined) {
+    const d = diff(st.next, m.tcpSeq);
+    if (d > 0x7fffffff) {
+      st.done = true; // this syscall starts past where the next header was due
+      return undefined;
+    }
+    if (d > 0) {
+      // the rest of a record begun in an earlier syscall
+      if (st.type !== TLS_CONTENT_HANDSHAKE && st.type !== TLS_CONTENT_ALERT) {
+        st.done = true;
+        return undefined;
+      }
+      off = d;
+      keep = Math.min(d, m.bytes);
+    }
+  }
+  while (off < m.bytes) {
+    const type = b[off];
+    if (!isTlsRecordHeader(b, off) || (type !== TLS_CONTENT_HANDSHAKE && type !== TLS_CONTENT_ALERT)) {
+      st.done = true;
+      break;
+    }
+    st.type = type;
+    off += 5 + ((b[off + 3] << 8) | b[off + 4]);
+    keep = Math.min(off, m.bytes);
+  }
+  st.next = (m.tcpSeq + off) >>> 0;
+  if (keep === 0) return undefined;
+  tlsMessages.inc({ kind: 'handshake' });
+  return { ...m, bytes: keep, payload: b.subarray(0, Math.min(keep, b.length)) };
 }

@@ -14,11 +14,14 @@ import { mongodbParser } from './mongodb/index.ts';
 import { memcachedParser } from './memcached/index.ts';
 import { mqttParser } from './mqtt/index.ts';
 import { mysqlParser } from './mysql/index.ts';
+import { natsParser } from './nats/index.ts';
 import { postgresqlParser } from './postgresql/index.ts';
 import { redisParser } from './redis/index.ts';
+import { tlsParser } from './tls/index.ts';
 import { zookeeperParser } from './zookeeper/index.ts';
 
 export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
+  tlsParser,
   http1Parser,
   http2Parser,
   dnsParser,
@@ -28,6 +31,7 @@ export const BUILTIN_PARSERS: readonly ProtocolParser[] = [
   zookeeperParser,
   mongodbParser,
   memcachedParser,
+  natsParser,
   redisParser,
   kafkaParser,
   mqttParser,

@@ -17,11 +17,14 @@ import { mongodbDescriptor } from './mongodb/descriptor.ts';
 import { memcachedDescriptor } from './memcached/descriptor.ts';
 import { mqttDescriptor } from './mqtt/descriptor.ts';
 import { mysqlDescriptor } from './mysql/descriptor.ts';
+import { natsDescriptor } from './nats/descriptor.ts';
 import { postgresqlDescriptor } from './postgresql/descriptor.ts';
 import { redisDescriptor } from './redis/descriptor.ts';
+import { tlsDescriptor } from './tls/descriptor.ts';
 import { zookeeperDescriptor } from './zookeeper/descriptor.ts';
 
 export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
+  tlsDescriptor,
   http1Descriptor,
   http2Descriptor,
   dnsDescriptor,
@@ -31,6 +34,7 @@ export const BUILTIN_DESCRIPTORS: readonly ProtocolDescriptor[] = [
   zookeeperDescriptor,
   mongodbDescriptor,
   memcachedDescriptor,
+  natsDescriptor,
   redisDescriptor,
   kafkaDescriptor,
   mqttDescriptor,

@@ -34,7 +34,7 @@ describe('ProtocolRegistry', () => {
     const { reg } = fresh();
     let socket = 100;
     const seen = new Set<string>();
-    for (const proto of ['http1', 'http2', 'grpc', 'redis', 'dns', 'mysql', 'postgresql', 'kafka', 'mqtt', 'amqp', 'zookeeper', 'mongodb', 'memcached']) {
+    for (const proto of ['http1', 'http2', 'grpc', 'redis', 'dns', 'mysql', 'postgresql', 'kafka', 'mqtt', 'amqp', 'zookeeper', 'mongodb', 'memcached', 'nats', 'tls']) {
       for (const f of loadFixtures(proto)) {
         socket++;
         for (const c of f.chunks) {
@@ -42,7 +42,7 @@ describe('ProtocolRegistry', () => {
         }
       }
     }
-    expect([...seen].sort()).toEqual(['amqp', 'dns', 'grpc', 'http1', 'http2', 'kafka', 'memcached', 'mongodb', 'mqtt', 'mysql', 'postgresql', 'redis', 'zookeeper']);
+    expect([...seen].sort()).toEqual(['amqp', 'dns', 'grpc', 'http1', 'http2', 'kafka', 'memcached', 'mongodb', 'mqtt', 'mysql', 'nats', 'postgresql', 'redis', 'tls', 'zookeeper']);
   });
 
   it('tries plugins before built-ins, and a re-registered plugin replaces the old one', () => {
@@ -127,7 +127,7 @@ describe('ProtocolRegistry', () => {
 
   it('createDefaultRegistry has every built-in, copies configured extra headers', () => {
     const reg = createDefaultRegistry({ metrics: new MetricsRegistry(), extraHeaders: ['X-Tenant'] });
-    expect(reg.parsers().map((p) => p.name)).toEqual(['http1', 'http2', 'dns', 'mysql', 'postgresql', 'amqp', 'zookeeper', 'mongodb', 'memcached', 'redis', 'kafka', 'mqtt']);
+    expect(reg.parsers().map((p) => p.name)).toEqual(['tls', 'http1', 'http2', 'dns', 'mysql', 'postgresql', 'amqp', 'zookeeper', 'mongodb', 'memcached', 'nats', 'redis', 'kafka', 'mqtt']);
     expect(reg.parse(msg(1, 'GET / HTTP/1.1\r\nX-Tenant: acme\r\n\r\n'))[0].attributes).toEqual({ 'x-tenant': 'acme' });
   });
 });

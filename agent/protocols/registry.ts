@@ -152,7 +152,8 @@ export class ProtocolRegistry {
   /** The L7 messages in one captured syscall; [] when unknown. Never throws. */
   parse(msg: CapturedMessage): L7Message[] {
     if (msg.payload.length === 0) return [];
-    let e = this.sockets.get(msg.socketId);
+    const key = entryKey(msg);
+    let e = this.sockets.get(key);
     if (e) {
       // LRU: most recently used last.
       if (e !== this.newest) {
@@ -160,8 +161,8 @@ export class ProtocolRegistry {
         this.append(e);
       }
     } else {
-      e = { parser: null, misses: 0, rejects: 0, gaveUp: false, egress: null, ingress: null, shared: {}, id: msg.socketId, older: null, newer: null };
-      this.sockets.set(msg.socketId, e);
+      e = { parser: null, misses: 0, rejects: 0, gaveUp: false, egress: null, ingress: null, shared: {}, id: key, older: null, newer: null };
+      this.sockets.set(key, e);
       this.append(e);
       if (this.sockets.size > this.maxSockets) {
         const oldest = this.oldest;
@@ -227,6 +228,11 @@ export class ProtocolRegistry {
     return [];
   }
 
+  /** True once the socket spent its inference budget: nothing is tried on it until it closes. */
+  gaveUpOn(socketId: number): boolean {
+    return this.sockets.get(socketId)?.gaveUp === true;
+  }
+
   /** The protocol cached for a socket, if any. */
   protocolOf(socketId: number): string | undefined {
     return this.sockets.get(socketId)?.parser?.name;
@@ -234,10 +240,12 @@ export class ProtocolRegistry {
 
   /** Forget a socket's protocol and state (call on close; socket ids are never reused in a run). */
   onSocketClosed(socketId: number): void {
-    const e = this.sockets.get(socketId);
-    if (e === undefined) return;
-    this.sockets.delete(socketId);
-    this.unlink(e);
+    for (const key of [socketId, tlsPlaintextKey(socketId)]) {
+      const e = this.sockets.get(key);
+      if (e === undefined) continue;
+      this.sockets.delete(key);
+      this.unlink(e);
+    }
   }
 
   private append(e: SocketEntry): void {
@@ -336,6 +344,19 @@ export class ProtocolRegistry {
     this.errors.inc({ protocol: p.name });
     this.errorLog.record(1, `${p.name}: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/**
+ * A TLS socket carries two streams: its record layer (handshake and alert records, for the `tls`
+ * parser; agent/capture/tls-join.ts) and the plaintext decrypted from it (`msg.tls`, any parser).
+ * Each gets its own entry, so neither takes the socket from the other. Socket ids are ≥ 0.
+ */
+function tlsPlaintextKey(socketId: number): number {
+  return -1 - socketId;
+}
+
+function entryKey(msg: CapturedMessage): number {
+  return msg.tls === true ? tlsPlaintextKey(msg.socketId) : msg.socketId;
 }
 
 /**

@@ -3,6 +3,7 @@ import { Batcher, MemoryBudget, messageCost } from './batcher.ts';
 import type { CutBatch } from './batcher.ts';
 import { deserializeBatchBody } from './codec.ts';
 import { MessageFactory } from '../../test/shipping/synthetic.ts';
+import { beginSlice, endSlice } from '../capture/slice-clock.ts';
 
 function setup(opts: { maxBatchBytes?: number; memory?: number } = {}) {
   let now = 10_000_000;
@@ -65,5 +66,22 @@ describe('Batcher', () => {
     const batch = deserializeBatchBody(cuts[0].body);
     expect(batch.processes.map((p) => p.pid)).toContain(m.pid);
     expect(batch.closed).toHaveLength(1);
+  });
+
+  it('reads the clock once per drained slice: a message in a slice goes to the slot of its slice', () => {
+    const { b, cuts, f, advance } = setup();
+    beginSlice(10_000_000); // the slice started in slot 5000
+    try {
+      advance(2500); // the real clock is in slot 5001 by now
+      b.add(f.next());
+      b.add(f.next());
+      expect(cuts).toHaveLength(0);
+    } finally {
+      endSlice();
+    }
+    b.add(f.next()); // outside a slice: the real clock, next slot
+    expect(cuts).toHaveLength(1);
+    expect(cuts[0].batch.slot).toBe(5000);
+    expect(cuts[0].messageCount).toBe(2);
   });
 });

@@ -17,6 +17,7 @@ import type { ProcessInfo, SocketClosed } from '../capture/message.ts';
 import type { ParsedMessage } from './batch.ts';
 import { BATCH_FORMAT_VERSION, BatchBodyStream } from './codec.ts';
 import type { BatchFields } from './codec.ts';
+import { sliceNow } from '../capture/slice-clock.ts';
 
 /** Bytes of memory shared by everything the shipper holds: open batches and batches being encoded. */
 export class MemoryBudget {
@@ -106,7 +107,8 @@ export class Batcher {
 
   /** Add a message; false when it does not fit the memory budget (dropped). */
   add(m: ParsedMessage): boolean {
-    this.roll(this.now());
+    // While the capture drains a ring slice, "now" is the slice's (one clock read per slice).
+    this.roll(sliceNow(this.now));
     const cost = messageCost(m);
     if (!this.o.budget.tryTake(cost)) return false;
     this.stream ??= new BatchBodyStream(this.fields());
@@ -136,7 +138,7 @@ export class Batcher {
 
   /** Record a closed socket; false when over the memory budget (dropped). */
   socketClosed(ev: SocketClosed): boolean {
-    this.roll(this.now());
+    this.roll(sliceNow(this.now));
     if (!this.o.budget.tryTake(CLOSED_COST)) return false;
     this.closed.push(ev);
     this.charged += CLOSED_COST;

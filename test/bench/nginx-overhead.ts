@@ -13,10 +13,16 @@
  *   npx tsx test/bench/nginx-overhead.ts [--rounds 3] [--seconds 5] [--connections 50]
  *     [--objects old=/tmp/old.o,new=bpf/riptide.bpf.o] [--no-agent]
  * A label starting with "handoff" loads its object with the hand-off hook attached (--handoff).
+ * --agents A/B-tests whole agents (user-space code and the object beside it): each label=DIR runs
+ * DIR/agent/cli/riptide.mjs as its own agent mode (DIR a checkout, e.g. `git archive <commit> |
+ * tar -x -C DIR` with node_modules linked in), interleaved with the others; "." is this checkout.
+ *   npx tsx test/bench/nginx-overhead.ts --agents old=/tmp/old-tree,new=. \
+ *     --objects old=/tmp/old-tree/bpf/riptide.bpf.o,new=bpf/riptide.bpf.o
+ * The agent's resident memory (VmRSS at the end of each round) is printed per agent mode.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,6 +37,7 @@ const { values } = parseArgs({
     'agent-args': { type: 'string', default: '' },
     objects: { type: 'string', default: '' },
     'no-agent': { type: 'boolean', default: false },
+    agents: { type: 'string', default: '' },
   },
 });
 /** label → object path; '' is the default object (no RIPTIDE_BPF_OBJECT override). */
@@ -50,10 +57,27 @@ interface Mode {
   name: string;
   kind: Kind;
   object: string;
+  /** The checkout whose agent runs (agent modes; default this one). */
+  root?: string;
 }
+/** label → checkout for --agents. */
+const agents: Array<[string, string]> = values.agents
+  ? values.agents.split(',').map((kv) => {
+      const [label, path] = kv.split('=');
+      if (!label || !path) throw new Error(`--agents wants label=DIR[,label=DIR], got ${values.agents}`);
+      return [label, path === '.' ? REPO : path];
+    })
+  : [];
 const modes: Mode[] = [{ name: 'baseline', kind: 'baseline', object: '' }];
-for (const kind of values['no-agent'] ? (['bpf-only'] as const) : (['bpf-only', 'agent'] as const)) {
+for (const kind of values['no-agent'] ? (['bpf-only'] as const) : agents.length ? (['bpf-only'] as const) : (['bpf-only', 'agent'] as const)) {
   for (const [label, object] of objects) modes.push({ name: label ? `${kind}:${label}` : kind, kind, object });
+}
+if (!values['no-agent']) for (const [label, root] of agents) modes.push({ name: `agent:${label}`, kind: 'agent', object: '', root });
+
+/** Resident memory of a process in MiB (VmRSS). */
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
 }
 
 async function waitForLine(p: ChildProcess, text: string): Promise<void> {
@@ -113,6 +137,9 @@ async function main(): Promise<void> {
   const requests = new Map<string, number>();
   const perMessageUs = new Map<string, number[]>();
   const bpfRecords = new Map<string, number>();
+  const messagesPerRequest = new Map<string, number[]>();
+  const rss = new Map<string, number[]>();
+  const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   for (let round = 0; round < rounds; round++) {
     for (const mode of modes) {
       let helper: ChildProcess | null = null;
@@ -126,7 +153,9 @@ async function main(): Promise<void> {
       } else if (mode.kind === 'agent') {
         metricsPort = await freePort();
         const extra = values['agent-args'] ? values['agent-args'].split(' ') : ['--data-dir', mkdtempSync(join(tmpdir(), 'rt-bench-agent-'))];
-        helper = spawn(process.execPath, [RIPTIDE, 'agent', '--filter-port', String(port), '--port', String(metricsPort), ...extra], { cwd: REPO, env, stdio: ['ignore', 'ignore', 'pipe'] });
+        const root = mode.root ?? REPO;
+        const cli = mode.root ? join(root, 'agent', 'cli', 'riptide.mjs') : RIPTIDE;
+        helper = spawn(process.execPath, [cli, 'agent', '--filter-port', String(port), '--port', String(metricsPort), ...extra], { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] });
         await waitForLine(helper, 'riptide agent: capturing');
       }
       const cpu0 = helper ? cpuSeconds(helper.pid!) : 0;
@@ -148,6 +177,8 @@ async function main(): Promise<void> {
           const cpu = cpuSeconds(helper.pid!) - cpu0;
           const msgs = (await metric(metricsPort, 'riptide_capture_received_total')) - msgs0;
           if (msgs > 0) perMessageUs.set(mode.name, [...(perMessageUs.get(mode.name) ?? []), (cpu * 1e6) / msgs]);
+          messagesPerRequest.set(mode.name, [...(messagesPerRequest.get(mode.name) ?? []), msgs / served]);
+          rss.set(mode.name, [...(rss.get(mode.name) ?? []), rssMb(helper.pid!)]);
         }
         const out: Buffer[] = [];
         helper.stdout?.on('data', (c: Buffer) => out.push(c));
@@ -164,14 +195,18 @@ async function main(): Promise<void> {
 
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   const base = median(results.get('baseline')!);
-  console.log(`\nnginx + wrk over loopback, ${rounds} interleaved rounds × ${seconds}s, ${connections} connections, 1 nginx worker, 2 cores`);
+  const load1 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  console.log(`\nnginx + wrk over loopback, ${rounds} interleaved rounds × ${seconds}s, ${connections} connections, 1 nginx worker, 2 cores (load average ${load0} at start, ${load1} at end)`);
   for (const [label, object] of objects) if (label) console.log(`  ${label} = ${object}`);
+  for (const [label, root] of agents) console.log(`  agent:${label} = ${root}`);
   console.log('mode             req/s (median)  vs baseline   rounds');
   for (const mode of modes) {
     const m = median(results.get(mode.name)!);
     console.log(`${mode.name.padEnd(16)} ${m.toFixed(0).padStart(14)}  ${((m / base) * 100).toFixed(1).padStart(9)}%   ${results.get(mode.name)!.map((x) => x.toFixed(0)).join(' ')}`);
   }
   for (const [name, us] of perMessageUs) console.log(`${name} CPU per captured message: ${median(us).toFixed(2)} µs (median of rounds) → ${(1e6 / median(us) / 1000).toFixed(0)}k messages/s per core`);
+  for (const [name, n] of messagesPerRequest) console.log(`${name} messages received per request: ${median(n).toFixed(2)}`);
+  for (const [name, mb] of rss) console.log(`${name} agent RSS at the end of a round: ${median(mb).toFixed(0)} MiB (median; max ${Math.max(...mb).toFixed(0)})`);
   for (const [name, n] of bpfRecords) console.log(`${name} records drained: ${n}`);
   for (const [name, totals] of progTotals) {
     const busy = [...totals.entries()].filter(([, t]) => t.cnt > 0).sort((a, b) => b[1].ns - a[1].ns);

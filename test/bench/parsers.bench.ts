@@ -3,7 +3,7 @@
  * single-threaded), per protocol, through the real registry path (inference, per-socket state,
  * parse, close).
  *
- *   npx tsx test/bench/parsers.bench.ts [--seconds 1] [--rounds 3] [--limit 1024] [--protocols http1,amqp,memcached,…] [--compare-without amqp,…]
+ *   npx tsx test/bench/parsers.bench.ts [--seconds 1] [--rounds 3] [--limit 1024] [--protocols http1,amqp,memcached,nats,tls,…] [--compare-without nats,tls,…]
  *
  * Each figure is the best of `rounds` timed runs: on a shared box the best run is the one least
  * disturbed by other jobs.
@@ -93,7 +93,7 @@ function bench(protocol: string, builtins: readonly ProtocolParser[] = BUILTIN_P
 }
 
 const only = process.argv.indexOf('--protocols');
-const list = only >= 0 ? process.argv[only + 1].split(',') : ['http1', 'http2', 'dns', 'redis', 'mysql', 'postgresql', 'kafka', 'mqtt', 'memcached'];
+const list = only >= 0 ? process.argv[only + 1].split(',') : ['http1', 'http2', 'dns', 'redis', 'mysql', 'postgresql', 'kafka', 'mqtt', 'memcached', 'nats', 'tls'];
 const without = process.argv.indexOf('--compare-without');
 if (without >= 0) {
   // Inference cost of parsers added to the list: each protocol measured with and without them,

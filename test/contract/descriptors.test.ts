@@ -17,7 +17,7 @@ describe('protocol descriptors', () => {
   });
 
   it('the span builder pairs and times out as the descriptors say (same as the lists they replace)', () => {
-    expect([...SERIAL_PROTOCOLS].sort()).toEqual(['http1', 'memcached', 'mysql', 'postgresql', 'redis']);
+    expect([...SERIAL_PROTOCOLS].sort()).toEqual(['http1', 'memcached', 'mysql', 'nats', 'postgresql', 'redis', 'tls']);
     expect(DEFAULT_TIMEOUTS_MS).toEqual({ dns: 5000 });
     expect(descriptorFor('mysql')?.sequenceSlack).toEqual([0, 4, -4]);
     expect(descriptorFor('kafka')?.sequenceSlack).toEqual([0, 4, -4]);

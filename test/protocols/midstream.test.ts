@@ -119,7 +119,9 @@ describe('inference claims no other protocol, at any point of a stream', () => {
 
   it('memcached and NATS conversations are not taken for Redis (they used to end as bogus Redis timeouts)', () => {
     expect(infer(chunksOf('memcached', 'text-set-get-quit')).map((m) => m.l7Protocol)).toEqual(new Array(9).fill('memcached'));
-    expect(infer(chunksOf('nats', 'raw-verbose-pub-sub'))).toEqual([]);
+    const nats = infer(chunksOf('nats', 'raw-verbose-pub-sub'));
+    expect(nats.length).toBeGreaterThan(0);
+    expect(nats.every((m) => m.l7Protocol === 'nats')).toBe(true);
   });
 });
 
@@ -134,6 +136,16 @@ describe('memcached first seen mid-stream', () => {
   it('recognised from the server\'s reply when the agent sees that first', () => {
     const msgs = infer(chunksOf('memcached', 'text-set-get-quit').slice(1, 4));
     expect(msgs.map((m) => `${m.msgType}:${m.requestType ?? m.responseStatus}`)).toEqual(['response:ok', 'request:get', 'response:ok']);
+  });
+});
+
+describe('nats first seen mid-stream', () => {
+  it('a client connection past CONNECT is recognised from its next SUB/HPUB, with trace context; PING/PONG alone are not claimed', () => {
+    const chunks = chunksOf('nats', 'raw-headers-request-reply');
+    expect(infer(chunks.slice(2, 3))).toEqual([]); // PONG alone says nothing specific
+    const msgs = infer(chunks.slice(3));
+    expect(msgs.slice(0, 3).map((m) => `${m.l7Protocol}:${m.requestType}:${m.requestResource}`)).toEqual(['nats:SUB:orders.*', 'nats:SUB:_INBOX.Zx81kqVb.*', 'nats:PING:undefined']);
+    expect(msgs.find((m) => m.requestType === 'HPUB')?.traceId).toBe('4bf92f3577b34da6a3ce929d0e0e4736');
   });
 });
 

@@ -6,7 +6,7 @@
  *   npx tsx test/protocols/record-fixtures.ts redis dns  # some
  *
  * Needs (Debian, listed in test/system-packages.txt): nginx, redis-server/redis-tools, postgresql,
- * mariadb-server/mariadb-client, dnsmasq/dnsutils, mosquitto/mosquitto-clients; run as root (the
+ * mariadb-server/mariadb-client, dnsmasq/dnsutils, mosquitto/mosquitto-clients, memcached, nats-server, curl and openssl (TLS); run as root (the
  * database servers are started as their own users in temporary directories). Kafka has no broker
  * here: its fixtures are encoded by kafkajs's own protocol request encoders (see recordKafka).
  */
@@ -19,7 +19,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sleep, tcpProxy, udpProxy, writeFixture } from './recorder.ts';
-import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startPostgres, startMongoTestServer, startPymongo, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
+import { runAsync, startDnsmasq, startMariadb, startMemcached, startMosquitto, startNats, startNginx, startTlsNginx, startPostgres, startMongoTestServer, startPymongo, startRabbitmq, startRedis, startZookeeper, zkCli } from './servers.ts';
 import { AmqpClient, AmqpError } from './amqp-client.ts';
 import type { Conversation, FixtureFile } from './recorder.ts';
 import type * as GrpcJs from '@grpc/grpc-js';
@@ -645,7 +645,7 @@ async function recordMemcached(): Promise<void> {
   await mc.stop();
 }
 
-/** NATS (not parsed by Riptide yet): for the false-positive suite, which Redis once failed on +OK, PING and -ERR. */
+/** NATS from a hand-written client over a raw socket (no NATS client is packaged here); Redis once took its +OK, PING and -ERR for its own. */
 async function recordNats(): Promise<void> {
   const nats = await startNats();
   const proxy = await tcpProxy(nats.port);
@@ -662,7 +662,53 @@ async function recordNats(): Promise<void> {
   );
   await proxy.settle();
   save('nats', 'tcp', 'raw-verbose-pub-sub', "INFO, CONNECT (verbose: +OK), PING/PONG, SUB, PUB and its MSG, an unknown verb: -ERR 'Unknown Protocol Operation'", 'raw socket', 'nats-server', proxy.conversations[0]);
+
+  // What client libraries do: verbose off (no +OK), headers on, a queue group, request-reply through
+  // an inbox, trace context in HPUB headers, a payload past the capture limit, a fatal error.
+  const hdr = 'NATS/1.0\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n';
+  const body = '{"id":7}';
+  const big = 'v'.repeat(3000);
+  await scripted(
+    proxy.port,
+    [
+      { send: 'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"name":"orders-svc","lang":"raw","version":"1","protocol":1}\r\nPING\r\n', until: /PONG\r\n/ },
+      { send: 'SUB orders.* workers 1\r\nSUB _INBOX.Zx81kqVb.* 2\r\nPING\r\n', until: /PONG\r\n/ },
+      { send: `HPUB orders.paid _INBOX.Zx81kqVb.1 ${hdr.length} ${hdr.length + body.length}\r\n${hdr}${body}\r\n`, until: /HMSG orders\.paid 1 _INBOX\S+ \d+ \d+\r\n[\s\S]*\{"id":7\}\r\n/ },
+      { send: 'PUB _INBOX.Zx81kqVb.1 2\r\nok\r\n', until: /MSG _INBOX\.Zx81kqVb\.1 2 2\r\nok\r\n/ },
+      { send: `PUB orders.big ${big.length}\r\n${big}\r\n`, until: /MSG orders\.big 1 3000\r\nv+\r\n/ },
+      { send: 'UNSUB 1\r\nPING\r\n', until: /PONG\r\n/ },
+      { send: 'PUB orders.paid 99999999\r\n', until: /-ERR/ },
+    ],
+    /INFO \{.*\} ?\r\n/,
+  );
+  await proxy.settle();
+  save('nats', 'tcp', 'raw-headers-request-reply', "INFO, CONNECT (verbose off, headers on) + PING, SUB with a queue group and an inbox, HPUB with traceparent and a reply-to and its HMSG, the reply PUB and its MSG, a 3000-byte payload, UNSUB, an oversized PUB: -ERR 'Maximum Payload Violation'", 'raw socket', 'nats-server', proxy.conversations[1]);
   await nats.stop();
+}
+
+/**
+ * TLS handshakes (the record layer as it crosses the wire): curl and openssl s_client against nginx
+ * serving a self-signed certificate for *.riptide.test, through the recording proxy. curl is told
+ * the name resolves to the proxy (--resolve), so it sends the SNI.
+ */
+async function recordTls(): Promise<void> {
+  const nginx = await startTlsNginx();
+  const proxy = await tcpProxy(nginx.port);
+  const host = 'shop.riptide.test';
+  const curl = (args: string[]): Promise<string> => runAsync('curl', ['-sS', '--max-time', '5', '--resolve', `${host}:${proxy.port}:127.0.0.1`, ...args, `https://${host}:${proxy.port}/`]).catch((e: unknown) => String(e));
+  const runs: Array<[string, string, string, () => Promise<unknown>]> = [
+    ['curl-tls13-h2', 'curl → nginx: TLS 1.3, SNI shop.riptide.test, ALPN h2 and http/1.1 offered, h2 chosen, one GET', 'curl 7.88 (OpenSSL 3.0)', () => curl(['-k'])],
+    ['curl-tls12-http1', 'curl → nginx: TLS 1.2 only (--tls-max 1.2), ALPN http/1.1, the server certificate in the clear, ChangeCipherSpec, encrypted Finished, one GET', 'curl 7.88 (OpenSSL 3.0)', () => curl(['-k', '--tls-max', '1.2', '--http1.1'])],
+    ['curl-tls12-unknown-ca', 'curl → nginx over TLS 1.2 without trusting the self-signed certificate: the client sends a fatal unknown_ca alert', 'curl 7.88 (OpenSSL 3.0)', () => curl(['--tls-max', '1.2', '--http1.1'])],
+    ['s-client-no-alpn-match', "openssl s_client offering ALPN 'riptide/1' only: nginx answers the ClientHello with a fatal no_application_protocol alert", 'openssl s_client 3.0', () => runAsync('sh', ['-c', `openssl s_client -connect 127.0.0.1:${proxy.port} -servername ${host} -alpn riptide/1 </dev/null`]).catch((e: unknown) => String(e))],
+  ];
+  for (const [name, description, client, run] of runs) {
+    const before = proxy.conversations.length;
+    await run();
+    await proxy.settle();
+    save('tls', 'tcp', name, description, client, 'nginx 1.22 (OpenSSL 3.0)', proxy.conversations[before]);
+  }
+  await nginx.stop();
 }
 
 const RECORDERS: Record<string, () => Promise<void>> = {
@@ -683,6 +729,7 @@ const RECORDERS: Record<string, () => Promise<void>> = {
   kafka: recordKafka,
   memcached: recordMemcached,
   nats: recordNats,
+  tls: recordTls,
 };
 
 async function main(): Promise<void> {

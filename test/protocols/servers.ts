@@ -91,6 +91,40 @@ http {
   return { port, dir, stop: () => stopChild(c, dir) };
 }
 
+/**
+ * nginx serving HTTPS (TLS 1.2 and 1.3, ALPN h2 and http/1.1) with a self-signed certificate made
+ * here by the openssl CLI for `*.riptide.test`; `cert` is its path (for a client that trusts it).
+ */
+export async function startTlsNginx(): Promise<RunningServer & { cert: string }> {
+  const dir = tmp('nginx-tls');
+  const port = await freePort();
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=shop.riptide.test', '-addext', 'subjectAltName=DNS:shop.riptide.test,DNS:*.riptide.test'], { stdio: 'ignore' });
+  fs.writeFileSync(
+    path.join(dir, 'nginx.conf'),
+    `daemon off; master_process off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi;
+  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  server {
+    listen 127.0.0.1:${port} ssl http2;
+    ssl_certificate ${cert};
+    ssl_certificate_key ${key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location = / { return 200 "hello\\n"; }
+    location /api/ { return 201 "created\\n"; }
+  }
+}
+`,
+  );
+  const c = launch('nginx', ['-c', path.join(dir, 'nginx.conf'), '-p', dir]);
+  await waitForPort(port);
+  return { port, dir, cert, stop: () => stopChild(c, dir) };
+}
+
 export async function startRedis(): Promise<RunningServer> {
   const dir = tmp('redis');
   const port = await freePort();

@@ -7,6 +7,7 @@ import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { createWriteStream, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Capture } from '../../capture/capture.ts';
+import type { CaptureSink } from '../../capture/capture.ts';
 import { NetCapture } from '../../capture/net-capture.ts';
 import type { InterfacePattern } from '../../capture/net-interfaces.ts';
 import { parseInterfacePattern } from '../../capture/net-interfaces.ts';
@@ -21,6 +22,7 @@ import type { Shipper } from '../../shipping/shipper.ts';
 import { createShipper } from '../../shipping/shipper.ts';
 import { openStore } from '../../shipping/store.ts';
 import { startStatusServer } from '../../status-server.ts';
+import { parseCaptureSizes } from '../../capture/verdicts.ts';
 
 const options: OptionSpec[] = [
   // The agent never talks to ClickHouse: it lists the common options it uses.
@@ -28,6 +30,8 @@ const options: OptionSpec[] = [
   { name: 'bind', type: 'string', help: 'Address the /healthz and /metrics server listens on (0.0.0.0 to be scraped from outside)', default: '127.0.0.1' },
   { name: 'output', short: 'o', type: 'string', help: 'Write every captured message as one JSON line to this file; "-" is stdout (debugging: nothing is shipped)' },
   { name: 'capture-bytes', type: 'number', help: 'Payload bytes captured per message (max 8192)', default: 1024 },
+  { name: 'capture-sizes', type: 'string', help: 'Payload caps by recognised protocol, protocol.request|response=bytes (comma-separated; "none" for no caps): the kernel copies at most that much for sockets it was told carry the protocol. Default http1.response=512 (status line and headers; lifted while HTTP hook plugins are loaded)' },
+  { name: 'socket-verdicts', type: 'boolean', help: 'Tell the kernel per socket what to send: sockets nothing parses are counted, not copied (riptide_capture_not_sent_total), recognised ones get --capture-sizes. Off with --output and --ship-payload', default: true },
   { name: 'ring-mb', type: 'number', help: 'BPF ring buffer size in MiB (power of two)', default: 8 },
   { name: 'exit-with-parent', type: 'boolean', help: 'Stop (detaching every program) when the process that started the agent exits, even by SIGKILL: for supervisors such as riptide up and test harnesses, so an agent never outlives them attached to the host' },
   { name: 'handoff', type: 'boolean', help: 'Track hand-offs between threads (sched_waking): a thread that wakes another right after reading a request passes it that request (thread pools; docs/TRACE-ASSEMBLY.md). Off by default: it runs on every wake-up of the host (docs/BENCHMARKS.md), and trace assembly rates this evidence below its default confidence floor (a wake-up does not say which queued task the worker took)' },
@@ -226,7 +230,7 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
     sync();
     plugins.host.onChange(sync);
   }
-  const pipeline = new AgentPipeline({ registry, output: pipelineOutput, extraHeaders, httpHooks: () => plugins?.httpHooks ?? [] });
+  const pipeline = new AgentPipeline({ registry, output: pipelineOutput, extraHeaders, httpHooks: () => plugins?.httpHooks ?? [], socketVerdicts: cfg.bool('socket-verdicts'), captureSizes: parseCaptureSizes(cfg.string('capture-sizes')) });
 
   // Phase 2, start. The status server first: a busy port fails in milliseconds, before any BPF is
   // loaded. Live while starting and while the ring keeps being drained (a hung agent answers 503, or
@@ -259,7 +263,10 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
       'network capture',
       () => {
         try {
-          return NetCapture.start({ pattern, ports: filter.ports }, { onMessage: (m) => pipeline.onMessage(m, undefined), onParsed: (m, l7) => pipelineOutput.message(m, l7, undefined), onSocketClosed: (e) => pipeline.onSocketClosed(e) });
+          // Its own pipeline (same parsers and output): never given kernel socket verdicts, which
+          // are about syscall sockets, not network flows.
+          const netPipeline = new AgentPipeline({ registry, output: pipelineOutput, extraHeaders, httpHooks: () => plugins?.httpHooks ?? [] });
+          return NetCapture.start({ pattern, ports: filter.ports }, { onMessage: (m) => netPipeline.onMessage(m, undefined), onParsed: (m, l7) => pipelineOutput.message(m, l7, undefined), onSocketClosed: (e) => netPipeline.onSocketClosed(e) });
         } catch (err) {
           process.stderr.write(`riptide agent: no network spans: ${firstLine(err)}\n`);
           return undefined;
@@ -269,9 +276,22 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
     );
   }
   const netSink = net;
-  const sink = netSink ? { onMessage: (m: Parameters<AgentPipeline['onMessage']>[0], p: Parameters<AgentPipeline['onMessage']>[1]) => (netSink.annotate(m), pipeline.onMessage(m, p)), onSocketClosed: (e: Parameters<AgentPipeline['onSocketClosed']>[0]) => pipeline.onSocketClosed(e) } : pipeline;
+  // With network capture, process messages pick up their connection's TCP health on the way in.
+  const sink: CaptureSink = netSink
+    ? {
+        get payloadViews() {
+          return pipeline.payloadViews;
+        },
+        useVerdicts: (t) => pipeline.useVerdicts(t),
+        onMessage: (m, p) => {
+          netSink.annotate(m);
+          pipeline.onMessage(m, p);
+        },
+        onSocketClosed: (e) => pipeline.onSocketClosed(e),
+      }
+    : pipeline;
   const capture = await life
-    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms'), tls: cfg.bool('tls') ? true : undefined, goroutines: cfg.bool('goroutines') }, sink), (c) => c.stop())
+    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms'), tls: cfg.bool('tls') ? true : undefined, goroutines: cfg.bool('goroutines'), verdicts: cfg.bool('socket-verdicts') && !cfg.string('output') && !cfg.bool('ship-payload') }, sink), (c) => c.stop())
     .catch((err: unknown) => {
       throw new FatalError(`cannot capture: ${(err as Error).message}`);
     });
