@@ -38,8 +38,18 @@ function captureToJson(m: CapturedMessage, proc: ProcessInfo | undefined): strin
     `"process_name":${JSON.stringify(m.processName)},"cmdline":${JSON.stringify(proc?.cmdline ?? '')},"container_id":"${proc?.containerId ?? ''}",` +
     `"syscall":"${m.syscall}","direction":"${m.direction}","socket_id":${m.socketId},"family":"${m.family}","l4":"${m.l4}",` +
     `"local_ip":"${m.localIp}","local_port":${m.localPort},"remote_ip":"${m.remoteIp}","remote_port":${m.remotePort},"role":"${m.role}",` +
-    `"tcp_seq":${m.tcpSeq},"syscall_trace_id":${m.syscallTraceId},"handoff_trace_id":${m.handoffTraceId ?? 0},"bytes":${m.bytes},"payload":"${payload}"}`
+    `"tcp_seq":${m.tcpSeq},"syscall_trace_id":${m.syscallTraceId},"handoff_trace_id":${m.handoffTraceId ?? 0},"bytes":${m.bytes},"payload":"${payload}"${netToJson(m)}}`
   );
+}
+
+/** Network capture's fields (issue 19, --net-interfaces), only on the messages that have them. */
+function netToJson(m: CapturedMessage): string {
+  let out = '';
+  if (m.observationPoint !== undefined) out += `,"observation_point":${JSON.stringify(m.observationPoint)}`;
+  if (m.tcpRetransmits !== undefined) out += `,"tcp_retransmits":${m.tcpRetransmits}`;
+  if (m.tcpSrttUs !== undefined) out += `,"tcp_srtt_us":${m.tcpSrttUs}`;
+  if (m.connectFailed) out += ',"connect_failed":true';
+  return out;
 }
 
 /**

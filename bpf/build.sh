@@ -36,11 +36,17 @@ fi
 tmp="$(mktemp "$out/riptide.XXXXXX.o")"
 trap 'rm -f "$tmp"' EXIT
 cd "$here"
-# Relative paths and a fixed prefix map keep the object byte-for-byte reproducible.
-clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
-  -fdebug-prefix-map="$here"=. -I . \
-  -c riptide.bpf.c -o "$tmp"
-# `gen object` links the object: drops DWARF, keeps BTF and CO-RE relocations, deterministic output.
-bpftool gen object "$out/riptide.bpf.o" "$tmp"
-echo "bpf/build.sh: wrote $out/riptide.bpf.o ($(stat -c %s "$out/riptide.bpf.o") bytes, clang $(clang --version | head -1 | grep -o '[0-9][0-9.]*' | head -1))"
-cd "$here/.." && npx tsx bpf/gen-layout.ts "$out/riptide.bpf.o" "${LAYOUT_OUT:-agent/capture/layout.generated.ts}"
+# One object per source: riptide.bpf.c (syscalls, TLS) and riptide-net.bpf.c (TC observation
+# points and TCP health, issue 19), built the same way and loaded independently.
+for src in riptide riptide-net; do
+  # Relative paths and a fixed prefix map keep the object byte-for-byte reproducible.
+  clang -g -O2 -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
+    -fdebug-prefix-map="$here"=. -I . \
+    -c "$src.bpf.c" -o "$tmp"
+  # `gen object` links the object: drops DWARF, keeps BTF and CO-RE relocations, deterministic output.
+  bpftool gen object "$out/$src.bpf.o" "$tmp"
+  echo "bpf/build.sh: wrote $out/$src.bpf.o ($(stat -c %s "$out/$src.bpf.o") bytes, clang $(clang --version | head -1 | grep -o '[0-9][0-9.]*' | head -1))"
+done
+cd "$here/.."
+npx tsx bpf/gen-layout.ts "$out/riptide.bpf.o" "${LAYOUT_OUT:-agent/capture/layout.generated.ts}"
+npx tsx bpf/gen-layout.ts --net "$out/riptide-net.bpf.o" "${NET_LAYOUT_OUT:-agent/capture/net-layout.generated.ts}"

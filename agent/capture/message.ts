@@ -66,6 +66,21 @@ export interface CapturedMessage {
    * times and trace id are that syscall's, tcpSeq the start of the TLS record.
    */
   tls?: boolean;
+  /**
+   * Set on network messages (issue 19, agent/capture/net-capture.ts): the interface whose TC hook
+   * saw the packet. Such a message is the first TCP segment of a request or response on the wire:
+   * pid 0, times the packet's, tcpSeq the segment's sequence, socketId one per (interface, flow),
+   * role 'client' with the flow's client as the local end (egress = towards the server).
+   */
+  observationPoint?: string;
+  /**
+   * TCP health of the message's connection when it was seen (net capture's tracepoints): segments
+   * retransmitted on it so far, the smoothed RTT last read from its socket (µs, 0 = not yet), and,
+   * on a connect-failure message (no payload), that the connect failed.
+   */
+  tcpRetransmits?: number;
+  tcpSrttUs?: number;
+  connectFailed?: boolean;
 }
 
 /** Process metadata from /proc, keyed by pid and start time (so pid reuse is not confused). */

@@ -95,8 +95,12 @@ export const RESPONSE_STATUSES = ['ok', 'client_error', 'server_error', 'timeout
  * Capture-level message fields added to the RTB format after version 1, written after
  * `syscallTraceId` in this order (agent/shipping/codec.ts writeMessage). Append only.
  */
-export const RTB_MESSAGE_FIELDS: ReadonlyArray<{ key: 'handoffTraceId'; rtbSince: number; doc: string }> = [
+export const RTB_MESSAGE_FIELDS: ReadonlyArray<{ key: 'handoffTraceId' | 'observationPoint' | 'tcpRetransmits' | 'tcpSrttUs' | 'connectFailed'; rtbSince: number; doc: string }> = [
   { key: 'handoffTraceId', rtbSince: 3, doc: 'Syscall-trace id a wake-up handed to the sending thread (hand-off tracking); 0 when none' },
+  { key: 'observationPoint', rtbSince: 4, doc: "Network messages (issue 19): the interface whose TC hook saw the packet; '' for syscalls" },
+  { key: 'tcpRetransmits', rtbSince: 4, doc: "Segments the message's connection retransmitted since its previous message (TCP health: each retransmit is told once); 0 when none or unknown" },
+  { key: 'tcpSrttUs', rtbSince: 4, doc: "Smoothed RTT last read from the connection's socket, µs; 0 when unknown" },
+  { key: 'connectFailed', rtbSince: 4, doc: 'A connect that failed (SYN_SENT -> CLOSE): a payload-less message with a tcp CONNECT record' },
 ];
 
 /** The RTB format version the writer writes: the highest `rtbSince` of an L7 or message field. */
@@ -142,7 +146,7 @@ export const SPAN_COLUMNS_CATALOGUE: readonly SpanColumnSpec[] = [
   { column: 'trace_id', chType: 'String', tsType: 'string', queried: true, json: null, doc: "Application trace id carried by the request or response (W3C, B3, uber, sw8); '' when none." },
   { column: 'app_span_id', chType: 'String', tsType: 'string', queried: true, json: 'app_span_id', doc: 'Span id the request carried in its trace header (OTel: the span\'s own id).' },
   { column: 'app_parent_span_id', chType: 'String', tsType: 'string', queried: true, json: 'app_parent_span_id', doc: 'Parent span id the request carried.' },
-  { column: 'signal_source', chType: 'LowCardinality(String)', tsType: "'ebpf' | 'otel'", queried: true, json: 'signal_source', doc: 'Where the span came from.' },
+  { column: 'signal_source', chType: 'LowCardinality(String)', tsType: "'ebpf' | 'otel' | 'net'", queried: true, json: 'signal_source', doc: 'Where the span came from: ebpf (a process\'s syscalls), net (a network interface, observation_point), otel.' },
   { column: 'agent_id', chType: 'LowCardinality(String)', tsType: 'string', queried: true, json: 'agent_id', doc: 'The agent that captured it.' },
   { column: 'slot', chType: 'UInt64', tsType: 'number', queried: false, json: null, doc: "Slot of the batch that owns the span (the request's slot; the response's for response_only)." },
   { column: 'start_time', chType: "DateTime64(6, 'UTC')", tsType: 'number', rowKey: 'start_time_us', select: 'toUnixTimestamp64Micro(start_time) AS start_time_us', queried: true, json: 'start_time_us', doc: 'Microseconds since the epoch. Stored as DateTime64(6).' },
@@ -185,6 +189,10 @@ export const SPAN_COLUMNS_CATALOGUE: readonly SpanColumnSpec[] = [
   { column: '_version', chType: 'UInt32', tsType: 'number', queried: true, json: null, doc: 'ReplacingMergeTree version: how many batch objects the window held (more = better informed).' },
   { column: '_deleted', chType: 'UInt8', tsType: 'number', queried: true, json: null, doc: '1 = tombstone: hides a row an earlier, less informed run wrote (a response_only later paired).' },
   { column: 'handoff_trace_id', chType: 'UInt64', tsType: 'number', queried: true, json: 'handoff_trace_id', doc: 'Syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`); 0 when none.' },
+  { column: 'observation_point', chType: 'LowCardinality(String)', tsType: 'string', queried: true, json: 'observation_point', doc: "Network spans: the interface that saw the request and response packets; 'tcp' for a failed connect; '' for process spans." },
+  { column: 'tcp_retransmits', chType: 'UInt32', tsType: 'number', queried: true, json: 'tcp_retransmits', doc: 'Segments the connection retransmitted up to the request and up to the response, since its previous messages (TCP health, agent --net-interfaces).' },
+  { column: 'tcp_srtt_us', chType: 'UInt32', tsType: 'number', queried: true, json: 'tcp_srtt_us', doc: 'Smoothed RTT of the connection, µs, as last read from its socket; 0 when unknown.' },
+  { column: 'tcp_connect_failures', chType: 'UInt32', tsType: 'number', queried: true, json: 'tcp_connect_failures', doc: '1 on the span of a failed connect (SYN_SENT -> CLOSE), else 0.' },
 ];
 
 /** The `SpanRow` property of a column. */

@@ -90,7 +90,7 @@ describe('batch codec', () => {
     b.messages[0].l7 = [{ l7Protocol: 'http1', msgType: 'request', requestType: 'GET', tls: true }];
     b.messages[1].l7 = [{ l7Protocol: 'http1', msgType: 'response', responseCode: 200 }];
     const back = decodeBatch(encodeBatch(b));
-    expect(back.version).toBe(3);
+    expect(back.version).toBe(BATCH_FORMAT_VERSION);
     expect(back.messages[0].l7[0].tls).toBe(true);
     expect(back.messages[1].l7[0]).not.toHaveProperty('tls');
   });
@@ -116,12 +116,25 @@ describe('batch codec', () => {
     const b = syntheticBatch(3);
     b.messages[1].handoffTraceId = 2 ** 52 + 5;
     const back = decodeBatch(encodeBatch(b));
-    expect(back.version).toBe(3);
+    expect(back.version).toBe(BATCH_FORMAT_VERSION);
     expect(back.messages[1].handoffTraceId).toBe(2 ** 52 + 5);
     expect(back.messages[0].handoffTraceId).toBeUndefined();
     const old = deserializeBatchBody(serializeBatchBody(b, 2), 2);
     expect(old.messages[1].handoffTraceId).toBeUndefined();
     expect(old.messages[1].syscallTraceId).toBe(b.messages[1].syscallTraceId);
+    expect(old.messages[2].payload).toEqual(b.messages[2].payload);
+  });
+
+  it('carries the network fields (format 4): interface, TCP health, failed connect; format 3 bodies have none', () => {
+    const b = syntheticBatch(3);
+    Object.assign(b.messages[1], { observationPoint: 'veth1a2b', tcpRetransmits: 3, tcpSrttUs: 41_250, connectFailed: true });
+    const back = decodeBatch(encodeBatch(b));
+    expect(back.version).toBe(4);
+    expect(back.messages[1]).toMatchObject({ observationPoint: 'veth1a2b', tcpRetransmits: 3, tcpSrttUs: 41_250, connectFailed: true });
+    for (const k of ['observationPoint', 'tcpRetransmits', 'tcpSrttUs', 'connectFailed'] as const) expect(back.messages[0][k]).toBeUndefined();
+    const old = deserializeBatchBody(serializeBatchBody(b, 3), 3);
+    expect(old.messages[1].observationPoint).toBeUndefined();
+    expect(old.messages[1].tcpRetransmits).toBeUndefined();
     expect(old.messages[2].payload).toEqual(b.messages[2].payload);
   });
 

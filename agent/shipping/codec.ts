@@ -1,7 +1,8 @@
 /**
  * The batch object format ("RTB", version 3): how a {@link Batch} is laid out in object storage.
  * Version 2 added two L7 fields (`oneWay`, `version`); version 3 the message's `handoffTraceId`
- * (after `syscallTraceId`). Readers still read version 1 and 2 objects.
+ * (after `syscallTraceId`); version 4 the network fields of issue 19 after it (`observationPoint`,
+ * `tcpRetransmits`, `tcpSrttUs`, `connectFailed`). Readers still read versions 1 to 3.
  *
  * Chosen by measurement (see docs/SHIPPING.md and `npx tsx test/bench/batch-codec.bench.ts`):
  * a compact row format with an inline string dictionary, delta-coded timestamps and a socket
@@ -12,7 +13,7 @@
  *
  *   offset size
  *   0      4    magic "RPTB"
- *   4      1    format version (3; 1 and 2 still read)
+ *   4      1    format version (4; 1 to 3 still read)
  *   5      1    compression: 0 none, 1 deflate-raw, 2 gzip, 3 brotli
  *   6      2    flags (0; readers reject unknown bits)
  *   8      4    message count (lets a reader size work without decoding)
@@ -38,9 +39,9 @@ import type { Batch, ParsedMessage } from './batch.ts';
 import { RESPONSE_STATUSES } from '../contract/fields.ts';
 
 export const BATCH_MAGIC = 'RPTB';
-export const BATCH_FORMAT_VERSION = 3;
+export const BATCH_FORMAT_VERSION = 4;
 /** Every format version this reader decodes (a writer only writes {@link BATCH_FORMAT_VERSION}). */
-export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2, 3];
+export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2, 3, 4];
 export const BATCH_HEADER_BYTES = 24;
 /** Readers refuse bodies that claim to be larger than this unless told otherwise (allocation guard). */
 export const DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024;
@@ -369,6 +370,12 @@ function writeMessage(w: Writer, m: ParsedMessage, prev: bigint, version = BATCH
   w.uint(m.tcpSeq, 'tcpSeq');
   w.uint(m.syscallTraceId, 'syscallTraceId');
   if (version >= 3) w.uint(m.handoffTraceId ?? 0, 'handoffTraceId');
+  if (version >= 4) {
+    w.str(m.observationPoint ?? '');
+    w.uint(m.tcpRetransmits ?? 0, 'tcpRetransmits');
+    w.uint(m.tcpSrttUs ?? 0, 'tcpSrttUs');
+    w.u8(m.connectFailed ? 1 : 0);
+  }
   w.uint(m.bytes, 'bytes');
   w.bytes(m.payload);
   w.uint(m.l7.length, 'l7 count');
@@ -640,7 +647,7 @@ const F_ONE_WAY = 1 << 17; // oneWay, since format 2
 const F_VERSION = 1 << 18; // version, since format 2
 const F_TLS = 1 << 19; // tls, since format 3
 /** The presence bits each format version knows. */
-const F_KNOWN: Readonly<Record<number, number>> = { 1: 0x1ffff, 2: 0x7ffff, 3: 0xfffff };
+const F_KNOWN: Readonly<Record<number, number>> = { 1: 0x1ffff, 2: 0x7ffff, 3: 0xfffff, 4: 0xfffff };
 
 function writeL7(w: Writer, l: L7Message): void {
   let bits = 0;
@@ -764,6 +771,10 @@ export function deserializeBatchBody(body: Uint8Array, version = BATCH_FORMAT_VE
     const tcpSeq = r.uint();
     const syscallTraceId = r.uint();
     const handoffTraceId = version >= 3 ? r.uint() : 0;
+    const observationPoint = version >= 4 ? r.str() : '';
+    const tcpRetransmits = version >= 4 ? r.uint() : 0;
+    const tcpSrttUs = version >= 4 ? r.uint() : 0;
+    const connectFailed = version >= 4 ? r.u8() : 0;
     const bytes = r.uint();
     const payload = r.bytes();
     const nl7 = r.count(2, 'l7');
@@ -795,6 +806,10 @@ export function deserializeBatchBody(body: Uint8Array, version = BATCH_FORMAT_VE
     };
     // Only when there is one: messages without a hand-off read back exactly as they were written.
     if (handoffTraceId !== 0) m.handoffTraceId = handoffTraceId;
+    if (observationPoint !== '') m.observationPoint = observationPoint;
+    if (tcpRetransmits !== 0) m.tcpRetransmits = tcpRetransmits;
+    if (tcpSrttUs !== 0) m.tcpSrttUs = tcpSrttUs;
+    if (connectFailed !== 0) m.connectFailed = true;
     messages[i] = m;
   }
 

@@ -36,6 +36,7 @@ import type { OtlpTimeWindow } from './otlp.ts';
 import { serviceMap } from './service-map.ts';
 import type { SpanRecord } from './span.ts';
 import { SPAN_COLUMNS, toSpanJson } from './span.ts';
+import { hopSplits } from './net-hops.ts';
 import { ReadOnlySql, SqlError } from './sql-guard.ts';
 import type { SqlRunnerOptions } from './sql-guard.ts';
 import { listTraces, seedOfTraceOrSpanId } from './trace-list.ts';
@@ -125,9 +126,10 @@ export function createQueryApp(o: QueryAppOptions): Hono {
       assemblySeconds.inc(undefined, (performance.now() - t0) / 1000);
       if (!t) return undefined;
       const n = await withNames(t.spans.map((s) => s.span));
+      const hops = hopSplits(t.spans);
       return {
         trace_id: t.trace_id,
-        spans: t.spans.map((s) => toSpanJson(s.span, n.get(s.span.service_id) ?? null, { parent_id: s.parent_id, trace_id: t.trace_id, parent_rule: s.rule, parent_confidence: s.confidence })),
+        spans: t.spans.map((s) => toSpanJson(s.span, n.get(s.span.service_id) ?? null, { parent_id: s.parent_id, trace_id: t.trace_id, parent_rule: s.rule, parent_confidence: s.confidence, hop_split: hops.get(s.span.span_id) })),
       };
     },
     async searchSpans(f) {

@@ -18,6 +18,7 @@
  */
 import type { AsmSpan } from './span.ts';
 import { descriptorFor } from '../../agent/protocols/descriptors.ts';
+import { placeNetHops, withoutNetSpans } from './net-hops.ts';
 
 export interface AssembleOptions {
   /**
@@ -128,7 +129,8 @@ export type ParentRule =
   | 'content'
   | 'thread'
   | 'handoff'
-  | 'goroutine';
+  | 'goroutine'
+  | 'net_hop';
 
 /**
  * How likely each rule's link is right (0–1), from what the evidence can and cannot rule out; the
@@ -147,6 +149,7 @@ export const RULE_CONFIDENCE: Readonly<Record<ParentRule, number>> = {
   thread: 0.6,
   handoff: 0.45,
   goroutine: 0.9,
+  net_hop: 0.95,
 };
 /** Request and response sequences both equal: the two ends of one exchange, 64 bits of evidence. */
 export const TCP_SEQ_EXACT = 1;
@@ -416,8 +419,10 @@ export function goroutineParent<T extends AsmSpan>(call: T, servers: readonly T[
  *   span with that id).
  * A link that would close a cycle is skipped and the next rule is tried.
  */
-export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Partial<AssembleOptions> = {}): Map<string, Link> {
+export function linkParents<T extends AsmSpan>(all: readonly T[], options: Partial<AssembleOptions> = {}): Map<string, Link> {
   const o = { ...DEFAULT_ASSEMBLE_OPTIONS, ...options };
+  // Network spans (issue 19) are placed after the process rules, between client and server.
+  const spans = withoutNetSpans(all);
   const clientsBySeq = new Map<number, T[]>();
   const udpClients = new Map<string, T[]>();
   const procs = new Map<string, { servers: T[]; clients: T[] }>();
@@ -590,7 +595,7 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
       }
     }
   }
-  return links;
+  return placeNetHops(all, links, { ...o, confidence: RULE_CONFIDENCE.net_hop });
 }
 
 /** The ids of the tree holding `seed`: its root and all the root's descendants. */

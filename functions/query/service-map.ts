@@ -34,6 +34,13 @@ export interface ServiceMapEdge {
   p99_us: number;
   /** Extra: the slowest span of the edge, a starting point for its trace. */
   slowest_span_id: string;
+  /**
+   * TCP health of the edge's connections (agent --net-interfaces; 0 without it): segments
+   * retransmitted, connects that failed, mean smoothed RTT in µs (0 = never read).
+   */
+  tcp_retransmits: number;
+  tcp_connect_failures: number;
+  tcp_srtt_us: number;
 }
 
 export interface ServiceMap {
@@ -231,7 +238,63 @@ export async function serviceMap(ch: ClickHouse, names: TagNames, fromUs: number
     p50_us: Math.round(Number(r.q[0])),
     p99_us: Math.round(Number(r.q[1])),
     slowest_span_id: r.slowest,
+    tcp_retransmits: 0,
+    tcp_connect_failures: 0,
+    tcp_srtt_us: 0,
   }));
+  await addTcpHealth(ch, edges, { hashes, idx, edgeKeys, listeners }, fromUs, toUs);
   const nodes = [...new Set(edges.flatMap((e) => [e.source, e.target]))].sort().map((id) => ({ id, name: id }));
   return { nodes, edges, sources: p.sources };
+}
+
+/**
+ * TCP health per edge (issue 19), from the spans of the whole range (the rollups do not carry it;
+ * only spans with a figure are read, so a map without network capture reads no rows here): each
+ * group's retransmits, failed connects and RTT go to its edge's busiest protocol row. A failed
+ * connect has no process (the kernel reports it from the socket, not a syscall): its edge runs from
+ * the client address to the service listening on the address, else the address; an edge with
+ * nothing else on it is added with 0 requests.
+ */
+async function addTcpHealth(
+  ch: ClickHouse,
+  edges: ServiceMapEdge[],
+  g: { hashes: string[]; idx: number[]; edgeKeys: Array<[string, string]>; listeners: Map<string, string> },
+  fromUs: number,
+  toUs: number,
+): Promise<void> {
+  const rows = await queryRows<{ h: string; cip: string; sip: string; sport: number; r: number; cf: number; rtt_sum: number; rtt_n: number }>(
+    ch,
+    `SELECT toString(${RAW_KEY}) AS h, any(client_ip) AS cip, any(server_ip) AS sip, any(server_port) AS sport,
+            sum(tcp_retransmits) AS r, sum(tcp_connect_failures) AS cf, sumIf(tcp_srtt_us, tcp_srtt_us > 0) AS rtt_sum, countIf(tcp_srtt_us > 0) AS rtt_n
+     FROM ${liveSpans(`${RANGE(fromUs, toUs)} AND signal_source != 'otel' AND (tcp_retransmits > 0 OR tcp_connect_failures > 0 OR tcp_srtt_us > 0)`, { final: true, fromUs, toUs })}
+     GROUP BY h LIMIT 200000`,
+  );
+  if (rows.length === 0) return;
+  const edgeOfHash = new Map(g.hashes.map((h, i) => [h, g.idx[i]]));
+  const rtt = new Map<ServiceMapEdge, [number, number]>();
+  const rowOf = (source: string, target: string, protocol?: string): ServiceMapEdge => {
+    let e = edges.find((x) => x.source === source && x.target === target && (protocol === undefined || x.protocol === protocol));
+    if (!e) {
+      e = { source, target, protocol: protocol ?? 'tcp', requests: 0, errors: 0, p50_us: 0, p99_us: 0, slowest_span_id: '', tcp_retransmits: 0, tcp_connect_failures: 0, tcp_srtt_us: 0 };
+      edges.push(e);
+    }
+    return e;
+  };
+  for (const r of rows) {
+    const i = edgeOfHash.get(r.h);
+    let e: ServiceMapEdge | undefined;
+    if (i !== undefined) {
+      const [source, target] = g.edgeKeys[i - 1];
+      e = edges.find((x) => x.source === source && x.target === target);
+    } else if (Number(r.cf) > 0) {
+      const addr = `${r.sip}:${r.sport}`;
+      e = rowOf(r.cip, g.listeners.get(addr) ?? addr, 'tcp');
+    }
+    if (!e) continue;
+    e.tcp_retransmits += Number(r.r);
+    e.tcp_connect_failures += Number(r.cf);
+    const acc = rtt.get(e) ?? [0, 0];
+    rtt.set(e, [acc[0] + Number(r.rtt_sum), acc[1] + Number(r.rtt_n)]);
+  }
+  for (const [e, [sum, n]] of rtt) e.tcp_srtt_us = n > 0 ? Math.round(sum / n) : 0;
 }

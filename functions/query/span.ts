@@ -13,7 +13,7 @@ export interface AsmSpan {
   /** eBPF: the parent-id the request carried in its trace header; OTel: the span's own id. */
   app_span_id: string;
   app_parent_span_id: string;
-  signal_source: 'ebpf' | 'otel';
+  signal_source: 'ebpf' | 'otel' | 'net';
   agent_id: string;
   start_time_us: number;
   end_time_us: number;
@@ -83,7 +83,7 @@ export interface SpanJson {
   end_time_us: number;
   duration_us: number;
   side: 'client' | 'server';
-  signal_source: 'ebpf' | 'otel';
+  signal_source: 'ebpf' | 'otel' | 'net';
   l7_protocol: string;
   request_type: string;
   request_domain: string;
@@ -120,12 +120,19 @@ export interface SpanJson {
   request_bytes: number;
   response_bytes: number;
   attributes: Record<string, string>;
+  /** Network spans (issue 19): the interface that saw the exchange; '' for process spans. */
+  observation_point: string;
+  tcp_retransmits: number;
+  tcp_srtt_us: number;
+  tcp_connect_failures: number;
+  /** Extra, on a client span with network spans below it in a trace: where its time went (µs). */
+  hop_split?: { client_us: number; network_us: number; server_us: number | null };
 }
 
 /** Columns the span JSON passes through as they are: `[json name, SpanRecord key]`, from the catalogue. */
 const PASSTHROUGH: ReadonlyArray<readonly [string, keyof SpanRecord]> = SPAN_COLUMNS_CATALOGUE.filter((c) => c.json !== null && c.queried).map((c) => [c.json as string, spanRowKey(c) as keyof SpanRecord]);
 
-export function toSpanJson(r: SpanRecord, service: string | null, extra?: { parent_id: string | null; trace_id: string; parent_rule: string | null; parent_confidence: number | null }): SpanJson {
+export function toSpanJson(r: SpanRecord, service: string | null, extra?: { parent_id: string | null; trace_id: string; parent_rule: string | null; parent_confidence: number | null; hop_split?: SpanJson['hop_split'] }): SpanJson {
   const out: Record<string, unknown> = {
     span_id: r.span_id,
     parent_id: extra ? extra.parent_id : null,
@@ -140,5 +147,6 @@ export function toSpanJson(r: SpanRecord, service: string | null, extra?: { pare
   out.parent_confidence = extra ? extra.parent_confidence : null;
   out.version = r.version ?? '';
   out.attributes = r.attributes ?? {};
+  if (extra?.hop_split) out.hop_split = extra.hop_split;
   return out as unknown as SpanJson;
 }

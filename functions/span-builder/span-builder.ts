@@ -446,6 +446,7 @@ export class SpanBuilder {
     let status = rs?.responseStatus ?? 'unknown';
     if (state === 'request_only') status = 'timeout';
     else if (state === 'one_way') status = 'ok';
+    if (rm?.connectFailed) status = rq?.responseStatus ?? 'server_error'; // net capture: a failed connect
     let attributes: Record<string, string>;
     if (rq?.attributes || rs?.attributes) attributes = { ...(rs?.attributes ?? {}), ...(rq?.attributes ?? {}) };
     else attributes = NO_ATTRIBUTES;
@@ -456,7 +457,7 @@ export class SpanBuilder {
       trace_id: rq?.traceId ?? rs?.traceId ?? '',
       app_span_id: rq?.spanId ?? rs?.spanId ?? '',
       app_parent_span_id: rq?.parentSpanId ?? rs?.parentSpanId ?? '',
-      signal_source: 'ebpf',
+      signal_source: m.observationPoint ? 'net' : 'ebpf',
       agent_id: w.agentId,
       slot: w.slot,
       start_time_us: startUs,
@@ -493,6 +494,7 @@ export class SpanBuilder {
       syscall_trace_id_req: rm?.syscallTraceId ?? 0,
       syscall_trace_id_resp: sm?.syscallTraceId ?? 0,
       handoff_trace_id: rm?.handoffTraceId ?? 0,
+      ...netColumns(rm, sm),
       x_request_id_req: rq?.xRequestId ?? '',
       x_request_id_resp: rs?.xRequestId ?? '',
       attributes,
@@ -512,6 +514,22 @@ export class SpanBuilder {
 }
 
 const NO_ATTRIBUTES: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
+/**
+ * Network-span and TCP health columns (issue 19): the interface of a network span; the retransmits
+ * the request's and the response's messages were told of (each retransmit is told to one message:
+ * the next of its connection), the last smoothed RTT, and the failed connect.
+ */
+function netColumns(rm: ParsedMessage | undefined, sm: ParsedMessage | undefined): Pick<SpanRow, 'observation_point' | 'tcp_retransmits' | 'tcp_srtt_us' | 'tcp_connect_failures'> {
+  const m = (rm ?? sm) as ParsedMessage;
+  const retrans = (rm?.tcpRetransmits ?? 0) + (sm?.tcpRetransmits ?? 0);
+  return {
+    observation_point: m.observationPoint ?? '',
+    tcp_retransmits: retrans,
+    tcp_srtt_us: sm?.tcpSrttUs ?? rm?.tcpSrttUs ?? 0,
+    tcp_connect_failures: rm?.connectFailed ? 1 : 0,
+  };
+}
 
 /** A 64-bit scratch cell: a BigInt stored here is read back as two 32-bit words, no BigInt arithmetic. */
 const TS_CELL = new BigUint64Array(1);

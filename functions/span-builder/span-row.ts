@@ -25,8 +25,8 @@ export interface SpanRow {
   app_span_id: string;
   /** Parent span id the request carried. */
   app_parent_span_id: string;
-  /** Where the span came from. */
-  signal_source: 'ebpf' | 'otel';
+  /** Where the span came from: ebpf (a process's syscalls), net (a network interface, observation_point), otel. */
+  signal_source: 'ebpf' | 'otel' | 'net';
   /** The agent that captured it. */
   agent_id: string;
   /** Slot of the batch that owns the span (the request's slot; the response's for response_only). */
@@ -127,5 +127,13 @@ export interface SpanRow {
   _deleted: number;
   /** Syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`); 0 when none. */
   handoff_trace_id: number;
+  /** Network spans: the interface that saw the request and response packets; 'tcp' for a failed connect; '' for process spans. */
+  observation_point: string;
+  /** Segments the connection retransmitted up to the request and up to the response, since its previous messages (TCP health, agent --net-interfaces). */
+  tcp_retransmits: number;
+  /** Smoothed RTT of the connection, µs, as last read from its socket; 0 when unknown. */
+  tcp_srtt_us: number;
+  /** 1 on the span of a failed connect (SYN_SENT -> CLOSE), else 0. */
+  tcp_connect_failures: number;
 }
 // </contract:span-row>

@@ -15,7 +15,7 @@ describe('bpf build', () => {
 
   it('rebuilds bpf/riptide.bpf.o and agent/capture/layout.generated.ts identically from source', () => {
     const log = execFileSync('bash', [join(REPO, 'bpf', 'build.sh'), out], {
-      env: { ...process.env, LAYOUT_OUT: join(out, 'layout.generated.ts') },
+      env: { ...process.env, LAYOUT_OUT: join(out, 'layout.generated.ts'), NET_LAYOUT_OUT: join(out, 'net-layout.generated.ts') },
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 120_000,
@@ -26,6 +26,10 @@ describe('bpf build', () => {
     expect(rebuilt.length, log).toBe(committed.length);
     expect(rebuilt.equals(committed), log).toBe(true);
     expect(readFileSync(join(out, 'layout.generated.ts'), 'utf8')).toBe(readFileSync(join(REPO, 'agent', 'capture', 'layout.generated.ts'), 'utf8'));
+    // the network object (bpf/riptide-net.bpf.c, issue 19) and its layout, the same way
+    const net = readFileSync(join(REPO, 'bpf', 'riptide-net.bpf.o'));
+    expect(readFileSync(join(out, 'riptide-net.bpf.o')).equals(net), log).toBe(true);
+    expect(readFileSync(join(out, 'net-layout.generated.ts'), 'utf8')).toBe(readFileSync(join(REPO, 'agent', 'capture', 'net-layout.generated.ts'), 'utf8'));
   });
 
   it('builds from the pinned bpf/vmlinux.h, not from the running kernel', () => {

@@ -277,6 +277,7 @@ export class ReferenceSpanBuilder {
     let status = rs?.responseStatus ?? 'unknown';
     if (state === 'request_only') status = 'timeout';
     else if (state === 'one_way') status = 'ok';
+    if (rm?.connectFailed) status = rq?.responseStatus ?? 'server_error';
     let attributes: Record<string, string>;
     if (rq?.attributes || rs?.attributes) attributes = { ...(rs?.attributes ?? {}), ...(rq?.attributes ?? {}) };
     else attributes = NO_ATTRIBUTES;
@@ -285,7 +286,7 @@ export class ReferenceSpanBuilder {
       trace_id: rq?.traceId ?? rs?.traceId ?? '',
       app_span_id: rq?.spanId ?? rs?.spanId ?? '',
       app_parent_span_id: rq?.parentSpanId ?? rs?.parentSpanId ?? '',
-      signal_source: 'ebpf',
+      signal_source: m.observationPoint ? 'net' : 'ebpf',
       agent_id: w.agentId,
       slot: w.slot,
       start_time_us: startUs,
@@ -324,6 +325,10 @@ export class ReferenceSpanBuilder {
       x_request_id_req: rq?.xRequestId ?? '',
       x_request_id_resp: rs?.xRequestId ?? '',
       handoff_trace_id: rm?.handoffTraceId ?? 0,
+      observation_point: m.observationPoint ?? '',
+      tcp_retransmits: (rm?.tcpRetransmits ?? 0) + (sm?.tcpRetransmits ?? 0),
+      tcp_srtt_us: sm?.tcpSrttUs ?? rm?.tcpSrttUs ?? 0,
+      tcp_connect_failures: rm?.connectFailed ? 1 : 0,
       attributes,
       host_id: 0,
       process_id: 0,

@@ -7,6 +7,10 @@ import { commonOptions, loadConfig, renderHelp, storeUrl } from '../config.ts';
 import { createWriteStream, openSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Capture } from '../../capture/capture.ts';
+import type { CaptureSink } from '../../capture/capture.ts';
+import { NetCapture } from '../../capture/net-capture.ts';
+import type { InterfacePattern } from '../../capture/net-interfaces.ts';
+import { parseInterfacePattern } from '../../capture/net-interfaces.ts';
 import { runPreflight } from '../../capture/preflight.ts';
 import { LineWriter } from '../../ndjson-output.ts';
 import type { PipelineOutput } from '../../pipeline.ts';
@@ -43,6 +47,7 @@ const options: OptionSpec[] = [
   { name: 'marketplace', type: 'string', help: 'Plugin marketplace base URL for name@range plugins (e.g. http://query:8686)' },
   { name: 'trusted-key', type: 'list', help: 'Publisher public keys whose marketplace plugins this agent loads (files or base64)' },
   { name: 'marketplace-poll-seconds', type: 'number', help: 'How often to look for newer versions matching name@range plugins', default: 60 },
+  { name: 'net-interfaces', type: 'string', help: 'Also record network spans at these interfaces (TC ingress/egress: one span per request per interface, linked to the process spans by TCP sequence) and TCP health (retransmits, failed connects, RTT) on spans: comma-separated names or globs, "veth" for every host-side end of a veth pair (a pod\'s interface on its node), "!name" to leave one out; physical NICs only when named. Off when not given (docs/ARCHITECTURE.md)' },
   { name: 'tls', type: 'boolean', help: 'Capture the plaintext of OpenSSL connections (libssl, node) and Go crypto/tls through uprobes (docs/TLS.md). Off by default: every SSL_read/SSL_write (Go: Conn.Read/Write) of every process using an attached library then takes uprobe traps, measured at +52 µs per call and 23% of HTTPS nginx throughput on our VM (docs/BENCHMARKS.md)' },
   { name: 'ship-payload', type: 'boolean', help: 'Also ship the captured payload heads (off: only parsed fields leave the node)' },
   { name: 'agent-id', type: 'string', help: 'Id of this agent in object keys (default: the host name)' },
@@ -120,11 +125,23 @@ const command: Command = {
     };
     const extraHeaders = cfg.list('extra-headers').map((h) => h.toLowerCase());
 
+    netInterfaces(cfg); // a bad pattern is a usage error before anything is built
     const pre = runPreflight();
     if (!pre.ok) throw new DeniedError(`cannot capture: ${pre.problem}`);
     return runAgent(cfg, filter, extraHeaders, output, dataDir, ringMb);
   },
 };
+
+/** The --net-interfaces pattern, undefined when network capture is off. */
+function netInterfaces(cfg: ReturnType<typeof loadConfig>): InterfacePattern | undefined {
+  const p = cfg.string('net-interfaces');
+  if (p === undefined) return undefined;
+  try {
+    return parseInterfacePattern(p);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
 
 /** The running capture, once there is one (read by the status server's checks). */
 interface LiveCapture {
@@ -236,8 +253,45 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
       w.flush();
     });
   }
+  // Network observation points (issue 19): their own object and ring, started before syscall
+  // capture so that the process messages can carry TCP health from the first one.
+  const pattern = netInterfaces(cfg);
+  let net: NetCapture | undefined;
+  if (pattern !== undefined) {
+    // A kernel that refuses the network programs costs network spans, not syscall capture.
+    net = await life.start(
+      'network capture',
+      () => {
+        try {
+          // Its own pipeline (same parsers and output): never given kernel socket verdicts, which
+          // are about syscall sockets, not network flows.
+          const netPipeline = new AgentPipeline({ registry, output: pipelineOutput, extraHeaders, httpHooks: () => plugins?.httpHooks ?? [] });
+          return NetCapture.start({ pattern, ports: filter.ports }, { onMessage: (m) => netPipeline.onMessage(m, undefined), onParsed: (m, l7) => pipelineOutput.message(m, l7, undefined), onSocketClosed: (e) => netPipeline.onSocketClosed(e) });
+        } catch (err) {
+          process.stderr.write(`riptide agent: no network spans: ${firstLine(err)}\n`);
+          return undefined;
+        }
+      },
+      (n) => n?.stop(),
+    );
+  }
+  const netSink = net;
+  // With network capture, process messages pick up their connection's TCP health on the way in.
+  const sink: CaptureSink = netSink
+    ? {
+        get payloadViews() {
+          return pipeline.payloadViews;
+        },
+        useVerdicts: (t) => pipeline.useVerdicts(t),
+        onMessage: (m, p) => {
+          netSink.annotate(m);
+          pipeline.onMessage(m, p);
+        },
+        onSocketClosed: (e) => pipeline.onSocketClosed(e),
+      }
+    : pipeline;
   const capture = await life
-    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms'), tls: cfg.bool('tls') ? true : undefined, goroutines: cfg.bool('goroutines'), verdicts: cfg.bool('socket-verdicts') && !cfg.string('output') && !cfg.bool('ship-payload') }, pipeline), (c) => c.stop())
+    .start('capture', () => Capture.start({ captureLimit: cfg.number('capture-bytes'), ringBytes: Math.round(ringMb * 1024 * 1024), filter, handoff: cfg.bool('handoff'), handoffWindowMs: cfg.number('handoff-window-ms'), tls: cfg.bool('tls') ? true : undefined, goroutines: cfg.bool('goroutines'), verdicts: cfg.bool('socket-verdicts') && !cfg.string('output') && !cfg.bool('ship-payload') }, sink), (c) => c.stop())
     .catch((err: unknown) => {
       throw new FatalError(`cannot capture: ${(err as Error).message}`);
     });
@@ -263,6 +317,7 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
   ].filter(Boolean);
   process.stderr.write(
     `riptide agent: capturing on ${capture.attachedPrograms} tracepoints${filters.length ? ` (${filters.join(' or ')})` : ' (all processes)'}; ` +
+      (net ? `network spans at ${net.interfaces.size} interface(s)${net.interfaces.size ? ` (${[...net.interfaces.values()].join(',')}${net.mode ? `, ${net.mode}` : ''})` : ''}; ` : '') +
       `metrics on http://${bind}:${status.port}/metrics; ${destination}${plugins ? `; ${plugins.parsers.length + plugins.httpHooks.length} plugin hook(s)` : ''}\n`,
   );
 

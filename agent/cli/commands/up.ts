@@ -48,6 +48,7 @@ const options: OptionSpec[] = [
   { name: 'ttl-days', type: 'number', help: 'Span retention in days', default: 7 },
   { name: 'slot-seconds', type: 'number', help: 'Agent batch slot length in seconds (shorter = fresher spans)', default: 1 },
   { name: 'tls', type: 'boolean', help: 'Capture TLS plaintext through OpenSSL uprobes in the agent (agent --tls; off by default, docs/TLS.md)' },
+  { name: 'net-interfaces', type: 'string', help: 'Network spans and TCP health at these interfaces (agent --net-interfaces: names, globs, "veth" for host-side veth ends; off when not given)' },
   { name: 'plugin', type: 'list', help: 'Wasm plugins for the agent: paths, or name@range from this host\'s marketplace' },
   { name: 'trusted-key', type: 'list', help: 'Public keys (files or base64) the agent trusts for marketplace plugins' },
   { name: 'publish-token', type: 'list', help: 'Bearer tokens allowed to publish to the marketplace (none: read-only)' },
@@ -155,6 +156,7 @@ const command: Command = {
     const agentArgs = [RIPTIDE, 'agent', '--exit-with-parent', '--data-dir', dataDir, '--store', url, '--port', '0', '--exclude-pid', String(process.pid), '--slot-seconds', String(cfg.number('slot-seconds') ?? 1)];
     if (cfg.string('s3-endpoint')) agentArgs.push('--s3-endpoint', cfg.string('s3-endpoint') as string);
     if (cfg.bool('tls')) agentArgs.push('--tls');
+    if (cfg.string('net-interfaces') !== undefined) agentArgs.push('--net-interfaces', cfg.string('net-interfaces') as string);
     for (const p of cfg.list('plugin')) agentArgs.push('--plugin', p);
     if (cfg.list('plugin').some((p) => p.includes('@'))) agentArgs.push('--marketplace', `http://127.0.0.1:${port}`);
     for (const k of cfg.list('trusted-key')) agentArgs.push('--trusted-key', k);
