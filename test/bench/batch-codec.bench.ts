@@ -5,6 +5,9 @@
  *
  *   npx tsx test/bench/batch-codec.bench.ts [messagesPerBatch=2000] [rounds=9]
  *
+ * "RTB main …" rows are the codec as it was before its split into agent/shipping/codec/ (a copy in
+ * test/bench/baseline/), run in the same rounds; the bench fails if the two write different bytes.
+ *
  * Each figure is the median over `rounds` runs of one batch, in CPU time (not wall time: the bench
  * machines are shared). Results go to stdout as a Markdown table.
  */
@@ -14,6 +17,7 @@ import type { Batch, ParsedMessage } from '../../agent/shipping/batch.ts';
 import { decodeBatch, encodeBatch } from '../../agent/shipping/codec.ts';
 import type { Compression } from '../../agent/shipping/codec.ts';
 import { syntheticBatch } from '../shipping/synthetic.ts';
+import * as mainCodec from './baseline/batch-codec-main.ts';
 
 const count = Number(process.argv[2] ?? 2000);
 const rounds = Number(process.argv[3] ?? 9);
@@ -59,15 +63,23 @@ const rtb = (compression: Compression, level: number): Format => ({
   decode: (bytes) => decodeBatch(bytes),
 });
 
+const rtbMain = (compression: Compression, level: number): Format => ({
+  name: `RTB main + ${compression}${compression === 'none' ? '' : `-${level}`}`,
+  encode: (b) => mainCodec.encodeBatch(b, { compression, level }),
+  decode: (bytes) => mainCodec.decodeBatch(bytes),
+});
+
 const formats: Format[] = [
   { name: 'NDJSON', encode: toNdjson, decode: fromNdjson },
   { name: 'NDJSON + gzip-6', encode: (b) => gzipSync(toNdjson(b)), decode: (x) => fromNdjson(gunzipSync(x)) },
   { name: 'NDJSON + gzip-1', encode: (b) => gzipSync(toNdjson(b), { level: 1 }), decode: (x) => fromNdjson(gunzipSync(x)) },
   rtb('none', 0),
+  rtbMain('none', 0),
   rtb('deflate', 1),
   rtb('deflate', 6),
   rtb('gzip', 1),
   rtb('brotli', 1),
+  rtbMain('brotli', 1),
   rtb('brotli', 2),
   rtb('brotli', 4),
 ];
@@ -89,14 +101,27 @@ function median(xs: number[]): number {
 const batches = Array.from({ length: rounds }, (_, i) => syntheticBatch(count, i + 1));
 const payloadBytes = batches[0].messages.reduce((n, m) => n + m.payload.length, 0) / count;
 
+// The split codec must write what main's wrote, byte for byte (checked outside the timed rounds).
+for (const b of batches) {
+  for (const compression of ['none', 'brotli'] as const) {
+    if (!Buffer.from(mainCodec.encodeBatch(b, { compression, level: 1 })).equals(Buffer.from(encodeBatch(b, { compression, level: 1 })))) {
+      throw new Error(`main and split codec write different bytes (${compression})`);
+    }
+  }
+}
+
 // Warm every format up first, then interleave the rounds (format by format inside each round) so
-// that noise from other work on the machine spreads over all formats alike.
+// that noise from other work on the machine spreads over all formats alike; every other round runs
+// the formats in reverse, so no format always follows the same neighbour (GC debt carries over).
 for (const f of formats) for (let i = 0; i < 5; i++) f.decode(f.encode(syntheticBatch(300, 99)));
 const enc = formats.map((): number[] => []);
 const dec = formats.map((): number[] => []);
 const size = formats.map((): number[] => []);
-for (const b of batches) {
-  formats.forEach((f, k) => {
+batches.forEach((b, round) => {
+  const order = formats.map((_, k) => k);
+  if (round % 2 === 1) order.reverse();
+  for (const k of order) {
+    const f = formats[k];
     let t = cpuNs();
     const bytes = f.encode(b);
     enc[k].push((cpuNs() - t) / count);
@@ -105,8 +130,8 @@ for (const b of batches) {
     dec[k].push((cpuNs() - t) / count);
     if (back.messages.length !== count) throw new Error(`${f.name}: decoded ${back.messages.length} of ${count}`);
     size[k].push(bytes.length / count);
-  });
-}
+  }
+});
 const rows = formats.map((f, k) => {
   const e = median(enc[k]);
   return [f.name, median(size[k]).toFixed(1), Math.round(e).toString(), Math.round(median(dec[k])).toString(), Math.round(1e9 / e / 1000).toString()];
