@@ -99,8 +99,16 @@ export const RTB_MESSAGE_FIELDS: ReadonlyArray<{ key: 'handoffTraceId'; rtbSince
   { key: 'handoffTraceId', rtbSince: 3, doc: 'Syscall-trace id a wake-up handed to the sending thread (hand-off tracking); 0 when none' },
 ];
 
-/** The RTB format version the writer writes: the highest `rtbSince` of an L7 or message field. */
-export const RTB_L7_VERSION = Math.max(...L7_FIELDS.map((f) => f.rtbSince), ...RTB_MESSAGE_FIELDS.map((f) => f.rtbSince));
+/**
+ * Batch-level sections added to the RTB format, written after the closed sockets in this order
+ * (agent/shipping/codec/writer.ts writeTail). Append only.
+ */
+export const RTB_BATCH_SECTIONS: ReadonlyArray<{ key: 'descriptors'; rtbSince: number; doc: string }> = [
+  { key: 'descriptors', rtbSince: 4, doc: 'The protocol descriptors of the protocols in the batch (built-ins and plugins): how the span builder pairs them' },
+];
+
+/** The RTB format version the writer writes: the highest `rtbSince` of an L7 or message field or a batch section. */
+export const RTB_L7_VERSION = Math.max(...L7_FIELDS.map((f) => f.rtbSince), ...RTB_MESSAGE_FIELDS.map((f) => f.rtbSince), ...RTB_BATCH_SECTIONS.map((f) => f.rtbSince));
 
 /** Presence bits a reader of RTB format `version` accepts. */
 export function rtbKnownBits(version: number): number {

@@ -3,13 +3,13 @@
  * framing share. The layout itself is documented in ../codec.ts.
  */
 import type { AddressFamily, Direction, L4Protocol, SocketRole, SyscallName } from '../../capture/message.ts';
-import type { ResponseStatus } from '../../protocols/parser.ts';
+import type { ProtocolDescriptor, ResponseStatus } from '../../protocols/parser.ts';
 import { RESPONSE_STATUSES } from '../../contract/fields.ts';
 
 export const BATCH_MAGIC = 'RPTB';
-export const BATCH_FORMAT_VERSION = 3;
+export const BATCH_FORMAT_VERSION = 4;
 /** Every format version this reader decodes (a writer only writes {@link BATCH_FORMAT_VERSION}). */
-export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2, 3];
+export const READABLE_FORMAT_VERSIONS: readonly number[] = [1, 2, 3, 4];
 export const BATCH_HEADER_BYTES = 24;
 /** Readers refuse bodies that claim to be larger than this unless told otherwise (allocation guard). */
 export const DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024;
@@ -72,6 +72,9 @@ export const FAMILIES: AddressFamily[] = ['ipv4', 'ipv6'];
 export const L4S: L4Protocol[] = ['tcp', 'udp'];
 export const ROLES: SocketRole[] = ['unknown', 'client', 'server'];
 export const STATUSES: readonly ResponseStatus[] = RESPONSE_STATUSES;
+
+/** Descriptor `pairing` values by wire index (format 4 descriptor section). Append only. */
+export const PAIRINGS: ReadonlyArray<ProtocolDescriptor['pairing']> = ['in-order', 'by-id'];
 
 export function enumId<T extends string>(values: readonly T[], v: T, field: string): number {
   const i = values.indexOf(v);

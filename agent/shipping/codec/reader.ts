@@ -4,9 +4,9 @@
  * {@link BatchFormatError}, never a crash, a hang or a huge allocation.
  */
 import type { AddressFamily, L4Protocol, ProcessInfo, SocketClosed, SocketRole } from '../../capture/message.ts';
-import type { L7Message, MsgType } from '../../protocols/parser.ts';
+import type { L7Message, MsgType, OneWayRule, ProtocolDescriptor } from '../../protocols/parser.ts';
 import type { Batch, ParsedMessage } from '../batch.ts';
-import { BATCH_FORMAT_VERSION, BatchFormatError, DIRECTIONS, FAMILIES, L4S, READABLE_FORMAT_VERSIONS, ROLES, STATUSES, SYSCALLS } from './format.ts';
+import { BATCH_FORMAT_VERSION, BatchFormatError, DIRECTIONS, FAMILIES, L4S, PAIRINGS, READABLE_FORMAT_VERSIONS, ROLES, STATUSES, SYSCALLS } from './format.ts';
 
 class Reader {
   pos = 0;
@@ -182,7 +182,7 @@ const F_ONE_WAY = 1 << 17; // oneWay, since format 2
 const F_VERSION = 1 << 18; // version, since format 2
 const F_TLS = 1 << 19; // tls, since format 3
 /** The presence bits each format version knows. */
-const F_KNOWN: Readonly<Record<number, number>> = { 1: 0x1ffff, 2: 0x7ffff, 3: 0xfffff };
+const F_KNOWN: Readonly<Record<number, number>> = { 1: 0x1ffff, 2: 0x7ffff, 3: 0xfffff, 4: 0xfffff };
 
 function readL7(r: Reader, known: number): L7Message {
   const bits = r.uint();
@@ -304,8 +304,38 @@ export function deserializeBatchBody(body: Uint8Array, version = BATCH_FORMAT_VE
     prev = tsNs;
     closed[i] = { tsNs, pid: r.uint(), socketId: r.uint() };
   }
+  const descriptors = version >= 4 ? readDescriptors(r) : [];
   if (r.remaining !== 0) r.fail(`${r.remaining} trailing bytes`);
   const batch: Batch = { version, agentId, host, slot, slotSeconds, part, messages, processes, closed };
+  if (descriptors.length > 0) batch.descriptors = descriptors;
   if (run !== 0) batch.run = run;
   return batch;
+}
+
+/** The descriptor section (format 4; layout in writer.ts writeDescriptors). */
+function readDescriptors(r: Reader): ProtocolDescriptor[] {
+  // name, pairing, alias count, rule count, timeout, slack count: at least 6 bytes each.
+  const n = r.count(6, 'descriptor');
+  const out: ProtocolDescriptor[] = new Array<ProtocolDescriptor>(n);
+  for (let i = 0; i < n; i++) {
+    const name = r.str();
+    const pairing = PAIRINGS[r.u8()];
+    if (pairing === undefined) r.fail(`descriptor ${name}: bad pairing`);
+    const aliases: string[] = new Array<string>(r.count(1, 'alias'));
+    for (let k = 0; k < aliases.length; k++) aliases[k] = r.str();
+    const oneWay: OneWayRule[] = new Array<OneWayRule>(r.count(2, 'one-way rule'));
+    for (let k = 0; k < oneWay.length; k++) oneWay[k] = { requestType: r.str(), when: r.str() };
+    const d: { -readonly [K in keyof ProtocolDescriptor]: ProtocolDescriptor[K] } = { name, aliases, pairing, oneWay };
+    const timeout = r.uint();
+    if (timeout > 0) d.timeoutMs = timeout - 1;
+    const slack = r.uint();
+    if (slack > 0) {
+      if (slack - 1 > r.remaining) r.fail(`sequence slack count ${slack - 1} exceeds the body`);
+      const xs: number[] = new Array<number>(slack - 1);
+      for (let k = 0; k < xs.length; k++) xs[k] = r.num();
+      d.sequenceSlack = xs;
+    }
+    out[i] = d;
+  }
+  return out;
 }

@@ -5,9 +5,13 @@
  * the same bytes.
  */
 import type { ProcessInfo, SocketClosed } from '../../capture/message.ts';
-import type { L7Message, ResponseStatus } from '../../protocols/parser.ts';
+import type { L7Message, ProtocolDescriptor, ResponseStatus } from '../../protocols/parser.ts';
+import { agentDescriptor } from '../../protocols/descriptors.ts';
 import type { Batch, ParsedMessage } from '../batch.ts';
-import { BATCH_FORMAT_VERSION, BatchEncodeError, DIRECTIONS, FAMILIES, L4S, ROLES, STATUSES, SYSCALL_IDS, enumId } from './format.ts';
+import { BATCH_FORMAT_VERSION, BatchEncodeError, DIRECTIONS, FAMILIES, L4S, PAIRINGS, ROLES, STATUSES, SYSCALL_IDS, enumId } from './format.ts';
+
+/** Finds the descriptor of an `l7Protocol` for the batch's descriptor section (default: what this agent process knows). */
+export type DescriptorSource = (l7Protocol: string) => ProtocolDescriptor | undefined;
 
 const TWO_52 = 2 ** 52;
 const BIG_TWO_64 = 2n ** 64n;
@@ -234,6 +238,11 @@ export function serializeBatchBody(batch: Batch, version = BATCH_FORMAT_VERSION)
     prev = m.tsNs;
   }
   writeTail(w, base, batch.processes, batch.closed);
+  if (version >= 4) {
+    const names = new Set<string>();
+    for (const m of batch.messages) for (const l of m.l7) names.add(l.l7Protocol);
+    writeDescriptors(w, batch.descriptors ?? describe(names, agentDescriptor));
+  }
   return w.finish();
 }
 
@@ -260,6 +269,58 @@ function writeMessage(w: Writer, m: ParsedMessage, prev: bigint, version = BATCH
   w.bytes(m.payload);
   w.uint(m.l7.length, 'l7 count');
   for (const l of m.l7) writeL7(w, l);
+}
+
+/** The descriptors covering `names` (each once, in the order the names were first met); names without one are left out. */
+function describe(names: Iterable<string>, source: DescriptorSource): ProtocolDescriptor[] {
+  const out: ProtocolDescriptor[] = [];
+  const seen = new Set<string>();
+  for (const n of names) {
+    const d = source(n);
+    // One that cannot be written is left out rather than failing the batch: readers then use the
+    // built-in table or the defaults for that protocol, as for an old batch.
+    if (d === undefined || seen.has(d.name) || !writable(d)) continue;
+    seen.add(d.name);
+    out.push(d);
+  }
+  return out;
+}
+
+function writable(d: ProtocolDescriptor): boolean {
+  return (
+    PAIRINGS.includes(d.pairing) &&
+    (d.timeoutMs === undefined || (Number.isSafeInteger(d.timeoutMs) && d.timeoutMs >= 0)) &&
+    (d.sequenceSlack === undefined || d.sequenceSlack.every((x) => Number.isFinite(x))) &&
+    typeof d.name === 'string' &&
+    d.aliases.every((a) => typeof a === 'string') &&
+    d.oneWay.every((r) => typeof r.requestType === 'string' && typeof r.when === 'string')
+  );
+}
+
+/**
+ * The descriptor section (format 4), after the closed sockets: a count, then per descriptor its
+ * name, pairing (u8), aliases, one-way rules (requestType, when), timeoutMs + 1 (0 = default) and
+ * sequence slack (count + 1, 0 = default; each offset a number).
+ */
+function writeDescriptors(w: Writer, ds: readonly ProtocolDescriptor[]): void {
+  w.uint(ds.length, 'descriptor count');
+  for (const d of ds) {
+    w.str(d.name);
+    w.u8(enumId(PAIRINGS, d.pairing, `${d.name} pairing`));
+    w.uint(d.aliases.length, 'alias count');
+    for (const a of d.aliases) w.str(a);
+    w.uint(d.oneWay.length, 'one-way rule count');
+    for (const r of d.oneWay) {
+      w.str(r.requestType);
+      w.str(r.when);
+    }
+    w.uint(d.timeoutMs === undefined ? 0 : d.timeoutMs + 1, `${d.name} timeoutMs`);
+    if (d.sequenceSlack === undefined) w.u8(0);
+    else {
+      w.uint(d.sequenceSlack.length + 1, 'sequence slack count');
+      for (const x of d.sequenceSlack) w.num(x);
+    }
+  }
 }
 
 /** Processes and closed sockets, after the messages. */
@@ -304,8 +365,15 @@ export class BatchBodyStream {
   private base: bigint | null = null;
   private prev = 0n;
   private count = 0;
+  /** The `l7Protocol` names of the messages added, for the descriptor section. */
+  private readonly protocols = new Set<string>();
+  private lastProtocol = '';
 
-  constructor(fields: BatchFields, initialBytes = 64 * 1024) {
+  constructor(
+    fields: BatchFields,
+    initialBytes = 64 * 1024,
+    private readonly descriptors: DescriptorSource = agentDescriptor,
+  ) {
     this.head = new Writer(256);
     this.head.str(fields.agentId);
     this.head.str(fields.host);
@@ -338,6 +406,14 @@ export class BatchBodyStream {
     if (this.base === null) this.base = m.tsNs;
     this.prev = m.tsNs;
     this.count++;
+    const l7 = m.l7;
+    for (let i = 0; i < l7.length; i++) {
+      const p = l7[i].l7Protocol;
+      if (p !== this.lastProtocol) {
+        this.lastProtocol = p;
+        this.protocols.add(p);
+      }
+    }
   }
 
   finish(processes: readonly ProcessInfo[], closed: readonly SocketClosed[]): Uint8Array {
@@ -346,6 +422,7 @@ export class BatchBodyStream {
     this.head.uint(this.count, 'message count');
     this.head.append(this.msgs.finish());
     writeTail(this.head, base, processes, closed);
+    writeDescriptors(this.head, describe(this.protocols, this.descriptors));
     return this.head.finish();
   }
 }
