@@ -149,3 +149,28 @@ console.log('');
 console.log(line(header));
 console.log('|' + widths.map((w, i) => (i === 0 ? '-'.repeat(w + 2) : '-'.repeat(w + 1) + ':')).join('|') + '|');
 for (const r of rows) console.log(line(r));
+
+// Body only (no compression, no framing), ours against main's copy: the refactor's own cost, in
+// 60 interleaved rounds (order reversed every other round), 3 serialisations per round and batch.
+{
+  const ab: Array<[string, (b: Batch) => unknown]> = [
+    ['ours, format 3 body', (b) => serializeBatchBody(b, 3)],
+    ['ours, format 4 body', (b) => serializeBatchBody(b)],
+    ['main, format 3 body', (b) => mainCodec.serializeBatchBody(b)],
+  ];
+  const t = ab.map((): number[] => []);
+  for (let r = 0; r < 60; r++) {
+    const order = ab.map((_, k) => k);
+    if (r % 2 === 1) order.reverse();
+    for (const k of order) {
+      const b = batches[r % batches.length];
+      const t0 = cpuNs();
+      for (let j = 0; j < 3; j++) ab[k][1](b);
+      t[k].push((cpuNs() - t0) / (3 * count));
+    }
+  }
+  console.log('');
+  console.log('| body serialisation (A/B) | CPU ns/msg |');
+  console.log('|---|---:|');
+  ab.forEach(([n], k) => console.log(`| ${n} | ${Math.round(median(t[k]))} |`));
+}
