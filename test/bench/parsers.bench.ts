@@ -3,7 +3,7 @@
  * single-threaded), per protocol, through the real registry path (inference, per-socket state,
  * parse, close).
  *
- *   npx tsx test/bench/parsers.bench.ts [--seconds 1] [--rounds 3] [--limit 1024] [--protocols http1,amqp,memcached,…] [--compare-without amqp,…]
+ *   npx tsx test/bench/parsers.bench.ts [--seconds 1] [--rounds 3] [--limit 1024] [--protocols http1,amqp,memcached,nats,tls,…] [--compare-without nats,tls,…]
  *   npx tsx test/bench/parsers.bench.ts --compare-main http1     # main's http1 parser (test/bench/baseline/) vs ours
  *
  * Each figure is the best of `rounds` timed runs: on a shared box the best run is the one least
