@@ -4,10 +4,12 @@
  * parse, close).
  *
  *   npx tsx test/bench/parsers.bench.ts [--seconds 1] [--rounds 3] [--limit 1024] [--protocols http1,amqp,memcached,nats,tls,…] [--compare-without nats,tls,…]
- *   npx tsx test/bench/parsers.bench.ts --compare-main http1     # main's http1 parser (test/bench/baseline/) vs ours
  *
  * Each figure is the best of `rounds` timed runs: on a shared box the best run is the one least
  * disturbed by other jobs.
+ *
+ * --compare-main http1 runs main's copy of a parser (test/bench/baseline/) against ours instead,
+ * alternating runs, per CPU second.
  *
  * Workload: the recorded fixtures of each protocol (test/fixtures/protocols), every read one
  * captured message cut at the capture limit, each conversation replayed on a fresh socket id and
