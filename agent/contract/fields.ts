@@ -103,8 +103,16 @@ export const RTB_MESSAGE_FIELDS: ReadonlyArray<{ key: 'handoffTraceId' | 'observ
   { key: 'connectFailed', rtbSince: 4, doc: 'A connect that failed (SYN_SENT -> CLOSE): a payload-less message with a tcp CONNECT record' },
 ];
 
-/** The RTB format version the writer writes: the highest `rtbSince` of an L7 or message field. */
-export const RTB_L7_VERSION = Math.max(...L7_FIELDS.map((f) => f.rtbSince), ...RTB_MESSAGE_FIELDS.map((f) => f.rtbSince));
+/**
+ * Batch-level sections added to the RTB format, written after the closed sockets in this order
+ * (agent/shipping/codec/writer.ts writeTail). Append only.
+ */
+export const RTB_BATCH_SECTIONS: ReadonlyArray<{ key: 'descriptors'; rtbSince: number; doc: string }> = [
+  { key: 'descriptors', rtbSince: 4, doc: 'The protocol descriptors of the protocols in the batch (built-ins and plugins): how the span builder pairs them' },
+];
+
+/** The RTB format version the writer writes: the highest `rtbSince` of an L7 or message field or a batch section. */
+export const RTB_L7_VERSION = Math.max(...L7_FIELDS.map((f) => f.rtbSince), ...RTB_MESSAGE_FIELDS.map((f) => f.rtbSince), ...RTB_BATCH_SECTIONS.map((f) => f.rtbSince));
 
 /** Presence bits a reader of RTB format `version` accepts. */
 export function rtbKnownBits(version: number): number {

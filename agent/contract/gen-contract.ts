@@ -24,17 +24,23 @@ const snake = (key: string): string => key.replace(/[A-Z]/g, (c) => `_${c}`).toU
 const bitName = (f: L7FieldSpec): string => `F_${snake(f.key)}`;
 const hex = (n: number): string => `0x${n.toString(16).padStart(2, '0')}`;
 
-/** The RTB L7 record: presence bits, writer and reader (agent/shipping/codec.ts). */
-function rtbL7(): string {
+/** The RTB L7 record: presence bits, then the writer (agent/shipping/codec/writer.ts) or the reader (codec/reader.ts). */
+function rtbL7(part: 'write' | 'read'): string {
   const fields = L7_FIELDS.filter((f) => f.rtbBit >= 0).sort((a, b) => a.rtbBit - b.rtbBit);
   const versions = Array.from({ length: RTB_L7_VERSION }, (_, i) => i + 1);
   const lines: string[] = [];
   lines.push('// The L7 record: presence bits (uint), the protocol name, then each present field in bit order.');
   lines.push('// Flags have no payload. Append only: a bit belongs to the format version that introduced it.');
   for (const f of fields) lines.push(`const ${bitName(f)} = 1 << ${f.rtbBit}; // ${f.key}, since format ${f.rtbSince}`);
-  lines.push('/** The presence bits each format version knows. */');
-  lines.push(`const F_KNOWN: Readonly<Record<number, number>> = { ${versions.map((v) => `${v}: 0x${rtbKnownBits(v).toString(16)}`).join(', ')} };`);
+  if (part === 'read') lines.push('/** The presence bits each format version knows. */');
+  if (part === 'read') lines.push(`const F_KNOWN: Readonly<Record<number, number>> = { ${versions.map((v) => `${v}: 0x${rtbKnownBits(v).toString(16)}`).join(', ')} };`);
   lines.push('');
+  if (part === 'write') rtbL7Writer(fields, lines);
+  else rtbL7Reader(fields, lines);
+  return lines.join('\n');
+}
+
+function rtbL7Writer(fields: readonly L7FieldSpec[], lines: string[]): void {
   lines.push('function writeL7(w: Writer, l: L7Message): void {');
   lines.push('  let bits = 0;');
   for (const f of fields) {
@@ -77,7 +83,10 @@ function rtbL7(): string {
     }
   }
   lines.push('}');
-  lines.push('');
+}
+
+function rtbL7Reader(fields: readonly L7FieldSpec[], lines: string[]): void {
+  const mt = fields.find((f) => f.kind === 'msgType');
   lines.push('function readL7(r: Reader, known: number): L7Message {');
   lines.push('  const bits = r.uint();');
   lines.push('  if (bits & ~known) r.fail(`unknown l7 flags ${bits}`);');
@@ -119,7 +128,6 @@ function rtbL7(): string {
   }
   lines.push('  return l;');
   lines.push('}');
-  return lines.join('\n');
 }
 
 const abiFields = (): L7FieldSpec[] => L7_FIELDS.filter((f) => f.abiTag !== undefined);
@@ -203,7 +211,8 @@ export interface Region {
 }
 
 export const REGIONS: readonly Region[] = [
-  { file: 'agent/shipping/codec.ts', name: 'rtb-l7', render: rtbL7 },
+  { file: 'agent/shipping/codec/writer.ts', name: 'rtb-l7-write', render: () => rtbL7('write') },
+  { file: 'agent/shipping/codec/reader.ts', name: 'rtb-l7-read', render: () => rtbL7('read') },
   { file: 'sdk-plugin/src/abi.ts', name: 'abi-tags', render: abiTagsTs },
   { file: 'sdk-plugin/src/abi.ts', name: 'abi-fields', render: abiFieldsTs },
   { file: 'sdk-plugin/src/abi.ts', name: 'abi-decode', render: abiDecodeTs },

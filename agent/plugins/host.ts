@@ -17,10 +17,11 @@ import { readFile, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { metrics as globalMetrics } from '../metrics.ts';
 import type { MetricsRegistry } from '../metrics.ts';
-import type { L7Message, ParseContext, ProtocolParser } from '../protocols/parser.ts';
+import type { L7Message, ParseContext, ProtocolDescriptor, ProtocolParser } from '../protocols/parser.ts';
+import { declareDescriptor } from '../protocols/descriptors.ts';
 import type { HookName, HttpFieldsInput } from '../../sdk-plugin/src/abi.ts';
 import { ManifestError, parseManifest, HOST_CEILINGS } from '../../sdk-plugin/src/manifest.ts';
-import type { PluginManifest } from '../../sdk-plugin/src/manifest.ts';
+import type { PluginManifest, ProtocolDecl } from '../../sdk-plugin/src/manifest.ts';
 import { HOST_OUTPUT_CAP_BYTES, PluginFault, PluginSandbox } from '../../sdk-plugin/src/sandbox.ts';
 import type { FaultReason } from '../../sdk-plugin/src/sandbox.ts';
 import { sha256Hex } from '../../sdk-plugin/src/hash.ts';
@@ -320,7 +321,7 @@ export class PluginHost {
     if (!m) return;
     for (const proto of m.protocols) {
       if (this.parsers.some((p) => p.name === proto.name)) continue;
-      this.parsers.push(this.parserFor(slot, proto.name, proto.parallel, proto.transports));
+      this.parsers.push(this.parserFor(slot, proto));
     }
     if ((m.hooks.includes('http_request') || m.hooks.includes('http_response')) && !this.httpHooks.some((h) => h.name === m.name)) {
       this.httpHooks.push(this.hookFor(slot, m.name));
@@ -331,11 +332,16 @@ export class PluginHost {
     return payload.length > this.cfg.maxPayloadBytes ? payload.subarray(0, this.cfg.maxPayloadBytes) : payload;
   }
 
-  private parserFor(slot: PluginSlot, name: string, parallel: boolean, transports: ReadonlyArray<'tcp' | 'udp'>): ProtocolParser {
+  private parserFor(slot: PluginSlot, proto: ProtocolDecl): ProtocolParser {
+    const { name, transports } = proto;
     const protoIndex = (): number => (slot.manifest ? slot.manifest.protocols.findIndex((p) => p.name === name) : -1);
+    const descriptor: ProtocolDescriptor = { name, aliases: proto.aliases, pairing: proto.pairing, oneWay: proto.oneWay, ...(proto.timeoutMs === undefined ? {} : { timeoutMs: proto.timeoutMs }), ...(proto.sequenceSlack === undefined ? {} : { sequenceSlack: proto.sequenceSlack }) };
+    // The batches this agent writes carry it, so the span builder pairs the plugin's messages by it.
+    declareDescriptor(descriptor);
     return {
       name,
-      parallel,
+      parallel: descriptor.pairing === 'by-id',
+      descriptor,
       transports,
       check: (payload: Uint8Array, ctx: ParseContext): boolean => {
         const sb = slot.sandbox;

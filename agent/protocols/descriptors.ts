@@ -54,6 +54,23 @@ export function descriptorFor(l7Protocol: string): ProtocolDescriptor | undefine
   return BUILTIN_TABLE.get(l7Protocol);
 }
 
+/** Descriptors declared in this process beyond the built-ins (Wasm plugins), by every name they cover. */
+const declared = new Map<string, ProtocolDescriptor>();
+
+/**
+ * Make a plugin protocol's descriptor known to this agent process, so the batches it writes carry
+ * it (agent/plugins/host.ts calls this when it loads a plugin). A later declaration of the same
+ * name replaces the earlier one; a built-in name cannot be redeclared.
+ */
+export function declareDescriptor(d: ProtocolDescriptor): void {
+  for (const n of [d.name, ...d.aliases]) if (!BUILTIN_TABLE.has(n)) declared.set(n, d);
+}
+
+/** The descriptor this agent process knows for `l7Protocol`: built-in, then declared by a plugin. */
+export function agentDescriptor(l7Protocol: string): ProtocolDescriptor | undefined {
+  return BUILTIN_TABLE.get(l7Protocol) ?? declared.get(l7Protocol);
+}
+
 /** A parser's descriptor: its own, or the defaults its `parallel` flag implies (plugins). */
 export function descriptorOf(p: ProtocolParser): ProtocolDescriptor {
   return p.descriptor ?? { name: p.name, aliases: [], pairing: p.parallel ? 'by-id' : 'in-order', oneWay: [] };

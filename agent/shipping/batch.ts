@@ -3,7 +3,7 @@
  * Written by the agent (agent/shipping), read by the functions (functions/). Change additively.
  */
 import type { CapturedMessage, ProcessInfo, SocketClosed } from '../capture/message.ts';
-import type { L7Message } from '../protocols/parser.ts';
+import type { L7Message, ProtocolDescriptor } from '../protocols/parser.ts';
 
 /** A captured message with the application messages the parsers found in it (empty when unknown). */
 export interface ParsedMessage extends CapturedMessage {
@@ -32,4 +32,10 @@ export interface Batch {
   processes: ProcessInfo[];
   /** Sockets closed during the slot. */
   closed: SocketClosed[];
+  /**
+   * How the protocols in `messages` pair into spans, as the agent that captured them knew it
+   * (built-ins and Wasm plugins; format 4). Absent in older batches and when the batch names no
+   * protocol the agent had a descriptor for: readers fall back to the built-in table.
+   */
+  descriptors?: ProtocolDescriptor[];
 }

@@ -5,6 +5,15 @@ import { readFileSync } from 'node:fs';
 import { BATCH_FORMAT_VERSION, BATCH_HEADER_BYTES, BatchBodyStream, BatchEncodeError, BatchFormatError, decodeBatch, deserializeBatchBody, encodeBatch, encodeBatchAsync, readBatchHeader, serializeBatchBody } from './codec.ts';
 import type { Compression } from './codec.ts';
 import { rng, syntheticBatch } from '../../test/shipping/synthetic.ts';
+import { declareDescriptor, descriptorFor } from '../protocols/descriptors.ts';
+import type { ProtocolDescriptor } from '../protocols/parser.ts';
+
+/** What a hand-built batch reads back as: itself, at the current version, with the descriptors of its protocols. */
+function readBack(batch: Batch, descriptors: Array<ProtocolDescriptor | undefined>): Batch {
+  const want: Batch = { ...batch, version: BATCH_FORMAT_VERSION };
+  if (descriptors.length > 0) want.descriptors = descriptors as ProtocolDescriptor[];
+  return want;
+}
 
 function expectFormatError(fn: () => unknown, reason?: string): BatchFormatError {
   try {
@@ -29,7 +38,8 @@ describe('batch codec', () => {
     const batch = syntheticBatch(300);
     const bytes = encodeBatch(batch, { compression });
     const back = decodeBatch(bytes);
-    expect(back).toEqual({ ...batch, version: BATCH_FORMAT_VERSION });
+    // syntheticBatch's first message is http1, then redis.
+    expect(back).toEqual(readBack(batch, [descriptorFor('http1'), descriptorFor('redis')]));
     expect(readBatchHeader(bytes).messageCount).toBe(300);
   });
 
@@ -72,7 +82,9 @@ describe('batch codec', () => {
     b.messages[2].socketId = Number.MAX_SAFE_INTEGER;
     b.messages[2].payload = new Uint8Array(0);
     b.closed = [{ tsNs: 5n, pid: 1, socketId: 2 }];
-    expect(decodeBatch(encodeBatch(b))).toEqual({ ...b, version: BATCH_FORMAT_VERSION });
+    // 'my-plugin ✓' has no descriptor in this process: left out of the section.
+    const protos = [...new Set(b.messages.flatMap((m) => m.l7.map((l) => l.l7Protocol)))].filter((p) => p !== 'my-plugin ✓');
+    expect(decodeBatch(encodeBatch(b))).toEqual(readBack(b, protos.map(descriptorFor)));
   });
 
   it('carries oneWay and version (format 2): a QoS 0 publish stays one-way, the protocol version arrives', () => {
@@ -136,6 +148,46 @@ describe('batch codec', () => {
     expect(old.messages[1].observationPoint).toBeUndefined();
     expect(old.messages[1].tcpRetransmits).toBeUndefined();
     expect(old.messages[2].payload).toEqual(b.messages[2].payload);
+  });
+
+  it('carries the descriptors of its protocols (format 4): built-ins, aliases once, plugins declared in the process', () => {
+    const tiny: ProtocolDescriptor = { name: 'tinyrpc-codec-test', aliases: ['tinyrpc-alias'], pairing: 'in-order', oneWay: [{ requestType: 'NOTIFY', when: 'always' }], timeoutMs: 250, sequenceSlack: [0, 2.5, -4] };
+    declareDescriptor(tiny);
+    const b = syntheticBatch(4);
+    b.messages[0].l7 = [{ l7Protocol: 'grpc', msgType: 'request', requestId: 1 }];
+    b.messages[1].l7 = [{ l7Protocol: 'http2', msgType: 'response', requestId: 1 }];
+    b.messages[2].l7 = [{ l7Protocol: 'tinyrpc-alias', msgType: 'request' }];
+    b.messages[3].l7 = [{ l7Protocol: 'no-such-protocol', msgType: 'request' }];
+    const back = decodeBatch(encodeBatch(b));
+    expect(back.descriptors).toEqual([descriptorFor('http2'), tiny]);
+    // The stream (what the agent writes) gives the same bytes.
+    const s = new BatchBodyStream(b);
+    for (const m of b.messages) s.add(m);
+    expect(Buffer.from(s.finish(b.processes, b.closed))).toEqual(Buffer.from(serializeBatchBody(b)));
+    // Format 3 bodies have no section: no descriptors, readers use the built-in table.
+    expect(deserializeBatchBody(serializeBatchBody(b, 3), 3).descriptors).toBeUndefined();
+    // Explicit descriptors win over the process's table.
+    const mine: ProtocolDescriptor = { name: 'grpc-as-seen', aliases: [], pairing: 'by-id', oneWay: [] };
+    expect(decodeBatch(encodeBatch({ ...b, descriptors: [mine] })).descriptors).toEqual([mine]);
+  });
+
+  it('leaves out a descriptor it cannot write instead of losing the batch, and rejects a bad pairing on read', () => {
+    declareDescriptor({ name: 'bad-desc-test', aliases: [], pairing: 'sometimes' as 'by-id', oneWay: [] });
+    const b = syntheticBatch(1);
+    b.messages[0].l7 = [{ l7Protocol: 'bad-desc-test', msgType: 'request' }];
+    const s = new BatchBodyStream(b);
+    s.add(b.messages[0]);
+    const body = s.finish(b.processes, b.closed);
+    const back = deserializeBatchBody(body);
+    expect(back.messages).toHaveLength(1);
+    expect(back.descriptors).toBeUndefined();
+    // A body whose section names pairing 7: a malformed batch, said in one line.
+    const good = serializeBatchBody({ ...b, descriptors: [{ name: 'x', aliases: [], pairing: 'by-id', oneWay: [] }] });
+    const tampered = good.slice();
+    // Section tail: count 1, name (new string: 0, len 1, 'x'), pairing byte, 0 aliases, 0 rules, 0 timeout, 0 slack.
+    expect(Array.from(tampered.subarray(tampered.length - 9))).toEqual([1, 0, 1, 0x78, 1, 0, 0, 0, 0]);
+    tampered[tampered.length - 5] = 7;
+    expect(() => deserializeBatchBody(tampered)).toThrow(/descriptor x: bad pairing/);
   });
 
   it('reads back batches of the smallest possible messages (count bounds are not too strict)', () => {

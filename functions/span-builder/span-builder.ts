@@ -18,13 +18,19 @@
  *     (protocol, request direction, request id).
  *   - a request still unanswered after its protocol's timeout, or at the end of the window, becomes a
  *     `request_only` span with status `timeout`; a `oneWay` request closes at once.
+ * How a protocol pairs (in order or by id) and its timeout come from the protocol descriptors the
+ * batches carry (format 4: built-ins and Wasm plugins as the agent knew them), falling back to the
+ * built-in table (agent/protocols/descriptors.ts) for older batches and protocols a batch does not
+ * describe. Which requests are one-way is the parser's call (`oneWay`, checked against the
+ * descriptor's rules by the conformance suite): a rule's condition ('QoS 0', 'noreply') is in the
+ * bytes, not in the descriptor.
  *
  * @example
  *   const { spans, tombstones } = buildSpans({ agentId: 'node-1', slot: 100, prev: [], cur: [batch], next: [] });
  */
 import type { ParsedMessage, Batch } from '../../agent/shipping/batch.ts';
-import type { L7Message } from '../../agent/protocols/parser.ts';
-import { BUILTIN_DESCRIPTORS } from '../../agent/protocols/descriptors.ts';
+import type { L7Message, ProtocolDescriptor } from '../../agent/protocols/parser.ts';
+import { BUILTIN_DESCRIPTORS, descriptorFor } from '../../agent/protocols/descriptors.ts';
 import { spanIdHex, stringWords } from './hash.ts';
 import type { PairState, SpanRow } from './span-row.ts';
 
@@ -42,11 +48,11 @@ export interface SlotWindow {
 }
 
 export interface SpanBuilderOptions {
-  /** Per-protocol request timeout in ms (default {@link DEFAULT_TIMEOUTS_MS}). */
+  /** Per-protocol request timeout in ms, over what the descriptors say (default: the descriptors' `timeoutMs`). */
   timeoutsMs?: Readonly<Record<string, number>>;
-  /** For protocols not listed (default 60 000 ms). */
+  /** For protocols whose descriptor sets no timeout (default 60 000 ms). */
   defaultTimeoutMs?: number;
-  /** Protocols paired in order even when messages carry a request id (default {@link SERIAL_PROTOCOLS}). */
+  /** Protocols paired in order even when messages carry a request id, instead of the descriptors' `pairing`. */
   serialProtocols?: ReadonlySet<string>;
 }
 
@@ -94,6 +100,19 @@ interface ProtoInfo {
   timeoutNs: number;
 }
 
+/** The window's descriptors by every name they cover: the owner slot's batches first, then the neighbours'. */
+function windowDescriptors(w: SlotWindow): Map<string, ProtocolDescriptor> | null {
+  let t: Map<string, ProtocolDescriptor> | null = null;
+  for (const list of [w.cur, w.prev, w.next]) {
+    for (const b of list) {
+      if (b.descriptors === undefined) continue;
+      t ??= new Map();
+      for (const d of b.descriptors) for (const n of [d.name, ...d.aliases]) if (!t.has(n)) t.set(n, d);
+    }
+  }
+  return t;
+}
+
 /** One queue of pending requests (ids into the socket's pending table) and its read position. */
 interface Queue {
   q: number[];
@@ -117,8 +136,10 @@ const SALT_RESPONSE = 0x52455350; // response_only span ids
 export class SpanBuilder {
   private readonly timeouts: Readonly<Record<string, number>>;
   private readonly defaultTimeoutNs: number;
-  private readonly serial: ReadonlySet<string>;
+  private readonly serial: ReadonlySet<string> | undefined;
+  /** Per build: protocol facts as the window's batches describe them. */
   private readonly protos = new Map<string, ProtoInfo>();
+  private described: Map<string, ProtocolDescriptor> | null = null;
   // Per-socket pending table, reused across sockets and builds (grown on demand).
   private pEntry = new Int32Array(1024);
   private pIdx = new Int32Array(1024);
@@ -134,16 +155,21 @@ export class SpanBuilder {
   private readonly queuePool: Queue[] = [];
 
   constructor(options: SpanBuilderOptions = {}) {
-    this.timeouts = { ...DEFAULT_TIMEOUTS_MS, ...(options.timeoutsMs ?? {}) };
+    this.timeouts = options.timeoutsMs ?? {};
     this.defaultTimeoutNs = (options.defaultTimeoutMs ?? 60_000) * 1e6;
-    this.serial = options.serialProtocols ?? SERIAL_PROTOCOLS;
+    this.serial = options.serialProtocols;
   }
 
   private proto(name: string): ProtoInfo {
     let p = this.protos.get(name);
     if (p === undefined) {
-      const ms = this.timeouts[name];
-      p = { index: this.protos.size, serial: this.serial.has(name), timeoutNs: ms === undefined ? this.defaultTimeoutNs : ms * 1e6 };
+      const d = this.described?.get(name) ?? descriptorFor(name);
+      const ms = this.timeouts[name] ?? d?.timeoutMs;
+      p = {
+        index: this.protos.size,
+        serial: this.serial !== undefined ? this.serial.has(name) : d?.pairing === 'in-order',
+        timeoutNs: ms === undefined ? this.defaultTimeoutNs : ms * 1e6,
+      };
       this.protos.set(name, p);
     }
     return p;
@@ -156,6 +182,10 @@ export class SpanBuilder {
     const tombstones: SpanRow[] = [];
     if (w.cur.length === 0) return { spans, tombstones, stats };
     const agent = stringWords(w.agentId);
+    // Protocol facts are per window: batches from different agents (or agent versions) may
+    // describe a plugin protocol differently.
+    this.protos.clear();
+    this.described = windowDescriptors(w);
 
     let cap = 0;
     for (const b of w.prev) cap += b.messages.length;

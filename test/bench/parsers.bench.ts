@@ -8,6 +8,9 @@
  * Each figure is the best of `rounds` timed runs: on a shared box the best run is the one least
  * disturbed by other jobs.
  *
+ * --compare-main http1 runs main's copy of a parser (test/bench/baseline/) against ours instead,
+ * alternating runs, per CPU second.
+ *
  * Workload: the recorded fixtures of each protocol (test/fixtures/protocols), every read one
  * captured message cut at the capture limit, each conversation replayed on a fresh socket id and
  * closed after — so the figures include inference of every new connection, the costly case.
@@ -20,6 +23,7 @@ import { ProtocolRegistry } from '../../agent/protocols/registry.ts';
 import { BUILTIN_PARSERS } from '../../agent/protocols/builtins.ts';
 import type { ProtocolParser } from '../../agent/protocols/parser.ts';
 import { MetricsRegistry } from '../../agent/metrics.ts';
+import { http1Parser as http1Main } from './baseline/http1-main.ts';
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -48,7 +52,13 @@ interface Row {
   steadyMbPerSec: number;
 }
 
-function bench(protocol: string, builtins: readonly ProtocolParser[] = BUILTIN_PARSERS): Row {
+/** CPU time of this process in ms (for A/B runs on a loaded box, where wall time measures the neighbours). */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+function bench(protocol: string, builtins: readonly ProtocolParser[] = BUILTIN_PARSERS, rounds = ROUNDS, clock: () => number = () => performance.now()): Row {
   const fixtures = [...loadFixtures(protocol), ...(protocol === 'http2' ? loadFixtures('grpc') : [])];
   const reg = new ProtocolRegistry({ metrics: new MetricsRegistry(), log: () => undefined, builtins });
   const convs = fixtures.map((f) => f.chunks.map((c) => captured(0, c.dir, c.data, f.transport)));
@@ -74,13 +84,13 @@ function bench(protocol: string, builtins: readonly ProtocolParser[] = BUILTIN_P
     const until = performance.now() + 300;
     while (performance.now() < until) run(steady); // warm-up
     let best: [number, number, number] = [0, 0, 0];
-    for (let r = 0; r < ROUNDS; r++) {
+    for (let r = 0; r < rounds; r++) {
       msgs = l7 = bytes = 0;
-      const t0 = performance.now();
+      const t0 = clock();
       let t = t0;
       while (t - t0 < SECONDS * 1000) {
         run(steady);
-        t = performance.now();
+        t = clock();
       }
       const s = (t - t0) / 1000;
       if (msgs / s > best[0]) best = [msgs / s, l7 / s, bytes / s / 1e6];
@@ -111,6 +121,32 @@ if (without >= 0) {
       b = Math.max(b, bench(proto).msgsPerSec);
     }
     process.stdout.write(`| ${proto} | ${fmtN(a)} | ${fmtN(b)} | ${(b / a).toFixed(2)} |\n`);
+  }
+  process.exit(0);
+}
+const compareMain = process.argv.indexOf('--compare-main');
+if (compareMain >= 0) {
+  // A parser against its copy from main (before a refactor), alternately (A B A B), best of each,
+  // per CPU second of this process rather than per wall second.
+  const baselines: Record<string, ProtocolParser> = { http1: http1Main };
+  const fmtN = (n: number): string => Math.round(n).toLocaleString('en');
+  process.stdout.write(`Captured msgs/s, main's parser (baseline) and ours, ${ROUNDS} alternating runs of each (A B A B …), best of each, ${SECONDS} CPU-s per run, node ${process.version}\n\n`);
+  process.stdout.write('| protocol | main, new conns | ours, new conns | ratio | main, keep-alive | ours, keep-alive | ratio |\n|---|---:|---:|---:|---:|---:|---:|\n');
+  for (const proto of process.argv[compareMain + 1].split(',')) {
+    const base = baselines[proto];
+    if (!base) throw new Error(`--compare-main: no baseline copy of ${proto} (have ${Object.keys(baselines).join(', ')})`);
+    const withBase = BUILTIN_PARSERS.map((p) => (p.name === proto ? base : p));
+    const a = { n: 0, k: 0 };
+    const b = { n: 0, k: 0 };
+    for (let k = 0; k < ROUNDS; k++) {
+      const ra = bench(proto, withBase, 1, cpuMs);
+      const rb = bench(proto, BUILTIN_PARSERS, 1, cpuMs);
+      a.n = Math.max(a.n, ra.msgsPerSec);
+      a.k = Math.max(a.k, ra.steadyPerSec);
+      b.n = Math.max(b.n, rb.msgsPerSec);
+      b.k = Math.max(b.k, rb.steadyPerSec);
+    }
+    process.stdout.write(`| ${proto} | ${fmtN(a.n)} | ${fmtN(b.n)} | ${(b.n / a.n).toFixed(2)} | ${fmtN(a.k)} | ${fmtN(b.k)} | ${(b.k / a.k).toFixed(2)} |\n`);
   }
   process.exit(0);
 }

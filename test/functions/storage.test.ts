@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,7 +26,10 @@ afterAll(async () => {
 describe('ClickHouse storage (embedded chDB through @clickhouse/client)', () => {
   it('applies the versioned migrations once', async () => {
     // The fixtures are dated 2023: a long TTL keeps FINAL (which applies TTL) from hiding them.
-    expect(await migrate(ch, { ttlDays: 20000 })).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    // Every numbered file in infra/clickhouse/single, in order, exactly once.
+    const files = readdirSync(join(import.meta.dirname, '../../infra/clickhouse/single')).filter((f) => /^\d{4}_.*\.sql$/.test(f)).sort();
+    expect(files.length).toBeGreaterThanOrEqual(8);
+    expect(await migrate(ch, { ttlDays: 20000 })).toEqual(files.map((f) => Number(f.slice(0, 4))));
     expect(await migrate(ch)).toEqual([]);
     const tables = await queryRows<{ name: string; engine: string; partition_key: string }>(ch, "SELECT name, engine, partition_key FROM system.tables WHERE database = 'riptide' AND engine LIKE '%MergeTree' ORDER BY name");
     expect(tables.map((t) => t.name)).toEqual(['custom_tags', 'edge_minutes', 'processed_batches', 'processed_slots', 'rollup_minutes', 'schema_migrations', 'settled_slots', 'span_writes', 'spans', 'spans_recent', 'tag_ids', 'tag_labels', 'tag_names']);

@@ -123,6 +123,19 @@ describe.skipIf(!have)('web UI in Chromium', () => {
     expect(errors).toEqual([]);
   });
 
+  it('offers the protocols the API describes in its filters, aliases with their protocol', async () => {
+    const { page, errors } = await newPage();
+    await page.goto(base + '/');
+    const filter = page.getByTestId('protocol-filter').first();
+    await filter.locator('option[value="grpc"]').waitFor({ state: 'attached' });
+    const { protocols } = (await (await fetch(`${base}/api/v1/protocols`)).json()) as { protocols: Array<{ name: string; aliases: string[] }> };
+    const values = await filter.locator('option').evaluateAll((os) => os.map((o) => (o as unknown as { value: string }).value));
+    expect(values).toEqual(['', ...protocols.flatMap((d) => [d.name, ...d.aliases])]);
+    expect(values).toContain('memcached'); // not in the list the page used to hard-code
+    expect(await filter.locator('option[value="grpc"]').innerText()).toBe('grpc (http2)');
+    expect(errors).toEqual([]);
+  });
+
   it('accepts the trace id it shows, in the UI and in the API', async () => {
     const { page, errors } = await newPage();
     await page.goto(base + '/');

@@ -24,7 +24,7 @@ export function riptide_on_http_response(ptr: usize, len: i32): usize {
 }
 
 // A custom protocol instead: declare it in plugin.json ("hooks": ["check", "parse"],
-// "protocols": [{ "name": "myproto", "transports": ["tcp"], "parallel": true }]) and export
+// "protocols": [{ "name": "myproto", "transports": ["tcp"], "pairing": "by-id" }]) and export
 //   riptide_check(ptr, len): i32    — 1 if the payload is yours, else 0
 //   riptide_parse(ptr, len): usize  — new Output().request().requestId(id).resource(m)….finish()
 // See plugins/tinyrpc for a complete one.
