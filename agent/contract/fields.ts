@@ -96,7 +96,7 @@ export const RESPONSE_STATUSES = ['ok', 'client_error', 'server_error', 'timeout
  * `syscallTraceId` in this order (agent/shipping/codec.ts writeMessage). Append only.
  */
 export const RTB_MESSAGE_FIELDS: ReadonlyArray<{ key: 'handoffTraceId'; rtbSince: number; doc: string }> = [
-  { key: 'handoffTraceId', rtbSince: 3, doc: 'Syscall-trace id a wake-up handed to the sending thread (hand-off tracking); 0 when none' },
+  { key: 'handoffTraceId', rtbSince: 3, doc: 'Syscall-trace id a wake-up handed to the sending thread (hand-off tracking; on an answer, the wake-back of the thread whose result it waited for); 0 when none' },
 ];
 
 /** The RTB format version the writer writes: the highest `rtbSince` of an L7 or message field. */
@@ -184,7 +184,7 @@ export const SPAN_COLUMNS_CATALOGUE: readonly SpanColumnSpec[] = [
   ...tags.map((t): SpanColumnSpec => ({ column: `${t}_id`, chType: 'UInt64', tsType: 'number', queried: QUERIED_TAGS.has(t), json: null, doc: t === 'host' ? 'Smart-encoded tags (0 = unknown): dense per-kind ids (functions/tag-encoder/tag-ids.ts); names in `riptide.tag_names`.' : `Smart-encoded ${t.replace('_', ' ')} tag.` })),
   { column: '_version', chType: 'UInt32', tsType: 'number', queried: true, json: null, doc: 'ReplacingMergeTree version: how many batch objects the window held (more = better informed).' },
   { column: '_deleted', chType: 'UInt8', tsType: 'number', queried: true, json: null, doc: '1 = tombstone: hides a row an earlier, less informed run wrote (a response_only later paired).' },
-  { column: 'handoff_trace_id', chType: 'UInt64', tsType: 'number', queried: true, json: 'handoff_trace_id', doc: 'Syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`); 0 when none.' },
+  { column: 'handoff_trace_id', chType: 'UInt64', tsType: 'number', queried: true, json: 'handoff_trace_id', doc: 'Client span: syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`). Server span: the id its answer carried from the thread that woke the answering thread right before (a worker completing the result its reader waited for: the response id of that worker\'s last call). 0 when none.' },
 ];
 
 /** The `SpanRow` property of a column. */

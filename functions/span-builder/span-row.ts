@@ -125,7 +125,7 @@ export interface SpanRow {
   _version: number;
   /** 1 = tombstone: hides a row an earlier, less informed run wrote (a response_only later paired). */
   _deleted: number;
-  /** Syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`); 0 when none. */
+  /** Client span: syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`). Server span: the wake-back its answer carried (the worker whose result the answering thread waited for). 0 when none. */
   handoff_trace_id: number;
 }
 // </contract:span-row>

@@ -129,6 +129,11 @@ interface Stored {
   server_port: number;
   request_resource: string;
   handoff_trace_id: number;
+  syscall_trace_id_req: number;
+  syscall_trace_id_resp: number;
+  tid: number;
+  start_time_us: number;
+  end_time_us: number;
 }
 
 /** Every span of the run by what it is: `${side} java /item/<n>` or `${side} pg <k>`. Through the span API (sees unsettled slots). */
@@ -176,6 +181,8 @@ interface Score {
   breakdown: Map<string, Record<Outcome, number>>;
   /** Worker calls (query 1/2) sent with a handed-off id. */
   carried: number;
+  /** Answers (server spans) that carried a wake-back: the worker whose result the answering thread waited for. */
+  back: number;
 }
 
 const linkCount = (s: Score): number => Object.values(s.links).reduce((a, b) => a + b, 0);
@@ -196,8 +203,9 @@ async function run(label: string, v: Variant, concurrency: number, count: number
 }
 
 async function score(label: string, v: Variant, ns: number[], stored: Map<string, Stored>): Promise<Score> {
-  const s: Score = { label, traces: 0, strict: 0, links: { right: 0, unattached: 0, wrong: 0, missing: 0 }, breakdown: new Map(), carried: 0 };
+  const s: Score = { label, traces: 0, strict: 0, links: { right: 0, unattached: 0, wrong: 0, missing: 0 }, breakdown: new Map(), carried: 0, back: 0 };
   const traceCache = new Map<string, SpanJson[]>();
+  let dumped = 0;
   const traceOf = async (spanId: string): Promise<SpanJson[]> => {
     let t = traceCache.get(spanId);
     if (!t) {
@@ -210,7 +218,10 @@ async function score(label: string, v: Variant, ns: number[], stored: Map<string
     s.traces++;
     const tr = truth(v, n);
     const ids = new Map(tr.spans.map(([name, key]) => [name, stored.get(key)?.span_id]));
-    for (const q of ['query 1', 'query 2']) if ((stored.get(tr.spans.find(([name]) => name === q)?.[1] ?? '')?.handoff_trace_id ?? 0) !== 0) s.carried++;
+    const at = (name: string): Stored | undefined => stored.get(tr.spans.find(([x]) => x === name)?.[1] ?? '');
+    for (const q of ['query 1', 'query 2']) if ((at(q)?.handoff_trace_id ?? 0) !== 0) s.carried++;
+    if ((at('java')?.handoff_trace_id ?? 0) !== 0) s.back++;
+    let explained = false;
     const root = ids.get('curl');
     const trace = root ? await traceOf(root) : [];
     const inTrace = new Map(trace.map((x) => [x.span_id, x]));
@@ -229,7 +240,15 @@ async function score(label: string, v: Variant, ns: number[], stored: Map<string
         if (cs && ps && outcome === 'right' && (cs.start_time_us < ps.start_time_us - 1000 || cs.end_time_us > ps.end_time_us + 1000)) strict = false;
         if (outcome === 'wrong') process.stderr.write(`handoff (${label}): WRONG /${v}/${n} ${hop}: parent ${cs?.parent_id} [${rule} ${cs?.parent_confidence}] instead of ${p}\n`);
       }
-      if (outcome !== 'right') strict = false;
+      if (outcome !== 'right') {
+        strict = false;
+        // A link that is not right explains itself (first few): the request's answer and the worker's calls as stored.
+        if (!explained && dumped++ < 6) {
+          explained = true;
+          const b = (x: Stored | undefined): string => (x ? `t=${x.start_time_us}..${x.end_time_us} tid=${x.tid} sys=${x.syscall_trace_id_req}/${x.syscall_trace_id_resp} handoff=${x.handoff_trace_id}` : '(not stored)');
+          process.stderr.write(`handoff (${label}): ${outcome.toUpperCase()} /${v}/${n} ${hop}\n    java    ${b(at('java'))}\n    query 1 ${b(at('query 1'))}\n    query 2 ${b(at('query 2'))}\n`);
+        }
+      }
       s.links[outcome]++;
       const key = `${hop} [${rule}]`;
       const b = s.breakdown.get(key) ?? { right: 0, unattached: 0, wrong: 0, missing: 0 };
@@ -242,7 +261,7 @@ async function score(label: string, v: Variant, ns: number[], stored: Map<string
   process.stderr.write(
     `handoff, ${label}: ${s.strict}/${s.traces} traces strictly right (${((100 * s.strict) / s.traces).toFixed(1)}%); links: ${s.links.right} right, ` +
       `${s.links.unattached} unattached, ${s.links.wrong} wrong (${((100 * wrongShare(s)) || 0).toFixed(2)}%), ${s.links.missing} missing of ${linkCount(s)}; ` +
-      `worker calls carrying a hand-off: ${s.carried}/${2 * s.traces}\n${lines.join('\n')}\n`,
+      `worker calls carrying a hand-off: ${s.carried}/${2 * s.traces}; answers carrying a wake-back: ${s.back}/${s.traces}\n${lines.join('\n')}\n`,
   );
   results.push(s);
   return s;
