@@ -183,6 +183,7 @@ async function run(agentId: string, concurrency: number, count: number, first: n
 async function score(label: string, ns: number[], stored: Map<string, Stored>): Promise<Score> {
   const s: Score = { traces: 0, strict: 0, links: { right: 0, unattached: 0, wrong: 0, missing: 0 }, breakdown: new Map() };
   const cache = new Map<string, SpanJson[]>();
+  let dumped = 0;
   const traceOf = async (spanId: string): Promise<SpanJson[]> => {
     let t = cache.get(spanId);
     if (!t) {
@@ -212,6 +213,11 @@ async function score(label: string, ns: number[], stored: Map<string, Stored>): 
         const ps = inTrace.get(p);
         if (cs && ps && outcome === 'right' && (cs.start_time_us < ps.start_time_us - 1000 || cs.end_time_us > ps.end_time_us + 1000)) strict = false;
         if (outcome === 'wrong') process.stderr.write(`goroutine (${label}): WRONG /go/${n} ${hop}: parent ${cs?.parent_id} [${rule} ${cs?.parent_confidence}] instead of ${p}\n`);
+        // A link that is not right explains itself: both ends as stored, with what the rules read.
+        if (outcome !== 'right' && dumped++ < 6) {
+          const ps2 = ps ?? (await traceOf(p)).find((x) => x.span_id === p);
+          process.stderr.write(`goroutine (${label}): ${outcome.toUpperCase()} /go/${n} ${hop}\n    child  ${brief(cs)}\n    parent ${brief(ps2)}\n`);
+        }
       }
       if (outcome !== 'right') strict = false;
       s.links[outcome]++;
@@ -229,6 +235,12 @@ async function score(label: string, ns: number[], stored: Map<string, Stored>): 
       `links: ${s.links.right} right, ${s.links.unattached} unattached, ${s.links.wrong} wrong (${((100 * s.links.wrong) / total).toFixed(2)}%), ${s.links.missing} missing of ${total}\n${lines.join('\n')}\n`,
   );
   return s;
+}
+
+/** The fields the pairing and thread rules read, for a link that went wrong. */
+function brief(x: SpanJson | undefined): string {
+  if (!x) return '(not found)';
+  return `${x.side} ${x.request_type} ${x.request_resource} ${x.pair_state} t=${x.start_time_us}..${x.end_time_us} seq=${x.req_tcp_seq}/${x.resp_tcp_seq} ports=${x.client_port}->${x.server_port} tid=${x.tid} sys=${x.syscall_trace_id_req}/${x.syscall_trace_id_resp} rule=${x.parent_rule}`;
 }
 
 const linkCount = (s: Score): number => Object.values(s.links).reduce((a, b) => a + b, 0);
