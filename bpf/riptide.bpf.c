@@ -623,7 +623,7 @@ static __always_inline struct rt_args *enter_missed(__u8 sys, long ret)
  * worker and waited for the result (a CompletableFuture) answers right after the worker completing
  * that future woke it, and the worker's id is the response id of its last call for that request.
  * Any other next syscall drops it (a thread woken by a pool returning a connection goes on to send
- * a query, not an answer). The answer carries it in handoff_trace_id (a server-side send: a
+ * a query, not an answer), and so does a second wake-back with another id before it (ambiguous). The answer carries it in handoff_trace_id (a server-side send: a
  * forward hand-off is never carried there, so the field is unambiguous per side).
  */
 const volatile __u8 handoff_enabled = 0;
@@ -636,7 +636,7 @@ struct rt_handoff {
 	__u32 waker_tid;
 	__u64 back_id;  /* wake-back: the waker's id right after it read a reply; 0 when none */
 	__u32 back_tgid;
-	__u32 _pad;
+	__u32 back_conflict; /* a second wake-back with another id came before the wakee's next socket syscall */
 };
 
 struct {
@@ -675,13 +675,14 @@ static __always_inline __u64 handoff_for(__u32 tgid, __u32 tid, __u8 dir, __u8 r
 		return 0;
 	__u64 back = 0;
 	if (h->back_id) {
-		if (answers && h->back_tgid == tgid) {
+		if (answers && h->back_tgid == tgid && !h->back_conflict) {
 			back = h->back_id;
 			ho_count(RT_HO_BACK_CARRIED);
 		} else {
 			ho_count(RT_HO_BACK_DROPPED);
 		}
 		h->back_id = 0;
+		h->back_conflict = 0;
 	}
 	__u64 id = h->trace_id;
 	if (id && h->waker_tgid != tgid) {
@@ -1071,6 +1072,11 @@ int rt_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx)
 	if (cur) {
 		/* In place: the other direction's state of the wakee stays. */
 		if (back) {
+			/* Two wake-backs with different ids before the wakee's next socket syscall: which
+			 * one was its result is unknown (a JVM-internal lock released by a worker busy with
+			 * another task wakes a reader too), so its answer carries neither. */
+			if (cur->back_id && cur->back_id != a->trace_id)
+				cur->back_conflict = 1;
 			cur->back_id = a->trace_id;
 			cur->back_tgid = pid_tgid >> 32;
 		} else {

@@ -297,7 +297,10 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
     const leaf = s.syscall_trace_id_req !== 0 && s.syscall_trace_id_req === s.syscall_trace_id_resp;
     if (!leaf) k.inside.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, anyThread: go, from: s.start_time_us, to: s.end_time_us });
   } else if (!unserved && (!link || !STRONG.has(link.rule))) {
-    k.containing.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, anyThread: go, from: s.start_time_us, to: s.end_time_us });
+    // A call with a forward hand-off: every open request of the process is asked for, not only
+    // its own thread's — the `handoff` rule must see them all to know no other could be its task.
+    const anyThread = go || (s.handoff_trace_id ?? 0) !== 0;
+    k.containing.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, anyThread, from: s.start_time_us, to: s.end_time_us });
   }
 }
 
@@ -377,6 +380,38 @@ export const HANDOFF_INFERRED_CONFIDENCE = 0.4;
  * evidence is captured (`--handoff`); assembly uses it only with a lowered `minConfidence`. `others` are the process's client
  * spans (to find those earlier calls).
  */
+/**
+ * Confidence of a `handoff` link whose alternatives are accounted for exactly ({@link
+ * byAccountedHandoff}): every other open request's task is named by its own wake-back.
+ */
+export const HANDOFF_ACCOUNTED_CONFIDENCE = 0.7;
+
+/**
+ * The forward hand-off where the wake-back is missing (the task finished before its reader parked
+ * on the future, so nothing woke it): the server span whose request this call's waker had just read,
+ * believed only when no other task could be the one the worker took from the queue:
+ * - exactly one containing server span read its request with that id, and it has no wake-back of
+ *   its own (with one, its task is the calls that wake-back names, and this call is not among them);
+ * - it was answered by its reader or by this call's thread, and no other containing span was read
+ *   or answered by this call's thread;
+ * - every other containing server span of the process has its task named by its own wake-back
+ *   (`claimed`: it has `handback` links). A worker runs one task at a time and each request has one,
+ *   so this call is none of theirs. The search fetches every containing server span of the process
+ *   for a call with a hand-off (not only its thread's), so an open request is not missed for
+ *   lack of a key.
+ */
+export function byAccountedHandoff<T extends AsmSpan>(c: T, containing: readonly T[], claimed: ReadonlySet<string>): T | undefined {
+  const id = c.handoff_trace_id ?? 0;
+  if (id === 0) return undefined;
+  const named = containing.filter((srv) => srv.syscall_trace_id_req === id);
+  if (named.length !== 1) return undefined;
+  const [srv] = named;
+  if ((srv.handoff_trace_id ?? 0) !== 0 && srv.handoff_trace_id !== srv.syscall_trace_id_req) return undefined;
+  if (srv.resp_tid !== 0 && srv.resp_tid !== srv.tid && srv.resp_tid !== c.tid) return undefined;
+  if (c.tid !== 0 && containing.some((o) => o !== srv && (o.tid === c.tid || o.resp_tid === c.tid))) return undefined;
+  return containing.every((o) => o === srv || claimed.has(o.span_id)) ? srv : undefined;
+}
+
 export function byHandoff<T extends AsmSpan>(c: T, containing: readonly T[], others: readonly T[]): [T, number] | undefined {
   const id = c.handoff_trace_id ?? 0;
   if (id === 0) return undefined;
@@ -576,16 +611,18 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
   };
 
   // Wake-backs, per process: the calls each stamped server span's worker made for it (`handback`).
-  const handbackCache = new Map<string, Map<string, [T, number]>>();
-  const handbackOf = (c: T): [T, number] | undefined => {
+  const handbackCache = new Map<string, { calls: Map<string, [T, number]>; servers: Set<string> }>();
+  const handbackState = (c: T): { calls: Map<string, [T, number]>; servers: Set<string> } => {
     const k = procKey(c);
     let m = handbackCache.get(k);
     if (!m) {
       const p = procs.get(k);
-      handbackCache.set(k, (m = p ? handbacks(p.servers, p.clients) : new Map()));
+      const calls = p ? handbacks(p.servers, p.clients) : new Map<string, [T, number]>();
+      handbackCache.set(k, (m = { calls, servers: new Set([...calls.values()].map(([srv]) => srv.span_id)) }));
     }
-    return m.get(c.span_id);
+    return m;
   };
+  const handbackOf = (c: T): [T, number] | undefined => handbackState(c).calls.get(c.span_id);
 
   const links = new Map<string, Link>();
   const wouldCycle = (child: string, parent: string): boolean => {
@@ -661,6 +698,7 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     if (back && inside(s, back[0])) out.push([back[0], 'handback', back[1]]);
     // (On a shared loop above byHandoff could not hold: the calling thread serves other requests.)
     if (s.handoff_trace_id) {
+      if (!back) out.push([byAccountedHandoff(s, servers, handbackState(s).servers), 'handoff', HANDOFF_ACCOUNTED_CONFIDENCE]);
       const h = byHandoff(s, servers, procs.get(procKey(s))?.clients ?? []);
       out.push([h?.[0], 'handoff', h?.[1]]);
     }
