@@ -3,7 +3,9 @@
 // real PostgreSQL), under the real agent, at 1, 30 and 100 concurrent requests:
 //   curl → Java (reader pool → worker pool) → PostgreSQL
 // Two shapes: /item/<n> — the worker answers; /wait/<n> — the reader waits for the worker's result
-// (CompletableFuture) and answers itself, so no thread evidence ties the queries to the request.
+// (CompletableFuture) and answers itself, so no thread evidence ties the queries to the request: only
+// the wake-ups do (the reader waking a worker; the worker completing the future waking the reader
+// back, whose answer then carries the worker's id).
 // First with the agent as it runs by default (no --handoff: before), then restarted with --handoff
 // (after), same services, same functions and ClickHouse, one run. No tracing headers anywhere; the
 // request number travels in the path (/item/<n>) and, shifted, in the SQL (SELECT <n + 1000000>,
@@ -294,30 +296,36 @@ describe.skipIf(missing.length > 0)('acceptance: curl → Java HttpServer (reade
     if (agent) await stop(agent);
   }, 600_000);
 
-  it('after: with --handoff the kernel evidence reaches the worker calls, /item stays strictly right, and no link is wrong', async () => {
+  it('after: with --handoff the wake-ups and wake-backs reach the spans, both shapes are whole, and no link is wrong', async () => {
     await startAgent(true);
+    // Every level is measured before anything is asserted, so a failing run still prints them all.
+    const scored: Array<[Variant, number, Score]> = [];
     for (const [i, [c, count]] of LEVELS.entries()) {
-      for (const [j, v] of (['item', 'wait'] as const).entries()) {
-        const s = await run('after --handoff', v, c, count, 500_000 + 10_000 * (i + 1) + 100_000 * j);
-        expect(s.links.missing, 'spans never stored').toBe(0);
-        expect(wrongShare(s), 'wrong links').toBeLessThanOrEqual(0.001);
-        // The kernel evidence reached the spans: a parked worker is woken by the reader.
-        expect(s.carried, 'worker calls carrying a hand-off').toBeGreaterThan(0);
-        // /wait: only the wake-up ties the queries to their request, and a wake-up does not say which
-        // queued task the worker took (0.67-2% of links wrong at 30 concurrent in merged runs), so the
-        // handoff rule is below the default floor (docs/TRACE-ASSEMBLY.md): those queries stay
-        // unattached, never wrong. /item keeps its thread and response evidence.
-        const floor = v === 'wait' ? 0 : c === 1 ? 1 : 0.95;
-        expect(s.strict / s.traces, 'strict traces').toBeGreaterThanOrEqual(floor);
-      }
+      for (const [j, v] of (['item', 'wait'] as const).entries()) scored.push([v, c, await run('after --handoff', v, c, count, 500_000 + 10_000 * (i + 1) + 100_000 * j)]);
     }
     const m = await handoffMetrics();
     process.stderr.write(`handoff: agent counters ${JSON.stringify(m)}\n`);
-    expect(m['event=recorded']).toBeGreaterThan(0);
-    expect(m['event=carried']).toBeGreaterThan(0);
     if (agent) await stop(agent);
-
     const table = results.map((s) => `  ${s.label.padEnd(40)} ${`${s.strict}/${s.traces}`.padStart(8)} strict  ${String(s.links.wrong).padStart(3)} wrong  ${String(s.links.unattached).padStart(3)} unattached of ${linkCount(s)} links`);
     process.stderr.write(`handoff, before and after in one run:\n${table.join('\n')}\n`);
+    for (const [v, c, s] of scored) {
+      expect(s.links.missing, `spans never stored, /${v} at ${c}`).toBe(0);
+      expect(wrongShare(s), `wrong links, /${v} at ${c}`).toBeLessThanOrEqual(0.001);
+      // The kernel evidence reached the spans: a parked worker is woken by the reader.
+      expect(s.carried, `worker calls carrying a hand-off, /${v} at ${c}`).toBeGreaterThan(0);
+      if (v === 'wait') expect(s.back, `answers carrying a wake-back, /${v} at ${c}`).toBeGreaterThan(0);
+      // /wait: the reader is woken back by the worker that completes its future, and its answer
+      // carries that worker's id (handback). Under load a reader whose task finished before it
+      // parked gets no wake-back; the forward hand-off then links only when every other open
+      // request's task is named by its own wake-back, else the queries stay unattached, never
+      // wrong. Measured 91.7-100 % at 30 and 94-96 % at 100 on the loaded box (the target is 95 %:
+      // docs/TRACE-ASSEMBLY.md). /item keeps its thread and response evidence (which one run at
+      // load 19 found short at 30: a worker answering several requests open at once).
+      const floor = c === 1 ? 1 : v === 'wait' ? 0.9 : 0.95;
+      expect(s.strict / s.traces, `strict traces, /${v} at ${c}`).toBeGreaterThanOrEqual(floor);
+    }
+    expect(m['event=recorded']).toBeGreaterThan(0);
+    expect(m['event=carried']).toBeGreaterThan(0);
+    expect(m['event=back_carried'], 'answers that carried a wake-back').toBeGreaterThan(0);
   }, 600_000);
 });
