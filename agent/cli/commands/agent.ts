@@ -27,7 +27,7 @@ const options: OptionSpec[] = [
   { name: 'capture-bytes', type: 'number', help: 'Payload bytes captured per message (max 8192)', default: 1024 },
   { name: 'ring-mb', type: 'number', help: 'BPF ring buffer size in MiB (power of two)', default: 8 },
   { name: 'exit-with-parent', type: 'boolean', help: 'Stop (detaching every program) when the process that started the agent exits, even by SIGKILL: for supervisors such as riptide up and test harnesses, so an agent never outlives them attached to the host' },
-  { name: 'handoff', type: 'boolean', help: 'Track hand-offs between threads (sched_waking): a thread that wakes another right after reading a request passes it that request (thread pools; docs/TRACE-ASSEMBLY.md). Off by default: it runs on every wake-up of the host (docs/BENCHMARKS.md), and trace assembly rates this evidence below its default confidence floor (a wake-up does not say which queued task the worker took)' },
+  { name: 'handoff', type: 'boolean', help: 'Track hand-offs between threads (sched_waking): a thread that wakes another right after reading a request passes it that request, and a worker that wakes a waiting reader right after reading its last reply passes it its own id, which the reader\'s answer carries (thread pools, futures; docs/TRACE-ASSEMBLY.md, rules handback and handoff). Off by default: it runs on every wake-up of the host (docs/BENCHMARKS.md)' },
   { name: 'handoff-window-ms', type: 'number', help: 'With --handoff: how recent the waker\'s request must be', default: 50 },
   { name: 'filter-pid', type: 'list', help: 'Only capture these process ids (comma-separated; filters are OR-ed)' },
   { name: 'filter-port', type: 'list', help: 'Only capture sockets with these local or remote ports' },
