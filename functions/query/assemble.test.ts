@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ArraySpanSource, HANDBACK_CHAIN_PENALTY, HANDBACK_CONFIDENCE, HANDOFF_ACCOUNTED_CONFIDENCE, HANDOFF_INFERRED_CONFIDENCE, RULE_CONFIDENCE, TCP_SEQ_EXACT, assembleTrace, derivedTraceId, idTokens, linkParents } from './assemble.ts';
+import { ArraySpanSource, HANDBACK_CHAIN_PENALTY, HANDBACK_CONFIDENCE, HANDOFF_INFERRED_CONFIDENCE, RULE_CONFIDENCE, TCP_SEQ_EXACT, assembleTrace, derivedTraceId, idTokens, linkParents } from './assemble.ts';
 import type { AssembleOptions, ParentRule } from './assemble.ts';
 import type { AsmSpan } from './span.ts';
 
@@ -581,22 +581,23 @@ describe('handback: a reader waits for the worker that ran its task (the wake-ba
     expect(linkParents([a2, ...r1, ...r2]).get(r2[0].span_id)?.rule).not.toBe('handback');
   });
 
-  it('no wake-back (the task finished before its reader parked): the forward hand-off, only when every other open request\'s task is named by its own wake-back', () => {
+  it('the chain stops before a call another open request may own: that request has no wake-back (its task finished before its reader parked)', () => {
     const { a, b, q1a, q2a, q1b, q2b } = shape();
-    a.handoff_trace_id = 0;
-    // A's worker is another thread (22) here, so A's calls are not in B's worker chain.
-    for (const q of [q1a, q2a]) q[0].tid = q[0].resp_tid = 22;
+    a.handoff_trace_id = 0; // A's reader was never woken back
+    for (const q of [q1a, q2a]) q[0].handoff_trace_id = 0; // the worker was busy: no forward hand-offs either
     const l = linkParents([a, b, ...q1a, ...q2a, ...q1b, ...q2b]);
-    expect(l.get(q1a[0].span_id)).toEqual({ parent: a.span_id, rule: 'handoff', confidence: HANDOFF_ACCOUNTED_CONFIDENCE });
-    expect(l.get(q2a[0].span_id)).toMatchObject({ parent: a.span_id, rule: 'handoff' });
-    // B open without a wake-back of its own: the worker may have taken B's task from the queue.
-    b.handoff_trace_id = 0;
+    // B's named call is exact; its earlier call lies inside A too, which nobody's wake-back names:
+    // it could be the end of A's task, so it stays unattached (never guessed), and the chain goes no
+    // further into A's calls.
+    expect(l.get(q2b[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'handback' });
+    expect(l.has(q1b[0].span_id)).toBe(false);
+    expect(l.has(q2a[0].span_id)).toBe(false);
+    expect(l.has(q1a[0].span_id)).toBe(false);
+    // With A's wake-back back, every call is named again.
+    a.handoff_trace_id = 557;
     const l2 = linkParents([a, b, ...q1a, ...q2a, ...q1b, ...q2b]);
-    expect(l2.has(q1a[0].span_id)).toBe(false);
-    // A's own wake-back names other calls: its task is those, not this one.
-    b.handoff_trace_id = 559;
-    a.handoff_trace_id = 555;
-    expect(linkParents([a, b, ...q1a, ...q2a, ...q1b, ...q2b]).get(q1a[0].span_id)?.rule).not.toBe('handoff');
+    expect(l2.get(q1b[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'handback' });
+    expect(l2.get(q1a[0].span_id)).toMatchObject({ parent: a.span_id, rule: 'handback' });
   });
 
   it('assembleTrace finds the task from the request and the request from the task, and leaves the other request out', async () => {

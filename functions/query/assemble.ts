@@ -297,9 +297,10 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
     const leaf = s.syscall_trace_id_req !== 0 && s.syscall_trace_id_req === s.syscall_trace_id_resp;
     if (!leaf) k.inside.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, anyThread: go, from: s.start_time_us, to: s.end_time_us });
   } else if (!unserved && (!link || !STRONG.has(link.rule))) {
-    // A call with a forward hand-off: every open request of the process is asked for, not only
-    // its own thread's — the `handoff` rule must see them all to know no other could be its task.
-    const anyThread = go || (s.handoff_trace_id ?? 0) !== 0;
+    // A call linked by `handback` through the worker's chain: every open request of the process is
+    // asked for, not only its own thread's — the chain must see an open request whose task nobody
+    // named (it could be this call's) to stop there.
+    const anyThread = go || link?.rule === 'handback';
     k.containing.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, anyThread, from: s.start_time_us, to: s.end_time_us });
   }
 }
@@ -380,38 +381,6 @@ export const HANDOFF_INFERRED_CONFIDENCE = 0.4;
  * evidence is captured (`--handoff`); assembly uses it only with a lowered `minConfidence`. `others` are the process's client
  * spans (to find those earlier calls).
  */
-/**
- * Confidence of a `handoff` link whose alternatives are accounted for exactly ({@link
- * byAccountedHandoff}): every other open request's task is named by its own wake-back.
- */
-export const HANDOFF_ACCOUNTED_CONFIDENCE = 0.7;
-
-/**
- * The forward hand-off where the wake-back is missing (the task finished before its reader parked
- * on the future, so nothing woke it): the server span whose request this call's waker had just read,
- * believed only when no other task could be the one the worker took from the queue:
- * - exactly one containing server span read its request with that id, and it has no wake-back of
- *   its own (with one, its task is the calls that wake-back names, and this call is not among them);
- * - it was answered by its reader or by this call's thread, and no other containing span was read
- *   or answered by this call's thread;
- * - every other containing server span of the process has its task named by its own wake-back
- *   (`claimed`: it has `handback` links). A worker runs one task at a time and each request has one,
- *   so this call is none of theirs. The search fetches every containing server span of the process
- *   for a call with a hand-off (not only its thread's), so an open request is not missed for
- *   lack of a key.
- */
-export function byAccountedHandoff<T extends AsmSpan>(c: T, containing: readonly T[], claimed: ReadonlySet<string>): T | undefined {
-  const id = c.handoff_trace_id ?? 0;
-  if (id === 0) return undefined;
-  const named = containing.filter((srv) => srv.syscall_trace_id_req === id);
-  if (named.length !== 1) return undefined;
-  const [srv] = named;
-  if ((srv.handoff_trace_id ?? 0) !== 0 && srv.handoff_trace_id !== srv.syscall_trace_id_req) return undefined;
-  if (srv.resp_tid !== 0 && srv.resp_tid !== srv.tid && srv.resp_tid !== c.tid) return undefined;
-  if (c.tid !== 0 && containing.some((o) => o !== srv && (o.tid === c.tid || o.resp_tid === c.tid))) return undefined;
-  return containing.every((o) => o === srv || claimed.has(o.span_id)) ? srv : undefined;
-}
-
 export function byHandoff<T extends AsmSpan>(c: T, containing: readonly T[], others: readonly T[]): [T, number] | undefined {
   const id = c.handoff_trace_id ?? 0;
   if (id === 0) return undefined;
@@ -442,8 +411,10 @@ export function byHandoff<T extends AsmSpan>(c: T, containing: readonly T[], oth
  *   reader was woken with that id);
  * - its forward hand-off id is the same (a different one means the worker slept and was woken again
  *   in between: a new task). A worker that went from one task to the next without sleeping, whose
- *   previous task's reader was never woken (it had not yet parked when the future completed), is the
- *   case these checks cannot see; measured in test/query/handoff.test.ts.
+ *   previous task's reader was never woken (it had not yet parked when the future completed), is
+ *   caught by one more check: no other open request containing the previous call lacks a wake-back
+ *   (one that does, answered by its reader or by that worker, may own the call). The search asks
+ *   for every containing server span of the process around a call linked this way.
  * A call claimed by two server spans is left to the other rules. Returns, per call span id, the
  * server span and the link's confidence ({@link HANDBACK_CONFIDENCE}).
  */
@@ -477,6 +448,12 @@ export function handbacks<T extends AsmSpan>(servers: readonly T[], clients: rea
     else if (fwd !== 0 && servers.some((o) => o !== srv && o.syscall_trace_id_req === fwd && inside(c, o))) conf = HANDBACK_CONFIDENCE.disagree;
     claims.set(c.span_id, [srv, chained ? conf - HANDBACK_CHAIN_PENALTY : conf]);
   };
+  // Another open request containing `d` whose task no wake-back names, answered by its reader (it
+  // waited for a worker) or by d's thread: d may be the end of its task (its reader had not parked
+  // when the future completed, so nothing woke it back) — the chain stops before d.
+  const hasStamp = (o: T): boolean => (o.handoff_trace_id ?? 0) !== 0 && o.handoff_trace_id !== o.syscall_trace_id_req;
+  const unnamedOwner = (d: T, srv: T): boolean =>
+    servers.some((o) => o !== srv && !hasStamp(o) && (o.resp_tid === o.tid || o.resp_tid === d.resp_tid) && inside(d, o));
   for (const srv of stamped) {
     const stamp = srv.handoff_trace_id as number;
     if ((stampers.get(stamp) ?? []).length !== 1) continue;
@@ -493,7 +470,8 @@ export function handbacks<T extends AsmSpan>(servers: readonly T[], clients: rea
           d.resp_tid === at.tid &&
           d.end_time_us <= at.start_time_us &&
           (d.handoff_trace_id ?? 0) === (at.handoff_trace_id ?? 0) &&
-          !(stampers.get(d.syscall_trace_id_resp) ?? []).some((o) => o !== srv),
+          !(stampers.get(d.syscall_trace_id_resp) ?? []).some((o) => o !== srv) &&
+          !unnamedOwner(d, srv),
       );
       if (prev.length !== 1) break;
       cur = prev[0];
@@ -611,18 +589,16 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
   };
 
   // Wake-backs, per process: the calls each stamped server span's worker made for it (`handback`).
-  const handbackCache = new Map<string, { calls: Map<string, [T, number]>; servers: Set<string> }>();
-  const handbackState = (c: T): { calls: Map<string, [T, number]>; servers: Set<string> } => {
+  const handbackCache = new Map<string, Map<string, [T, number]>>();
+  const handbackOf = (c: T): [T, number] | undefined => {
     const k = procKey(c);
     let m = handbackCache.get(k);
     if (!m) {
       const p = procs.get(k);
-      const calls = p ? handbacks(p.servers, p.clients) : new Map<string, [T, number]>();
-      handbackCache.set(k, (m = { calls, servers: new Set([...calls.values()].map(([srv]) => srv.span_id)) }));
+      handbackCache.set(k, (m = p ? handbacks(p.servers, p.clients) : new Map<string, [T, number]>()));
     }
-    return m;
+    return m.get(c.span_id);
   };
-  const handbackOf = (c: T): [T, number] | undefined => handbackState(c).calls.get(c.span_id);
 
   const links = new Map<string, Link>();
   const wouldCycle = (child: string, parent: string): boolean => {
@@ -698,7 +674,6 @@ export function linkParents<T extends AsmSpan>(spans: readonly T[], options: Par
     if (back && inside(s, back[0])) out.push([back[0], 'handback', back[1]]);
     // (On a shared loop above byHandoff could not hold: the calling thread serves other requests.)
     if (s.handoff_trace_id) {
-      if (!back) out.push([byAccountedHandoff(s, servers, handbackState(s).servers), 'handoff', HANDOFF_ACCOUNTED_CONFIDENCE]);
       const h = byHandoff(s, servers, procs.get(procKey(s))?.clients ?? []);
       out.push([h?.[0], 'handoff', h?.[1]]);
     }
