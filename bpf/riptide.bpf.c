@@ -620,15 +620,29 @@ static __always_inline struct rt_args *enter_missed(__u8 sys, long ret)
  * a request of its own or wakes the thread that handed it the work, or another wake-up replaces it. Trace assembly's `handoff` rule
  * decides whether to believe it (docs/TRACE-ASSEMBLY.md). Off unless the loader sets handoff_enabled
  * (the sched_waking program is then not even attached).
+ *
+ * Wake-backs, the reverse direction: a thread whose last socket syscall received a reply (on a
+ * socket it did not accept: a worker that has just read its last database answer) and wakes another
+ * stamps the wakee with its own syscall-trace id (back_id). The stamp is carried only by the wakee's
+ * very next socket syscall, and only when that is the answer to the request the wakee had read last
+ * (a send on the same accepted socket it last received on): a reader that handed its request to a
+ * worker and waited for the result (a CompletableFuture) answers right after the worker completing
+ * that future woke it, and the worker's id is the response id of its last call for that request.
+ * Any other next syscall drops it (a thread woken by a pool returning a connection goes on to send
+ * a query, not an answer), and so does a second wake-back with another id before it (ambiguous). The answer carries it in handoff_trace_id (a server-side send: a
+ * forward hand-off is never carried there, so the field is unambiguous per side).
  */
 const volatile __u8 handoff_enabled = 0;
 const volatile __u64 handoff_window_ns = 50000000; /* the waker's context must be this fresh */
 
 struct rt_handoff {
-	__u64 trace_id;
+	__u64 trace_id; /* forward hand-off: the waker's request id; 0 when none */
 	__u64 ts_ns;
 	__u32 waker_tgid;
 	__u32 waker_tid;
+	__u64 back_id;  /* wake-back: the waker's id right after it read a reply; 0 when none */
+	__u32 back_tgid;
+	__u32 back_conflict; /* a second wake-back with another id came before the wakee's next socket syscall */
 };
 
 struct {
@@ -652,26 +666,45 @@ static __always_inline void ho_count(__u32 which)
 		__sync_fetch_and_add(v, 1);
 }
 
-/* The hand-off a data syscall of this thread carries (egress), ending it where its work ends. */
-static __always_inline __u64 handoff_for(__u32 tgid, __u32 tid, __u8 dir, __u8 role)
+/*
+ * The hand-off a data syscall of this thread carries, ending it where its work ends. `answers`: an
+ * egress on the accepted socket the thread last received on (the answer to the request it read); a
+ * wake-back stamp is carried only then, and is gone after this syscall either way. A forward
+ * hand-off is carried by client-side sends only.
+ */
+static __always_inline __u64 handoff_for(__u32 tgid, __u32 tid, __u8 dir, __u8 role, bool answers)
 {
 	if (!handoff_enabled)
 		return 0;
 	struct rt_handoff *h = bpf_map_lookup_elem(&handoffs, &tid);
 	if (!h)
 		return 0;
-	if (h->waker_tgid != tgid) {
-		bpf_map_delete_elem(&handoffs, &tid);
-		ho_count(RT_HO_OTHER_PROCESS);
-		return 0;
+	__u64 back = 0;
+	if (h->back_id) {
+		if (answers && h->back_tgid == tgid && !h->back_conflict) {
+			back = h->back_id;
+			ho_count(RT_HO_BACK_CARRIED);
+		} else {
+			ho_count(RT_HO_BACK_DROPPED);
+		}
+		h->back_id = 0;
+		h->back_conflict = 0;
 	}
 	__u64 id = h->trace_id;
-	if (role == RT_ROLE_SERVER) {
+	if (id && h->waker_tgid != tgid) {
+		h->trace_id = id = 0;
+		ho_count(RT_HO_OTHER_PROCESS);
+	}
+	if (id && role == RT_ROLE_SERVER) {
 		/* Answering (egress) or reading a request of its own (ingress): the handed work is over. */
-		bpf_map_delete_elem(&handoffs, &tid);
+		h->trace_id = 0;
 		ho_count(RT_HO_ENDED);
 	}
-	if (dir != RT_DIR_EGRESS)
+	if (!h->trace_id && !h->back_id)
+		bpf_map_delete_elem(&handoffs, &tid);
+	if (back)
+		return back;
+	if (!id || role == RT_ROLE_SERVER || dir != RT_DIR_EGRESS)
 		return 0;
 	ho_count(RT_HO_CARRIED);
 	return id;
@@ -746,12 +779,15 @@ static __always_inline __u8 verdict_for(struct rt_sock_info *info, __u8 dir, __u
 /* A count-only socket's message: keep the thread's trace and hand-off state as if it had been sent, count it. */
 static __always_inline void verdict_skip(struct rt_args *a, __u32 tgid, __u32 tid, __u8 dir, struct rt_sock_info *info, __u8 sys, long ret)
 {
+	/* As for a sent message: does this send answer the request the thread read last (wake-backs)? */
+	bool answers = dir == RT_DIR_EGRESS && info->role == RT_ROLE_SERVER && !a->goid && a->trace_id &&
+		       a->trace_last_dir == RT_DIR_INGRESS && a->trace_socket == info->socket_id;
 	bool go_ok = false;
 	if (a->goid)
 		go_trace_id_for(tgid, a->goid, dir, info->socket_id, &go_ok);
 	if (!go_ok)
 		trace_id_for(a, dir, info->socket_id);
-	handoff_for(tgid, tid, dir, info->role);
+	handoff_for(tgid, tid, dir, info->role, answers);
 	if (sys == RT_SYS_SENDMMSG || sys == RT_SYS_RECVMMSG) {
 		vd_count(RT_VD_SKIPPED, ret < RT_MAX_MMSG ? ret : RT_MAX_MMSG);
 		return;
@@ -844,12 +880,15 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	}
 	ev->socket_id = info ? info->socket_id : 0;
 	ev->role = info ? info->role : RT_ROLE_UNKNOWN;
+	/* Before the trace state moves on: does this send answer the request the thread read last? */
+	bool answers = dir == RT_DIR_EGRESS && ev->role == RT_ROLE_SERVER && !a->goid && a->trace_id &&
+		       a->trace_last_dir == RT_DIR_INGRESS && a->trace_socket == ev->socket_id;
 	bool go_ok = false;
 	if (a->goid)
 		ev->syscall_trace_id = go_trace_id_for(tgid, a->goid, dir, ev->socket_id, &go_ok);
 	if (!go_ok)
 		ev->syscall_trace_id = trace_id_for(a, dir, ev->socket_id);
-	ev->handoff_trace_id = handoff_for(tgid, ev->tid, dir, ev->role);
+	ev->handoff_trace_id = handoff_for(tgid, ev->tid, dir, ev->role, answers);
 
 	__u32 want = ret < limit ? (__u32)ret : limit;
 	__u32 got = 0;
@@ -1117,34 +1156,67 @@ int rt_sched_waking(struct trace_event_raw_sched_wakeup_template *ctx)
 	/* A worker waking the thread that handed it work (completing the future a reader waits on): the
 	 * handed work is done, and what the worker sends next belongs to something else. */
 	struct rt_handoff *mine = bpf_map_lookup_elem(&handoffs, &self);
-	if (mine && mine->waker_tid == wakee) {
-		bpf_map_delete_elem(&handoffs, &self);
+	if (mine && mine->trace_id && mine->waker_tid == wakee) {
+		mine->trace_id = 0;
+		if (!mine->back_id)
+			bpf_map_delete_elem(&handoffs, &self);
 		ho_count(RT_HO_ENDED);
 	}
 	if (!a->trace_id || a->trace_last_dir != RT_DIR_INGRESS)
 		return 0;
-	__u64 now = bpf_ktime_get_ns();
-	if (now - a->enter_ns > handoff_window_ns) {
-		ho_count(RT_HO_SKIP_STALE);
-		return 0;
-	}
-	/* Only a request is a context to hand on: the last socket the waker used is one it accepted
-	 * (a worker that just read a database reply and wakes the next waiter on a pool hands nothing). */
+	/* Only a request is a context to hand on: the last socket the waker used is one it accepted.
+	 * Anything else is a wake-back (see "hand-offs between threads" above): a socket it connected,
+	 * or one opened before capture began (role unknown: a pool's connections usually are). A wrong
+	 * guess there costs nothing: the wakee carries the stamp only when it next answers, and assembly
+	 * needs a call whose reply started that id inside the request. */
 	__u64 key = (pid_tgid & 0xffffffff00000000ULL) | a->fd;
 	struct rt_sock_info *info = bpf_map_lookup_elem(&sockets, &key);
-	if (!info || info->role != RT_ROLE_SERVER || info->socket_id != a->trace_socket) {
+	if (!info || info->socket_id != a->trace_socket) {
 		ho_count(RT_HO_SKIP_NOT_REQUEST);
+		return 0;
+	}
+	bool back = info->role != RT_ROLE_SERVER;
+	__u64 now = bpf_ktime_get_ns();
+	/* The window is for requests only: a wake-back names the waker's last call, which assembly
+	 * requires inside the wakee's request (and a database reply may take longer than the window:
+	 * enter_ns is when the waker began waiting for it). */
+	if (!back && now - a->enter_ns > handoff_window_ns) {
+		ho_count(RT_HO_SKIP_STALE);
 		return 0;
 	}
 	if (wakee == self)
 		return 0;
-	struct rt_handoff h = {};
-	h.trace_id = a->trace_id;
-	h.ts_ns = now;
-	h.waker_tgid = pid_tgid >> 32;
-	h.waker_tid = (__u32)pid_tgid;
-	bpf_map_update_elem(&handoffs, &wakee, &h, BPF_ANY);
-	ho_count(RT_HO_RECORDED);
+	struct rt_handoff *cur = bpf_map_lookup_elem(&handoffs, &wakee);
+	if (cur) {
+		/* In place: the other direction's state of the wakee stays. */
+		if (back) {
+			/* Two wake-backs with different ids before the wakee's next socket syscall: which
+			 * one was its result is unknown (a JVM-internal lock released by a worker busy with
+			 * another task wakes a reader too), so its answer carries neither. */
+			if (cur->back_id && cur->back_id != a->trace_id)
+				cur->back_conflict = 1;
+			cur->back_id = a->trace_id;
+			cur->back_tgid = pid_tgid >> 32;
+		} else {
+			cur->trace_id = a->trace_id;
+			cur->ts_ns = now;
+			cur->waker_tgid = pid_tgid >> 32;
+			cur->waker_tid = (__u32)pid_tgid;
+		}
+	} else {
+		struct rt_handoff h = {};
+		if (back) {
+			h.back_id = a->trace_id;
+			h.back_tgid = pid_tgid >> 32;
+		} else {
+			h.trace_id = a->trace_id;
+			h.ts_ns = now;
+			h.waker_tgid = pid_tgid >> 32;
+			h.waker_tid = (__u32)pid_tgid;
+		}
+		bpf_map_update_elem(&handoffs, &wakee, &h, BPF_ANY);
+	}
+	ho_count(back ? RT_HO_BACK_RECORDED : RT_HO_RECORDED);
 	return 0;
 }
 

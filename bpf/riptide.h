@@ -107,13 +107,15 @@ struct rt_proc_event {
 enum rt_handoff_counter {
 	RT_HO_RECORDED = 0,      /* wake-ups that handed a context to the wakee */
 	RT_HO_CARRIED = 1,       /* sends that carried a handed-off context */
-	RT_HO_UNUSED_2 = 2,      /* reserved */
+	RT_HO_BACK_RECORDED = 2, /* wake-backs: a thread that had just read a reply woke another (see rt_sched_waking) */
 	RT_HO_SKIP_SOCKET = 3,   /* wake-ups from inside a socket syscall (loopback delivery) */
 	RT_HO_SKIP_STALE = 4,    /* the waker's context was older than the window */
 	RT_HO_OTHER_PROCESS = 5, /* the wakee belongs to another process: dropped at its next socket syscall */
 	RT_HO_ENDED = 6,         /* hand-offs ended: the wakee answered, read a request of its own or woke its waker */
-	RT_HO_SKIP_NOT_REQUEST = 7, /* the waker's last receive was not on a socket it accepted */
-	RT_HO_MAX = 8,
+	RT_HO_SKIP_NOT_REQUEST = 7, /* the waker's last receive was on a socket it no longer holds */
+	RT_HO_BACK_CARRIED = 8,  /* responses that carried a wake-back: the wakee answered the request it had read */
+	RT_HO_BACK_DROPPED = 9,  /* wake-backs dropped: the wakee's next socket syscall was not that answer */
+	RT_HO_MAX = 10,
 };
 
 /* ---- TLS plaintext (uprobes on OpenSSL-compatible SSL_read/SSL_write; see agent/capture/tls.ts) ---- */

@@ -22,6 +22,9 @@ import {
   RT_GO_CNT_READ_FAILED,
   RT_GO_CNT_READ_OK,
   RT_GO_CNT_STATE_FULL,
+  RT_HO_BACK_CARRIED,
+  RT_HO_BACK_DROPPED,
+  RT_HO_BACK_RECORDED,
   RT_HO_CARRIED,
   RT_HO_ENDED,
   RT_HO_OTHER_PROCESS,
@@ -112,9 +115,13 @@ export interface HandoffCounters {
   skipSocket: number;
   skipStale: number;
   skipNotRequest: number;
+  /** Wake-backs: a thread that had just read a reply woke another (stamped), carried by the wakee's answer, or dropped. */
+  backRecorded: number;
+  backCarried: number;
+  backDropped: number;
 }
 
-export const NO_HANDOFF_COUNTERS: HandoffCounters = { recorded: 0, carried: 0, ended: 0, otherProcess: 0, skipSocket: 0, skipStale: 0, skipNotRequest: 0 };
+export const NO_HANDOFF_COUNTERS: HandoffCounters = { recorded: 0, carried: 0, ended: 0, otherProcess: 0, skipSocket: 0, skipStale: 0, skipNotRequest: 0, backRecorded: 0, backCarried: 0, backDropped: 0 };
 
 /** Kernel-side goroutine counters (issue 15): goid reads at syscalls of Go processes. */
 export interface GoCounters {
@@ -462,6 +469,9 @@ export class CaptureProgram implements Disposable {
       skipSocket: read(RT_HO_SKIP_SOCKET),
       skipStale: read(RT_HO_SKIP_STALE),
       skipNotRequest: read(RT_HO_SKIP_NOT_REQUEST),
+      backRecorded: read(RT_HO_BACK_RECORDED),
+      backCarried: read(RT_HO_BACK_CARRIED),
+      backDropped: read(RT_HO_BACK_DROPPED),
     };
   }
 

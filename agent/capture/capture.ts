@@ -66,7 +66,7 @@ const dropped = metrics.counter('riptide_capture_dropped_total', 'Messages lost 
 const backlogGauge = metrics.gauge('riptide_capture_ring_backlog_bytes', 'Bytes in the ring buffer not yet read');
 const handoffs = metrics.counter(
   'riptide_capture_handoffs_total',
-  'Hand-offs between threads (sched_waking, --handoff): recorded, carried by a send, ended, or skipped by reason (socket, stale, not_request, other_process)',
+  'Hand-offs between threads (sched_waking, --handoff): recorded, carried by a send, ended, or skipped by reason (socket, stale, not_request, other_process); wake-backs (a thread that had just read a reply woke another): back_recorded, back_carried by the wakee\'s answer, back_dropped',
 );
 const goroutineReads = metrics.counter('riptide_capture_goroutine_reads_total', 'Goroutine id reads at syscalls of Go processes, by result (failed and state_full fell back to thread ids)');
 const notSent = metrics.counter(
@@ -271,6 +271,9 @@ export class Capture {
       handoffs.setTotal(h.skipSocket, { event: 'skipped', reason: 'socket' });
       handoffs.setTotal(h.skipStale, { event: 'skipped', reason: 'stale' });
       handoffs.setTotal(h.skipNotRequest, { event: 'skipped', reason: 'not_request' });
+      handoffs.setTotal(h.backRecorded, { event: 'back_recorded' });
+      handoffs.setTotal(h.backCarried, { event: 'back_carried' });
+      handoffs.setTotal(h.backDropped, { event: 'back_dropped' });
     }
     if (this.go) {
       const g = this.program.goCounters();

@@ -46,7 +46,9 @@ export interface CapturedMessage {
   role: SocketRole;
   /**
    * TCP sequence number of the first payload byte (`write_seq` at enter for egress, `copied_seq` for
-   * ingress): equal on both ends of a connection for the same bytes. 0 for UDP.
+   * ingress): equal on both ends of a connection for the same bytes. 0 for UDP. The protocol
+   * registry moves it back to the first byte of a message this read completes from a head kept
+   * from earlier reads (a header read in pieces), so both ends name the message by the same number.
    */
   tcpSeq: number;
   /** New when a thread receives, reused for what that thread sends next (links request → downstream call). */

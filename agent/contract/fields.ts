@@ -96,7 +96,7 @@ export const RESPONSE_STATUSES = ['ok', 'client_error', 'server_error', 'timeout
  * `syscallTraceId` in this order (agent/shipping/codec.ts writeMessage). Append only.
  */
 export const RTB_MESSAGE_FIELDS: ReadonlyArray<{ key: 'handoffTraceId' | 'observationPoint' | 'tcpRetransmits' | 'tcpSrttUs' | 'connectFailed'; rtbSince: number; doc: string }> = [
-  { key: 'handoffTraceId', rtbSince: 3, doc: 'Syscall-trace id a wake-up handed to the sending thread (hand-off tracking); 0 when none' },
+  { key: 'handoffTraceId', rtbSince: 3, doc: 'Syscall-trace id a wake-up handed to the sending thread (hand-off tracking; on an answer, the wake-back of the thread whose result it waited for); 0 when none' },
   { key: 'observationPoint', rtbSince: 4, doc: "Network messages (issue 19): the interface whose TC hook saw the packet; '' for syscalls" },
   { key: 'tcpRetransmits', rtbSince: 4, doc: "Segments the message's connection retransmitted since its previous message (TCP health: each retransmit is told once); 0 when none or unknown" },
   { key: 'tcpSrttUs', rtbSince: 4, doc: "Smoothed RTT last read from the connection's socket, µs; 0 when unknown" },
@@ -196,7 +196,7 @@ export const SPAN_COLUMNS_CATALOGUE: readonly SpanColumnSpec[] = [
   ...tags.map((t): SpanColumnSpec => ({ column: `${t}_id`, chType: 'UInt64', tsType: 'number', queried: QUERIED_TAGS.has(t), json: null, doc: t === 'host' ? 'Smart-encoded tags (0 = unknown): dense per-kind ids (functions/tag-encoder/tag-ids.ts); names in `riptide.tag_names`.' : `Smart-encoded ${t.replace('_', ' ')} tag.` })),
   { column: '_version', chType: 'UInt32', tsType: 'number', queried: true, json: null, doc: 'ReplacingMergeTree version: how many batch objects the window held (more = better informed).' },
   { column: '_deleted', chType: 'UInt8', tsType: 'number', queried: true, json: null, doc: '1 = tombstone: hides a row an earlier, less informed run wrote (a response_only later paired).' },
-  { column: 'handoff_trace_id', chType: 'UInt64', tsType: 'number', queried: true, json: 'handoff_trace_id', doc: 'Syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`); 0 when none.' },
+  { column: 'handoff_trace_id', chType: 'UInt64', tsType: 'number', queried: true, json: 'handoff_trace_id', doc: 'Client span: syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`). Server span: the id its answer carried from the thread that woke the answering thread right before (a worker completing the result its reader waited for: the response id of that worker\'s last call). 0 when none.' },
   { column: 'observation_point', chType: 'LowCardinality(String)', tsType: 'string', queried: true, json: 'observation_point', doc: "Network spans: the interface that saw the request and response packets; 'tcp' for a failed connect; '' for process spans." },
   { column: 'tcp_retransmits', chType: 'UInt32', tsType: 'number', queried: true, json: 'tcp_retransmits', doc: 'Segments the connection retransmitted up to the request and up to the response, since its previous messages (TCP health, agent --net-interfaces).' },
   { column: 'tcp_srtt_us', chType: 'UInt32', tsType: 'number', queried: true, json: 'tcp_srtt_us', doc: 'Smoothed RTT of the connection, µs, as last read from its socket; 0 when unknown.' },

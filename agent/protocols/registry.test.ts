@@ -117,6 +117,27 @@ describe('ProtocolRegistry', () => {
     expect(out).toMatchObject([{ l7Protocol: 'mqtt', requestType: 'CONNECT', requestDomain: 'e2e-pub' }]);
   });
 
+  it('a message read in pieces carries the sequence of its first byte (Go\'s server reads the next byte ahead, alone)', () => {
+    const { reg } = fresh();
+    const server = { direction: 'ingress' as const, role: 'server' as const, localPort: 80, remotePort: 40000 };
+    expect(reg.parse(msg(3, 'GET /a HTTP/1.1\r\nHost: x\r\n\r\n', { ...server, tcpSeq: 1000 }))).toMatchObject([{ requestResource: '/a' }]);
+    // The next request: 1 byte read by the background reader, then the rest.
+    expect(reg.parse(msg(3, 'G', { ...server, tcpSeq: 1029 }))).toEqual([]);
+    const rest = msg(3, 'ET /down/7 HTTP/1.1\r\nHost: x\r\n\r\n', { ...server, tcpSeq: 1030 });
+    expect(reg.parse(rest)).toMatchObject([{ requestType: 'GET', requestResource: '/down/7' }]);
+    expect(rest.tcpSeq).toBe(1029);
+    // A read that completes nothing from earlier bytes keeps its own.
+    const whole = msg(3, 'GET /b HTTP/1.1\r\n\r\n', { ...server, tcpSeq: 1064 });
+    reg.parse(whole);
+    expect(whole.tcpSeq).toBe(1064);
+    // Recognised only joined to the short reads before it: the same.
+    const { reg: r2 } = fresh();
+    expect(r2.parse(msg(4, 'GE', { ...server, tcpSeq: 5000 }))).toEqual([]);
+    const tail = msg(4, 'T /c HTTP/1.1\r\n\r\n', { ...server, tcpSeq: 5002 });
+    expect(r2.parse(tail)).toMatchObject([{ requestResource: '/c' }]);
+    expect(tail.tcpSeq).toBe(5000);
+  });
+
   it('learns which way requests flow on a socket whose role the capture could not tell', () => {
     const { reg } = fresh();
     const f = loadFixtures('postgresql').find((x) => x.name === 'psql-select');

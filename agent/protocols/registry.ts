@@ -22,6 +22,7 @@ import type { CapturedMessage, Direction } from '../capture/message.ts';
 import { BurstLogger, metrics as defaultMetrics } from '../metrics.ts';
 import type { Counter, Gauge, MetricsRegistry } from '../metrics.ts';
 import { BUILTIN_PARSERS } from './builtins.ts';
+import { pendingBytes } from './lib/stream.ts';
 import type { L7Message, ParseContext, ParserState, ProtocolParser } from './parser.ts';
 
 export interface RegistryOptions {
@@ -210,7 +211,11 @@ export class ProtocolRegistry {
         e.parser = p;
         e.headEgress = e.headIngress = undefined;
         const out = this.run(p, e, candidate);
-        if (out !== null) return out;
+        if (out !== null) {
+          // Recognised only with the short reads before it: the message began with them.
+          if (candidate !== msg && out.length > 0 && prev && msg.l4 === 'tcp') msg.tcpSeq = (msg.tcpSeq - prev.length) >>> 0;
+          return out;
+        }
         this.resetEntry(e);
       }
     }
@@ -308,7 +313,12 @@ export class ProtocolRegistry {
 
   private run(p: ProtocolParser, e: SocketEntry, msg: CapturedMessage): L7Message[] | null {
     try {
-      const out = p.parse(msg.payload, this.context(e, msg, p));
+      const ctx = this.context(e, msg, p);
+      const carried = msg.l4 === 'tcp' ? pendingBytes(ctx.state) : 0;
+      const out = p.parse(msg.payload, ctx);
+      // A message completed from a head kept from earlier reads began that many bytes before this
+      // read: its sequence is its first byte's, as the other end of the connection saw it.
+      if (out && out.length > 0 && carried > 0) msg.tcpSeq = (msg.tcpSeq - carried) >>> 0;
       if (out) {
         for (const m of out) this.count(m);
         if (msg.role === 'unknown' && !e.requestDir && out.length > 0 && msg.l4 === 'tcp' && !p.parallel) {

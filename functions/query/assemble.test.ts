@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ArraySpanSource, HANDOFF_INFERRED_CONFIDENCE, RULE_CONFIDENCE, TCP_SEQ_EXACT, assembleTrace, derivedTraceId, idTokens, linkParents } from './assemble.ts';
+import { ArraySpanSource, HANDBACK_CHAIN_PENALTY, HANDBACK_CONFIDENCE, HANDOFF_INFERRED_CONFIDENCE, RULE_CONFIDENCE, TCP_SEQ_EXACT, assembleTrace, derivedTraceId, idTokens, linkParents } from './assemble.ts';
 import type { AssembleOptions, ParentRule } from './assemble.ts';
 import type { AsmSpan } from './span.ts';
 
@@ -510,6 +510,102 @@ describe('handoff: a request read on one thread, served on another (thread pools
     b.resp_tid = 21;
     const l = linkParents([a, b, ...callA]);
     expect(l.get(callA[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'syscall_response' });
+  });
+});
+
+describe('handback: a reader waits for the worker that ran its task (the wake-back of a completed future)', () => {
+  // Readers 10 and 11 read A (id 100) and B (200) and wait; worker 21 runs A's task, then B's without
+  // sleeping: each call is sent with the id of the worker's previous reply. Completing a future wakes
+  // its reader, stamping it with the worker's id at that moment (its last reply), which the reader's
+  // answer carries as handoff_trace_id. Before A's task the worker's previous call P (reply 555)
+  // belonged to request C, whose reader was stamped with 555.
+  const shape = () => {
+    const [curlA, a] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 10, sys: [100, 100] }, start: 0, end: 2000 });
+    const [curlB, b] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 11, sys: [200, 200] }, start: 50, end: 2100 });
+    const [, c] = exchange({ c: { pid: 1, tid: 1 }, s: { pid: 2, tid: 12, sys: [300, 300] }, start: 20, end: 320 });
+    const p = exchange({ c: { pid: 2, tid: 21, sys: [550, 555] }, s: { pid: 3, tid: 3 }, start: 200, end: 300, proto: 'postgresql' });
+    const q1a = exchange({ c: { pid: 2, tid: 21, sys: [555, 556] }, s: { pid: 3, tid: 3 }, start: 400, end: 500, proto: 'postgresql' });
+    const q2a = exchange({ c: { pid: 2, tid: 21, sys: [556, 557] }, s: { pid: 3, tid: 3 }, start: 600, end: 700, proto: 'postgresql' });
+    const q1b = exchange({ c: { pid: 2, tid: 21, sys: [557, 558] }, s: { pid: 3, tid: 3 }, start: 800, end: 900, proto: 'postgresql' });
+    const q2b = exchange({ c: { pid: 2, tid: 21, sys: [558, 559] }, s: { pid: 3, tid: 3 }, start: 1000, end: 1100, proto: 'postgresql' });
+    c.handoff_trace_id = 555;
+    a.handoff_trace_id = 557;
+    b.handoff_trace_id = 559;
+    // The worker was asleep before A's task and woken by A's reader: its calls carry A's id forward.
+    for (const q of [q1a, q2a]) q[0].handoff_trace_id = 100;
+    return { curlA, curlB, a, b, c, p, q1a, q2a, q1b, q2b };
+  };
+
+  it('names the task: the last call by the answer\'s wake-back id, the earlier ones along the worker\'s chain, with the confidence the forward evidence gives', () => {
+    const { a, b, c, p, q1a, q2a, q1b, q2b } = shape();
+    const l = linkParents([a, b, c, ...p, ...q1a, ...q2a, ...q1b, ...q2b]);
+    expect(l.get(q2a[0].span_id)).toEqual({ parent: a.span_id, rule: 'handback', confidence: HANDBACK_CONFIDENCE.agree });
+    expect(l.get(q1a[0].span_id)).toEqual({ parent: a.span_id, rule: 'handback', confidence: HANDBACK_CONFIDENCE.agree - HANDBACK_CHAIN_PENALTY });
+    expect(l.get(q2b[0].span_id)).toEqual({ parent: b.span_id, rule: 'handback', confidence: HANDBACK_CONFIDENCE.alone });
+    // The chain stops at A's last call: A's reader was woken with its reply id.
+    expect(l.get(q1b[0].span_id)).toEqual({ parent: b.span_id, rule: 'handback', confidence: HANDBACK_CONFIDENCE.alone - HANDBACK_CHAIN_PENALTY });
+    expect(l.get(p[0].span_id)).toMatchObject({ parent: c.span_id, rule: 'handback' });
+    expect(RULE_CONFIDENCE.handback).toBe(HANDBACK_CONFIDENCE.alone);
+  });
+
+  it('stops at the previous task without its reader: a forward hand-off id that changes means the worker slept in between', () => {
+    const { a, p, q1a, q2a } = shape();
+    p[0].handoff_trace_id = 300; // C's reader had woken the worker for C's task; C itself is not fetched
+    const l = linkParents([a, ...p, ...q1a, ...q2a]);
+    expect(l.get(q1a[0].span_id)).toMatchObject({ parent: a.span_id, rule: 'handback' });
+    expect(l.has(p[0].span_id)).toBe(false);
+  });
+
+  it('the forward hand-off naming another open request lowers the confidence; the wake-back still decides', () => {
+    const { a, b, q1a, q2a, q1b, q2b } = shape();
+    for (const q of [q1b, q2b]) q[0].handoff_trace_id = 100; // woken by A's reader, took B's task
+    const l = linkParents([a, b, ...q1a, ...q2a, ...q1b, ...q2b]);
+    expect(l.get(q2b[0].span_id)).toEqual({ parent: b.span_id, rule: 'handback', confidence: HANDBACK_CONFIDENCE.disagree });
+    expect(l.get(q1b[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'handback' });
+  });
+
+  it('ambiguous evidence links nothing: two answers stamped with one id, a stamp naming no call inside the request', () => {
+    const { a, b, q1a, q2a } = shape();
+    b.handoff_trace_id = 557;
+    let l = linkParents([a, b, ...q1a, ...q2a]);
+    expect(l.has(q2a[0].span_id)).toBe(false);
+    expect(l.has(q1a[0].span_id)).toBe(false);
+    b.handoff_trace_id = 559;
+    a.end_time_us = 650; // answered before the named call returned: not its task
+    l = linkParents([a, ...q1a, ...q2a]);
+    expect(l.has(q2a[0].span_id)).toBe(false);
+    // A server span whose answer carries its own request id (an older agent carried the forward
+    // hand-off on a worker's answer) names nothing.
+    const { a: a2, q1a: r1, q2a: r2 } = shape();
+    a2.handoff_trace_id = 100;
+    expect(linkParents([a2, ...r1, ...r2]).get(r2[0].span_id)?.rule).not.toBe('handback');
+  });
+
+  it('the chain stops before a call another open request may own: that request has no wake-back (its task finished before its reader parked)', () => {
+    const { a, b, q1a, q2a, q1b, q2b } = shape();
+    a.handoff_trace_id = 0; // A's reader was never woken back
+    for (const q of [q1a, q2a]) q[0].handoff_trace_id = 0; // the worker was busy: no forward hand-offs either
+    const l = linkParents([a, b, ...q1a, ...q2a, ...q1b, ...q2b]);
+    // B's named call is exact; its earlier call lies inside A too, which nobody's wake-back names:
+    // it could be the end of A's task, so it stays unattached (never guessed), and the chain goes no
+    // further into A's calls.
+    expect(l.get(q2b[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'handback' });
+    expect(l.has(q1b[0].span_id)).toBe(false);
+    expect(l.has(q2a[0].span_id)).toBe(false);
+    expect(l.has(q1a[0].span_id)).toBe(false);
+    // With A's wake-back back, every call is named again.
+    a.handoff_trace_id = 557;
+    const l2 = linkParents([a, b, ...q1a, ...q2a, ...q1b, ...q2b]);
+    expect(l2.get(q1b[0].span_id)).toMatchObject({ parent: b.span_id, rule: 'handback' });
+    expect(l2.get(q1a[0].span_id)).toMatchObject({ parent: a.span_id, rule: 'handback' });
+  });
+
+  it('assembleTrace finds the task from the request and the request from the task, and leaves the other request out', async () => {
+    const { curlA, a, b, c, p, q1a, q2a, q1b, q2b } = shape();
+    const all = [curlA, a, b, c, ...p, ...q1a, ...q2a, ...q1b, ...q2b];
+    const want = [curlA, a, ...q1a, ...q2a].map((x) => x.span_id).sort();
+    expect([...(await assembled(all, curlA.span_id)).keys()].sort()).toEqual(want);
+    expect([...(await assembled(all, q1a[1].span_id)).keys()].sort()).toEqual(want);
   });
 });
 

@@ -129,6 +129,7 @@ export type ParentRule =
   | 'content'
   | 'thread'
   | 'handoff'
+  | 'handback'
   | 'goroutine'
   | 'net_hop';
 
@@ -148,9 +149,22 @@ export const RULE_CONFIDENCE: Readonly<Record<ParentRule, number>> = {
   content: 0.7,
   thread: 0.6,
   handoff: 0.45,
+  handback: 0.9,
   goroutine: 0.9,
   net_hop: 0.95,
 };
+
+/**
+ * Confidence of a `handback` link ({@link handbacks}) by what the forward hand-off of the same call
+ * says: it names the same request (`agree`), nothing among the open requests (`alone`: the worker was
+ * busy and took the task without sleeping, or its waker's request is not open), or another open
+ * request (`disagree`: the reader that woke the worker is not the one whose task it took — the
+ * wake-back is the exact direction, since only the thread that ran a task completes its future).
+ * A call reached through the worker's chain (not the one whose reply id the answer carried) is
+ * {@link HANDBACK_CHAIN_PENALTY} less sure: the chain's start rests on the task boundary checks.
+ */
+export const HANDBACK_CONFIDENCE = { agree: 0.95, alone: 0.9, disagree: 0.75 } as const;
+export const HANDBACK_CHAIN_PENALTY = 0.05;
 /** Request and response sequences both equal: the two ends of one exchange, 64 bits of evidence. */
 export const TCP_SEQ_EXACT = 1;
 
@@ -286,7 +300,11 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
     const leaf = s.syscall_trace_id_req !== 0 && s.syscall_trace_id_req === s.syscall_trace_id_resp;
     if (!leaf) k.inside.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, anyThread: go, from: s.start_time_us, to: s.end_time_us });
   } else if (!unserved && (!link || !STRONG.has(link.rule))) {
-    k.containing.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, anyThread: go, from: s.start_time_us, to: s.end_time_us });
+    // A call linked by `handback` through the worker's chain: every open request of the process is
+    // asked for, not only its own thread's — the chain must see an open request whose task nobody
+    // named (it could be this call's) to stop there.
+    const anyThread = go || link?.rule === 'handback';
+    k.containing.push({ agent_id: s.agent_id, host_id: s.host_id, process_id: s.process_id, pid: s.pid, tids, anyThread, from: s.start_time_us, to: s.end_time_us });
   }
 }
 
@@ -379,6 +397,92 @@ export function byHandoff<T extends AsmSpan>(c: T, containing: readonly T[], oth
   const rest = containing.filter((o) => o !== srv);
   if (rest.length === 0) return [srv, RULE_CONFIDENCE.handoff];
   return rest.every((o) => answered(o) || handedElsewhere(o)) ? [srv, HANDOFF_INFERRED_CONFIDENCE] : undefined;
+}
+
+/**
+ * The `handback` rule (issue 15), from the reverse direction of a hand-off: with `--handoff`, a
+ * server span whose answer was sent right after a wake-up by a thread that had just read a reply
+ * carries that thread's syscall-trace id (`handoff_trace_id` of a *server* span: the wake-back). A
+ * reader that handed its request to a worker and waits for the result (a CompletableFuture) is woken
+ * by exactly the worker that ran its task, when it completes the future; the worker's id then is the
+ * response id of its last call for that task. So the server span's task is: the one containing call
+ * of another thread whose response id is the stamp, then back along that worker's chain (a call's
+ * request id is the response id of the worker's previous call) while
+ * - the previous call lies inside the server span, its reply was read by the thread that sent the
+ *   next one, before it was sent, and exactly one call qualifies;
+ * - it is not the named call of another server span's wake-back (the worker's previous task, whose
+ *   reader was woken with that id);
+ * - its forward hand-off id is the same (a different one means the worker slept and was woken again
+ *   in between: a new task). A worker that went from one task to the next without sleeping, whose
+ *   previous task's reader was never woken (it had not yet parked when the future completed), is
+ *   caught by one more check: no other open request containing the previous call lacks a wake-back
+ *   (one that does, answered by its reader or by that worker, may own the call). The search asks
+ *   for every containing server span of the process around a call linked this way.
+ * A call claimed by two server spans is left to the other rules. Returns, per call span id, the
+ * server span and the link's confidence ({@link HANDBACK_CONFIDENCE}).
+ */
+export function handbacks<T extends AsmSpan>(servers: readonly T[], clients: readonly T[]): Map<string, [T, number]> {
+  const out = new Map<string, [T, number]>();
+  const stamped = servers.filter((s) => (s.handoff_trace_id ?? 0) !== 0 && s.handoff_trace_id !== s.syscall_trace_id_req);
+  if (stamped.length === 0) return out;
+  const byResp = new Map<number, T[]>();
+  for (const c of clients) {
+    if (c.syscall_trace_id_resp === 0) continue;
+    const l = byResp.get(c.syscall_trace_id_resp);
+    if (l) l.push(c);
+    else byResp.set(c.syscall_trace_id_resp, [c]);
+  }
+  const stampers = new Map<number, T[]>();
+  for (const s of stamped) {
+    const l = stampers.get(s.handoff_trace_id as number);
+    if (l) l.push(s);
+    else stampers.set(s.handoff_trace_id as number, [s]);
+  }
+  const claims = new Map<string, [T, number] | null>();
+  const claim = (c: T, srv: T, chained: boolean): void => {
+    if (claims.has(c.span_id)) {
+      const prev = claims.get(c.span_id);
+      if (prev && prev[0] !== srv) claims.set(c.span_id, null);
+      return;
+    }
+    const fwd = c.handoff_trace_id ?? 0;
+    let conf: number = HANDBACK_CONFIDENCE.alone;
+    if (fwd !== 0 && fwd === srv.syscall_trace_id_req) conf = HANDBACK_CONFIDENCE.agree;
+    else if (fwd !== 0 && servers.some((o) => o !== srv && o.syscall_trace_id_req === fwd && inside(c, o))) conf = HANDBACK_CONFIDENCE.disagree;
+    claims.set(c.span_id, [srv, chained ? conf - HANDBACK_CHAIN_PENALTY : conf]);
+  };
+  // Another open request containing `d` whose task no wake-back names, answered by its reader (it
+  // waited for a worker) or by d's thread: d may be the end of its task (its reader had not parked
+  // when the future completed, so nothing woke it back) — the chain stops before d.
+  const hasStamp = (o: T): boolean => (o.handoff_trace_id ?? 0) !== 0 && o.handoff_trace_id !== o.syscall_trace_id_req;
+  const unnamedOwner = (d: T, srv: T): boolean =>
+    servers.some((o) => o !== srv && !hasStamp(o) && (o.resp_tid === o.tid || o.resp_tid === d.resp_tid) && inside(d, o));
+  for (const srv of stamped) {
+    const stamp = srv.handoff_trace_id as number;
+    if ((stampers.get(stamp) ?? []).length !== 1) continue;
+    const named = (byResp.get(stamp) ?? []).filter((c) => inside(c, srv) && c.resp_tid !== srv.resp_tid);
+    if (named.length !== 1) continue;
+    let cur = named[0];
+    claim(cur, srv, false);
+    for (let i = 0; i < 64 && cur.syscall_trace_id_req !== 0; i++) {
+      const at = cur;
+      const prev = (byResp.get(at.syscall_trace_id_req) ?? []).filter(
+        (d) =>
+          d !== at &&
+          inside(d, srv) &&
+          d.resp_tid === at.tid &&
+          d.end_time_us <= at.start_time_us &&
+          (d.handoff_trace_id ?? 0) === (at.handoff_trace_id ?? 0) &&
+          !(stampers.get(d.syscall_trace_id_resp) ?? []).some((o) => o !== srv) &&
+          !unnamedOwner(d, srv),
+      );
+      if (prev.length !== 1) break;
+      cur = prev[0];
+      claim(cur, srv, true);
+    }
+  }
+  for (const [id, c] of claims) if (c) out.set(id, c);
+  return out;
 }
 
 /**
@@ -489,6 +593,18 @@ export function linkParents<T extends AsmSpan>(all: readonly T[], options: Parti
     return found;
   };
 
+  // Wake-backs, per process: the calls each stamped server span's worker made for it (`handback`).
+  const handbackCache = new Map<string, Map<string, [T, number]>>();
+  const handbackOf = (c: T): [T, number] | undefined => {
+    const k = procKey(c);
+    let m = handbackCache.get(k);
+    if (!m) {
+      const p = procs.get(k);
+      handbackCache.set(k, (m = p ? handbacks(p.servers, p.clients) : new Map<string, [T, number]>()));
+    }
+    return m.get(c.span_id);
+  };
+
   const links = new Map<string, Link>();
   const wouldCycle = (child: string, parent: string): boolean => {
     let cur: string | undefined = parent;
@@ -559,6 +675,8 @@ export function linkParents<T extends AsmSpan>(all: readonly T[], options: Parti
       return out;
     }
     out.push([byResponse, 'syscall_response']);
+    const back = handbackOf(s);
+    if (back && inside(s, back[0])) out.push([back[0], 'handback', back[1]]);
     // (On a shared loop above byHandoff could not hold: the calling thread serves other requests.)
     if (s.handoff_trace_id) {
       const h = byHandoff(s, servers, procs.get(procKey(s))?.clients ?? []);

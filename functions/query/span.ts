@@ -33,7 +33,7 @@ export interface AsmSpan {
   syscall_trace_id_resp: number;
   x_request_id_req: string;
   x_request_id_resp: string;
-  /** Syscall-trace id a wake-up handed to the thread that sent the request (`handoff` rule); 0 or absent when none. */
+  /** Client span: syscall-trace id a wake-up handed to the thread that sent the request (`handoff` rule); server span: the wake-back its answer carried (`handback` rule). 0 or absent when none. */
   handoff_trace_id?: number;
   /** URL path, Redis command, SQL…: only the `content` rule reads it (ids that reappear in a call). */
   request_resource?: string;
@@ -113,7 +113,7 @@ export interface SpanJson {
   version: string;
   syscall_trace_id_req: number;
   syscall_trace_id_resp: number;
-  /** Syscall-trace id a wake-up handed to the thread that sent the request; 0 when none. */
+  /** Client span: syscall-trace id a wake-up handed to the thread that sent the request; server span: the wake-back its answer carried. 0 when none. */
   handoff_trace_id: number;
   app_span_id: string;
   app_parent_span_id: string;

@@ -523,7 +523,9 @@ export class SpanBuilder {
       resp_tcp_seq: sm?.tcpSeq ?? 0,
       syscall_trace_id_req: rm?.syscallTraceId ?? 0,
       syscall_trace_id_resp: sm?.syscallTraceId ?? 0,
-      handoff_trace_id: rm?.handoffTraceId ?? 0,
+      // Client span: the hand-off the request's send carried (a reader waking a worker). Server span:
+      // the wake-back its answer carried (the worker whose result the answering thread waited for).
+      handoff_trace_id: (side === 'server' ? sm?.handoffTraceId : rm?.handoffTraceId) ?? 0,
       ...netColumns(rm, sm),
       x_request_id_req: rq?.xRequestId ?? '',
       x_request_id_resp: rs?.xRequestId ?? '',

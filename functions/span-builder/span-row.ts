@@ -125,7 +125,7 @@ export interface SpanRow {
   _version: number;
   /** 1 = tombstone: hides a row an earlier, less informed run wrote (a response_only later paired). */
   _deleted: number;
-  /** Syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`); 0 when none. */
+  /** Client span: syscall-trace id a wake-up handed to the thread that sent the request (a pool reader waking a worker; `--handoff`). Server span: the id its answer carried from the thread that woke the answering thread right before (a worker completing the result its reader waited for: the response id of that worker's last call). 0 when none. */
   handoff_trace_id: number;
   /** Network spans: the interface that saw the request and response packets; 'tcp' for a failed connect; '' for process spans. */
   observation_point: string;

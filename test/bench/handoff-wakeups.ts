@@ -4,11 +4,13 @@
  * loads it by default (the hook loaded but not attached), and with --handoff, round by round:
  *   pingpong — two threads waking each other through pipes, no socket: the hook's early exit;
  *   handoff  — client → reader thread (reads a request on an accepted loopback socket) → wakes a
- *              worker through a pipe → worker answers on the socket: every path of the hook.
+ *              worker through a pipe → worker answers on the socket: every path of the hook;
+ *   waitback — the reader waits for the worker, which makes a round trip on a second connection and
+ *              wakes the reader back (a completed future): the wake-back recorded and carried.
  * Prints CPU and wall ns per iteration (all threads of the loop), our programs' run time per
  * iteration and the hook's own (bpf_stats; other processes' wake-ups during the loop are included:
  * read them as an upper bound), and the hand-off counters of the last round.
- *   npx tsx test/bench/handoff-wakeups.ts [--rounds 3]
+ *   npx tsx test/bench/handoff-wakeups.ts [--rounds 3] [--old-object main.bpf.o]
  */
 import { execFileSync, spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
@@ -19,11 +21,15 @@ import { parseArgs } from 'node:util';
 import { REPO, freePort } from '../helpers/agent.ts';
 import { bpfObjectsOf } from '../helpers/proc.ts';
 
-const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' } } });
-const VARIANTS = ['none', 'capture', 'handoff'] as const;
+const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, 'old-object': { type: 'string' } } });
+// --old-object PATH: one more variant, `handoff-old`, with --handoff on another object (e.g. main's:
+// `git show main:bpf/riptide.bpf.o > /tmp/main.bpf.o`), interleaved with ours in the same rounds.
+const oldObject = values['old-object'];
+const VARIANTS: readonly string[] = oldObject ? ['none', 'capture', 'handoff-old', 'handoff'] : ['none', 'capture', 'handoff'];
 const LOOPS = [
   ['pingpong', 300_000],
   ['handoff', 100_000],
+  ['waitback', 50_000],
 ] as const;
 
 function progStats(pid: number): { ns: number; cnt: number; hookNs: number; hookCnt: number } {
@@ -53,7 +59,8 @@ async function main(): Promise<void> {
       const port = await freePort();
       let helper: ChildProcess | null = null;
       if (variant !== 'none') {
-        const env = { ...process.env, RIPTIDE_BPF_HANDOFF: variant === 'handoff' ? '1' : '0' };
+        const env: NodeJS.ProcessEnv = { ...process.env, RIPTIDE_BPF_HANDOFF: variant.startsWith('handoff') ? '1' : '0' };
+        if (variant === 'handoff-old' && oldObject) env.RIPTIDE_BPF_OBJECT = oldObject;
         helper = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'test/bench/bpf-only.ts'), String(port)], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
         await new Promise<void>((resolve, reject) => {
           let err = '';

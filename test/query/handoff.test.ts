@@ -3,7 +3,9 @@
 // real PostgreSQL), under the real agent, at 1, 30 and 100 concurrent requests:
 //   curl → Java (reader pool → worker pool) → PostgreSQL
 // Two shapes: /item/<n> — the worker answers; /wait/<n> — the reader waits for the worker's result
-// (CompletableFuture) and answers itself, so no thread evidence ties the queries to the request.
+// (CompletableFuture) and answers itself, so no thread evidence ties the queries to the request: only
+// the wake-ups do (the reader waking a worker; the worker completing the future waking the reader
+// back, whose answer then carries the worker's id).
 // First with the agent as it runs by default (no --handoff: before), then restarted with --handoff
 // (after), same services, same functions and ClickHouse, one run. No tracing headers anywhere; the
 // request number travels in the path (/item/<n>) and, shifted, in the SQL (SELECT <n + 1000000>,
@@ -129,6 +131,11 @@ interface Stored {
   server_port: number;
   request_resource: string;
   handoff_trace_id: number;
+  syscall_trace_id_req: number;
+  syscall_trace_id_resp: number;
+  tid: number;
+  start_time_us: number;
+  end_time_us: number;
 }
 
 /** Every span of the run by what it is: `${side} java /item/<n>` or `${side} pg <k>`. Through the span API (sees unsettled slots). */
@@ -176,6 +183,8 @@ interface Score {
   breakdown: Map<string, Record<Outcome, number>>;
   /** Worker calls (query 1/2) sent with a handed-off id. */
   carried: number;
+  /** Answers (server spans) that carried a wake-back: the worker whose result the answering thread waited for. */
+  back: number;
 }
 
 const linkCount = (s: Score): number => Object.values(s.links).reduce((a, b) => a + b, 0);
@@ -196,8 +205,9 @@ async function run(label: string, v: Variant, concurrency: number, count: number
 }
 
 async function score(label: string, v: Variant, ns: number[], stored: Map<string, Stored>): Promise<Score> {
-  const s: Score = { label, traces: 0, strict: 0, links: { right: 0, unattached: 0, wrong: 0, missing: 0 }, breakdown: new Map(), carried: 0 };
+  const s: Score = { label, traces: 0, strict: 0, links: { right: 0, unattached: 0, wrong: 0, missing: 0 }, breakdown: new Map(), carried: 0, back: 0 };
   const traceCache = new Map<string, SpanJson[]>();
+  let dumped = 0;
   const traceOf = async (spanId: string): Promise<SpanJson[]> => {
     let t = traceCache.get(spanId);
     if (!t) {
@@ -210,7 +220,10 @@ async function score(label: string, v: Variant, ns: number[], stored: Map<string
     s.traces++;
     const tr = truth(v, n);
     const ids = new Map(tr.spans.map(([name, key]) => [name, stored.get(key)?.span_id]));
-    for (const q of ['query 1', 'query 2']) if ((stored.get(tr.spans.find(([name]) => name === q)?.[1] ?? '')?.handoff_trace_id ?? 0) !== 0) s.carried++;
+    const at = (name: string): Stored | undefined => stored.get(tr.spans.find(([x]) => x === name)?.[1] ?? '');
+    for (const q of ['query 1', 'query 2']) if ((at(q)?.handoff_trace_id ?? 0) !== 0) s.carried++;
+    if ((at('java')?.handoff_trace_id ?? 0) !== 0) s.back++;
+    let explained = false;
     const root = ids.get('curl');
     const trace = root ? await traceOf(root) : [];
     const inTrace = new Map(trace.map((x) => [x.span_id, x]));
@@ -229,7 +242,15 @@ async function score(label: string, v: Variant, ns: number[], stored: Map<string
         if (cs && ps && outcome === 'right' && (cs.start_time_us < ps.start_time_us - 1000 || cs.end_time_us > ps.end_time_us + 1000)) strict = false;
         if (outcome === 'wrong') process.stderr.write(`handoff (${label}): WRONG /${v}/${n} ${hop}: parent ${cs?.parent_id} [${rule} ${cs?.parent_confidence}] instead of ${p}\n`);
       }
-      if (outcome !== 'right') strict = false;
+      if (outcome !== 'right') {
+        strict = false;
+        // A link that is not right explains itself (first few): the request's answer and the worker's calls as stored.
+        if (!explained && dumped++ < 6) {
+          explained = true;
+          const b = (x: Stored | undefined): string => (x ? `t=${x.start_time_us}..${x.end_time_us} tid=${x.tid} sys=${x.syscall_trace_id_req}/${x.syscall_trace_id_resp} handoff=${x.handoff_trace_id}` : '(not stored)');
+          process.stderr.write(`handoff (${label}): ${outcome.toUpperCase()} /${v}/${n} ${hop}\n    java    ${b(at('java'))}\n    query 1 ${b(at('query 1'))}\n    query 2 ${b(at('query 2'))}\n`);
+        }
+      }
       s.links[outcome]++;
       const key = `${hop} [${rule}]`;
       const b = s.breakdown.get(key) ?? { right: 0, unattached: 0, wrong: 0, missing: 0 };
@@ -242,7 +263,7 @@ async function score(label: string, v: Variant, ns: number[], stored: Map<string
   process.stderr.write(
     `handoff, ${label}: ${s.strict}/${s.traces} traces strictly right (${((100 * s.strict) / s.traces).toFixed(1)}%); links: ${s.links.right} right, ` +
       `${s.links.unattached} unattached, ${s.links.wrong} wrong (${((100 * wrongShare(s)) || 0).toFixed(2)}%), ${s.links.missing} missing of ${linkCount(s)}; ` +
-      `worker calls carrying a hand-off: ${s.carried}/${2 * s.traces}\n${lines.join('\n')}\n`,
+      `worker calls carrying a hand-off: ${s.carried}/${2 * s.traces}; answers carrying a wake-back: ${s.back}/${s.traces}\n${lines.join('\n')}\n`,
   );
   results.push(s);
   return s;
@@ -275,30 +296,36 @@ describe.skipIf(missing.length > 0)('acceptance: curl → Java HttpServer (reade
     if (agent) await stop(agent);
   }, 600_000);
 
-  it('after: with --handoff the kernel evidence reaches the worker calls, /item stays strictly right, and no link is wrong', async () => {
+  it('after: with --handoff the wake-ups and wake-backs reach the spans, both shapes are whole, and no link is wrong', async () => {
     await startAgent(true);
+    // Every level is measured before anything is asserted, so a failing run still prints them all.
+    const scored: Array<[Variant, number, Score]> = [];
     for (const [i, [c, count]] of LEVELS.entries()) {
-      for (const [j, v] of (['item', 'wait'] as const).entries()) {
-        const s = await run('after --handoff', v, c, count, 500_000 + 10_000 * (i + 1) + 100_000 * j);
-        expect(s.links.missing, 'spans never stored').toBe(0);
-        expect(wrongShare(s), 'wrong links').toBeLessThanOrEqual(0.001);
-        // The kernel evidence reached the spans: a parked worker is woken by the reader.
-        expect(s.carried, 'worker calls carrying a hand-off').toBeGreaterThan(0);
-        // /wait: only the wake-up ties the queries to their request, and a wake-up does not say which
-        // queued task the worker took (0.67-2% of links wrong at 30 concurrent in merged runs), so the
-        // handoff rule is below the default floor (docs/TRACE-ASSEMBLY.md): those queries stay
-        // unattached, never wrong. /item keeps its thread and response evidence.
-        const floor = v === 'wait' ? 0 : c === 1 ? 1 : 0.95;
-        expect(s.strict / s.traces, 'strict traces').toBeGreaterThanOrEqual(floor);
-      }
+      for (const [j, v] of (['item', 'wait'] as const).entries()) scored.push([v, c, await run('after --handoff', v, c, count, 500_000 + 10_000 * (i + 1) + 100_000 * j)]);
     }
     const m = await handoffMetrics();
     process.stderr.write(`handoff: agent counters ${JSON.stringify(m)}\n`);
-    expect(m['event=recorded']).toBeGreaterThan(0);
-    expect(m['event=carried']).toBeGreaterThan(0);
     if (agent) await stop(agent);
-
     const table = results.map((s) => `  ${s.label.padEnd(40)} ${`${s.strict}/${s.traces}`.padStart(8)} strict  ${String(s.links.wrong).padStart(3)} wrong  ${String(s.links.unattached).padStart(3)} unattached of ${linkCount(s)} links`);
     process.stderr.write(`handoff, before and after in one run:\n${table.join('\n')}\n`);
+    for (const [v, c, s] of scored) {
+      expect(s.links.missing, `spans never stored, /${v} at ${c}`).toBe(0);
+      expect(wrongShare(s), `wrong links, /${v} at ${c}`).toBeLessThanOrEqual(0.001);
+      // The kernel evidence reached the spans: a parked worker is woken by the reader.
+      expect(s.carried, `worker calls carrying a hand-off, /${v} at ${c}`).toBeGreaterThan(0);
+      if (v === 'wait') expect(s.back, `answers carrying a wake-back, /${v} at ${c}`).toBeGreaterThan(0);
+      // /wait: the reader is woken back by the worker that completes its future, and its answer
+      // carries that worker's id (handback). Under load a reader whose task finished before it
+      // parked gets no wake-back: its queries stay unattached (the forward hand-off is below the
+      // floor), never wrong, and so do chained queries of requests open around it. Measured 91.7 %
+      // at 30 and 81-91 % at 100 with the final rules on a loaded box: the issue's 95 % is not met for
+      // this shape (docs/TRACE-ASSEMBLY.md); the floor here guards against regressions only.
+      // /item keeps its thread and response evidence.
+      const floor = c === 1 ? 1 : v === 'wait' ? 0.75 : 0.95;
+      expect(s.strict / s.traces, `strict traces, /${v} at ${c}`).toBeGreaterThanOrEqual(floor);
+    }
+    expect(m['event=recorded']).toBeGreaterThan(0);
+    expect(m['event=carried']).toBeGreaterThan(0);
+    expect(m['event=back_carried'], 'answers that carried a wake-back').toBeGreaterThan(0);
   }, 600_000);
 });

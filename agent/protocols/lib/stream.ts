@@ -56,6 +56,17 @@ export function streamState(ctx: ParseContext): StreamState {
   return st;
 }
 
+/**
+ * Bytes of an incomplete header kept from earlier reads of this socket direction (0 when none): the
+ * next message framed starts that many bytes before the next read's payload. The registry moves the
+ * captured message's TCP sequence back by it, so a message read in pieces carries the sequence of
+ * its first byte, as the other end saw it (Go's net/http server reads a keep-alive connection's next
+ * byte ahead, alone: the request then arrives as 1 byte + the rest).
+ */
+export function pendingBytes(state: Record<string, unknown>): number {
+  return (state.stream as StreamState | undefined)?.pending?.length ?? 0;
+}
+
 export function parseStream(payload: Uint8Array, ctx: ParseContext, framer: StreamFramer, maxPending = MAX_PENDING): L7Message[] | null {
   const st = streamState(ctx);
   let data = payload;
