@@ -24,10 +24,11 @@ describe('agent lifecycle', () => {
       const held = bpfObjectsOf(agent.proc.pid!);
       // 27 programs: ten syscalls × enter/exit, connect × 2, accept, accept4, close, exec, exit.
       expect(held.progs.length).toBeGreaterThanOrEqual(27);
-      // 27 tracepoint links, plus the TLS uprobes: entry and return of 4 functions per library
-      // file (at least the system libssl and the node binary).
+      // 27 tracepoint links, plus the TLS uprobes: entry and return of 4 functions per OpenSSL
+      // library file (at least the system libssl and the node binary), and for any Go executable
+      // with crypto/tls that runs on the host an entry and one probe per RET instruction (no fixed
+      // parity, so only the lower bound is checked).
       expect(held.links.length).toBeGreaterThanOrEqual(27 + 2 * 8);
-      expect((held.links.length - 27) % 2).toBe(0);
       const progIds = held.progs;
       expect(progIds.every((id) => bpfExists('prog', id))).toBe(true);
       const code = await agent.stop(signal);
@@ -81,7 +82,7 @@ describe('agent lifecycle', () => {
     expect(out).toMatch(/kprobes:/);
     expect(out).toMatch(/fentry\/fexit/);
     // TLS: uprobes attach here, to the system libssl and to the node binary running this test (static OpenSSL).
-    expect(out).toMatch(/yes\s+uprobes: attach \(\d+ library files?/);
+    expect(out).toMatch(/yes\s+uprobes: attach \(\d+ files?: OpenSSL's/);
     expect(out).toMatch(/libssl\.so[.\d]*: .*SSL_write/);
     expect(out).toContain(`${realpathSync(process.execPath)}: `);
   });

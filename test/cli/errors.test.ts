@@ -359,7 +359,8 @@ describe('functions binds 127.0.0.1 by default, like every other role', () => {
     const child = spawnCli(['functions', '--port', '0', '--kubernetes', 'off', '--poll-ms', '60000', ...dataDir('bind')]);
     let stderr = '';
     child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()));
-    const exited = new Promise<number | null>((r) => child.once('close', (code) => r(code)));
+    let signalled: string | null = null;
+    const exited = new Promise<number | null>((r) => child.once('close', (code, sig) => { signalled = sig; r(code); }));
     try {
       const [host, port] = await new Promise<[string, number]>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`no listening line: ${stderr}`)), 100_000);
@@ -385,8 +386,10 @@ describe('functions binds 127.0.0.1 by default, like every other role', () => {
     } finally {
       child.kill('SIGINT');
       const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-      expect(await exited).toBe(0);
+      const code = await exited;
       clearTimeout(killer);
+      // A failure says how it ended (a signal means it did not exit on its own) and what it printed.
+      expect(code, `exit ${code}, signal ${signalled}, stderr:\n${stderr}`).toBe(0);
     }
   });
 });
