@@ -37,6 +37,16 @@
 #define RT_NET_HDR_SIZE __builtin_offsetof(struct rt_net_event, payload)
 
 const volatile __u32 net_capture_limit = 256; /* payload bytes copied per packet, <= RT_NET_MAX_PAYLOAD */
+/* 1: keep only packets and health events with a port in net_ports (the agent's --filter-port,
+ * when it has no pid or name filter): other traffic is counted, never copied. */
+const volatile __u32 net_filter_ports = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);  /* host order */
+	__type(value, __u8);
+} net_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -62,6 +72,17 @@ static __always_inline void net_count(__u32 idx)
 	__u64 *v = bpf_map_lookup_elem(&net_counters, &idx);
 	if (v)
 		__sync_fetch_and_add(v, 1);
+}
+
+/* Whether a tuple passes the port filter (always, without one). */
+static __always_inline int net_port_wanted(__u16 a, __u16 b)
+{
+	if (!net_filter_ports)
+		return 1;
+	if (bpf_map_lookup_elem(&net_ports, &a) || bpf_map_lookup_elem(&net_ports, &b))
+		return 1;
+	net_count(RT_NET_CNT_FILTERED);
+	return 0;
 }
 
 static __always_inline struct rt_net_event *net_scratch_event(void)
@@ -123,6 +144,8 @@ static __always_inline int net_packet(struct __sk_buff *skb, __u8 direction)
 		net_count(RT_NET_CNT_NO_PAYLOAD);
 		return TC_ACT_OK;
 	}
+	if (!net_port_wanted(bpf_ntohs(tcp.source), bpf_ntohs(tcp.dest)))
+		return TC_ACT_OK;
 	__u32 payload_len = ip_len - doff;
 	__u32 off = l4 + doff;
 
@@ -199,6 +222,10 @@ static __always_inline void net_health(const void *skaddr, __u32 kind, int oldst
 		return;
 	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
 		return;
+	__u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (!net_port_wanted(sport, dport))
+		return;
 	struct rt_net_event *e = net_scratch_event();
 	if (!e)
 		return;
@@ -208,8 +235,8 @@ static __always_inline void net_health(const void *skaddr, __u32 kind, int oldst
 	e->kind = kind;
 	e->old_state = oldstate;
 	e->new_state = newstate;
-	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->sport = sport;
+	e->dport = dport;
 	if (family == AF_INET) {
 		e->family = 4;
 		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
@@ -248,6 +275,12 @@ static __always_inline void net_rtt(struct rt_tp_sock_length *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP || ctx->ret <= 0 || !ctx->sk)
 		return;
+	/* a filtered agent keeps no RTT state for other ports' sockets */
+	if (net_filter_ports) {
+		struct sock *sk = (struct sock *)ctx->sk;
+		if (!net_port_wanted(BPF_CORE_READ(sk, __sk_common.skc_num), bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
+			return;
+	}
 	struct tcp_sock *tp = (struct tcp_sock *)ctx->sk;
 	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
 	if (srtt == 0)

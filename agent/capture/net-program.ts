@@ -19,7 +19,7 @@ import koffi from 'koffi';
 import type { Libbpf, Ptr } from './libbpf.ts';
 import { captureLibbpfLog, check, checkPtr, errnoText, libbpf } from './libbpf.ts';
 import { RingReader } from './ring-reader.ts';
-import { RT_NET_CNT_NO_PAYLOAD, RT_NET_CNT_NOT_TCP, RT_NET_CNT_PACKETS, RT_NET_CNT_RINGBUF_FULL, RT_NET_MAX_PAYLOAD, Rodata } from './net-layout.generated.ts';
+import { RT_NET_CNT_FILTERED, RT_NET_CNT_NO_PAYLOAD, RT_NET_CNT_NOT_TCP, RT_NET_CNT_PACKETS, RT_NET_CNT_RINGBUF_FULL, RT_NET_MAX_PAYLOAD, Rodata } from './net-layout.generated.ts';
 
 export const DEFAULT_NET_OBJECT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bpf', 'riptide-net.bpf.o');
 
@@ -86,6 +86,11 @@ export interface NetProgramOptions {
   objectPath?: string;
   /** Attach the TCP health tracepoints (default true). */
   tcpHealth?: boolean;
+  /**
+   * Keep only packets and TCP health events with one of these local or remote ports; the kernel
+   * counts the rest (`filtered`) and copies nothing of them. Undefined or empty: every port.
+   */
+  kernelPorts?: readonly number[];
 }
 
 export interface NetCounters {
@@ -93,6 +98,8 @@ export interface NetCounters {
   ringbufFull: number;
   notTcp: number;
   noPayload: number;
+  /** Packets and health events the kernel's port filter left out. */
+  filtered: number;
 }
 
 interface Attachment {
@@ -136,10 +143,13 @@ export class NetProgram implements Disposable {
         const rodataMap = prog.map('.rodata');
         const rodata = Buffer.alloc(Math.max(lib.map_value_size(rodataMap), Rodata.SIZE));
         rodata.writeUInt32LE(captureLimit, Rodata.net_capture_limit.offset);
+        const ports = options.kernelPorts ?? [];
+        rodata.writeUInt32LE(ports.length ? 1 : 0, Rodata.net_filter_ports.offset);
         check(lib.map_set_initial_value(rodataMap, rodata, lib.map_value_size(rodataMap)), 'setting load-time constants');
         check(lib.map_set_max_entries(prog.map('net_events'), ringBytes), 'sizing the network ring buffer');
         const loaded = lib.object_load(obj);
         if (loaded < 0) throw new Error(`loading the network BPF programs was refused by the kernel: ${errnoText(-loaded)}`);
+        prog.setPorts(ports);
         if (options.tcpHealth !== false) prog.attachTracepoints();
         return prog;
       } catch (err) {
@@ -148,6 +158,17 @@ export class NetProgram implements Disposable {
         if (err instanceof Error && err.message.includes('EAGAIN') && attempt < 8) continue;
         throw err;
       }
+    }
+  }
+
+  private setPorts(ports: readonly number[]): void {
+    if (ports.length > 1024) throw new Error(`network capture filters at most 1024 ports, got ${ports.length}`);
+    const fd = check(this.lib.map_fd(this.map('net_ports')), 'fd of map net_ports');
+    const key = Buffer.alloc(2);
+    const one = Buffer.from([1]);
+    for (const p of ports) {
+      key.writeUInt16LE(p);
+      check(this.lib.map_update_elem(fd, key, one, 0n), `adding port ${p} to the network port filter`);
     }
   }
 
@@ -264,7 +285,7 @@ export class NetProgram implements Disposable {
       for (let c = 0; c < ncpu; c++) sum += Number(value.readBigUInt64LE(c * 8));
       return sum;
     };
-    return { packets: read(RT_NET_CNT_PACKETS), ringbufFull: read(RT_NET_CNT_RINGBUF_FULL), notTcp: read(RT_NET_CNT_NOT_TCP), noPayload: read(RT_NET_CNT_NO_PAYLOAD) };
+    return { packets: read(RT_NET_CNT_PACKETS), ringbufFull: read(RT_NET_CNT_RINGBUF_FULL), notTcp: read(RT_NET_CNT_NOT_TCP), noPayload: read(RT_NET_CNT_NO_PAYLOAD), filtered: read(RT_NET_CNT_FILTERED) };
   }
 
   /** Detaches every interface and tracepoint and frees the object. Safe to call twice. */
