@@ -4,10 +4,12 @@
  * bpf/riptide.bpf.c so that the two load, fail and evolve independently.
  *
  *   tc ingress/egress  rt_net_ingress, rt_net_egress: attached by user space to the interfaces the
- *                      user chose (--net-interfaces), nowhere else. Per TCP segment that carries
- *                      payload: interface, direction, tuple, sequence, payload length, timestamp
- *                      and the first net_capture_limit payload bytes. Always TC_ACT_OK: the
- *                      programs observe, they never change a packet's fate.
+ *                      user chose (--net-interfaces, default: host-side veth ends), nowhere else.
+ *                      Per TCP segment that carries payload (and, with the agent's port filter,
+ *                      has one of its ports): interface, direction, tuple, sequence, payload
+ *                      length, timestamp and the first net_capture_limit payload bytes. Always
+ *                      TC_ACT_UNSPEC (TCX_NEXT): the programs observe, they never change a
+ *                      packet's fate nor stop the programs after them (another agent's, a CNI's).
  *   tcp:tcp_retransmit_skb   one record per retransmitted segment (socket tuple, RTT so far).
  *   sock:sock_send_length, sock:sock_recv_length  (6.3+, optional) at every data syscall on a TCP
  *                      socket, the smoothed RTT; a record only when it moved by more than 1/8
@@ -27,7 +29,10 @@
 #include <bpf/bpf_endian.h>
 #include "riptide-net.h"
 
-#define TC_ACT_OK 0
+/* TC_ACT_UNSPEC, which tcx calls TCX_NEXT: run the next program on the hook and leave the packet's
+ * fate to it (or to the default, pass). TC_ACT_OK (TCX_PASS) would end the chain there: a second
+ * agent on the same interface — or a CNI's own program after ours — would never see the packet. */
+#define RT_TC_NEXT -1
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP 6
@@ -99,7 +104,7 @@ static __always_inline int net_packet(struct __sk_buff *skb, __u8 direction)
 	__u32 l3 = ETH_HLEN, l4, ip_len, hdr_len;
 	struct rt_net_event *e = net_scratch_event();
 	if (!e)
-		return TC_ACT_OK;
+		return RT_TC_NEXT;
 	__builtin_memset(e, 0, RT_NET_HDR_SIZE);
 
 	if (proto == ETH_P_IP) {
@@ -142,10 +147,10 @@ static __always_inline int net_packet(struct __sk_buff *skb, __u8 direction)
 	__u32 doff = tcp.doff * 4;
 	if (doff < 20 || ip_len <= doff) {
 		net_count(RT_NET_CNT_NO_PAYLOAD);
-		return TC_ACT_OK;
+		return RT_TC_NEXT;
 	}
 	if (!net_port_wanted(bpf_ntohs(tcp.source), bpf_ntohs(tcp.dest)))
-		return TC_ACT_OK;
+		return RT_TC_NEXT;
 	__u32 payload_len = ip_len - doff;
 	__u32 off = l4 + doff;
 
@@ -172,16 +177,16 @@ static __always_inline int net_packet(struct __sk_buff *skb, __u8 direction)
 	e->captured = n;
 	__u64 size = RT_NET_HDR_SIZE + (__u64)n;
 	if (size > sizeof(*e))
-		return TC_ACT_OK;
+		return RT_TC_NEXT;
 	if (bpf_ringbuf_output(&net_events, e, size, 0) < 0)
 		net_count(RT_NET_CNT_RINGBUF_FULL);
 	else
 		net_count(RT_NET_CNT_PACKETS);
-	return TC_ACT_OK;
+	return RT_TC_NEXT;
 
 not_tcp:
 	net_count(RT_NET_CNT_NOT_TCP);
-	return TC_ACT_OK;
+	return RT_TC_NEXT;
 }
 
 SEC("tc")
