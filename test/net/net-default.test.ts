@@ -249,4 +249,30 @@ describe.skipIf(missing.length > 0)('network capture by default (issue 19)', () 
     expect(a.lines.filter((l) => l.observation_point !== undefined)).toEqual([]);
     expect(await a.stop()).toBe(0);
   }, 60_000);
+
+  it('the off-switch also comes from RIPTIDE_NET_INTERFACES and from the YAML file, like every option', async () => {
+    const yaml = path.join(dir, 'agent.yaml');
+    fs.writeFileSync(yaml, 'net-interfaces: none\n');
+    for (const [how, extra, env] of [
+      ['environment', [], { RIPTIDE_NET_INTERFACES: 'none' }],
+      ['YAML', ['--config', yaml], {}],
+      ['default', [], {}],
+    ] as const) {
+      const a = spawn(process.execPath, [RIPTIDE, 'agent', '--output', '/dev/null', '--port', '0', '--exit-with-parent', '--filter-port', String(port), ...extra], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`${how}: agent did not start: ${err}`)), 60_000);
+        a.stderr!.on('data', (d: Buffer) => {
+          err += d.toString();
+          if (err.includes('metrics on')) {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+      });
+      await stop(a);
+      if (how === 'default') expect(err, how).toMatch(/network spans at \d+ interface\(s\).*TCP health on/);
+      else expect(err, how).not.toMatch(/network spans|TCP health/);
+    }
+  }, 120_000);
 });
