@@ -57,6 +57,7 @@ class FakeProgram implements NetProgramLike {
   readonly attached = new Map<number, string>();
   attempts = 0;
   mode: 'tcx' | 'clsact' | '' = '';
+  tcUnavailable: string | undefined = undefined;
   closed = false;
   constructor(
     readonly loadedWith: NetProgramOptions,
@@ -199,6 +200,29 @@ describe('a kernel that refuses TC', () => {
     expect(program.attempts).toBe(1); // not tried on vethpod2
     cap.rescan();
     expect(program.attempts).toBe(1);
+    cap.stop();
+  });
+
+  it('is said at start when the TC programs did not load (TCP health alone), with no attach attempt', () => {
+    let program: FakeProgram | undefined;
+    const refused: string[] = [];
+    const cap = NetCapture.start(
+      {
+        pattern: parseInterfacePattern('veth'),
+        rescanMs: 0,
+        pollMs: 1_000_000,
+        list: () => IFS,
+        load: (o) => {
+          program = new FakeProgram(o);
+          program.tcUnavailable = 'loading the network BPF programs was refused by the kernel: EPERM: Operation not permitted';
+          return program;
+        },
+        onTcRefused: (r) => refused.push(r),
+      },
+      { onMessage: () => undefined, onParsed: () => undefined, onSocketClosed: () => undefined },
+    );
+    expect(refused).toHaveLength(1);
+    expect(program!.attempts).toBe(0);
     cap.stop();
   });
 

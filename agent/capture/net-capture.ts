@@ -66,7 +66,7 @@ export interface NetCaptureOptions extends NetProgramOptions {
 }
 
 /** What {@link NetCapture} uses of {@link NetProgram}. */
-export type NetProgramLike = Pick<NetProgram, 'interfaces' | 'mode' | 'attach' | 'detach' | 'ringReader' | 'counters' | 'close'>;
+export type NetProgramLike = Pick<NetProgram, 'interfaces' | 'mode' | 'tcUnavailable' | 'attach' | 'detach' | 'ringReader' | 'counters' | 'close'>;
 
 /** How long a network message of an unknown connection waits for a process message to claim it. */
 export const HOLD_MS = 2000;
@@ -148,6 +148,7 @@ export class NetCapture {
       throw err;
     }
     const cap = new NetCapture(program, reader, sink, options);
+    if (program.tcUnavailable !== undefined) cap.refuseTc(program.tcUnavailable);
     try {
       cap.rescan();
     } catch (err) {
@@ -201,14 +202,18 @@ export class NetCapture {
         this.failedIfs.add(i.ifindex);
         attachFailures.inc();
         const msg = (err as Error).message;
-        if (!this.attachedOnce && isKernelRefusal(msg)) {
-          // Nothing attached yet and the kernel says no: it will say no to every interface.
-          this.tcRefused = msg;
-          (this.options.onTcRefused ?? ((r) => process.stderr.write(`riptide agent: no network spans: this kernel refuses TC programs (${r}); TCP health stays on\n`)))(msg);
-        } else this.attachLog.record(1, msg);
+        // Nothing attached yet and the kernel says no: it will say no to every interface.
+        if (!this.attachedOnce && isKernelRefusal(msg)) this.refuseTc(msg);
+        else this.attachLog.record(1, msg);
       }
     }
     interfacesGauge.set(this.program.interfaces.size);
+  }
+
+  /** No TC here (the programs did not load, or the first attach was refused): said once, never retried. */
+  private refuseTc(reason: string): void {
+    this.tcRefused = reason;
+    (this.options.onTcRefused ?? ((r) => process.stderr.write(`riptide agent: no network spans: TC programs cannot run here (${r}; they need CAP_NET_ADMIN and tcx or clsact); TCP health stays on\n`)))(reason);
   }
 
   /** Sets TCP health figures on a process message of a known connection (and, with a process filter, claims its connection's network messages). */

@@ -29,6 +29,7 @@ const BPF_TCX_EGRESS = 47;
 const BPF_TC_INGRESS = 1;
 const BPF_TC_EGRESS = 2;
 const TC_PRIORITY = 0x7219;
+const TC_PROGRAMS = ['rt_net_ingress', 'rt_net_egress'];
 const TC_HANDLE = 0x7219;
 
 interface NetLib {
@@ -129,13 +130,21 @@ export class NetProgram implements Disposable {
     const lib = libbpf();
     const path = options.objectPath ?? process.env.RIPTIDE_NET_BPF_OBJECT ?? DEFAULT_NET_OBJECT;
     if (!existsSync(path)) throw new Error(`BPF object ${path} is missing (build it with: npm run bpf:build)`);
-    captureLibbpfLog((level, line) => level === 'warn' && process.stderr.write(`libbpf: ${line}\n`));
+    // libbpf's warnings are held until the outcome is known: a refused TC program that the
+    // fallback below copes with is one line from the agent, not libbpf's three.
+    const warnings: string[] = [];
+    captureLibbpfLog((level, line) => level === 'warn' && warnings.push(line));
+    const flush = (): void => {
+      for (const w of warnings.splice(0)) process.stderr.write(`libbpf: ${w}\n`);
+    };
     const captureLimit = options.captureLimit ?? 256;
     if (!Number.isInteger(captureLimit) || captureLimit < 0 || captureLimit > RT_NET_MAX_PAYLOAD) {
       throw new Error(`network capture limit must be an integer between 0 and ${RT_NET_MAX_PAYLOAD}, got ${captureLimit}`);
     }
     const ringBytes = options.ringBytes ?? 4 << 20;
     if (ringBytes < 4096 || ringBytes & (ringBytes - 1)) throw new Error(`ring buffer size must be a power of two ≥ 4096, got ${ringBytes}`);
+    /** Set once a load with the TC programs failed: the retry loads the TCP health programs only. */
+    let tcRefused: string | undefined;
     for (let attempt = 1; ; attempt++) {
       const obj = checkPtr(lib.object_open_file(path, null), `opening ${path}`);
       const prog = new NetProgram(lib, obj, ringBytes, captureLimit);
@@ -147,19 +156,37 @@ export class NetProgram implements Disposable {
         rodata.writeUInt32LE(ports.length ? 1 : 0, Rodata.net_filter_ports.offset);
         check(lib.map_set_initial_value(rodataMap, rodata, lib.map_value_size(rodataMap)), 'setting load-time constants');
         check(lib.map_set_max_entries(prog.map('net_events'), ringBytes), 'sizing the network ring buffer');
+        if (tcRefused !== undefined) for (const name of TC_PROGRAMS) check(lib.program_set_autoload(prog.program(name), false), `leaving ${name} out`);
         const loaded = lib.object_load(obj);
-        if (loaded < 0) throw new Error(`loading the network BPF programs was refused by the kernel: ${errnoText(-loaded)}`);
+        if (loaded < 0) {
+          const why = `loading the network BPF programs was refused by the kernel: ${errnoText(-loaded)}`;
+          // TC programs need CAP_NET_ADMIN (or a kernel that has them): try TCP health alone.
+          if (tcRefused === undefined && options.tcpHealth !== false && !why.includes('EAGAIN')) {
+            tcRefused = why;
+            prog.close();
+            continue;
+          }
+          throw new Error(tcRefused ?? why);
+        }
+        prog.tcUnavailable = tcRefused;
         prog.setPorts(ports);
         if (options.tcpHealth !== false) prog.attachTracepoints();
+        if (tcRefused === undefined) flush();
+        warnings.length = 0;
+        captureLibbpfLog((level, line) => level === 'warn' && process.stderr.write(`libbpf: ${line}\n`));
         return prog;
       } catch (err) {
         prog.close();
         // the verifier gives up with EAGAIN when a signal arrives mid-verification
         if (err instanceof Error && err.message.includes('EAGAIN') && attempt < 8) continue;
+        flush();
         throw err;
       }
     }
   }
+
+  /** Why the TC programs are not loaded (the kernel refused them; TCP health alone), or undefined. */
+  tcUnavailable: string | undefined;
 
   private setPorts(ports: readonly number[]): void {
     if (ports.length > 1024) throw new Error(`network capture filters at most 1024 ports, got ${ports.length}`);
@@ -216,6 +243,7 @@ export class NetProgram implements Disposable {
   /** Attaches ingress and egress to an interface (idempotent). Throws with the reason on failure. */
   attach(ifindex: number, name: string): void {
     if (this.closed) throw new Error('network capture is closed');
+    if (this.tcUnavailable !== undefined) throw new Error(this.tcUnavailable);
     if (this.attachments.has(ifindex)) return;
     const n = bindNetLib();
     const ing = n.program_fd(this.program('rt_net_ingress'));

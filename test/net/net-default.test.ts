@@ -275,4 +275,40 @@ describe.skipIf(missing.length > 0)('network capture by default (issue 19)', () 
       else expect(err, how).not.toMatch(/network spans|TCP health/);
     }
   }, 120_000);
+
+  it('without CAP_NET_ADMIN (the kernel refuses the TC programs): one line, TCP health kept, capture runs', async () => {
+    // root without net_admin/sys_admin in its bounding set: loading SCHED_CLS programs is EPERM
+    const a = spawn('setpriv', ['--bounding-set=-net_admin,-sys_admin', process.execPath, RIPTIDE, 'agent', '--output', '-', '--port', '0', '--exit-with-parent', '--filter-port', String(port)], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    let out = '';
+    a.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`agent did not start: ${err}`)), 60_000);
+        a.stderr!.on('data', (d: Buffer) => {
+          err += d.toString();
+          if (err.includes('metrics on')) {
+            clearTimeout(t);
+            resolve();
+          }
+        });
+        a.once('exit', (code) => reject(new Error(`agent exited ${code}: ${err}`)));
+      });
+      const lines = err.trim().split('\n');
+      expect(lines, err).toHaveLength(2); // the refusal, then the start-up line: no libbpf chatter
+      expect(lines[0]).toMatch(/^riptide agent: no network spans: TC programs cannot run here \(.*EPERM.*\); TCP health stays on$/);
+      expect(lines[1]).toMatch(/no network spans \(TC refused\), TCP health on/);
+      const names = progNames(a.pid!);
+      expect(names).toEqual(expect.arrayContaining(['rt_tcp_retransmit', 'rt_tcp_set_state']));
+      expect(names).not.toContain('rt_net_ingress');
+      expect(tcxIfindexes(a.pid!)).toEqual([]);
+      expect(await curl(`http://${topo!.serverIp}:${port}/noadmin/1`)).toBe('ok /noadmin/1\n');
+      const deadline = Date.now() + 20_000;
+      while (!out.includes('"local_port":' + port) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      expect(out).toContain(`"local_port":${port}`);
+      expect(out).not.toContain('"observation_point"');
+    } finally {
+      await stop(a);
+    }
+  }, 90_000);
 });
