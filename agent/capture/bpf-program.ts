@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import type { Libbpf, Ptr } from './libbpf.ts';
 import { captureLibbpfLog, check, checkPtr, errnoText, libbpf } from './libbpf.ts';
 import { RingReader } from './ring-reader.ts';
+import { checkTracefs } from './preflight.ts';
 import {
   RT_CNT_ARGS_FULL,
   RT_CNT_EMITTED,
@@ -245,6 +246,10 @@ export class CaptureProgram implements Disposable {
       const loaded = lib.object_load(obj);
       if (loaded < 0) throw new Error(`loading the BPF program was refused by the kernel: ${errnoText(-loaded)}`);
       prog.fillFilters(filter);
+      // Tracepoint ids are read from tracefs; a freshly booted machine may not have it mounted yet,
+      // and every caller (the agent, tests, benchmarks) needs it, not only the agent's preflight.
+      const tracefs = checkTracefs();
+      if (!tracefs.ok) throw new Error(tracefs.line);
       prog.attachAll();
       return prog;
     } catch (err) {

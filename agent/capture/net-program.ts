@@ -19,6 +19,7 @@ import koffi from 'koffi';
 import type { Libbpf, Ptr } from './libbpf.ts';
 import { captureLibbpfLog, check, checkPtr, errnoText, libbpf } from './libbpf.ts';
 import { RingReader } from './ring-reader.ts';
+import { checkTracefs } from './preflight.ts';
 import { RT_NET_CNT_FILTERED, RT_NET_CNT_NO_PAYLOAD, RT_NET_CNT_NOT_TCP, RT_NET_CNT_PACKETS, RT_NET_CNT_RINGBUF_FULL, RT_NET_MAX_PAYLOAD, Rodata } from './net-layout.generated.ts';
 
 export const DEFAULT_NET_OBJECT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bpf', 'riptide-net.bpf.o');
@@ -210,6 +211,8 @@ export class NetProgram implements Disposable {
   }
 
   private attachTracepoints(): void {
+    const tracefs = checkTracefs();
+    if (!tracefs.ok) throw new Error(tracefs.line);
     for (const name of ['rt_tcp_retransmit', 'rt_tcp_set_state']) {
       const link = this.lib.program_attach(this.program(name));
       if (link === null || link === 0n) throw new Error(`attaching ${name} failed: ${errnoText()}`);

@@ -8,6 +8,7 @@
  *   const d = descriptorFor('grpc');   // the http2 descriptor (grpc is its alias)
  */
 import type { ProtocolDescriptor, ProtocolParser } from './parser.ts';
+import { ONE_WAY_ALWAYS } from './parser.ts';
 import { amqpDescriptor } from './amqp/descriptor.ts';
 import { dnsDescriptor } from './dns/descriptor.ts';
 import { http1Descriptor } from './http1/descriptor.ts';
@@ -74,4 +75,14 @@ export function agentDescriptor(l7Protocol: string): ProtocolDescriptor | undefi
 /** A parser's descriptor: its own, or the defaults its `parallel` flag implies (plugins). */
 export function descriptorOf(p: ProtocolParser): ProtocolDescriptor {
   return p.descriptor ?? { name: p.name, aliases: [], pairing: p.parallel ? 'by-id' : 'in-order', oneWay: [] };
+}
+
+/**
+ * The request types a descriptor says are never answered, whatever the bytes say (`when: 'always'`):
+ * the span builder closes them as one-way, the conformance suite wants the parser to flag them.
+ */
+export function alwaysOneWay(d: ProtocolDescriptor): ReadonlySet<string> {
+  const out = new Set<string>();
+  for (const r of d.oneWay) if (r.when === ONE_WAY_ALWAYS) out.add(r.requestType);
+  return out;
 }

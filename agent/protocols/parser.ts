@@ -93,9 +93,18 @@ export type ParserState = Record<string, unknown>;
 export interface OneWayRule {
   /** The `requestType` the parser reports. */
   readonly requestType: string;
-  /** When ('always', 'QoS 0', 'acks = 0'). */
+  /**
+   * When: exactly `'always'` ({@link ONE_WAY_ALWAYS}) when every request of this type goes
+   * unanswered — the span builder then closes it as one-way even if the parser did not flag it,
+   * and the conformance suite fails a parser that does not; anything else ('QoS 0', 'acks = 0',
+   * 'noreply') is a condition in the bytes that only the parser can see and flag (`oneWay`).
+   * Explanations belong in a comment beside the rule, not in this text.
+   */
   readonly when: string;
 }
+
+/** The one `OneWayRule.when` that is unconditional. */
+export const ONE_WAY_ALWAYS = 'always';
 
 /**
  * How a protocol's messages become spans: declared once, beside its parser

@@ -47,7 +47,7 @@ import { bodyLimit, resolveLimits } from '../http/body-limit.ts';
 import type { BodyLimits } from '../http/body-limit.ts';
 import { createMarketplaceApp } from '../marketplace/app.ts';
 import type { MarketplaceAppOptions } from '../marketplace/app.ts';
-import { BUILTIN_DESCRIPTORS } from '../../agent/protocols/descriptors.ts';
+import { DescriptorCatalog } from '../storage/protocol-descriptors.ts';
 
 export interface QueryAppOptions {
   clickhouse: ClickHouse;
@@ -82,6 +82,12 @@ export interface QueryAppOptions {
   traceListBudgetMs?: number;
   /** Hints for the web UI (served at `/api/v1/ui-config`). */
   ui?: UiOptions;
+  /**
+   * Protocol descriptors for `GET /api/v1/protocols` and trace assembly: built-ins + the plugin
+   * descriptors stored in riptide.protocol_descriptors (default: a catalog on `clickhouse`, read
+   * again at most every 10 s).
+   */
+  descriptors?: DescriptorCatalog;
 }
 
 /** Hints for the web UI. */
@@ -107,7 +113,9 @@ export function createQueryApp(o: QueryAppOptions): Hono {
   const assemblySeconds = m.counter('riptide_query_assembly_seconds_total', 'Time spent assembling traces');
   const names = new TagNames(ch);
   const source = new ClickHouseSpanSource(ch);
-  const assembleOptions = o.assemble ?? {};
+  const descriptors = o.descriptors ?? new DescriptorCatalog(ch, { metrics: m });
+  // Aliases and sequence slack of plugin protocols too (the lookup reads the catalog's last table).
+  const assembleOptions: Partial<AssembleOptions> = { descriptorOf: descriptors.lookup, ...o.assemble };
   const limits = resolveLimits(o.limits);
   const userSql = new ReadOnlySql(ch, { ...o.sql, limits: { ...(o.sqlMaxRows ? { maxRows: o.sqlMaxRows } : {}), ...o.sql?.limits } });
   const sqlRefused = m.counter('riptide_sql_refused_total', 'POST /api/v1/sql statements refused or cut, by reason (guard, engine, limit, busy)');
@@ -121,6 +129,7 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     assemble: assembleOptions,
     async trace(spanId) {
       const t0 = performance.now();
+      await descriptors.refresh();
       const t = await assembleRecords(source, spanId, assembleOptions);
       assemblies.inc();
       assemblySeconds.inc(undefined, (performance.now() - t0) / 1000);
@@ -270,8 +279,9 @@ export function createQueryApp(o: QueryAppOptions): Hono {
     return c.json({ spans });
   });
 
-  // How each protocol pairs into spans (agent/protocols/<name>/descriptor.ts).
-  app.get('/api/v1/protocols', (c) => c.json({ protocols: BUILTIN_DESCRIPTORS }));
+  // How each protocol pairs into spans: the built-ins (agent/protocols/<name>/descriptor.ts), then
+  // the Wasm plugins' as their batches carried them (riptide.protocol_descriptors).
+  app.get('/api/v1/protocols', async (c) => c.json({ protocols: await descriptors.list() }));
 
   // One row per trace (root, services, duration, status, span count): what the UI opens on.
   app.get('/api/v1/traces', async (c) => {

@@ -18,6 +18,7 @@
  */
 import type { AsmSpan } from './span.ts';
 import { descriptorFor } from '../../agent/protocols/descriptors.ts';
+import type { ProtocolDescriptor } from '../../agent/protocols/parser.ts';
 import { placeNetHops, withoutNetSpans } from './net-hops.ts';
 
 export interface AssembleOptions {
@@ -42,6 +43,11 @@ export interface AssembleOptions {
    * worse than a missing one. 0 takes every rule's link; 1 only exact evidence (sequence, headers).
    */
   minConfidence: number;
+  /**
+   * Descriptor by protocol name, for aliases and sequence slack (default: the built-in table; the
+   * query app passes built-ins + stored plugin descriptors, storage/protocol-descriptors.ts).
+   */
+  descriptorOf?: (l7Protocol: string) => ProtocolDescriptor | undefined;
 }
 
 export const DEFAULT_ASSEMBLE_OPTIONS: AssembleOptions = {
@@ -248,7 +254,7 @@ interface Asked {
  */
 const STRONG: ReadonlySet<ParentRule> = new Set(['traceparent', 'x_request_id', 'syscall_response']);
 
-function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined): void {
+function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined, of?: AssembleOptions['descriptorOf']): void {
   // A call sent by a thread that had received nothing yet (a client program like curl, a fresh
   // worker) serves no request of that thread: nothing up the thread or along its ids to look for.
   // A goroutine that received nothing may still serve a request: Go's HTTP transport writes a call
@@ -266,7 +272,7 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
     // Only the request sequence: asking response sequences too doubled the keys (and the bloom
     // filter false positives, which grow with the number of keys) and found nothing a rule uses.
     if (s.req_tcp_seq !== 0) {
-      for (const d of seqSlack(s.l7_protocol)) {
+      for (const d of seqSlack(s.l7_protocol, of)) {
         const v = (s.req_tcp_seq + d) >>> 0;
         if (!asked.seq.has(v)) {
           asked.seq.add(v);
@@ -313,8 +319,8 @@ function addKeys(k: SearchKeys, s: AsmSpan, asked: Asked, link: Link | undefined
  * `sequenceSlack`. Protocols framed by a 4-byte length header (MySQL, Kafka) are often read header
  * first, then payload: the message the parser keeps starts 4 bytes later on that side.
  */
-function seqSlack(protocol: string): readonly number[] {
-  return descriptorFor(protocol)?.sequenceSlack ?? NO_SLACK;
+function seqSlack(protocol: string, of = descriptorFor): readonly number[] {
+  return of(protocol)?.sequenceSlack ?? NO_SLACK;
 }
 const NO_SLACK: readonly number[] = [0];
 
@@ -337,10 +343,10 @@ export function idTokens(resource: string | undefined): string[] {
 const byStart = (a: AsmSpan, b: AsmSpan): number => a.start_time_us - b.start_time_us || (a.span_id < b.span_id ? -1 : a.span_id > b.span_id ? 1 : 0);
 
 /** HTTP/2 and gRPC are one exchange seen by parsers that may name it differently (descriptor aliases). */
-function sameProtocol(a: string, b: string): boolean {
+function sameProtocol(a: string, b: string, of = descriptorFor): boolean {
   if (a === b) return true;
-  const d = descriptorFor(a);
-  return d !== undefined && d === descriptorFor(b);
+  const d = of(a);
+  return d !== undefined && d === of(b);
 }
 
 /** A client span without a response (timeout) has end == start: only its start can be checked. */
@@ -619,7 +625,7 @@ export function linkParents<T extends AsmSpan>(all: readonly T[], options: Parti
     l.reduce<T | undefined>((best, s) => (!best || Math.abs(s.start_time_us - t) < Math.abs(best.start_time_us - t) ? s : best), undefined);
 
   const networkPeer = (srv: T, c: T): boolean => {
-    if (c === srv || !sameProtocol(c.l7_protocol, srv.l7_protocol)) return false;
+    if (c === srv || !sameProtocol(c.l7_protocol, srv.l7_protocol, o.descriptorOf)) return false;
     const tol = o.networkDelayUs + (c.agent_id !== srv.agent_id ? o.clockOffsetUs : 0);
     if (srv.start_time_us < c.start_time_us - tol) return false;
     if (answered(c) && answered(srv) && srv.end_time_us > c.end_time_us + tol) return false;
@@ -645,7 +651,7 @@ export function linkParents<T extends AsmSpan>(all: readonly T[], options: Parti
         // The request sequence identifies the exchange (it moves on with every request of a
         // keep-alive connection). Response sequences may differ when one side reads a response in
         // several pieces and the parser keeps a later one: equal ones only break ties.
-        const l = seqSlack(s.l7_protocol)
+        const l = seqSlack(s.l7_protocol, o.descriptorOf)
           .flatMap((d) => clientsBySeq.get((s.req_tcp_seq + d) >>> 0) ?? [])
           .filter((c) => networkPeer(s, c));
         const exact = l.filter((c) => c.resp_tcp_seq !== 0 && c.resp_tcp_seq === s.resp_tcp_seq);
@@ -787,7 +793,7 @@ export async function assembleTrace<T extends AsmSpan>(source: SpanSource<T>, se
     for (const id of members(seed.span_id, links, set)) {
       if (expanded.has(id)) continue;
       expanded.add(id);
-      addKeys(keys, set.get(id) as T, asked, links.get(id));
+      addKeys(keys, set.get(id) as T, asked, links.get(id), o.descriptorOf);
     }
     let added = 0;
     if (!keysEmpty(keys)) {

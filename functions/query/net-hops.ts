@@ -15,6 +15,7 @@
  */
 import type { AsmSpan } from './span.ts';
 import { descriptorFor } from '../../agent/protocols/descriptors.ts';
+import type { ProtocolDescriptor } from '../../agent/protocols/parser.ts';
 
 export const isNetSpan = (s: AsmSpan): boolean => (s.signal_source as string) === 'net';
 
@@ -29,6 +30,8 @@ export interface NetHopOptions {
   minConfidence: number;
   /** The `net_hop` rule's confidence (RULE_CONFIDENCE in assemble.ts, which calls this). */
   confidence: number;
+  /** Descriptor by protocol name (default: the built-in table). */
+  descriptorOf?: (l7Protocol: string) => ProtocolDescriptor | undefined;
 }
 
 /** assemble.ts's Link, structurally (this module is imported by it, so it does not import it back). */
@@ -38,14 +41,16 @@ interface LinkLike {
   confidence: number;
 }
 
-function sameProtocol(a: string, b: string): boolean {
+type DescriptorOf = (l7Protocol: string) => ProtocolDescriptor | undefined;
+
+function sameProtocol(a: string, b: string, of: DescriptorOf): boolean {
   if (a === b) return true;
-  const d = descriptorFor(a);
-  return d !== undefined && d === descriptorFor(b);
+  const d = of(a);
+  return d !== undefined && d === of(b);
 }
 
-function seqs(s: AsmSpan): number[] {
-  return (descriptorFor(s.l7_protocol)?.sequenceSlack ?? [0]).map((d) => (s.req_tcp_seq + d) >>> 0);
+function seqs(s: AsmSpan, of: DescriptorOf): number[] {
+  return (of(s.l7_protocol)?.sequenceSlack ?? [0]).map((d) => (s.req_tcp_seq + d) >>> 0);
 }
 
 /**
@@ -54,6 +59,7 @@ function seqs(s: AsmSpan): number[] {
  */
 export function placeNetHops<T extends AsmSpan, L extends LinkLike>(spans: readonly T[], links: Map<string, L>, o: NetHopOptions): Map<string, L> {
   const conf = o.confidence;
+  const of = o.descriptorOf ?? descriptorFor;
   const hop = (parent: string): L => ({ parent, rule: 'net_hop', confidence: conf }) as L;
   if (conf < o.minConfidence) return links;
   const netBySeq = new Map<number, T[]>();
@@ -68,10 +74,10 @@ export function placeNetHops<T extends AsmSpan, L extends LinkLike>(spans: reado
   const within = (net: T, s: T): boolean => {
     const tol = o.networkDelayUs + (net.agent_id !== s.agent_id ? o.clockOffsetUs : 0);
     const end = s.end_time_us > s.start_time_us ? s.end_time_us : s.start_time_us;
-    return net.start_time_us >= s.start_time_us - tol && net.start_time_us <= end + tol && sameProtocol(net.l7_protocol, s.l7_protocol);
+    return net.start_time_us >= s.start_time_us - tol && net.start_time_us <= end + tol && sameProtocol(net.l7_protocol, s.l7_protocol, of);
   };
   const hopsOf = (s: T): T[] =>
-    seqs(s)
+    seqs(s, of)
       .flatMap((q) => netBySeq.get(q) ?? [])
       .filter((n) => !claimed.has(n.span_id) && within(n, s))
       .sort((a, b) => a.start_time_us - b.start_time_us || (a.span_id < b.span_id ? -1 : 1));

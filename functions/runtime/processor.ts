@@ -12,6 +12,10 @@
  * `riptide.spans` counts every span exactly once. Settling happens when processing finds a closed
  * slot, and in {@link BatchProcessor.settleDue}, which the runtimes call on a timer.
  *
+ * The descriptors of plugin protocols that a newly read batch carries are recorded in
+ * `riptide.protocol_descriptors` (when new or changed; storage/protocol-descriptors.ts), so the query
+ * side knows them.
+ *
  * Malformed objects are moved to `quarantine/<key>` with a `<key>.reason.json` note, counted, and
  * left out of every window (quarantine.ts, the one quarantine path); processing carries on.
  *
@@ -29,6 +33,7 @@ import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
 import { recordProcessedSlot, recordSettledSlot, settledSlots } from '../storage/span-store.ts';
 import { SpanWriter } from '../storage/span-writer.ts';
+import { DescriptorRecorder } from '../storage/protocol-descriptors.ts';
 import { stringWords } from '../span-builder/hash.ts';
 import type { BatchDecoder, BatchKeyScheme, ObjectStorePort } from './ports.ts';
 import { quarantine } from './quarantine.ts';
@@ -104,6 +109,11 @@ export interface BatchProcessorOptions {
   settleMaxWaitSeconds?: number;
   /** The clock (unix ms; default Date.now): decides which windows have closed. */
   now?: () => number;
+  /**
+   * Records the plugin protocol descriptors the batches carry in riptide.protocol_descriptors, for
+   * the query side (default: a recorder on `ch`; false: none).
+   */
+  descriptors?: DescriptorRecorder | false;
   log?: (line: string) => void;
 }
 
@@ -149,6 +159,7 @@ export class BatchProcessor {
   private readonly newest = new Map<string, number>();
   private lastLedgerSweep = -Infinity;
   private sweeping?: Promise<number>;
+  private readonly descriptors: DescriptorRecorder | undefined;
 
   constructor(private readonly o: BatchProcessorOptions) {
     this.builder = new SpanBuilder(o.builder);
@@ -156,6 +167,7 @@ export class BatchProcessor {
     this.encoder = this.writer.encoder;
     this.log = o.log ?? ((l) => process.stderr.write(l + '\n'));
     this.now = o.now ?? Date.now;
+    this.descriptors = o.descriptors === false ? undefined : (o.descriptors ?? new DescriptorRecorder(o.ch, { log: this.log }));
   }
 
   private closed(agentId: string, slot: number, slotSeconds: number): boolean {
@@ -454,6 +466,9 @@ export class BatchProcessor {
         out.keys.push(k);
         out.batches.push(b);
         this.remember(k, b);
+        // Decoded for the first time in this process: its plugin descriptors (a no-op for built-ins
+        // and for what was written already; never throws).
+        if (this.descriptors !== undefined) await this.descriptors.record(b.descriptors, b.agentId);
       } catch (err) {
         const reason = (err as { reason?: string }).reason ?? 'invalid';
         await this.quarantine(k, bytes, reason, err);

@@ -81,3 +81,80 @@ describe('span builder reads the descriptors a batch carries', () => {
     ]);
   });
 });
+
+describe("one-way requests by the descriptor's unconditional rules", () => {
+  // A NOTIFY the parser did not flag (a plugin that does not set oneWay, or an older agent), sent
+  // before a GET on a serial connection; one reply follows.
+  const unflagged = (descriptors?: ProtocolDescriptor[], version = 4): Batch => {
+    const b: Batch = {
+      version,
+      agentId: 'a',
+      host: 'a',
+      slot: BASE_SLOT,
+      slotSeconds: 5,
+      part: 0,
+      messages: [
+        msg(client, 10, 'egress', [{ l7Protocol: 'rpcx', msgType: 'request', requestType: 'NOTIFY' }]),
+        msg(client, 20, 'egress', [{ l7Protocol: 'rpcx', msgType: 'request', requestType: 'GET' }]),
+        msg(client, 30, 'ingress', [resp(undefined, 200)]),
+      ],
+      processes: [proc(10, 'client')],
+      closed: [],
+    };
+    if (descriptors) b.descriptors = descriptors;
+    return decodeBatch(encodeBatch(b));
+  };
+  const rpcx = (when: string): ProtocolDescriptor => ({ name: 'rpcx', aliases: [], pairing: 'in-order', oneWay: [{ requestType: 'NOTIFY', when }] });
+
+  it("when: 'always' closes the request as one_way (status ok) though the parser did not flag it, and the reply goes to the next request", () => {
+    expect(build(unflagged([rpcx('always')]))).toEqual([
+      ['NOTIFY', 'one_way', -1, 'ok'],
+      ['GET', 'paired', 200, 'ok'],
+    ]);
+  });
+
+  it("a conditional rule stays the parser's call: an unflagged request waits for its answer", () => {
+    expect(build(unflagged([rpcx('fire-and-forget bit')]))).toEqual([
+      ['NOTIFY', 'paired', 200, 'ok'],
+      ['GET', 'request_only', -1, 'timeout'],
+    ]);
+    // Without a descriptor there is no rule at all.
+    expect(build(unflagged())).toEqual([
+      ['NOTIFY', 'paired', 200, 'ok'],
+      ['GET', 'request_only', -1, 'timeout'],
+    ]);
+  });
+
+  it("built-in always-rules apply to a batch without descriptors (format 3); memcached's conditional quit does not", () => {
+    const pg = { ...client, socketId: 8 };
+    const my = { ...client, socketId: 9 };
+    const mc = { ...client, socketId: 10 };
+    const zk = { ...client, socketId: 11 };
+    const old: Batch = {
+      version: 3,
+      agentId: 'a',
+      host: 'a',
+      slot: BASE_SLOT,
+      slotSeconds: 5,
+      part: 0,
+      messages: [
+        msg(pg, 10, 'egress', [{ l7Protocol: 'postgresql', msgType: 'request', requestType: 'TERMINATE' }]),
+        msg(my, 11, 'egress', [{ l7Protocol: 'mysql', msgType: 'request', requestType: 'COM_QUIT' }]),
+        msg(zk, 12, 'ingress', [{ l7Protocol: 'zookeeper', msgType: 'request', requestType: 'watchEvent', requestId: -1 }]),
+        // Binary Quit (opcode 0x07) is answered before the server closes: it pairs.
+        msg(mc, 13, 'egress', [{ l7Protocol: 'memcached', msgType: 'request', requestType: 'quit' }]),
+        msg(mc, 14, 'ingress', [{ l7Protocol: 'memcached', msgType: 'response', responseCode: 0, responseStatus: 'ok' }]),
+      ],
+      processes: [proc(10, 'client')],
+      closed: [],
+    };
+    expect(old.descriptors).toBeUndefined();
+    const rows = new SpanBuilder().build({ agentId: 'a', slot: BASE_SLOT, prev: [], cur: [old], next: [] }).spans;
+    expect(rows.map((s) => [s.l7_protocol, s.request_type, s.pair_state, s.response_status])).toEqual([
+      ['postgresql', 'TERMINATE', 'one_way', 'ok'],
+      ['mysql', 'COM_QUIT', 'one_way', 'ok'],
+      ['memcached', 'quit', 'paired', 'ok'],
+      ['zookeeper', 'watchEvent', 'one_way', 'ok'],
+    ]);
+  });
+});

@@ -17,20 +17,23 @@
  *   - parallel protocols (HTTP/2, gRPC, DNS, Kafka, MQTT, plugins that set a request id): by
  *     (protocol, request direction, request id).
  *   - a request still unanswered after its protocol's timeout, or at the end of the window, becomes a
- *     `request_only` span with status `timeout`; a `oneWay` request closes at once.
+ *     `request_only` span with status `timeout`; a one-way request (below) closes at once.
  * How a protocol pairs (in order or by id) and its timeout come from the protocol descriptors the
  * batches carry (format 4: built-ins and Wasm plugins as the agent knew them), falling back to the
  * built-in table (agent/protocols/descriptors.ts) for older batches and protocols a batch does not
- * describe. Which requests are one-way is the parser's call (`oneWay`, checked against the
- * descriptor's rules by the conformance suite): a rule's condition ('QoS 0', 'noreply') is in the
- * bytes, not in the descriptor.
+ * describe. A request is one-way when the parser flagged it (`oneWay`: a rule's condition such as
+ * 'QoS 0' or 'noreply' is in the bytes, and only the parser sees it), or when its protocol's
+ * descriptor has a `when: 'always'` rule for its request type (PostgreSQL TERMINATE, MySQL
+ * COM_QUIT, MQTT DISCONNECT): such a request never waits for an answer, even from a parser that
+ * did not flag it (a plugin, an older agent), so it never becomes a timeout span nor takes a reply
+ * that belongs to a later request.
  *
  * @example
  *   const { spans, tombstones } = buildSpans({ agentId: 'node-1', slot: 100, prev: [], cur: [batch], next: [] });
  */
 import type { ParsedMessage, Batch } from '../../agent/shipping/batch.ts';
 import type { L7Message, ProtocolDescriptor } from '../../agent/protocols/parser.ts';
-import { BUILTIN_DESCRIPTORS, descriptorFor } from '../../agent/protocols/descriptors.ts';
+import { BUILTIN_DESCRIPTORS, alwaysOneWay, descriptorFor } from '../../agent/protocols/descriptors.ts';
 import { spanIdHex, stringWords } from './hash.ts';
 import type { PairState, SpanRow } from './span-row.ts';
 
@@ -93,11 +96,13 @@ export const DEFAULT_TIMEOUTS_MS: Readonly<Record<string, number>> = Object.from
  * divided. Only the output rows (and their ids) are allocated.
  */
 
-/** Per protocol name: its queue index, whether it pairs in order, and its timeout. */
+/** Per protocol name: its queue index, whether it pairs in order, its timeout, and its always-one-way request types. */
 interface ProtoInfo {
   index: number;
   serial: boolean;
   timeoutNs: number;
+  /** Request types its descriptor says are never answered (`when: 'always'`); null when none. */
+  alwaysOneWay: ReadonlySet<string> | null;
 }
 
 /** The window's descriptors by every name they cover: the owner slot's batches first, then the neighbours'. */
@@ -165,10 +170,12 @@ export class SpanBuilder {
     if (p === undefined) {
       const d = this.described?.get(name) ?? descriptorFor(name);
       const ms = this.timeouts[name] ?? d?.timeoutMs;
+      const always = d === undefined ? null : alwaysOneWay(d);
       p = {
         index: this.protos.size,
         serial: this.serial !== undefined ? this.serial.has(name) : d?.pairing === 'in-order',
         timeoutNs: ms === undefined ? this.defaultTimeoutNs : ms * 1e6,
+        alwaysOneWay: always !== null && always.size > 0 ? always : null,
       };
       this.protos.set(name, p);
     }
@@ -353,7 +360,7 @@ export class SpanBuilder {
         const parallel = l7.requestId !== undefined && !info.serial;
         if (l7.msgType === 'request') {
           if (rel === 0) stats.requests++;
-          if (l7.oneWay) {
+          if (l7.oneWay || (info.alwaysOneWay !== null && l7.requestType !== undefined && info.alwaysOneWay.has(l7.requestType))) {
             if (rel === 0) spans.push(this.row(E, w, agent, version, e, idx, -1, -1, 'one_way'));
             continue;
           }

@@ -36,6 +36,7 @@ export const SHARD_KEYS: Readonly<Record<string, string>> = {
   edge_minutes: 'toUInt32(minute)',
   spans_recent: 'sipHash64(span_id)',
   settled_slots: 'sipHash64(agent_id)',
+  protocol_descriptors: 'sipHash64(name)',
 };
 
 const ON = "ON CLUSTER '{cluster}'";

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { loadPlugins } from '../../agent/plugins/host.ts';
 import { MetricsRegistry } from '../../agent/metrics.ts';
-import { describeConformance, otherFixtures } from '../../agent/protocols/conformance.ts';
+import { describeConformance, descriptorViolations, otherFixtures } from '../../agent/protocols/conformance.ts';
 import { agentDescriptor } from '../../agent/protocols/descriptors.ts';
 import type { Fixture } from '../../agent/protocols/fixtures.ts';
 
@@ -38,6 +38,12 @@ describe('tinyrpc plugin conformance', async () => {
   it('declares its descriptor from the manifest, and the agent process knows it (batches carry it)', () => {
     expect(parser.descriptor).toEqual({ name: 'tinyrpc', aliases: [], pairing: 'by-id', oneWay: [] });
     expect(agentDescriptor('tinyrpc')).toEqual(parser.descriptor);
+  });
+
+  it("is held to always-rules like a built-in: a descriptor saying CALL is always one-way fails it", () => {
+    expect(descriptorViolations(parser, own)).toEqual([]);
+    const claimsOneWay = { ...parser, descriptor: { name: 'tinyrpc', aliases: [], pairing: 'by-id' as const, oneWay: [{ requestType: 'CALL', when: 'always' }] } };
+    expect(descriptorViolations(claimsOneWay, own)).toContain("pipelined-out-of-order: CALL has a when: 'always' one-way rule, but the parser did not set oneWay");
   });
 
   // streaming: false — ABI v1 calls are stateless (bytes in, messages out), so a message split

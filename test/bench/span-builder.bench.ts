@@ -1,11 +1,13 @@
 /**
  * Span builder throughput: messages per second on one core (this process is single-threaded).
  *
- *   npx tsx test/bench/span-builder.bench.ts [--messages 600000] [--sockets 4000] [--rounds 5] [--owner-only] [--compare] [--reference]
+ *   npx tsx test/bench/span-builder.bench.ts [--messages 600000] [--sockets 4000] [--rounds 5] [--owner-only] [--compare] [--reference] [--main] [--sql]
  *
  * --compare also runs the pre-rewrite builder (test/functions/span-builder.reference.ts) on the same
  * windows, alternating round by round in this process, so before/after share one load; it checks
- * that both give identical rows.
+ * that both give identical rows. --main does the same with main's builder before the always-one-way
+ * rules (test/bench/baseline/span-builder-main.ts). --sql makes the Redis sockets PostgreSQL ones
+ * (a protocol with always-one-way rules, so each request is also looked up among them).
  *
  * Synthetic traffic over three consecutive slots of one agent: keep-alive HTTP/1 client and server
  * sockets (some pipelined), Redis, and DNS over UDP answered by id; ~2% of requests cross a slot
@@ -14,6 +16,7 @@
  */
 import { SpanBuilder } from '../../functions/span-builder/span-builder.ts';
 import { ReferenceSpanBuilder } from '../functions/span-builder.reference.ts';
+import { SpanBuilder as MainSpanBuilder } from './baseline/span-builder-main.ts';
 import type { Batch, ParsedMessage } from '../../agent/shipping/batch.ts';
 import type { L7Message } from '../../agent/protocols/parser.ts';
 
@@ -25,6 +28,7 @@ function arg(name: string, def: number): number {
 const MESSAGES = arg('messages', 600_000); // over 3 slots
 const SOCKETS = arg('sockets', 4000);
 const ROUNDS = arg('rounds', 5);
+const SQL = process.argv.includes('--sql');
 const SLOT_S = 5;
 const SLOT = 340_000_000;
 const base = BigInt(SLOT - 1) * BigInt(SLOT_S) * 1_000_000_000n;
@@ -41,7 +45,7 @@ function make(): Batch[] {
   const spanNs = 3 * SLOT_S * 1e9;
   const perSocket = Math.floor(MESSAGES / SOCKETS / 2);
   for (let s = 0; s < SOCKETS; s++) {
-    const kind = s % 10 < 6 ? 'http1' : s % 10 < 9 ? 'redis' : 'dns';
+    const kind = s % 10 < 6 ? 'http1' : s % 10 < 9 ? (SQL ? 'postgresql' : 'redis') : 'dns';
     const server = s % 2 === 1;
     const pid = 1000 + (s % 50);
     let t = rnd() * (spanNs / perSocket);
@@ -59,6 +63,9 @@ function make(): Batch[] {
       } else if (kind === 'redis') {
         req = { l7Protocol: 'redis', msgType: 'request', requestType: 'GET', requestResource: 'GET cart:1' };
         resp = { l7Protocol: 'redis', msgType: 'response', responseStatus: 'ok' };
+      } else if (kind === 'postgresql') {
+        req = { l7Protocol: 'postgresql', msgType: 'request', requestType: 'QUERY', requestResource: 'SELECT * FROM cart WHERE id = $1' };
+        resp = { l7Protocol: 'postgresql', msgType: 'response', responseStatus: 'ok' };
       } else {
         req = { l7Protocol: 'dns', msgType: 'request', requestId: i & 0xffff, requestType: 'A', requestResource: 'db.local' };
         resp = { l7Protocol: 'dns', msgType: 'response', requestId: i & 0xffff, responseCode: 0, responseStatus: 'ok' };
@@ -102,10 +109,11 @@ interface Builder {
 // --reference: only the pre-rewrite builder (e.g. to count instructions of each under callgrind).
 const builders: [string, Builder][] = process.argv.includes('--reference') ? [] : [['span builder', new SpanBuilder()]];
 if (COMPARE || process.argv.includes('--reference')) builders.push(['reference (before)', new ReferenceSpanBuilder()]);
+if (process.argv.includes('--main')) builders.push(['main', new MainSpanBuilder()]);
 const window = { agentId: 'bench', slot: SLOT, prev: [batches[0]], cur: [batches[1]], next: [batches[2]] };
 // Warm up the JIT (and check the two builders agree).
-const warm = builders.map(([, b]) => b.build(window));
-if (warm.length === 2 && JSON.stringify(warm[0]) !== JSON.stringify(warm[1])) throw new Error('span builder and reference disagree');
+const warm = builders.map(([, b]) => JSON.stringify(b.build(window)));
+for (let k = 1; k < warm.length; k++) if (warm[k] !== warm[0]) throw new Error(`${builders[0][0]} and ${builders[k][0]} disagree`);
 const neighbour = batches[0].messages.length + batches[2].messages.length;
 const rates: number[][] = builders.map(() => []);
 const visits: number[][] = builders.map(() => []);

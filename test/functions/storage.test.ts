@@ -32,7 +32,7 @@ describe('ClickHouse storage (embedded chDB through @clickhouse/client)', () => 
     expect(await migrate(ch, { ttlDays: 20000 })).toEqual(files.map((f) => Number(f.slice(0, 4))));
     expect(await migrate(ch)).toEqual([]);
     const tables = await queryRows<{ name: string; engine: string; partition_key: string }>(ch, "SELECT name, engine, partition_key FROM system.tables WHERE database = 'riptide' AND engine LIKE '%MergeTree' ORDER BY name");
-    expect(tables.map((t) => t.name)).toEqual(['custom_tags', 'edge_minutes', 'processed_batches', 'processed_slots', 'rollup_minutes', 'schema_migrations', 'settled_slots', 'span_writes', 'spans', 'spans_recent', 'tag_ids', 'tag_labels', 'tag_names']);
+    expect(tables.map((t) => t.name)).toEqual(['custom_tags', 'edge_minutes', 'processed_batches', 'processed_slots', 'protocol_descriptors', 'rollup_minutes', 'schema_migrations', 'settled_slots', 'span_writes', 'spans', 'spans_recent', 'tag_ids', 'tag_labels', 'tag_names']);
     for (const t of tables) expect(t.partition_key, t.name).not.toBe('');
     const ttl = await queryRows<{ name: string; create_table_query: string }>(ch, "SELECT name, create_table_query FROM system.tables WHERE database = 'riptide' AND engine LIKE '%MergeTree' AND name != 'schema_migrations'");
     for (const t of ttl) expect(t.create_table_query, t.name).toMatch(/ TTL /);

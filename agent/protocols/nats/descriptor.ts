@@ -16,8 +16,9 @@ export const natsDescriptor: ProtocolDescriptor = {
   aliases: [],
   oneWay: [
     ...['CONNECT', 'PUB', 'HPUB', 'SUB', 'UNSUB'].map((t) => ({ requestType: t, when: 'not verbose (the default of every client library)' })),
-    { requestType: 'MSG', when: 'always (a delivery to a subscriber)' },
-    { requestType: 'HMSG', when: 'always (a delivery to a subscriber)' },
+    // A delivery to a subscriber: nothing answers it (an ack, if any, is a PUB to its reply subject).
+    { requestType: 'MSG', when: 'always' },
+    { requestType: 'HMSG', when: 'always' },
     { requestType: 'INFO', when: 'always' },
   ],
 };

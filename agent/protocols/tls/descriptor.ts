@@ -10,7 +10,9 @@ export const tlsDescriptor: ProtocolDescriptor = {
   name: 'tls',
   pairing: 'in-order',
   aliases: [],
-  oneWay: [{ requestType: 'Alert', when: 'always (an alert the client sends)' }],
+  // Only an alert the client sends is a request (`Alert`): one from the server is the response to
+  // the ClientHello. So every `Alert` request is one-way.
+  oneWay: [{ requestType: 'Alert', when: 'always' }],
   // OpenSSL without read-ahead reads the 5-byte record header, then the body: the server's
   // ClientHello is parsed from the body read, 5 bytes after the client's write.
   sequenceSlack: [0, 5, -5],
