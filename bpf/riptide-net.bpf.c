@@ -4,10 +4,12 @@
  * bpf/riptide.bpf.c so that the two load, fail and evolve independently.
  *
  *   tc ingress/egress  rt_net_ingress, rt_net_egress: attached by user space to the interfaces the
- *                      user chose (--net-interfaces), nowhere else. Per TCP segment that carries
- *                      payload: interface, direction, tuple, sequence, payload length, timestamp
- *                      and the first net_capture_limit payload bytes. Always TC_ACT_OK: the
- *                      programs observe, they never change a packet's fate.
+ *                      user chose (--net-interfaces, default: host-side veth ends), nowhere else.
+ *                      Per TCP segment that carries payload (and, with the agent's port filter,
+ *                      has one of its ports): interface, direction, tuple, sequence, payload
+ *                      length, timestamp and the first net_capture_limit payload bytes. Always
+ *                      TC_ACT_UNSPEC (TCX_NEXT): the programs observe, they never change a
+ *                      packet's fate nor stop the programs after them (another agent's, a CNI's).
  *   tcp:tcp_retransmit_skb   one record per retransmitted segment (socket tuple, RTT so far).
  *   sock:sock_send_length, sock:sock_recv_length  (6.3+, optional) at every data syscall on a TCP
  *                      socket, the smoothed RTT; a record only when it moved by more than 1/8
@@ -27,7 +29,10 @@
 #include <bpf/bpf_endian.h>
 #include "riptide-net.h"
 
-#define TC_ACT_OK 0
+/* TC_ACT_UNSPEC, which tcx calls TCX_NEXT: run the next program on the hook and leave the packet's
+ * fate to it (or to the default, pass). TC_ACT_OK (TCX_PASS) would end the chain there: a second
+ * agent on the same interface — or a CNI's own program after ours — would never see the packet. */
+#define RT_TC_NEXT -1
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP 6
@@ -37,6 +42,16 @@
 #define RT_NET_HDR_SIZE __builtin_offsetof(struct rt_net_event, payload)
 
 const volatile __u32 net_capture_limit = 256; /* payload bytes copied per packet, <= RT_NET_MAX_PAYLOAD */
+/* 1: keep only packets and health events with a port in net_ports (the agent's --filter-port,
+ * when it has no pid or name filter): other traffic is counted, never copied. */
+const volatile __u32 net_filter_ports = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);  /* host order */
+	__type(value, __u8);
+} net_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -64,6 +79,17 @@ static __always_inline void net_count(__u32 idx)
 		__sync_fetch_and_add(v, 1);
 }
 
+/* Whether a tuple passes the port filter (always, without one). */
+static __always_inline int net_port_wanted(__u16 a, __u16 b)
+{
+	if (!net_filter_ports)
+		return 1;
+	if (bpf_map_lookup_elem(&net_ports, &a) || bpf_map_lookup_elem(&net_ports, &b))
+		return 1;
+	net_count(RT_NET_CNT_FILTERED);
+	return 0;
+}
+
 static __always_inline struct rt_net_event *net_scratch_event(void)
 {
 	__u32 zero = 0;
@@ -78,7 +104,7 @@ static __always_inline int net_packet(struct __sk_buff *skb, __u8 direction)
 	__u32 l3 = ETH_HLEN, l4, ip_len, hdr_len;
 	struct rt_net_event *e = net_scratch_event();
 	if (!e)
-		return TC_ACT_OK;
+		return RT_TC_NEXT;
 	__builtin_memset(e, 0, RT_NET_HDR_SIZE);
 
 	if (proto == ETH_P_IP) {
@@ -121,8 +147,10 @@ static __always_inline int net_packet(struct __sk_buff *skb, __u8 direction)
 	__u32 doff = tcp.doff * 4;
 	if (doff < 20 || ip_len <= doff) {
 		net_count(RT_NET_CNT_NO_PAYLOAD);
-		return TC_ACT_OK;
+		return RT_TC_NEXT;
 	}
+	if (!net_port_wanted(bpf_ntohs(tcp.source), bpf_ntohs(tcp.dest)))
+		return RT_TC_NEXT;
 	__u32 payload_len = ip_len - doff;
 	__u32 off = l4 + doff;
 
@@ -149,16 +177,16 @@ static __always_inline int net_packet(struct __sk_buff *skb, __u8 direction)
 	e->captured = n;
 	__u64 size = RT_NET_HDR_SIZE + (__u64)n;
 	if (size > sizeof(*e))
-		return TC_ACT_OK;
+		return RT_TC_NEXT;
 	if (bpf_ringbuf_output(&net_events, e, size, 0) < 0)
 		net_count(RT_NET_CNT_RINGBUF_FULL);
 	else
 		net_count(RT_NET_CNT_PACKETS);
-	return TC_ACT_OK;
+	return RT_TC_NEXT;
 
 not_tcp:
 	net_count(RT_NET_CNT_NOT_TCP);
-	return TC_ACT_OK;
+	return RT_TC_NEXT;
 }
 
 SEC("tc")
@@ -199,6 +227,10 @@ static __always_inline void net_health(const void *skaddr, __u32 kind, int oldst
 		return;
 	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
 		return;
+	__u16 sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	__u16 dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (!net_port_wanted(sport, dport))
+		return;
 	struct rt_net_event *e = net_scratch_event();
 	if (!e)
 		return;
@@ -208,8 +240,8 @@ static __always_inline void net_health(const void *skaddr, __u32 kind, int oldst
 	e->kind = kind;
 	e->old_state = oldstate;
 	e->new_state = newstate;
-	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->sport = sport;
+	e->dport = dport;
 	if (family == AF_INET) {
 		e->family = 4;
 		__u32 s = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
@@ -248,6 +280,12 @@ static __always_inline void net_rtt(struct rt_tp_sock_length *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP || ctx->ret <= 0 || !ctx->sk)
 		return;
+	/* a filtered agent keeps no RTT state for other ports' sockets */
+	if (net_filter_ports) {
+		struct sock *sk = (struct sock *)ctx->sk;
+		if (!net_port_wanted(BPF_CORE_READ(sk, __sk_common.skc_num), bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
+			return;
+	}
 	struct tcp_sock *tp = (struct tcp_sock *)ctx->sk;
 	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
 	if (srtt == 0)

@@ -34,7 +34,8 @@ enum rt_net_counter {
 	RT_NET_CNT_RINGBUF_FULL = 1,
 	RT_NET_CNT_NOT_TCP = 2,   /* skipped: not IPv4/IPv6 TCP, or a fragment */
 	RT_NET_CNT_NO_PAYLOAD = 3,
-	RT_NET_CNT_MAX = 4,
+	RT_NET_CNT_FILTERED = 4,  /* packets and health events of ports the agent was not asked for */
+	RT_NET_CNT_MAX = 5,
 };
 
 /*

@@ -9,9 +9,19 @@
  *     the process messages of the same connection ({@link NetCapture.annotate}); failed connects
  *     become connect-failure messages.
  *
+ * The agent's filters apply here too (network records have no pid): its --filter-port goes into
+ * the kernel when it is the only filter (other ports' packets and health events are counted, not
+ * copied); with a pid or name filter, a network message is kept when its port matches or when the
+ * agent's own (filtered) process messages have shown its connection, and held up to
+ * {@link HOLD_MS} for them to arrive (the packet usually wins the race to user space).
+ *
+ * A kernel that refuses TC programs on the first interface costs network spans only: one line on
+ * stderr, no further attempts; TCP health stays on.
+ *
  * Counters: riptide_net_packets_total{result} (message, continuation), riptide_net_dropped_total
- * {reason} (ringbuf_full, decode), riptide_net_interfaces (attached now),
- * riptide_net_attach_failures_total, riptide_net_tcp_events_total{event}.
+ * {reason} (ringbuf_full, decode, hold_full), riptide_net_filtered_total{where} (kernel, agent),
+ * riptide_net_interfaces (attached now), riptide_net_attach_failures_total,
+ * riptide_net_tcp_events_total{event}.
  */
 import { Clock } from './decoder.ts';
 import type { CapturedMessage, SocketClosed } from './message.ts';
@@ -40,16 +50,32 @@ export interface NetCaptureOptions extends NetProgramOptions {
   /** Interface lister (tests). */
   list?: () => NetInterface[];
   /**
-   * The agent's --filter-port: failed connects (the only health events that become messages) of
-   * other ports are not reported. Packets need no filter: only chosen interfaces see the programs.
+   * The agent's --filter-port: network messages and failed connects of other ports are not
+   * reported (in the kernel, unless {@link processFilter}).
    */
   ports?: readonly number[];
+  /**
+   * The agent also filters by pid or process name: keep the network messages of connections its
+   * process messages ({@link NetCapture.annotate}) have shown, besides those of `ports`.
+   */
+  processFilter?: boolean;
+  /** Program loader (tests). */
+  load?: (o: NetProgramOptions) => NetProgramLike;
+  /** Says once that the kernel refuses TC programs (default: a line on stderr). */
+  onTcRefused?: (reason: string) => void;
 }
+
+/** What {@link NetCapture} uses of {@link NetProgram}. */
+export type NetProgramLike = Pick<NetProgram, 'interfaces' | 'mode' | 'tcUnavailable' | 'attach' | 'detach' | 'ringReader' | 'counters' | 'close'>;
+
+/** How long a network message of an unknown connection waits for a process message to claim it. */
+export const HOLD_MS = 2000;
 
 const packets = metrics.counter('riptide_net_packets_total', 'TCP segments with payload seen at the network observation points, by result (message: first segment of a request or response; continuation: skipped)');
 const netDropped = metrics.counter('riptide_net_dropped_total', 'Network records lost, by reason');
 const interfacesGauge = metrics.gauge('riptide_net_interfaces', 'Interfaces with the network observation programs attached');
 const attachFailures = metrics.counter('riptide_net_attach_failures_total', 'Interfaces the network programs could not be attached to');
+const filtered = metrics.counter('riptide_net_filtered_total', 'Network records left out by the agent\'s filters, by where (kernel: --filter-port in the kernel, never copied; agent: network messages of connections no filtered process has)');
 const tcpEvents = metrics.counter('riptide_net_tcp_events_total', 'TCP health events from the kernel, by event (retransmit, connect_failed, state)');
 
 /** The connect-failure record a failed connect becomes (pair_state one_way, status server_error). */
@@ -61,6 +87,26 @@ export const CONNECT_FAILED_L7: L7Message = {
   responseStatus: 'server_error',
   responseException: 'connect failed',
 };
+
+const MAX_OWNED = 65_536;
+const MAX_HELD = 16_384;
+const OWNED_IDLE_MS = 120_000;
+
+/** A connection either way round; IPv4-mapped IPv6 addresses (a dual-stack socket's view) as IPv4. */
+export function connKey(ipA: string, portA: number, ipB: string, portB: number): string {
+  const v4 = (ip: string): string => (ip.startsWith('::ffff:') && ip.includes('.') ? ip.slice(7) : ip);
+  const a = `${v4(ipA)}:${portA}`;
+  const b = `${v4(ipB)}:${portB}`;
+  return a < b ? `${a}|${b}` : `${b}|${a}`;
+}
+
+/**
+ * Whether an attach error says the kernel refuses TC programs as such (not this interface): no
+ * permission, no support (EOPNOTSUPP, ENOTSUPP 524), or an attach type or qdisc it does not know.
+ */
+export function isKernelRefusal(message: string): boolean {
+  return /EPERM|EACCES|EOPNOTSUPP|ENOTSUPP|\b524\b|EINVAL|ENOSYS|not supported|Operation not permitted|Invalid argument/i.test(message);
+}
 
 export class NetCapture {
   private readonly clock = new Clock();
@@ -74,9 +120,15 @@ export class NetCapture {
   private readonly attachLog = new BurstLogger('net capture: cannot attach to an interface');
   private lastSweepMs = Date.now();
   private failedIfs = new Set<number>();
+  /** Why TC attaches are refused on this kernel, once the first one was (no further attempts). */
+  tcRefused: string | undefined;
+  private attachedOnce = false;
+  /** With a process filter: connections (either way round) the filtered processes have, last seen (ms). */
+  private readonly owned = new Map<string, number>();
+  private readonly held: Array<{ m: CapturedMessage; key: string; atMs: number }> = [];
 
   private constructor(
-    private readonly program: NetProgram,
+    private readonly program: NetProgramLike,
     private readonly reader: RingReader,
     private readonly sink: NetCaptureSink,
     private readonly options: NetCaptureOptions,
@@ -85,7 +137,9 @@ export class NetCapture {
   }
 
   static start(options: NetCaptureOptions, sink: NetCaptureSink): NetCapture {
-    const program = NetProgram.load(options);
+    const ports = options.ports ?? [];
+    // Ports go into the kernel only when they are the agent's only filter (filters are OR-ed).
+    const program = (options.load ?? ((o) => NetProgram.load(o)))({ ...options, kernelPorts: options.processFilter ? [] : ports });
     let reader: RingReader;
     try {
       reader = program.ringReader();
@@ -94,6 +148,7 @@ export class NetCapture {
       throw err;
     }
     const cap = new NetCapture(program, reader, sink, options);
+    if (program.tcUnavailable !== undefined) cap.refuseTc(program.tcUnavailable);
     try {
       cap.rescan();
     } catch (err) {
@@ -137,22 +192,79 @@ export class NetCapture {
       }
     }
     for (const i of want) {
+      if (this.tcRefused !== undefined) break;
       if (this.program.interfaces.has(i.ifindex) || this.failedIfs.has(i.ifindex)) continue;
       try {
         this.program.attach(i.ifindex, i.name);
         this.names.set(i.ifindex, i.name);
+        this.attachedOnce = true;
       } catch (err) {
         this.failedIfs.add(i.ifindex);
         attachFailures.inc();
-        this.attachLog.record(1, (err as Error).message);
+        const msg = (err as Error).message;
+        // Nothing attached yet and the kernel says no: it will say no to every interface.
+        if (!this.attachedOnce && isKernelRefusal(msg)) this.refuseTc(msg);
+        else this.attachLog.record(1, msg);
       }
     }
     interfacesGauge.set(this.program.interfaces.size);
   }
 
-  /** Sets TCP health figures on a process message of a known connection. */
-  annotate(m: CapturedMessage): void {
+  /** No TC here (the programs did not load, or the first attach was refused): said once, never retried. */
+  private refuseTc(reason: string): void {
+    this.tcRefused = reason;
+    (this.options.onTcRefused ?? ((r) => process.stderr.write(`riptide agent: no network spans: TC programs cannot run here (${r}; they need CAP_NET_ADMIN and tcx or clsact); TCP health stays on\n`)))(reason);
+  }
+
+  /** Sets TCP health figures on a process message of a known connection (and, with a process filter, claims its connection's network messages). */
+  annotate(m: CapturedMessage, nowMs = Date.now()): void {
     this.health.annotate(m);
+    if (!this.options.processFilter || m.l4 !== 'tcp') return;
+    const key = connKey(m.localIp, m.localPort, m.remoteIp, m.remotePort);
+    this.owned.delete(key);
+    this.owned.set(key, nowMs);
+    if (this.owned.size > MAX_OWNED) this.owned.delete(this.owned.keys().next().value as string);
+  }
+
+  /** Whether a port filter lets this tuple through (no port filter: no). */
+  private portWanted(a: number, b: number): boolean {
+    const ports = this.options.ports;
+    return !!ports?.length && (ports.includes(a) || ports.includes(b));
+  }
+
+  /** Network messages of connections now claimed go on; those held too long are filtered. */
+  private releaseHeld(nowMs: number): void {
+    while (this.held.length) {
+      const h = this.held[0];
+      if (this.owned.has(h.key)) this.sink.onMessage(h.m);
+      else if (nowMs - h.atMs < HOLD_MS) break;
+      else filtered.inc({ where: 'agent' });
+      this.held.shift();
+    }
+    // Claimed ones behind an unclaimed head need not wait for it.
+    for (let i = 0; i < this.held.length; ) {
+      if (this.owned.has(this.held[i].key)) {
+        this.sink.onMessage(this.held[i].m);
+        this.held.splice(i, 1);
+      } else i++;
+    }
+  }
+
+  /** A network message through the agent's filters: emitted, held for a claim, or filtered. */
+  private offer(m: CapturedMessage, nowMs: number): void {
+    const noFilter = !this.options.processFilter && !this.options.ports?.length;
+    if (noFilter || this.portWanted(m.localPort, m.remotePort)) return this.sink.onMessage(m);
+    if (!this.options.processFilter) {
+      filtered.inc({ where: 'agent' });
+      return;
+    }
+    const key = connKey(m.localIp, m.localPort, m.remoteIp, m.remotePort);
+    if (this.owned.has(key)) return this.sink.onMessage(m);
+    if (this.held.length >= MAX_HELD) {
+      this.held.shift();
+      netDropped.inc({ reason: 'hold_full' });
+    }
+    this.held.push({ m, key, atMs: nowMs });
   }
 
   private schedule(): void {
@@ -164,18 +276,22 @@ export class NetCapture {
     }, this.options.pollMs ?? 10);
   }
 
-  drainOnce(): number {
-    const n = this.reader.drain((view, bytes, off, len) => this.handle(view, bytes, off, len), 8192);
-    const now = Date.now();
+  drainOnce(now = Date.now()): number {
+    const n = this.reader.drain((view, bytes, off, len) => this.handle(view, bytes, off, len, now), 8192);
+    if (this.held.length) this.releaseHeld(now);
     if (now - this.lastSweepMs > 5000) {
       this.lastSweepMs = now;
+      for (const [k, seen] of this.owned) {
+        if (now - seen < OWNED_IDLE_MS) break; // oldest first (re-inserted on every use)
+        this.owned.delete(k);
+      }
       for (const socketId of this.flows.expire(now)) this.sink.onSocketClosed({ tsNs: BigInt(now) * 1_000_000n, pid: 0, socketId });
       this.health.expire(now);
     }
     return n;
   }
 
-  private handle(view: DataView, bytes: Uint8Array, off: number, len: number): void {
+  private handle(view: DataView, bytes: Uint8Array, off: number, len: number, now: number): void {
     let rec;
     try {
       rec = decodeNetRecord(view, bytes, off, len);
@@ -188,14 +304,17 @@ export class NetCapture {
       const name = this.names.get(rec.ifindex) ?? `if${rec.ifindex}`;
       const m = this.flows.onPacket(rec, name);
       packets.inc({ result: m ? 'message' : 'continuation' });
-      if (m) this.sink.onMessage(m);
+      if (m) this.offer(m, now);
       return;
     }
     const failed = this.health.onEvent(rec);
     tcpEvents.inc({ event: failed ? 'connect_failed' : rec.kind });
     if (!failed) return;
-    const ports = this.options.ports;
-    if (ports?.length && !ports.includes(rec.remotePort) && !ports.includes(rec.localPort)) return;
+    // A failed connect has no process message to claim it: with any filter, its port must match.
+    if ((this.options.ports?.length || this.options.processFilter) && !this.portWanted(rec.localPort, rec.remotePort)) {
+      filtered.inc({ where: 'agent' });
+      return;
+    }
     const ts = this.clock.toWall(rec.monoNs);
     this.sink.onParsed(
       {
@@ -231,6 +350,7 @@ export class NetCapture {
     if (this.stopped) return;
     const k = this.program.counters();
     netDropped.setTotal(k.ringbufFull, { reason: 'ringbuf_full' });
+    filtered.setTotal(k.filtered, { where: 'kernel' });
     interfacesGauge.set(this.program.interfaces.size);
   }
 
@@ -241,9 +361,65 @@ export class NetCapture {
     while (this.drainOnce() > 0) {
       /* flush */
     }
+    this.releaseHeld(Number.POSITIVE_INFINITY);
     this.collect();
     this.stopped = true;
     this.reader.close();
     this.program.close();
   }
+}
+
+export interface NetProbe {
+  /** Loading the network object and its TCP health tracepoints: null when it worked. */
+  loadError: string | null;
+  loadMs: number;
+  /** TCP health: retransmit/state tracepoints attached; whether the RTT is read at data syscalls. */
+  tcpHealth: boolean;
+  rttAtSyscalls: boolean;
+  /** TC on `lo`: how it attached ('tcx' or 'clsact'), or why it did not. */
+  tc: { ok: true; mode: string } | { ok: false; reason: string } | null;
+  /** Interfaces the default pattern (`veth`) matches now. */
+  defaultMatches: string[];
+}
+
+/**
+ * `riptide doctor`'s network check: loads the object with a kernel port filter that matches no
+ * port (0), attaches ingress/egress to `lo` for a moment and detaches: nothing is copied.
+ */
+export function probeNetCapture(pattern: InterfacePattern): NetProbe {
+  const out: NetProbe = { loadError: null, loadMs: 0, tcpHealth: false, rttAtSyscalls: false, tc: null, defaultMatches: [] };
+  let all: NetInterface[] = [];
+  try {
+    all = listInterfaces();
+    out.defaultMatches = selectInterfaces(all, pattern).map((i) => i.name);
+  } catch (err) {
+    out.loadError = `cannot list interfaces: ${(err as Error).message}`;
+    return out;
+  }
+  const t0 = performance.now();
+  let program: NetProgram;
+  try {
+    program = NetProgram.load({ kernelPorts: [0], ringBytes: 4096 });
+  } catch (err) {
+    out.loadError = (err as Error).message;
+    return out;
+  }
+  out.loadMs = performance.now() - t0;
+  try {
+    out.tcpHealth = program.tcpHealth;
+    out.rttAtSyscalls = program.rttAtSyscalls;
+    const lo = all.find((i) => i.name === 'lo');
+    if (!lo) out.tc = { ok: false, reason: 'no lo interface to try on' };
+    else {
+      try {
+        program.attach(lo.ifindex, lo.name);
+        out.tc = { ok: true, mode: program.mode };
+      } catch (err) {
+        out.tc = { ok: false, reason: (err as Error).message };
+      }
+    }
+  } finally {
+    program.close();
+  }
+  return out;
 }

@@ -28,8 +28,9 @@ export const RtNetEvent = {
 
 /** Load-time constants (`const volatile` globals in .rodata): offset and size in the section. */
 export const Rodata = {
-  SIZE: 4,
+  SIZE: 8,
   net_capture_limit: { offset: 0, size: 4 },
+  net_filter_ports: { offset: 4, size: 4 },
 } as const;
 
 // Constants from bpf/riptide-net.h
@@ -47,4 +48,5 @@ export const RT_NET_CNT_PACKETS = 0;
 export const RT_NET_CNT_RINGBUF_FULL = 1;
 export const RT_NET_CNT_NOT_TCP = 2;
 export const RT_NET_CNT_NO_PAYLOAD = 3;
-export const RT_NET_CNT_MAX = 4;
+export const RT_NET_CNT_FILTERED = 4;
+export const RT_NET_CNT_MAX = 5;

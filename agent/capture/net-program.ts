@@ -20,7 +20,7 @@ import type { Libbpf, Ptr } from './libbpf.ts';
 import { captureLibbpfLog, check, checkPtr, errnoText, libbpf } from './libbpf.ts';
 import { RingReader } from './ring-reader.ts';
 import { checkTracefs } from './preflight.ts';
-import { RT_NET_CNT_NO_PAYLOAD, RT_NET_CNT_NOT_TCP, RT_NET_CNT_PACKETS, RT_NET_CNT_RINGBUF_FULL, RT_NET_MAX_PAYLOAD, Rodata } from './net-layout.generated.ts';
+import { RT_NET_CNT_FILTERED, RT_NET_CNT_NO_PAYLOAD, RT_NET_CNT_NOT_TCP, RT_NET_CNT_PACKETS, RT_NET_CNT_RINGBUF_FULL, RT_NET_MAX_PAYLOAD, Rodata } from './net-layout.generated.ts';
 
 export const DEFAULT_NET_OBJECT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bpf', 'riptide-net.bpf.o');
 
@@ -30,6 +30,7 @@ const BPF_TCX_EGRESS = 47;
 const BPF_TC_INGRESS = 1;
 const BPF_TC_EGRESS = 2;
 const TC_PRIORITY = 0x7219;
+const TC_PROGRAMS = ['rt_net_ingress', 'rt_net_egress'];
 const TC_HANDLE = 0x7219;
 
 interface NetLib {
@@ -87,6 +88,11 @@ export interface NetProgramOptions {
   objectPath?: string;
   /** Attach the TCP health tracepoints (default true). */
   tcpHealth?: boolean;
+  /**
+   * Keep only packets and TCP health events with one of these local or remote ports; the kernel
+   * counts the rest (`filtered`) and copies nothing of them. Undefined or empty: every port.
+   */
+  kernelPorts?: readonly number[];
 }
 
 export interface NetCounters {
@@ -94,6 +100,8 @@ export interface NetCounters {
   ringbufFull: number;
   notTcp: number;
   noPayload: number;
+  /** Packets and health events the kernel's port filter left out. */
+  filtered: number;
 }
 
 interface Attachment {
@@ -123,13 +131,21 @@ export class NetProgram implements Disposable {
     const lib = libbpf();
     const path = options.objectPath ?? process.env.RIPTIDE_NET_BPF_OBJECT ?? DEFAULT_NET_OBJECT;
     if (!existsSync(path)) throw new Error(`BPF object ${path} is missing (build it with: npm run bpf:build)`);
-    captureLibbpfLog((level, line) => level === 'warn' && process.stderr.write(`libbpf: ${line}\n`));
+    // libbpf's warnings are held until the outcome is known: a refused TC program that the
+    // fallback below copes with is one line from the agent, not libbpf's three.
+    const warnings: string[] = [];
+    captureLibbpfLog((level, line) => level === 'warn' && warnings.push(line));
+    const flush = (): void => {
+      for (const w of warnings.splice(0)) process.stderr.write(`libbpf: ${w}\n`);
+    };
     const captureLimit = options.captureLimit ?? 256;
     if (!Number.isInteger(captureLimit) || captureLimit < 0 || captureLimit > RT_NET_MAX_PAYLOAD) {
       throw new Error(`network capture limit must be an integer between 0 and ${RT_NET_MAX_PAYLOAD}, got ${captureLimit}`);
     }
     const ringBytes = options.ringBytes ?? 4 << 20;
     if (ringBytes < 4096 || ringBytes & (ringBytes - 1)) throw new Error(`ring buffer size must be a power of two ≥ 4096, got ${ringBytes}`);
+    /** Set once a load with the TC programs failed: the retry loads the TCP health programs only. */
+    let tcRefused: string | undefined;
     for (let attempt = 1; ; attempt++) {
       const obj = checkPtr(lib.object_open_file(path, null), `opening ${path}`);
       const prog = new NetProgram(lib, obj, ringBytes, captureLimit);
@@ -137,18 +153,50 @@ export class NetProgram implements Disposable {
         const rodataMap = prog.map('.rodata');
         const rodata = Buffer.alloc(Math.max(lib.map_value_size(rodataMap), Rodata.SIZE));
         rodata.writeUInt32LE(captureLimit, Rodata.net_capture_limit.offset);
+        const ports = options.kernelPorts ?? [];
+        rodata.writeUInt32LE(ports.length ? 1 : 0, Rodata.net_filter_ports.offset);
         check(lib.map_set_initial_value(rodataMap, rodata, lib.map_value_size(rodataMap)), 'setting load-time constants');
         check(lib.map_set_max_entries(prog.map('net_events'), ringBytes), 'sizing the network ring buffer');
+        if (tcRefused !== undefined) for (const name of TC_PROGRAMS) check(lib.program_set_autoload(prog.program(name), false), `leaving ${name} out`);
         const loaded = lib.object_load(obj);
-        if (loaded < 0) throw new Error(`loading the network BPF programs was refused by the kernel: ${errnoText(-loaded)}`);
+        if (loaded < 0) {
+          const why = `loading the network BPF programs was refused by the kernel: ${errnoText(-loaded)}`;
+          // TC programs need CAP_NET_ADMIN (or a kernel that has them): try TCP health alone.
+          if (tcRefused === undefined && options.tcpHealth !== false && !why.includes('EAGAIN')) {
+            tcRefused = why;
+            prog.close();
+            continue;
+          }
+          throw new Error(tcRefused ?? why);
+        }
+        prog.tcUnavailable = tcRefused;
+        prog.setPorts(ports);
         if (options.tcpHealth !== false) prog.attachTracepoints();
+        if (tcRefused === undefined) flush();
+        warnings.length = 0;
+        captureLibbpfLog((level, line) => level === 'warn' && process.stderr.write(`libbpf: ${line}\n`));
         return prog;
       } catch (err) {
         prog.close();
         // the verifier gives up with EAGAIN when a signal arrives mid-verification
         if (err instanceof Error && err.message.includes('EAGAIN') && attempt < 8) continue;
+        flush();
         throw err;
       }
+    }
+  }
+
+  /** Why the TC programs are not loaded (the kernel refused them; TCP health alone), or undefined. */
+  tcUnavailable: string | undefined;
+
+  private setPorts(ports: readonly number[]): void {
+    if (ports.length > 1024) throw new Error(`network capture filters at most 1024 ports, got ${ports.length}`);
+    const fd = check(this.lib.map_fd(this.map('net_ports')), 'fd of map net_ports');
+    const key = Buffer.alloc(2);
+    const one = Buffer.from([1]);
+    for (const p of ports) {
+      key.writeUInt16LE(p);
+      check(this.lib.map_update_elem(fd, key, one, 0n), `adding port ${p} to the network port filter`);
     }
   }
 
@@ -198,6 +246,7 @@ export class NetProgram implements Disposable {
   /** Attaches ingress and egress to an interface (idempotent). Throws with the reason on failure. */
   attach(ifindex: number, name: string): void {
     if (this.closed) throw new Error('network capture is closed');
+    if (this.tcUnavailable !== undefined) throw new Error(this.tcUnavailable);
     if (this.attachments.has(ifindex)) return;
     const n = bindNetLib();
     const ing = n.program_fd(this.program('rt_net_ingress'));
@@ -267,7 +316,7 @@ export class NetProgram implements Disposable {
       for (let c = 0; c < ncpu; c++) sum += Number(value.readBigUInt64LE(c * 8));
       return sum;
     };
-    return { packets: read(RT_NET_CNT_PACKETS), ringbufFull: read(RT_NET_CNT_RINGBUF_FULL), notTcp: read(RT_NET_CNT_NOT_TCP), noPayload: read(RT_NET_CNT_NO_PAYLOAD) };
+    return { packets: read(RT_NET_CNT_PACKETS), ringbufFull: read(RT_NET_CNT_RINGBUF_FULL), notTcp: read(RT_NET_CNT_NOT_TCP), noPayload: read(RT_NET_CNT_NO_PAYLOAD), filtered: read(RT_NET_CNT_FILTERED) };
   }
 
   /** Detaches every interface and tracepoint and frees the object. Safe to call twice. */

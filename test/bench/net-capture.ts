@@ -1,7 +1,13 @@
 /**
- * Cost of network observation points (issue 19), in one run, modes interleaved so drift hits
- * them equally:
- *   baseline  no network programs on the interface
+ * Cost of network observation points (issue 19), in one run, modes rotated per round so drift
+ * hits them equally:
+ *   baseline  no network programs
+ *   health    the object loaded as the default (`veth`) loads it on a host where no interface
+ *             matches: no TC program anywhere, only the TCP health tracepoints (retransmits,
+ *             state changes, and the RTT read at every data syscall of the host)
+ *   filtered  attached to the host-side veth end, but for another port (the agent's
+ *             --filter-port in the kernel): every packet runs the program, none is copied —
+ *             what a test's agent pays for another test's veth traffic
  *   net       bpf/riptide-net.bpf.o attached (tcx ingress + egress) to the host-side veth end,
  *             its ring drained by this process as the agent does (NetCapture: decode, flows)
  *
@@ -83,17 +89,23 @@ async function main(): Promise<void> {
   try {
     await new Promise<void>((r) => server.stdout!.once('data', () => r()));
     await roundTrip(2000); // warm-up
-    const res: Record<'baseline' | 'net', number[]> = { baseline: [], net: [] };
-    const cpu: Record<'baseline' | 'net', number[]> = { baseline: [], net: [] };
-    const loadMs: number[] = [];
+    const MODES = ['baseline', 'health', 'filtered', 'net'] as const;
+    type Mode = (typeof MODES)[number];
+    const res: Record<Mode, number[]> = { baseline: [], health: [], filtered: [], net: [] };
+    const cpu: Record<Mode, number[]> = { baseline: [], health: [], filtered: [], net: [] };
+    const loadMs: Record<Mode, number[]> = { baseline: [], health: [], filtered: [], net: [] };
     let messages = 0;
+    let filteredMessages = 0;
     for (let r = 0; r < rounds; r++) {
-      for (const mode of (r % 2 ? ['net', 'baseline'] : ['baseline', 'net']) as Array<'baseline' | 'net'>) {
+      for (const mode of MODES.map((_, i) => MODES[(i + r) % MODES.length])) {
         let cap: NetCapture | undefined;
-        if (mode === 'net') {
+        if (mode !== 'baseline') {
           const t0 = performance.now();
-          cap = NetCapture.start({ pattern: parseInterfacePattern(ifS), rescanMs: 0 }, { onMessage: () => messages++, onParsed: () => {}, onSocketClosed: () => {} });
-          loadMs.push(performance.now() - t0);
+          // health: the default pattern with no veth on the host (a name that matches nothing stands in)
+          const pattern = parseInterfacePattern(mode === 'health' ? `rt19none${tag}` : ifS);
+          const ports = mode === 'filtered' ? [port + 1] : undefined;
+          cap = NetCapture.start({ pattern, rescanMs: 0, ports }, { onMessage: () => (mode === 'net' ? messages++ : filteredMessages++), onParsed: () => {}, onSocketClosed: () => {} });
+          loadMs[mode].push(performance.now() - t0);
         }
         const c0 = process.cpuUsage();
         // the client runs in a child; this loop stays free to drain (as the agent's would)
@@ -110,12 +122,15 @@ async function main(): Promise<void> {
       }
     }
     const med = (a: number[]): number => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-    console.log(`network observation points, ${rounds} interleaved rounds of ${trips} round trips (64-byte messages, one TCP connection, across two veth pairs)`);
-    console.log(`  baseline: ${med(res.baseline).toFixed(2)} µs/round trip (rounds ${res.baseline.map((x) => x.toFixed(1)).join(' ')}); this process ${med(cpu.baseline).toFixed(0)} ms CPU/round`);
-    console.log(`  net:      ${med(res.net).toFixed(2)} µs/round trip (rounds ${res.net.map((x) => x.toFixed(1)).join(' ')}); this process ${med(cpu.net).toFixed(0)} ms CPU/round (drain)`);
-    const ratios = res.net.map((x, i) => x / res.baseline[i]);
-    console.log(`  net/baseline per round (same round, back to back): ${ratios.map((x) => x.toFixed(2)).join(' ')}; median ${med(ratios).toFixed(2)}; ratio of medians ${(med(res.net) / med(res.baseline)).toFixed(2)}`);
-    console.log(`  load + attach to one interface: median ${med(loadMs).toFixed(0)} ms; messages made: ${messages} (first segments only)`);
+    console.log(`network observation points, ${rounds} rotated rounds of ${trips} round trips (64-byte messages, one TCP connection, across two veth pairs)`);
+    for (const mode of MODES) {
+      console.log(`  ${(mode + ':').padEnd(10)} ${med(res[mode]).toFixed(2)} µs/round trip (rounds ${res[mode].map((x) => x.toFixed(1)).join(' ')}); this process ${med(cpu[mode]).toFixed(0)} ms CPU/round${mode === 'baseline' ? '' : `; load${mode === 'health' ? '' : ' + attach'} median ${med(loadMs[mode]).toFixed(0)} ms`}`);
+    }
+    for (const mode of MODES.slice(1)) {
+      const ratios = res[mode].map((x, i) => x / res.baseline[i]);
+      console.log(`  ${mode}/baseline per round (same round): ${ratios.map((x) => x.toFixed(2)).join(' ')}; median ${med(ratios).toFixed(2)}; ratio of medians ${(med(res[mode]) / med(res.baseline)).toFixed(2)}`);
+    }
+    console.log(`  messages made: net ${messages} (first segments only); health + filtered ${filteredMessages} (want 0: nothing copied)`);
   } finally {
     server.kill('SIGTERM');
     teardown();

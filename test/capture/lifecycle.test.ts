@@ -22,13 +22,15 @@ describe('agent lifecycle', () => {
     it(`leaves no BPF programs behind after ${signal}`, async () => {
       const agent = await startAgent(['--filter-port', String(await freePort())], 30_000, { tls: true });
       const held = bpfObjectsOf(agent.proc.pid!);
-      // 27 programs: ten syscalls × enter/exit, connect × 2, accept, accept4, close, exec, exit.
-      expect(held.progs.length).toBeGreaterThanOrEqual(27);
+      // 27 programs: ten syscalls × enter/exit, connect × 2, accept, accept4, close, exec, exit;
+      // and network capture's 6, on by default (TC ingress/egress, 4 TCP health tracepoints).
+      expect(held.progs.length).toBeGreaterThanOrEqual(27 + 6);
       // 27 tracepoint links, plus the TLS uprobes: entry and return of 4 functions per OpenSSL
       // library file (at least the system libssl and the node binary), and for any Go executable
       // with crypto/tls that runs on the host an entry and one probe per RET instruction (no fixed
       // parity, so only the lower bound is checked).
-      expect(held.links.length).toBeGreaterThanOrEqual(27 + 2 * 8);
+      // Plus the 4 TCP health tracepoint links (and a tcx link per host-side veth end, if any).
+      expect(held.links.length).toBeGreaterThanOrEqual(27 + 4 + 2 * 8);
       const progIds = held.progs;
       expect(progIds.every((id) => bpfExists('prog', id))).toBe(true);
       const code = await agent.stop(signal);
@@ -81,6 +83,11 @@ describe('agent lifecycle', () => {
     // kprobes and fentry are absent on these kernels: reported, not required.
     expect(out).toMatch(/kprobes:/);
     expect(out).toMatch(/fentry\/fexit/);
+    // network capture, on by default: the object loads, TC attaches (tried on lo), what the default matches
+    expect(out).toMatch(/yes\s+network object: loads \(\d+ ms/);
+    expect(out).toMatch(/yes\s+TCP health: tcp:tcp_retransmit_skb/);
+    expect(out).toMatch(/yes\s+TC attach: tcx \(tried on lo, detached\)/);
+    expect(out).toMatch(/default "veth" matches now: /);
     // TLS: uprobes attach here, to the system libssl and to the node binary running this test (static OpenSSL).
     expect(out).toMatch(/yes\s+uprobes: attach \(\d+ files?: OpenSSL's/);
     expect(out).toMatch(/libssl\.so[.\d]*: .*SSL_write/);

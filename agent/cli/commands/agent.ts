@@ -10,7 +10,7 @@ import { Capture } from '../../capture/capture.ts';
 import type { CaptureSink } from '../../capture/capture.ts';
 import { NetCapture } from '../../capture/net-capture.ts';
 import type { InterfacePattern } from '../../capture/net-interfaces.ts';
-import { parseInterfacePattern } from '../../capture/net-interfaces.ts';
+import { DEFAULT_NET_INTERFACES, NO_NET_INTERFACES, parseInterfacePattern } from '../../capture/net-interfaces.ts';
 import { runPreflight } from '../../capture/preflight.ts';
 import { LineWriter } from '../../ndjson-output.ts';
 import type { PipelineOutput } from '../../pipeline.ts';
@@ -47,7 +47,7 @@ const options: OptionSpec[] = [
   { name: 'marketplace', type: 'string', help: 'Plugin marketplace base URL for name@range plugins (e.g. http://query:8686)' },
   { name: 'trusted-key', type: 'list', help: 'Publisher public keys whose marketplace plugins this agent loads (files or base64)' },
   { name: 'marketplace-poll-seconds', type: 'number', help: 'How often to look for newer versions matching name@range plugins', default: 60 },
-  { name: 'net-interfaces', type: 'string', help: 'Also record network spans at these interfaces (TC ingress/egress: one span per request per interface, linked to the process spans by TCP sequence) and TCP health (retransmits, failed connects, RTT) on spans: comma-separated names or globs, "veth" for every host-side end of a veth pair (a pod\'s interface on its node), "!name" to leave one out; physical NICs only when named. Off when not given (docs/ARCHITECTURE.md)' },
+  { name: 'net-interfaces', type: 'string', help: 'Network spans at these interfaces (TC ingress/egress: one span per request per interface, linked to the process spans by TCP sequence) and TCP health (retransmits, failed connects, RTT) on spans: comma-separated names or globs, "veth" for every host-side end of a veth pair (a veth whose peer is in another namespace and that has no address: a pod\'s interface on its node), "!name" to leave one out; physical NICs only when named; "none" for no network capture (no TCP health either). The agent\'s filters apply: --filter-port in the kernel, pid/name filters keep the connections of those processes (docs/ARCHITECTURE.md)', default: DEFAULT_NET_INTERFACES },
   { name: 'tls', type: 'boolean', help: 'Capture the plaintext of OpenSSL connections (libssl, node) and Go crypto/tls through uprobes (docs/TLS.md). Off by default: every SSL_read/SSL_write (Go: Conn.Read/Write) of every process using an attached library then takes uprobe traps, measured at +52 µs per call and 23% of HTTPS nginx throughput on our VM (docs/BENCHMARKS.md)' },
   { name: 'ship-payload', type: 'boolean', help: 'Also ship the captured payload heads (off: only parsed fields leave the node)' },
   { name: 'agent-id', type: 'string', help: 'Id of this agent in object keys (default: the host name)' },
@@ -68,6 +68,8 @@ const help = renderHelp(
     '',
     'Examples:',
     '  riptide agent --output - --filter-port 8080        # NDJSON of port-8080 traffic to stdout',
+    '  riptide agent --net-interfaces veth,eth0           # network spans at pod veths and at eth0 too',
+    '  riptide agent --net-interfaces none                # process spans only: no TC programs, no TCP health',
     '  riptide agent --store s3://traces/riptide --s3-endpoint http://127.0.0.1:9000',
     '  riptide agent --plugin plugins/biz-trace-id          # ships to <data-dir>/store by default',
     '  riptide agent --plugin tinyrpc@^1 --marketplace http://query:8686 --trusted-key publisher.pub',
@@ -132,15 +134,23 @@ const command: Command = {
   },
 };
 
-/** The --net-interfaces pattern, undefined when network capture is off. */
+/** The --net-interfaces pattern (default `veth`), undefined when network capture is off (`none`). */
 function netInterfaces(cfg: ReturnType<typeof loadConfig>): InterfacePattern | undefined {
-  const p = cfg.string('net-interfaces');
-  if (p === undefined) return undefined;
+  const p = cfg.string('net-interfaces') ?? DEFAULT_NET_INTERFACES;
+  if (p.trim() === NO_NET_INTERFACES) return undefined;
   try {
     return parseInterfacePattern(p);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
+}
+
+/** The start-up line's network part: where spans are taken now, and that TCP health is on. */
+function describeNet(net: NetCapture, pattern: string): string {
+  if (net.tcRefused !== undefined) return 'no network spans (TC refused), TCP health on';
+  const names = [...net.interfaces.values()];
+  const where = names.length ? ` (${names.join(',')}${net.mode ? `, ${net.mode}` : ''})` : ` (none matches "${pattern}" yet; rescanned every 3 s)`;
+  return `network spans at ${names.length} interface(s)${where}, TCP health on`;
 }
 
 /** The running capture, once there is one (read by the status server's checks). */
@@ -266,7 +276,7 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
           // Its own pipeline (same parsers and output): never given kernel socket verdicts, which
           // are about syscall sockets, not network flows.
           const netPipeline = new AgentPipeline({ registry, output: pipelineOutput, extraHeaders, httpHooks: () => plugins?.httpHooks ?? [] });
-          return NetCapture.start({ pattern, ports: filter.ports }, { onMessage: (m) => netPipeline.onMessage(m, undefined), onParsed: (m, l7) => pipelineOutput.message(m, l7, undefined), onSocketClosed: (e) => netPipeline.onSocketClosed(e) });
+          return NetCapture.start({ pattern, ports: filter.ports, processFilter: filter.pids.length > 0 || filter.comms.length > 0 }, { onMessage: (m) => netPipeline.onMessage(m, undefined), onParsed: (m, l7) => pipelineOutput.message(m, l7, undefined), onSocketClosed: (e) => netPipeline.onSocketClosed(e) });
         } catch (err) {
           process.stderr.write(`riptide agent: no network spans: ${firstLine(err)}\n`);
           return undefined;
@@ -317,7 +327,7 @@ async function runAgent(cfg: ReturnType<typeof loadConfig>, filter: Filter, extr
   ].filter(Boolean);
   process.stderr.write(
     `riptide agent: capturing on ${capture.attachedPrograms} tracepoints${filters.length ? ` (${filters.join(' or ')})` : ' (all processes)'}; ` +
-      (net ? `network spans at ${net.interfaces.size} interface(s)${net.interfaces.size ? ` (${[...net.interfaces.values()].join(',')}${net.mode ? `, ${net.mode}` : ''})` : ''}; ` : '') +
+      (net ? `${describeNet(net, cfg.string('net-interfaces') ?? DEFAULT_NET_INTERFACES)}; ` : '') +
       `metrics on http://${bind}:${status.port}/metrics; ${destination}${plugins ? `; ${plugins.parsers.length + plugins.httpHooks.length} plugin hook(s)` : ''}\n`,
   );
 

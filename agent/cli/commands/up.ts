@@ -48,7 +48,7 @@ const options: OptionSpec[] = [
   { name: 'ttl-days', type: 'number', help: 'Span retention in days', default: 7 },
   { name: 'slot-seconds', type: 'number', help: 'Agent batch slot length in seconds (shorter = fresher spans)', default: 1 },
   { name: 'tls', type: 'boolean', help: 'Capture TLS plaintext through OpenSSL uprobes in the agent (agent --tls; off by default, docs/TLS.md)' },
-  { name: 'net-interfaces', type: 'string', help: 'Network spans and TCP health at these interfaces (agent --net-interfaces: names, globs, "veth" for host-side veth ends; off when not given)' },
+  { name: 'net-interfaces', type: 'string', help: 'Network spans and TCP health at these interfaces (agent --net-interfaces: names, globs, "veth" for host-side veth ends, "none" for off; the agent\'s default is veth)' },
   { name: 'plugin', type: 'list', help: 'Wasm plugins for the agent: paths, or name@range from this host\'s marketplace' },
   { name: 'trusted-key', type: 'list', help: 'Public keys (files or base64) the agent trusts for marketplace plugins' },
   { name: 'publish-token', type: 'list', help: 'Bearer tokens allowed to publish to the marketplace (none: read-only)' },
