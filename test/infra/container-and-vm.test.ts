@@ -74,7 +74,7 @@ describe('infra/systemd', () => {
     expect(settings.get('EnvironmentFile')).toBe('/etc/riptide/agent.env');
     expect(settings.get('Restart')).toBe('on-failure');
     for (const key of ['AmbientCapabilities', 'CapabilityBoundingSet']) {
-      expect(settings.get(key)?.split(/\s+/), key).toEqual(expect.arrayContaining(['CAP_BPF', 'CAP_PERFMON']));
+      expect(settings.get(key)?.split(/\s+/), key).toEqual(expect.arrayContaining(['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN']));
     }
     expect(settings.get('StateDirectory')).toBe('riptide');
     expect(unit).toMatch(/^Environment=RIPTIDE_DATA_DIR=\/var\/lib\/riptide$/m);

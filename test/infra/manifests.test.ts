@@ -191,6 +191,8 @@ describe('infra/k8s manifests', () => {
       expect(sc?.capabilities?.drop).toEqual(['ALL']);
       expect(sc?.capabilities?.add).toEqual(expect.arrayContaining(['BPF', 'PERFMON']));
       expect(sc?.capabilities?.add).not.toContain('SYS_ADMIN');
+      // Network spans are on by default (host-side veth ends): attaching TC programs needs NET_ADMIN.
+      expect(sc?.capabilities?.add).toContain('NET_ADMIN');
       // The preflight accepts root or CAP_BPF + CAP_PERFMON; tracefs is root-only on the host.
       expect(sc?.runAsUser).toBe(0);
     });
