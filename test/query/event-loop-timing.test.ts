@@ -171,12 +171,14 @@ function truth(v: Variant, n: number): Case['truth'] {
 }
 
 /** Drive the traffic, wait for its spans, then judge it before and after. */
-async function run(concurrency: number, count: number, first: number): Promise<{ after: Score; before: Score }> {
+async function run(concurrency: number, count: number, first: number, mixed = false): Promise<{ after: Score; before: Score }> {
   const batches: Array<[Variant, number[]]> = (['seq', 'par'] as const).map((v, k) => [v, Array.from({ length: count }, (_, i) => first + k * count + i)]);
-  for (const [v, ns] of batches) {
-    const urls = ns.map((n) => `http://127.0.0.1:${gw}/${v}/${n}`);
+  // Mixed: both kinds in one batch, interleaved (both endpoints call /stock and /price at once).
+  const groups = mixed ? [batches.flatMap(([v, ns]) => ns.map((n, i) => [i, `/${v}/${n}`] as const)).sort((a, b) => a[0] - b[0]).map(([, u]) => u)] : batches.map(([v, ns]) => ns.map((n) => `/${v}/${n}`));
+  for (const g of groups) {
+    const urls = g.map((u) => `http://127.0.0.1:${gw}${u}`);
     const out = await curl(concurrency === 1 ? ['-s', ...urls] : ['-s', '--parallel', '--parallel-immediate', '--parallel-max', String(concurrency), ...urls]);
-    expect(out.match(new RegExp(`${v} \\d+: ok`, 'g')), `${v} answers`).toHaveLength(ns.length);
+    expect(out.match(/(seq|par) \d+: ok/g), 'answers').toHaveLength(g.length);
   }
   const all = batches.flatMap(([v, ns]) => ns.flatMap((n) => truth(v, n).spans.map(([, key]) => key)));
   let stored = await storedSpans();
@@ -224,5 +226,10 @@ describe.skipIf(!isRoot || !hasCurl)('acceptance: Node.js event loop whose calls
     const { after, before } = await run(100, 100, 5000);
     expectSafe(after, before);
     expect(after.strict, 'strict traces after vs before').toBeGreaterThan(before.strict);
+  }, 300_000);
+
+  it('30 concurrent, /seq and /par interleaved (two endpoints share the call shapes): no wrong links', async () => {
+    const { after, before } = await run(30, 60, 7000, true);
+    expectSafe(after, before);
   }, 300_000);
 });
