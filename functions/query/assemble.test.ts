@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ArraySpanSource, HANDBACK_CHAIN_PENALTY, HANDBACK_CONFIDENCE, HANDOFF_INFERRED_CONFIDENCE, RULE_CONFIDENCE, TCP_SEQ_EXACT, assembleTrace, derivedTraceId, idTokens, linkParents } from './assemble.ts';
-import type { AssembleOptions, ParentRule } from './assemble.ts';
+import type { AssembleOptions, Link, ParentRule, SpanSource } from './assemble.ts';
+import { TIMING_MIN_SAMPLES, resourceShape, timingLinks } from './timing.ts';
+import type { ShapeModel } from './timing.ts';
 import type { AsmSpan } from './span.ts';
 
 // Synthetic spans with the fields the capture path fills. Times in µs.
@@ -657,5 +659,115 @@ describe('goroutine rule', () => {
     const s = span({ side: 'server', pid: 9, tid: 5, resp_tid: 5, start_time_us: 0, end_time_us: 100 });
     const c = span({ side: 'client', pid: 9, tid: 5, resp_tid: 5, start_time_us: 10, end_time_us: 20 });
     expect(linkParents([s, c]).get(c.span_id)).toMatchObject({ parent: s.span_id, rule: 'thread' });
+  });
+});
+
+describe('timing: an event loop whose calls carry nothing of the request (order and delay learned from the data)', () => {
+  // A Node.js-like loop (pid 50, one thread) reads request k at 1 ms intervals, each open 20 ms, and
+  // right after reading it queues /stock then /price on one destination (FIFO). The call answered
+  // last links by `syscall_response`: /stock for most requests, /price for the `loose` ones — whose
+  // /stock (and every other request's /price) is then left without evidence but for time and order.
+  const loop = (count: number, o: { loose?: (k: number) => boolean; drop?: number; swap?: number } = {}): { spans: AsmSpan[]; truth: Map<string, string> } => {
+    const spans: AsmSpan[] = [];
+    const truth = new Map<string, string>();
+    for (let k = 0; k < count; k++) {
+      const t = 1_000_000 + k * 1000;
+      const loose = o.loose?.(k) ?? false;
+      const srv = span({ span_id: `srv-${k}`.padStart(16, '0'), side: 'server', pid: 50, tid: 50, resp_tid: 50, server_port: 8080, request_resource: `/par/${1000 + k}`, start_time_us: t, end_time_us: t + 20_000, syscall_trace_id_req: 90_000 + k * 10 });
+      // A swapped pair: request `swap`'s /stock leaves after request swap+1's (not FIFO).
+      const stockAt = o.swap === k ? t + 1500 : t + 100;
+      const stock = span({ span_id: `stock-${k}`.padStart(16, '0'), pid: 50, tid: 50, resp_tid: 50, server_port: 9000, request_resource: '/stock', start_time_us: stockAt, end_time_us: t + (loose ? 5000 : 9000), syscall_trace_id_req: 70_000 + k * 10, syscall_trace_id_resp: 70_001 + k * 10 });
+      const price = span({ span_id: `price-${k}`.padStart(16, '0'), pid: 50, tid: 50, resp_tid: 50, server_port: 9000, request_resource: '/price', start_time_us: t + 200, end_time_us: t + (loose ? 9000 : 5000), syscall_trace_id_req: 70_002 + k * 10, syscall_trace_id_resp: 70_003 + k * 10 });
+      srv.syscall_trace_id_resp = loose ? price.syscall_trace_id_resp : stock.syscall_trace_id_resp;
+      spans.push(srv, price);
+      truth.set(price.span_id, srv.span_id);
+      if (o.drop !== k) {
+        spans.push(stock);
+        truth.set(stock.span_id, srv.span_id);
+      }
+    }
+    return { spans, truth };
+  };
+  const loose = (k: number): boolean => k % 5 === 2;
+  /** The links timing decides: on a complete sample of the thread (all spans) over the base rules. */
+  const decide = (spans: AsmSpan[]): Map<string, Link> => timingLinks({ spans, from: 0, to: 1e12 }, linkParents(spans, { timing: false }), RULE_CONFIDENCE.timing);
+
+  it('decisive: the unattached calls between two linked ones go, in order, to the requests read between theirs that lack such a call', async () => {
+    const { spans, truth } = loop(30, { loose });
+    const base = linkParents(spans, { timing: false });
+    const open = spans.filter((s) => s.side === 'client' && !base.has(s.span_id));
+    // 6 loose /stock and 24 /price, less request 0's /price: it leaves before request 1 is read (`thread`).
+    expect(open.length, 'calls the other rules leave unattached').toBe(6 + 24 - 1);
+    const t = decide(spans);
+    // Every unattached call between the first and last anchor of its shape is decided, and rightly.
+    expect(t.size).toBeGreaterThanOrEqual(open.length - 4);
+    for (const [id, l] of t) {
+      expect(l.parent, id).toBe(truth.get(id));
+      expect(l.rule).toBe('timing');
+      expect(l.confidence).toBe(RULE_CONFIDENCE.timing);
+    }
+    // Through assembly: the array source samples the loop thread; request 8's /price (answered
+    // first, nothing but time and order names its request) joins its trace, request 7's /stock too.
+    for (const [k, rule, by] of [[8, 'syscall_response', 'timing'], [7, 'timing', 'syscall_response']] as const) {
+      const trace = await assembleTrace(new ArraySpanSource(spans), `srv-${k}`.padStart(16, '0'));
+      const got = new Map((trace?.spans ?? []).map((s) => [s.span.span_id, s]));
+      expect(got.get(`stock-${k}`.padStart(16, '0'))?.rule, `stock-${k}`).toBe(rule);
+      expect(got.get(`price-${k}`.padStart(16, '0'))?.rule, `price-${k}`).toBe(by);
+      expect(got.get(`price-${k}`.padStart(16, '0'))?.parent_id).toBe(`srv-${k}`.padStart(16, '0'));
+      expect([...got.keys()].filter((id) => !id.endsWith(`-${k}`)), 'nothing of another request').toEqual([]);
+    }
+    // The rules before it (timing off) leave it out of the trace.
+    const before = await assembleTrace(new ArraySpanSource(spans), 'srv-8'.padStart(16, '0'), { timing: false });
+    expect(before?.spans.map((s) => s.span.span_id)).toContain('stock-8'.padStart(16, '0'));
+    expect(before?.spans.map((s) => s.span.span_id)).not.toContain('price-8'.padStart(16, '0'));
+  });
+
+  it('ambiguous: a request that made no such call breaks the count between its anchors, and that segment stays unattached', () => {
+    const { spans, truth } = loop(30, { loose, drop: 12 });
+    const t = decide(spans);
+    // Request 12 is loose (its /stock unanchored) and made no /stock: between the /stock anchors of
+    // requests 11 and 13 one request lacks a call and no call is open — nothing to match; but the
+    // /price calls are unaffected. No decision is wrong.
+    for (const [id, l] of t) expect(l.parent, id).toBe(truth.get(id));
+    const { spans: s2, truth: t2 } = loop(30, { loose, drop: 11 });
+    // Request 11 (anchored /stock) made none: between the /stock anchors of 10 and 13 are two requests
+    // without one (11, 12) and one open call (12's): counts differ, 12's /stock stays unattached; the
+    // segment 6 → 8 is untouched and still decides 7's.
+    const d2 = decide(s2);
+    for (const [id, l] of d2) expect(l.parent, id).toBe(t2.get(id));
+    expect(d2.has('stock-12'.padStart(16, '0'))).toBe(false);
+    expect(d2.get('stock-7'.padStart(16, '0'))?.parent).toBe('srv-7'.padStart(16, '0'));
+  });
+
+  it('ambiguous: calls that leave out of read order (not a FIFO loop) teach nothing, and nothing is linked by timing', () => {
+    const { spans } = loop(30, { loose, swap: 10 });
+    const models: ShapeModel[] = [];
+    const t = timingLinks({ spans, from: 0, to: 1e12 }, linkParents(spans, { timing: false }), RULE_CONFIDENCE.timing, models);
+    expect(models.every((m) => !m.fifo)).toBe(true);
+    expect(t.size).toBe(0);
+  });
+
+  it('not enough samples: fewer than TIMING_MIN_SAMPLES exact links to the destination, nothing is learned', () => {
+    const { spans } = loop(15, { loose });
+    expect(decide(spans).size).toBe(0);
+    const l = linkParents(spans);
+    expect(spans.filter((s) => s.side === 'client' && !l.has(s.span_id)).length, 'still unattached').toBeGreaterThan(0);
+    expect(TIMING_MIN_SAMPLES).toBe(20);
+  });
+
+  it('without a sample of the thread (a source that cannot sample, or linkParents on a trace\'s spans) timing links nothing', async () => {
+    const { spans } = loop(30, { loose });
+    expect([...linkParents(spans).values()].some((l) => l.rule === 'timing')).toBe(false);
+    const array = new ArraySpanSource(spans);
+    const src: SpanSource<AsmSpan> = { bySpanId: (id) => array.bySpanId(id), find: (k, w, l) => array.find(k, w, l) };
+    const trace = await assembleTrace(src, 'srv-8'.padStart(16, '0'));
+    expect(trace?.spans.map((s) => s.span.span_id)).toContain('stock-8'.padStart(16, '0'));
+    expect(trace?.spans.map((s) => s.span.span_id)).not.toContain('price-8'.padStart(16, '0'));
+  });
+
+  it('resourceShape masks ids and drops the query', () => {
+    expect(resourceShape('/orders/1017/items?x=12')).toBe('/orders/{id}/items');
+    expect(resourceShape('/stock')).toBe('/stock');
+    expect(resourceShape('GET user:a3f9c2d1e')).toBe('GET user:{id}');
   });
 });

@@ -20,6 +20,7 @@ import type { AsmSpan } from './span.ts';
 import { descriptorFor } from '../../agent/protocols/descriptors.ts';
 import type { ProtocolDescriptor } from '../../agent/protocols/parser.ts';
 import { placeNetHops, withoutNetSpans } from './net-hops.ts';
+import { timingLinks } from './timing.ts';
 
 export interface AssembleOptions {
   /**
@@ -48,6 +49,12 @@ export interface AssembleOptions {
    * query app passes built-ins + stored plugin descriptors, storage/protocol-descriptors.ts).
    */
   descriptorOf?: (l7Protocol: string) => ProtocolDescriptor | undefined;
+  /**
+   * Use the `timing` rule (functions/query/timing.ts): with a source that can {@link SpanSource.sample}
+   * a loop thread, calls an event loop left unattached are matched to requests by learned order and
+   * delay. False gives the rules without it (the baseline of the fidelity tests).
+   */
+  timing: boolean;
 }
 
 export const DEFAULT_ASSEMBLE_OPTIONS: AssembleOptions = {
@@ -58,6 +65,7 @@ export const DEFAULT_ASSEMBLE_OPTIONS: AssembleOptions = {
   networkDelayUs: 50_000,
   clockOffsetUs: 10_000,
   minConfidence: 0.5,
+  timing: true,
 };
 
 /** "Spans inside this server span, made by its threads" (parent → children search). */
@@ -121,6 +129,21 @@ export interface SpanSource<T extends AsmSpan> {
   bySpanId(spanId: string): Promise<T | undefined>;
   /** Spans starting inside `window` that match any of `keys` (see {@link matchesKeys}); at most `limit`. */
   find(keys: SearchKeys, window: TimeWindow, limit: number): Promise<T[]>;
+  /**
+   * Every eBPF span of one thread starting inside `window`, ordered by start, at most `limit` (the
+   * `timing` rule learns from, and decides on, a complete sample of an event loop). Optional: a
+   * source without it gets no `timing` links.
+   */
+  sample?(probe: ThreadProbe, window: TimeWindow, limit: number): Promise<T[]>;
+}
+
+/** One thread of one process (the `timing` rule's sample). */
+export interface ThreadProbe {
+  agent_id: string;
+  host_id: number;
+  process_id: number;
+  pid: number;
+  tid: number;
 }
 
 /** The rule that chose a span's parent (docs/TRACE-ASSEMBLY.md). */
@@ -137,6 +160,7 @@ export type ParentRule =
   | 'handoff'
   | 'handback'
   | 'goroutine'
+  | 'timing'
   | 'net_hop';
 
 /**
@@ -157,6 +181,7 @@ export const RULE_CONFIDENCE: Readonly<Record<ParentRule, number>> = {
   handoff: 0.45,
   handback: 0.9,
   goroutine: 0.9,
+  timing: 0.65,
   net_hop: 0.95,
 };
 
@@ -509,6 +534,37 @@ export function goroutineParent<T extends AsmSpan>(call: T, servers: readonly T[
   return [byContent(call, mine.length > 1 ? mine : [...servers]), 'content'];
 }
 
+/** Evidence decided outside the spans being linked: `timing` links from a complete sample of a loop thread. */
+export interface LinkEvidence {
+  /** Per call span id, the `timing` link {@link timingLinks} decided on a sample of its thread. */
+  timing?: ReadonlyMap<string, Link>;
+}
+
+/** How far before and after the calls in question a loop thread is sampled (µs), and how many spans at most. */
+export const TIMING_SAMPLE_MARGIN_US = 1_000_000;
+export const TIMING_SAMPLE_LIMIT = 5000;
+
+/**
+ * Calls of the seed's trace that an event loop left unattached: an eBPF call of a thread (not a
+ * goroutine) that several server spans of its thread contain, one of them in the trace. Per thread,
+ * the probe and the time span of those calls.
+ */
+function loopOrphans<T extends AsmSpan>(set: ReadonlyMap<string, T>, links: ReadonlyMap<string, Link>, inTrace: ReadonlySet<string>): Map<string, [ThreadProbe, number, number]> {
+  const out = new Map<string, [ThreadProbe, number, number]>();
+  const servers = [...set.values()].filter((s) => s.signal_source === 'ebpf' && s.side === 'server');
+  for (const c of set.values()) {
+    if (c.signal_source !== 'ebpf' || c.side !== 'client' || c.tid === 0 || (c.coroutine_id ?? 0) !== 0 || links.has(c.span_id)) continue;
+    const same = servers.filter((srv) => srv.agent_id === c.agent_id && srv.pid === c.pid && (srv.tid === c.tid || srv.resp_tid === c.tid) && inside(c, srv));
+    if (same.length < 2 || !same.some((srv) => inTrace.has(srv.span_id))) continue;
+    const k = `${c.agent_id}|${c.pid}|${c.tid}`;
+    const e = out.get(k);
+    const end = Math.max(c.start_time_us, c.end_time_us);
+    if (!e) out.set(k, [{ agent_id: c.agent_id, host_id: c.host_id, process_id: c.process_id, pid: c.pid, tid: c.tid }, c.start_time_us, end]);
+    else out.set(k, [e[0], Math.min(e[1], c.start_time_us), Math.max(e[2], end)]);
+  }
+  return out;
+}
+
 /**
  * Choose each span's parent. Rules in order of precedence, per kind of span (docs/TRACE-ASSEMBLY.md):
  * - eBPF server span: `tcp_seq` (the client span of the same exchange: same request TCP sequence
@@ -529,7 +585,7 @@ export function goroutineParent<T extends AsmSpan>(call: T, servers: readonly T[
  *   span with that id).
  * A link that would close a cycle is skipped and the next rule is tried.
  */
-export function linkParents<T extends AsmSpan>(all: readonly T[], options: Partial<AssembleOptions> = {}): Map<string, Link> {
+export function linkParents<T extends AsmSpan>(all: readonly T[], options: Partial<AssembleOptions> = {}, evidence: LinkEvidence = {}): Map<string, Link> {
   const o = { ...DEFAULT_ASSEMBLE_OPTIONS, ...options };
   // Network spans (issue 19) are placed after the process rules, between client and server.
   const spans = withoutNetSpans(all);
@@ -678,6 +734,9 @@ export function linkParents<T extends AsmSpan>(all: readonly T[], options: Parti
     const same = s.tid !== 0 ? servers.filter((srv) => srv.tid === s.tid || srv.resp_tid === s.tid) : [];
     if (same.length > 1) {
       out.push(...sharedLoop(byResponse, byContent(s, servers)));
+      // Last on a shared loop: a request matched by learned order and delay (functions/query/timing.ts).
+      const t = evidence.timing?.get(s.span_id);
+      if (t) out.push([same.find((srv) => srv.span_id === t.parent), 'timing', t.confidence]);
       return out;
     }
     out.push([byResponse, 'syscall_response']);
@@ -787,7 +846,32 @@ export async function assembleTrace<T extends AsmSpan>(source: SpanSource<T>, se
   let iterations = 0;
   let truncated = false;
   let wide = false;
-  let links = linkParents([...set.values()], o);
+  // `timing` links decided on samples of loop threads (one sample per thread per assembly).
+  const timing = new Map<string, Link>();
+  const sampled = new Set<string>();
+  const relink = (): Map<string, Link> => linkParents([...set.values()], o, { timing });
+  /** Sample the loop threads holding unattached calls of the trace; true when a new link may follow. */
+  const sampleLoops = async (): Promise<boolean> => {
+    if (!o.timing || !source.sample) return false;
+    let found = false;
+    for (const [k, [probe, lo, hi]] of loopOrphans(set, links, members(seed.span_id, links, set))) {
+      if (sampled.has(k)) continue;
+      sampled.add(k);
+      const w = { from: lo - TIMING_SAMPLE_MARGIN_US, to: hi + TIMING_SAMPLE_MARGIN_US };
+      const rows = await source.sample(probe, w, TIMING_SAMPLE_LIMIT);
+      // Ordered by start: a full sample lost only its tail; spans at its last start may be cut.
+      const to = rows.length >= TIMING_SAMPLE_LIMIT ? rows[rows.length - 1].start_time_us - 1 : w.to;
+      const base = linkParents(rows, { ...o, timing: false });
+      for (const [id, l] of timingLinks({ spans: rows, from: w.from, to }, base, RULE_CONFIDENCE.timing)) {
+        if (!timing.has(id)) {
+          timing.set(id, l);
+          found = true;
+        }
+      }
+    }
+    return found;
+  };
+  let links = relink();
   while (iterations < o.maxIterations && !truncated) {
     const keys = emptyKeys();
     for (const id of members(seed.span_id, links, set)) {
@@ -810,7 +894,11 @@ export async function assembleTrace<T extends AsmSpan>(source: SpanSource<T>, se
       }
     }
     if (added > 0) {
-      links = linkParents([...set.values()], o);
+      links = relink();
+      continue;
+    }
+    if (await sampleLoops()) {
+      links = relink();
       continue;
     }
     // Converged in the short window. Search once more around the trace's whole extent with the wide
@@ -871,5 +959,10 @@ export class ArraySpanSource<T extends AsmSpan> implements SpanSource<T> {
   find(keys: SearchKeys, window: TimeWindow, limit: number): Promise<T[]> {
     this.queries++;
     return Promise.resolve(this.spans.filter((s) => matchesKeys(s, keys, window)).slice(0, limit));
+  }
+  sample(p: ThreadProbe, window: TimeWindow, limit: number): Promise<T[]> {
+    this.queries++;
+    const l = this.spans.filter((s) => s.signal_source === 'ebpf' && s.agent_id === p.agent_id && s.pid === p.pid && s.tid === p.tid && s.start_time_us >= window.from && s.start_time_us <= window.to);
+    return Promise.resolve(l.sort(byStart).slice(0, limit));
   }
 }

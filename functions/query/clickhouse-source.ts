@@ -16,7 +16,7 @@ import type { ClickHouse } from '../storage/clickhouse.ts';
 import { queryRows } from '../storage/clickhouse.ts';
 import { liveSpans } from '../storage/span-store.ts';
 import { assembleTrace } from './assemble.ts';
-import type { AssembleOptions, AssembledTrace, SearchKeys, SpanSource, TimeWindow } from './assemble.ts';
+import type { AssembleOptions, AssembledTrace, SearchKeys, SpanSource, ThreadProbe, TimeWindow } from './assemble.ts';
 import type { AsmSpan, SpanRecord } from './span.ts';
 import { SPAN_COLUMNS } from './span.ts';
 
@@ -125,6 +125,19 @@ export class ClickHouseSpanSource implements SpanSource<AsmRecord> {
     const sql = `SELECT ${ASM_COLUMNS} FROM ${liveSpans(`start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)} AND (${or.join(' OR ')})`, { fromUs: w.from, toUs: w.to })}
       LIMIT ${int(limit)}`;
     return latestVersions(await queryRows<AsmRecord>(this.ch, sql, params));
+  }
+
+  /**
+   * Every eBPF span of one thread starting inside `w`, ordered by start, at most `limit`: the sample
+   * the `timing` rule learns from and decides on (functions/query/timing.ts). Reads one process's
+   * granules of the window (host and process follow the minute in the sorting key).
+   */
+  async sample(p: ThreadProbe, w: TimeWindow, limit: number): Promise<AsmRecord[]> {
+    this.queries++;
+    const proc = p.process_id !== 0 ? `host_id = ${int(p.host_id)} AND process_id = ${int(p.process_id)} AND ` : '';
+    const where = `start_time >= ${usTime(w.from)} AND start_time <= ${usTime(w.to)} AND ${proc}signal_source = 'ebpf' AND agent_id = {a:String} AND pid = ${int(p.pid)} AND tid = ${int(p.tid)}`;
+    const rows = await queryRows<AsmRecord>(this.ch, `SELECT ${ASM_COLUMNS} FROM ${liveSpans(where, { fromUs: w.from, toUs: w.to })} ORDER BY start_time_us LIMIT ${int(limit)}`, { a: p.agent_id });
+    return latestVersions(rows).sort((x, y) => x.start_time_us - y.start_time_us);
   }
 }
 
