@@ -9,7 +9,7 @@ const sdk = (file: string): string => fileURLToPath(new URL(`./sdk-plugin/${file
 // so most files may run in parallel (2 at a time: this is a 2-core box). The whole-system tests
 // (many real servers, 100 concurrent requests, timing-sensitive trace assembly) run afterwards,
 // one at a time, so they measure the product rather than the test runner's contention.
-const SYSTEM = ['test/query/acceptance.test.ts', 'test/query/event-loop.test.ts', 'test/query/first-request.test.ts', 'test/query/asyncio.test.ts', 'test/query/handoff.test.ts', 'test/query/goroutine.test.ts', 'test/deploy/**/*.test.ts', 'test/capture/tls.test.ts', 'test/query/tls-trace.test.ts', 'test/protocols/midstream-all.e2e.test.ts'];
+const SYSTEM = ['test/query/acceptance.test.ts', 'test/query/event-loop.test.ts', 'test/query/event-loop-timing.test.ts', 'test/query/first-request.test.ts', 'test/query/asyncio.test.ts', 'test/query/handoff.test.ts', 'test/query/goroutine.test.ts', 'test/deploy/**/*.test.ts', 'test/capture/tls.test.ts', 'test/query/tls-trace.test.ts', 'test/protocols/midstream-all.e2e.test.ts'];
 
 export default defineConfig({
   resolve: {
