@@ -21,6 +21,11 @@ import { descriptorFor } from '../../agent/protocols/descriptors.ts';
 import type { ProtocolDescriptor } from '../../agent/protocols/parser.ts';
 import { placeNetHops, withoutNetSpans } from './net-hops.ts';
 import { timingLinks } from './timing.ts';
+import { idTokens } from './links.ts';
+import type { Link, ParentRule } from './links.ts';
+
+export { idTokens };
+export type { Link, ParentRule };
 
 export interface AssembleOptions {
   /**
@@ -147,21 +152,6 @@ export interface ThreadProbe {
 }
 
 /** The rule that chose a span's parent (docs/TRACE-ASSEMBLY.md). */
-export type ParentRule =
-  | 'tcp_seq'
-  | 'udp_request_id'
-  | 'traceparent'
-  | 'otel_parent'
-  | 'x_request_id'
-  | 'syscall_response'
-  | 'syscall_chain'
-  | 'content'
-  | 'thread'
-  | 'handoff'
-  | 'handback'
-  | 'goroutine'
-  | 'timing'
-  | 'net_hop';
 
 /**
  * How likely each rule's link is right (0–1), from what the evidence can and cannot rule out; the
@@ -198,13 +188,6 @@ export const HANDBACK_CONFIDENCE = { agree: 0.95, alone: 0.9, disagree: 0.75 } a
 export const HANDBACK_CHAIN_PENALTY = 0.05;
 /** Request and response sequences both equal: the two ends of one exchange, 64 bits of evidence. */
 export const TCP_SEQ_EXACT = 1;
-
-export interface Link {
-  parent: string;
-  rule: ParentRule;
-  /** 0–1: {@link RULE_CONFIDENCE} of the rule (or {@link TCP_SEQ_EXACT}). */
-  confidence: number;
-}
 
 export interface AssembledSpan<T extends AsmSpan> {
   span: T;
@@ -348,22 +331,6 @@ function seqSlack(protocol: string, of = descriptorFor): readonly number[] {
   return of(protocol)?.sequenceSlack ?? NO_SLACK;
 }
 const NO_SLACK: readonly number[] = [0];
-
-/**
- * The id-like tokens of a request resource (path segments, query values, words of a command): those
- * with two digits or more, or eight characters or more with a digit — `17`, `a3f9c2d1`, a UUID — and
- * not `v1`, `api`, `a`, which many unrelated requests share.
- */
-export function idTokens(resource: string | undefined): string[] {
-  if (!resource) return [];
-  const out: string[] = [];
-  for (const t of resource.split(/[\s/?&=;,:#]+/)) {
-    if (t.length > 128) continue;
-    const digits = t.replace(/\D/g, '').length;
-    if ((digits >= 2 || (digits >= 1 && t.length >= 8)) && !out.includes(t)) out.push(t);
-  }
-  return out;
-}
 
 const byStart = (a: AsmSpan, b: AsmSpan): number => a.start_time_us - b.start_time_us || (a.span_id < b.span_id ? -1 : a.span_id > b.span_id ? 1 : 0);
 

@@ -29,8 +29,8 @@
  * the count).
  */
 import type { AsmSpan } from './span.ts';
-import { idTokens } from './assemble.ts';
-import type { Link, ParentRule } from './assemble.ts';
+import { idTokens } from './links.ts';
+import type { Link, ParentRule } from './links.ts';
 
 /** Links the timing model learns from: evidence that names the request, not a guess by time. */
 export const TIMING_ANCHOR_RULES: ReadonlySet<ParentRule> = new Set<ParentRule>(['syscall_response', 'syscall_chain', 'content', 'traceparent', 'x_request_id', 'thread']);
