@@ -11,10 +11,8 @@
  *                      TC_ACT_UNSPEC (TCX_NEXT): the programs observe, they never change a
  *                      packet's fate nor stop the programs after them (another agent's, a CNI's).
  *   tcp:tcp_retransmit_skb   one record per retransmitted segment (socket tuple, RTT so far).
- *   sock:sock_send_length, sock:sock_recv_length  (6.3+, optional) at every data syscall on a TCP
- *                      socket, the smoothed RTT; a record only when it moved by more than 1/8
- *                      from the last one reported for that socket (net_rtt_seen), so a busy
- *                      connection costs a map lookup per syscall, not a record.
+ *   (The RTT at data syscalls is read by the capture program's own exit from the socket it holds:
+ *                      rt_data_event.tcp_srtt_us in bpf/riptide.h, no tracepoint per syscall.)
  *   sock:inet_sock_set_state a connect finishing (SYN_SENT -> ESTABLISHED: the first smoothed RTT;
  *                      SYN_SENT -> CLOSE: a failed connect) and an established connection
  *                      ending (its final smoothed RTT and retransmit count).
@@ -258,61 +256,6 @@ static __always_inline void net_health(const void *skaddr, __u32 kind, int oldst
 	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
 	if (bpf_ringbuf_output(&net_events, e, RT_NET_HDR_SIZE, 0) < 0)
 		net_count(RT_NET_CNT_RINGBUF_FULL);
-}
-
-/* sock:sock_send_length / sock_recv_length: the prefix (sk, family, protocol, ret) is fixed. */
-struct rt_tp_sock_length {
-	__u64 common;
-	void *sk;
-	__u16 family;
-	__u16 protocol;
-	int ret;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);   /* struct sock * */
-	__type(value, __u32); /* smoothed RTT last reported, µs */
-} net_rtt_seen SEC(".maps");
-
-static __always_inline void net_rtt(struct rt_tp_sock_length *ctx)
-{
-	if (ctx->protocol != IPPROTO_TCP || ctx->ret <= 0 || !ctx->sk)
-		return;
-	/* a filtered agent keeps no RTT state for other ports' sockets */
-	if (net_filter_ports) {
-		struct sock *sk = (struct sock *)ctx->sk;
-		if (!net_port_wanted(BPF_CORE_READ(sk, __sk_common.skc_num), bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
-			return;
-	}
-	struct tcp_sock *tp = (struct tcp_sock *)ctx->sk;
-	__u32 srtt = BPF_CORE_READ(tp, srtt_us) >> 3;
-	if (srtt == 0)
-		return;
-	__u64 key = (__u64)ctx->sk;
-	__u32 *last = bpf_map_lookup_elem(&net_rtt_seen, &key);
-	if (last) {
-		__u32 d = srtt > *last ? srtt - *last : *last - srtt;
-		if (d * 8 <= *last)
-			return;
-	}
-	bpf_map_update_elem(&net_rtt_seen, &key, &srtt, BPF_ANY);
-	net_health(ctx->sk, RT_NET_RTT, 0, 0);
-}
-
-SEC("tracepoint/sock/sock_send_length")
-int rt_sock_send_length(struct rt_tp_sock_length *ctx)
-{
-	net_rtt(ctx);
-	return 0;
-}
-
-SEC("tracepoint/sock/sock_recv_length")
-int rt_sock_recv_length(struct rt_tp_sock_length *ctx)
-{
-	net_rtt(ctx);
-	return 0;
 }
 
 SEC("tracepoint/tcp/tcp_retransmit_skb")

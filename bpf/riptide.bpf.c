@@ -880,6 +880,9 @@ static __always_inline int on_exit(__u8 sys, long ret)
 	}
 	ev->socket_id = info ? info->socket_id : 0;
 	ev->role = info ? info->role : RT_ROLE_UNKNOWN;
+	/* The RTT as of this syscall from the socket in hand: no tracepoint per data syscall for it. */
+	ev->tcp_srtt_us = a->l4 == IPPROTO_TCP ? RD(struct tcp_sock, sk, srtt_us) >> 3 : 0;
+	ev->_pad_srtt = 0;
 	/* Before the trace state moves on: does this send answer the request the thread read last? */
 	bool answers = dir == RT_DIR_EGRESS && ev->role == RT_ROLE_SERVER && !a->goid && a->trace_id &&
 		       a->trace_last_dir == RT_DIR_INGRESS && a->trace_socket == ev->socket_id;

@@ -86,6 +86,12 @@ struct rt_data_event {
 	 * hand-off tracking is off or none applies. Never replaces syscall_trace_id.
 	 */
 	__u64 handoff_trace_id;
+	/*
+	 * TCP health (issue 19): the connection's smoothed RTT in µs at this syscall's exit, read from the
+	 * socket the exit already holds (tcp_sock.srtt_us >> 3); 0 for UDP or before the first sample.
+	 */
+	__u32 tcp_srtt_us;
+	__u32 _pad_srtt;
 	__u8 payload[];
 };
 

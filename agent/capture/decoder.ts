@@ -196,6 +196,8 @@ export class RecordDecoder {
       tcpSeq: view.getUint32(off + D.tcp_seq.offset, true),
       syscallTraceId: u64(view, off + D.syscall_trace_id.offset),
       handoffTraceId: u64(view, off + D.handoff_trace_id.offset),
+      // Read at the syscall's exit from the socket (0: UDP, or no sample yet); undefined keeps "unknown" out of the output.
+      tcpSrttUs: view.getUint32(off + D.tcp_srtt_us.offset, true) || undefined,
       bytes: view.getUint32(off + D.bytes.offset, true) + view.getInt32(off + D.bytes.offset + 4, true) * 4294967296,
       payload: this.payloadViews ? new Uint8Array(bytes.buffer, bytes.byteOffset + payloadStart, payloadLen) : this.slab.copy(bytes, payloadStart, payloadStart + payloadLen),
     };

@@ -373,9 +373,8 @@ export interface NetProbe {
   /** Loading the network object and its TCP health tracepoints: null when it worked. */
   loadError: string | null;
   loadMs: number;
-  /** TCP health: retransmit/state tracepoints attached; whether the RTT is read at data syscalls. */
+  /** TCP health: retransmit/state tracepoints attached. */
   tcpHealth: boolean;
-  rttAtSyscalls: boolean;
   /** TC on `lo`: how it attached ('tcx' or 'clsact'), or why it did not. */
   tc: { ok: true; mode: string } | { ok: false; reason: string } | null;
   /** Interfaces the default pattern (`veth`) matches now. */
@@ -387,7 +386,7 @@ export interface NetProbe {
  * port (0), attaches ingress/egress to `lo` for a moment and detaches: nothing is copied.
  */
 export function probeNetCapture(pattern: InterfacePattern): NetProbe {
-  const out: NetProbe = { loadError: null, loadMs: 0, tcpHealth: false, rttAtSyscalls: false, tc: null, defaultMatches: [] };
+  const out: NetProbe = { loadError: null, loadMs: 0, tcpHealth: false, tc: null, defaultMatches: [] };
   let all: NetInterface[] = [];
   try {
     all = listInterfaces();
@@ -407,7 +406,6 @@ export function probeNetCapture(pattern: InterfacePattern): NetProbe {
   out.loadMs = performance.now() - t0;
   try {
     out.tcpHealth = program.tcpHealth;
-    out.rttAtSyscalls = program.rttAtSyscalls;
     const lo = all.find((i) => i.name === 'lo');
     if (!lo) out.tc = { ok: false, reason: 'no lo interface to try on' };
     else {

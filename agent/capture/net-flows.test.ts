@@ -55,6 +55,21 @@ describe('TcpHealth', () => {
     h.annotate(other);
     expect(other.tcpRetransmits).toBeUndefined();
   });
+  it('keeps no state for connections that never retransmit, and never overrides the RTT a capture record carries', () => {
+    const h = new TcpHealth();
+    // a connect finishing and an established connection: no entry, messages pass untouched
+    expect(h.onEvent(ev({ kind: 'state', oldState: 2, newState: 1, srttUs: 90 }))).toBe(false);
+    const quiet = { l4: 'tcp', localIp: '10.0.0.2', localPort: 40000, remoteIp: '10.0.0.1', remotePort: 80 } as CapturedMessage;
+    h.annotate(quiet);
+    expect(quiet.tcpSrttUs).toBeUndefined();
+    expect(quiet.tcpRetransmits).toBeUndefined();
+    // after a retransmit: the count is told, but the record's own (fresher) RTT stays
+    h.onEvent(ev({ srttUs: 400 }));
+    const m = { ...quiet, tcpSrttUs: 250 } as CapturedMessage;
+    h.annotate(m);
+    expect(m.tcpRetransmits).toBe(1);
+    expect(m.tcpSrttUs).toBe(250);
+  });
   it('reports SYN_SENT -> CLOSE as a failed connect', () => {
     const h = new TcpHealth();
     expect(h.onEvent(ev({ kind: 'state', oldState: 2, newState: 7 }))).toBe(true);

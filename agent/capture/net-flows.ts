@@ -230,6 +230,9 @@ export class TcpHealth {
     }
     let c = this.conns.get(k);
     if (!c) {
+      // Only a retransmit opens an entry: the RTT of a message comes with its own capture record
+      // (read at the syscall), so connections that never retransmit cost annotate() nothing.
+      if (e.kind !== 'retransmit') return false;
       if (this.conns.size >= this.maxConns) this.conns.clear();
       c = { retransmits: 0, reported: 0, srttUs: 0, seenMs: nowMs };
       this.conns.set(k, c);
@@ -252,7 +255,8 @@ export class TcpHealth {
     if (!c) return;
     if (c.retransmits > c.reported) m.tcpRetransmits = c.retransmits - c.reported;
     c.reported = c.retransmits;
-    if (c.srttUs > 0) m.tcpSrttUs = c.srttUs;
+    // The capture record's own RTT (read at this syscall) is fresher than a connect's or a retransmit's.
+    if (c.srttUs > 0 && m.tcpSrttUs === undefined) m.tcpSrttUs = c.srttUs;
   }
 
   expire(nowMs = Date.now(), idleMs = 60_000): void {

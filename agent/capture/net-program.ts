@@ -218,20 +218,7 @@ export class NetProgram implements Disposable {
       if (link === null || link === 0n) throw new Error(`attaching ${name} failed: ${errnoText()}`);
       this.tracepointLinks.push(link);
     }
-    // RTT at data syscalls: sock:sock_{send,recv}_length exist from 6.3; without them the RTT
-    // comes from connects, retransmits and connection ends only.
-    for (const name of ['rt_sock_send_length', 'rt_sock_recv_length']) {
-      const link = this.lib.program_attach(this.program(name));
-      if (link === null || link === 0n) {
-        this.rttAtSyscalls = false;
-        continue;
-      }
-      this.tracepointLinks.push(link);
-    }
   }
-
-  /** Whether the RTT is read at data syscalls (sock:sock_*_length attached). */
-  rttAtSyscalls = true;
 
   /** Whether the TCP health tracepoints are attached. */
   get tcpHealth(): boolean {

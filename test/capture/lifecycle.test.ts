@@ -23,14 +23,14 @@ describe('agent lifecycle', () => {
       const agent = await startAgent(['--filter-port', String(await freePort())], 30_000, { tls: true });
       const held = bpfObjectsOf(agent.proc.pid!);
       // 27 programs: ten syscalls × enter/exit, connect × 2, accept, accept4, close, exec, exit;
-      // and network capture's 6, on by default (TC ingress/egress, 4 TCP health tracepoints).
-      expect(held.progs.length).toBeGreaterThanOrEqual(27 + 6);
+      // and network capture's 4, on by default (TC ingress/egress, 2 TCP health tracepoints).
+      expect(held.progs.length).toBeGreaterThanOrEqual(27 + 4);
       // 27 tracepoint links, plus the TLS uprobes: entry and return of 4 functions per OpenSSL
       // library file (at least the system libssl and the node binary), and for any Go executable
       // with crypto/tls that runs on the host an entry and one probe per RET instruction (no fixed
       // parity, so only the lower bound is checked).
-      // Plus the 4 TCP health tracepoint links (and a tcx link per host-side veth end, if any).
-      expect(held.links.length).toBeGreaterThanOrEqual(27 + 4 + 2 * 8);
+      // Plus the 2 TCP health tracepoint links (and a tcx link per host-side veth end, if any).
+      expect(held.links.length).toBeGreaterThanOrEqual(27 + 2 + 2 * 8);
       const progIds = held.progs;
       expect(progIds.every((id) => bpfExists('prog', id))).toBe(true);
       const code = await agent.stop(signal);

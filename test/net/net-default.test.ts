@@ -183,7 +183,7 @@ describe.skipIf(missing.length > 0)('network capture by default (issue 19)', () 
     expect(held).not.toContain(ifindex(uplinkIf));
     if (fs.existsSync('/sys/class/net/eth0')) expect(held).not.toContain(ifindex('eth0'));
     // the network object is loaded, TCP health tracepoints included
-    expect(progNames(shipping!.pid!).filter((n) => NET_PROGRAM.test(n)).sort()).toEqual(['rt_net_egress', 'rt_net_ingress', 'rt_sock_recv_length', 'rt_sock_send_length', 'rt_tcp_retransmit', 'rt_tcp_set_state']);
+    expect(progNames(shipping!.pid!).filter((n) => NET_PROGRAM.test(n)).sort()).toEqual(['rt_net_egress', 'rt_net_ingress', 'rt_tcp_retransmit', 'rt_tcp_set_state']);
   });
 
   it('records network spans at both host-side ends for its port, and nothing of a port it was not asked for', async () => {
@@ -294,7 +294,9 @@ describe.skipIf(missing.length > 0)('network capture by default (issue 19)', () 
         });
         a.once('exit', (code) => reject(new Error(`agent exited ${code}: ${err}`)));
       });
-      const lines = err.trim().split('\n');
+      // Drop notices about other processes on the machine (a stripped Go binary another test runs)
+      // are not about the network object; everything else must be exactly these two lines.
+      const lines = err.trim().split('\n').filter((l) => !l.startsWith('riptide: capture: '));
       expect(lines, err).toHaveLength(2); // the refusal, then the start-up line: no libbpf chatter
       expect(lines[0]).toMatch(/^riptide agent: no network spans: TC programs cannot run here \(.*EPERM.*\); TCP health stays on$/);
       expect(lines[1]).toMatch(/no network spans \(TC refused\), TCP health on/);

@@ -30,7 +30,7 @@ const command: Command = {
     if (net.loadError) process.stdout.write(`no    network object: ${net.loadError} (the agent runs without network spans and TCP health)\n`);
     else {
       process.stdout.write(`yes   network object: loads (${net.loadMs.toFixed(0)} ms with its tracepoints)\n`);
-      process.stdout.write(`${net.tcpHealth ? 'yes ' : 'no  '}  TCP health: tcp:tcp_retransmit_skb, sock:inet_sock_set_state${net.rttAtSyscalls ? ', RTT at data syscalls (sock:sock_send/recv_length)' : '; RTT from connects and connection ends only (no sock:sock_send/recv_length)'}\n`);
+      process.stdout.write(`${net.tcpHealth ? 'yes ' : 'no  '}  TCP health: tcp:tcp_retransmit_skb, sock:inet_sock_set_state; RTT read at data syscalls by the capture program\n`);
       const tc = net.tc;
       process.stdout.write(tc?.ok ? `yes   TC attach: ${tc.mode} (tried on lo, detached)\n` : `no    TC attach: ${tc?.reason ?? 'not tried'} (the agent runs without network spans, says so in one line)\n`);
     }
