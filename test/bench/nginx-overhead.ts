@@ -128,6 +128,11 @@ async function main(): Promise<void> {
             server { listen 127.0.0.1:${port}; root ${dir}; location / { } } }`,
   );
   const nginx = spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
+  // A mode that fails (an agent or a capture load that throws) ends the run: do not leave nginx
+  // serving behind it (SIGTERM: the master stops its worker too).
+  process.once('exit', () => {
+    if (nginx.exitCode === null && nginx.signalCode === null) nginx.kill('SIGTERM');
+  });
   await new Promise((r) => setTimeout(r, 500));
   wrk(port); // warm up
 
