@@ -21,7 +21,7 @@ import { descriptorFor } from '../../agent/protocols/descriptors.ts';
 import type { ProtocolDescriptor } from '../../agent/protocols/parser.ts';
 import { placeNetHops, withoutNetSpans } from './net-hops.ts';
 import { timingLinks } from './timing.ts';
-import { idTokens } from './links.ts';
+import { answered, idTokens, inside } from './links.ts';
 import type { Link, ParentRule } from './links.ts';
 
 export { idTokens };
@@ -341,16 +341,6 @@ function sameProtocol(a: string, b: string, of = descriptorFor): boolean {
   return d !== undefined && d === of(b);
 }
 
-/** A client span without a response (timeout) has end == start: only its start can be checked. */
-function answered(s: AsmSpan): boolean {
-  return s.end_time_us > s.start_time_us;
-}
-
-/** `c` lies within `s` in time (the client call happened while the server was serving). */
-function inside(c: AsmSpan, s: AsmSpan): boolean {
-  if (c.start_time_us < s.start_time_us) return false;
-  return answered(c) ? c.end_time_us <= s.end_time_us : c.start_time_us <= s.end_time_us;
-}
 
 /**
  * The confidence of a `handoff` link made while other open requests of the process had to be

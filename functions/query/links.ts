@@ -1,7 +1,8 @@
 /**
- * What a parent link is, shared by trace assembly (assemble.ts) and the rules that live in modules of
- * their own (timing.ts), so that those modules need not import assemble.ts back.
+ * What a parent link is, and the time tests every rule uses, shared by trace assembly (assemble.ts)
+ * and the modules it calls (timing.ts, net-hops.ts), so that those need not import assemble.ts back.
  */
+import type { AsmSpan } from './span.ts';
 
 export type ParentRule =
   | 'tcp_seq'
@@ -40,4 +41,15 @@ export function idTokens(resource: string | undefined): string[] {
     if ((digits >= 2 || (digits >= 1 && t.length >= 8)) && !out.includes(t)) out.push(t);
   }
   return out;
+}
+
+/** A client span without a response (timeout) has end == start: only its start can be checked. */
+export function answered(s: AsmSpan): boolean {
+  return s.end_time_us > s.start_time_us;
+}
+
+/** `c` lies within `s` in time (the client call happened while the server was serving). */
+export function inside(c: AsmSpan, s: AsmSpan): boolean {
+  if (c.start_time_us < s.start_time_us) return false;
+  return answered(c) ? c.end_time_us <= s.end_time_us : c.start_time_us <= s.end_time_us;
 }

@@ -16,6 +16,7 @@
 import type { AsmSpan } from './span.ts';
 import { descriptorFor } from '../../agent/protocols/descriptors.ts';
 import type { ProtocolDescriptor } from '../../agent/protocols/parser.ts';
+import type { Link } from './links.ts';
 
 export const isNetSpan = (s: AsmSpan): boolean => (s.signal_source as string) === 'net';
 
@@ -34,12 +35,6 @@ export interface NetHopOptions {
   descriptorOf?: (l7Protocol: string) => ProtocolDescriptor | undefined;
 }
 
-/** assemble.ts's Link, structurally (this module is imported by it, so it does not import it back). */
-interface LinkLike {
-  parent: string;
-  rule: string;
-  confidence: number;
-}
 
 type DescriptorOf = (l7Protocol: string) => ProtocolDescriptor | undefined;
 
@@ -57,7 +52,7 @@ function seqs(s: AsmSpan, of: DescriptorOf): number[] {
  * Adds the links of the network spans in `spans` to `links` (made by the process rules without
  * them) and moves each server span below the last network span of its exchange. Returns `links`.
  */
-export function placeNetHops<T extends AsmSpan, L extends LinkLike>(spans: readonly T[], links: Map<string, L>, o: NetHopOptions): Map<string, L> {
+export function placeNetHops<T extends AsmSpan, L extends Link>(spans: readonly T[], links: Map<string, L>, o: NetHopOptions): Map<string, L> {
   const conf = o.confidence;
   const of = o.descriptorOf ?? descriptorFor;
   const hop = (parent: string): L => ({ parent, rule: 'net_hop', confidence: conf }) as L;

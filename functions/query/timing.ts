@@ -29,7 +29,7 @@
  * the count).
  */
 import type { AsmSpan } from './span.ts';
-import { idTokens } from './links.ts';
+import { idTokens, inside } from './links.ts';
 import type { Link, ParentRule } from './links.ts';
 
 /** Links the timing model learns from: evidence that names the request, not a guess by time. */
@@ -72,8 +72,6 @@ export interface ShapeModel {
   once: boolean;
 }
 
-const inside = (c: AsmSpan, s: AsmSpan): boolean => c.start_time_us >= s.start_time_us && (c.end_time_us > c.start_time_us ? c.end_time_us <= s.end_time_us : c.start_time_us <= s.end_time_us);
-
 /**
  * The timing links of a complete sample: per call span id, the link (rule `timing`, confidence
  * `confidence`). `base` are the links the other rules made on the same sample. `models` (optional)
@@ -90,13 +88,20 @@ export function timingLinks<T extends AsmSpan>(sample: TimingSample<T>, base: Re
     if (!t) threads.set(k, (t = { servers: [], calls: new Map() }));
     if (s.side === 'server') t.servers.push(s);
     else {
-      const shape = `${s.l7_protocol} :${s.server_port} ${resourceShape(s.request_resource)}`;
+      const shape = endpointOf(s); // a call's shape: its destination's protocol, port and resource shape
       const l = t.calls.get(shape);
       if (l) l.push(s);
       else t.calls.set(shape, [s]);
     }
   }
   const byStart = (a: T, b: T): number => a.start_time_us - b.start_time_us || (a.span_id < b.span_id ? -1 : 1);
+  // Each server span's endpoint is asked for once per linked call and per endpoint: shape it once.
+  const endpoints = new Map<T, string>();
+  const ep = (s: T): string => {
+    let e = endpoints.get(s);
+    if (e === undefined) endpoints.set(s, (e = endpointOf(s)));
+    return e;
+  };
   for (const t of threads.values()) {
     t.servers.sort(byStart);
     // Linked calls whose parent is a request read by this thread.
@@ -117,14 +122,14 @@ export function timingLinks<T extends AsmSpan>(sample: TimingSample<T>, base: Re
       const linkedAll = all.filter((c) => parentOf(c));
       // Per caller endpoint: a handler that calls right after its request was read sends in read
       // order; one that calls after another call's reply (the second of a sequence) does not.
-      for (const endpoint of new Set(linkedAll.map((c) => endpointOf(parentOf(c) as T)))) {
-        const linked = linkedAll.filter((c) => endpointOf(parentOf(c) as T) === endpoint);
+      for (const endpoint of new Set(linkedAll.map((c) => ep(parentOf(c) as T)))) {
+        const linked = linkedAll.filter((c) => ep(parentOf(c) as T) === endpoint);
         const exact = linked.filter((c) => TIMING_ANCHOR_RULES.has((base.get(c.span_id) as Link).rule));
         // FIFO: parents in order of request read (a request's own calls share it).
         let fifo = true;
         for (let i = 1; i < linked.length; i++) if ((parentOf(linked[i]) as T).start_time_us < (parentOf(linked[i - 1]) as T).start_time_us) fifo = false;
         const pooled = exact.map((c) => c.start_time_us - (parentOf(c) as T).start_time_us);
-        const requests = t.servers.filter((s) => endpointOf(s) === endpoint);
+        const requests = t.servers.filter((s) => ep(s) === endpoint);
         for (const shape of shapes) {
           const calls = (t.calls.get(shape) as T[]).sort(byStart);
           const inShape = new Set(calls);

@@ -63,12 +63,12 @@ export function canonicalDescriptor(d: unknown): ProtocolDescriptor | null {
 }
 
 /**
- * What of a plugin's descriptor may be stored and served: null when its name is a built-in
- * protocol's (or a built-in alias), else the descriptor without aliases that are built-in names.
+ * What of a plugin's descriptor (already {@link canonicalDescriptor}) may be stored and served: null
+ * when its name is a built-in protocol's (or a built-in alias), else the descriptor without aliases
+ * that are built-in names.
  */
-export function pluginDescriptor(d: ProtocolDescriptor): ProtocolDescriptor | null {
-  const c = canonicalDescriptor(d);
-  if (c === null || descriptorFor(c.name) !== undefined) return null;
+export function pluginDescriptor(c: ProtocolDescriptor): ProtocolDescriptor | null {
+  if (descriptorFor(c.name) !== undefined) return null;
   const aliases = c.aliases.filter((a) => descriptorFor(a) === undefined);
   return aliases.length === c.aliases.length ? c : { ...c, aliases };
 }
